@@ -1,0 +1,77 @@
+//! The command line (clap definitions only; `main.rs` acts on them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Watches logs and tells people on DingTalk when something goes wrong.
+#[derive(Debug, Parser)]
+#[command(name = "dingtail", version, about, propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read logs, match rules, send batched alerts (the main job).
+    Run(RunArgs),
+    /// Validate the config: exit 0 with a summary, or 2 with every problem found.
+    Check(ConfigArg),
+    /// Show which lines match which rules, and how often; sends nothing.
+    Test(TestArgs),
+    /// Send one text message now and print DingTalk's answer.
+    Send(SendArgs),
+}
+
+/// Where the config comes from.
+#[derive(Debug, Clone, Args)]
+pub struct ConfigArg {
+    /// Config file [default: $DINGTAIL_CONFIG, then ./dingtail.yaml, then the built-in rules].
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `dingtail run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The config file option.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Print each message as a JSON line instead of sending it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Copy every input line, unchanged, to stdout.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub tee: bool,
+    /// After input ends or a signal, time allowed to deliver what is pending (beyond waiting
+    /// for the robot's rate limit).
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
+}
+
+/// `dingtail test`.
+#[derive(Debug, Args)]
+pub struct TestArgs {
+    /// The config file option.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Log file to read [default: stdin].
+    pub path: Option<PathBuf>,
+}
+
+/// `dingtail send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The config file option.
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// Robot to send to [default: defaults.robot, or the only robot].
+    #[arg(long, value_name = "NAME")]
+    pub robot: Option<String>,
+    /// The message text.
+    pub text: String,
+}

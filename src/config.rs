@@ -1,0 +1,772 @@
+//! The YAML configuration: a raw schema that mirrors the file, and a checked form the rest of the
+//! program uses.
+//!
+//! Loading is two steps, as in Vector: serde fills the raw structs (unknown fields are errors, and
+//! every value that can be wrong keeps its line and column through [`Spanned`]); then [`check`]
+//! turns them into a [`Config`], collecting *every* problem it finds instead of stopping at the first,
+//! so `dingtail check` can list them all at once, each naming file, line, column, rule and field.
+//!
+//! `${VAR}` is expanded from the environment in robot fields only (where tokens and secrets live).
+//! An unset variable is an error that names the variable, never the value of anything around it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::rules::{Rule, RuleSpec};
+use crate::secret::Secret;
+
+/// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
+pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
+
+/// Where the built-in rules are said to come from in messages and errors.
+pub const BUILTIN_NAME: &str = "<built-in rules/default.yaml>";
+
+/// Index of a robot in [`Config::robots`].
+pub type RobotId = usize;
+
+/// How many messages a robot accepts per period (DingTalk: 20 a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Messages allowed in any sliding window of `per`.
+    pub count: u32,
+    /// Length of the window.
+    pub per: Duration,
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate {
+            count: 20,
+            per: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}/{}",
+            self.count,
+            humantime::format_duration(self.per)
+        )
+    }
+}
+
+/// A DingTalk group robot, checked. The webhook (it carries the access token) and the signing
+/// secret are [`Secret`]s, so no `Debug`, log line or error can print them.
+#[derive(Debug, Clone)]
+pub struct RobotConfig {
+    /// The name the config gives it; used in messages to the operator.
+    pub name: String,
+    /// Full webhook URL including `access_token`; never contains `timestamp`/`sign`.
+    pub webhook: Secret,
+    /// The `SEC…` signing secret, when the robot uses 加签.
+    pub secret: Option<Secret>,
+    /// A security keyword that every message must contain.
+    pub keyword: Option<String>,
+    /// The robot's rate limit.
+    pub rate: Rate,
+}
+
+/// The whole configuration, checked: robots, rules and global settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from (or [`BUILTIN_NAME`]), for messages.
+    pub origin: String,
+    /// Robots by [`RobotId`], sorted by name.
+    pub robots: Vec<RobotConfig>,
+    /// Rules in file order; a rule's index is its `RuleId`.
+    pub rules: Vec<Rule>,
+    /// `defaults.robot`, or the only robot.
+    pub default_robot: Option<RobotId>,
+    /// Lines longer than this are matched and quoted on their first `max_line_bytes` bytes.
+    pub max_line_bytes: usize,
+}
+
+impl Config {
+    /// Finds a robot by name.
+    pub fn robot_id(&self, name: &str) -> Option<RobotId> {
+        self.robots.iter().position(|r| r.name == name)
+    }
+
+    /// Parses and checks the built-in rules (which must always be valid: a test makes sure).
+    pub fn builtin() -> Config {
+        parse_str(DEFAULT_RULES, BUILTIN_NAME, &|_| None)
+            .expect("the built-in rules/default.yaml is valid")
+    }
+}
+
+/// One thing wrong with a config file, located as precisely as the YAML allows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// File name as given by the user.
+    pub file: String,
+    /// 1-based line, 0 when unknown.
+    pub line: u64,
+    /// 1-based column, 0 when unknown.
+    pub column: u64,
+    /// Where in the config: `rule 'nginx-5xx', field 'match'`, `robot 'ops', field 'secret'`.
+    pub context: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if self.line > 0 {
+            write!(f, ":{}:{}", self.line, self.column)?;
+        }
+        if self.context.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.context, self.message)
+        }
+    }
+}
+
+/// Why a configuration could not be loaded. The caller branches on it only to pick the exit
+/// status (all are usage errors, 2), but `Invalid` carries the list `dingtail check` prints.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The path as given.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file was read but is wrong; every problem found is listed.
+    #[error("{}", display_problems(.0))]
+    Invalid(Vec<Problem>),
+}
+
+fn display_problems(problems: &[Problem]) -> String {
+    let lines: Vec<String> = problems.iter().map(Problem::to_string).collect();
+    lines.join("\n")
+}
+
+/// Reads and checks a config file, expanding `${VAR}` from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    parse_str(&text, &path.display().to_string(), &|name| {
+        std::env::var(name).ok()
+    })
+}
+
+/// Parses and checks YAML text; `origin` names it in errors and `env` resolves `${VAR}`.
+///
+/// This is the one function that knows which YAML library is used.
+pub fn parse_str(
+    text: &str,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
+        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+        ConfigError::Invalid(vec![Problem {
+            file: origin.to_owned(),
+            line,
+            column,
+            context: String::new(),
+            message: first_line(&e.without_snippet().to_string()),
+        }])
+    })?;
+    check(raw, origin, env)
+}
+
+/// serde-saphyr's message repeats the location on its first line; keep only the message.
+fn first_line(message: &str) -> String {
+    let line = message.lines().next().unwrap_or(message).trim();
+    // "... at line 3 column 5" is redundant next to our "file:3:5:" prefix.
+    match line.rfind(" at line ") {
+        Some(i) => line[..i].to_owned(),
+        None => line.to_owned(),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw schema: what the YAML file says, field for field.
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    robots: BTreeMap<String, Spanned<RawRobot>>,
+    #[serde(default)]
+    defaults: Option<RawDefaults>,
+    #[serde(default)]
+    rules: Vec<Spanned<RawRule>>,
+    #[serde(default)]
+    max_line_bytes: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRobot {
+    webhook: Spanned<String>,
+    #[serde(default)]
+    secret: Option<Spanned<String>>,
+    #[serde(default)]
+    keyword: Option<Spanned<String>>,
+    #[serde(default)]
+    rate: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    #[serde(default)]
+    robot: Option<Spanned<String>>,
+    #[serde(default)]
+    window: Option<Spanned<String>>,
+    #[serde(default)]
+    max_lines: Option<Spanned<usize>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    name: Spanned<String>,
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    #[serde(default)]
+    exclude: Vec<Spanned<String>>,
+    #[serde(default)]
+    window: Option<Spanned<String>>,
+    #[serde(default)]
+    max_lines: Option<Spanned<usize>>,
+    #[serde(default)]
+    robot: Option<Spanned<String>>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checking: raw → Config, gathering every problem.
+
+/// Default window when neither the rule nor `defaults` sets one.
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
+/// Default number of lines quoted per message.
+pub const DEFAULT_MAX_LINES: usize = 20;
+/// Default cut-off for very long lines.
+pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+/// Longest rule name accepted: the name goes into every message header.
+const MAX_RULE_NAME: usize = 100;
+
+struct Checker<'a> {
+    origin: &'a str,
+    problems: Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn problem<T>(&mut self, at: &Spanned<T>, context: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.origin.to_owned(),
+            line: at.referenced.line(),
+            column: at.referenced.column(),
+            context: context.into(),
+            message: message.into(),
+        });
+    }
+
+    fn duration(&mut self, raw: &Spanned<String>, context: &str) -> Option<Duration> {
+        match humantime::parse_duration(raw.value.trim()) {
+            Ok(d) if !d.is_zero() => Some(d),
+            Ok(_) => {
+                self.problem(raw, context, "must be longer than zero");
+                None
+            }
+            Err(e) => {
+                self.problem(
+                    raw,
+                    context,
+                    format!("`{}` is not a duration ({e}); write e.g. 500ms, 10s, 5m", raw.value),
+                );
+                None
+            }
+        }
+    }
+
+    fn max_lines(&mut self, raw: &Spanned<usize>, context: &str) -> Option<usize> {
+        if raw.value == 0 || raw.value > 1000 {
+            self.problem(raw, context, "must be between 1 and 1000");
+            return None;
+        }
+        Some(raw.value)
+    }
+}
+
+fn check(
+    raw: RawConfig,
+    origin: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        origin,
+        problems: Vec::new(),
+    };
+
+    let mut robots = Vec::new();
+    for (name, robot) in &raw.robots {
+        if let Some(r) = check_robot(&mut c, name, robot, env) {
+            robots.push(r);
+        }
+    }
+    let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
+    let find_robot = |c: &mut Checker, raw: &Spanned<String>, context: &str| {
+        let found = robot_names.iter().position(|n| *n == raw.value);
+        if found.is_none() {
+            let known = if robot_names.is_empty() {
+                "no robots are defined".to_owned()
+            } else {
+                format!("robots are: {}", robot_names.join(", "))
+            };
+            c.problem(raw, context, format!("unknown robot `{}` ({known})", raw.value));
+        }
+        found
+    };
+
+    let defaults = raw.defaults.as_ref();
+    let default_robot = match defaults.and_then(|d| d.robot.as_ref()) {
+        Some(r) => find_robot(&mut c, r, "defaults, field 'robot'"),
+        // One robot and no default: it is the default.
+        None if robot_names.len() == 1 => Some(0),
+        None => None,
+    };
+    let default_window = defaults
+        .and_then(|d| d.window.as_ref())
+        .and_then(|w| c.duration(w, "defaults, field 'window'"))
+        .unwrap_or(DEFAULT_WINDOW);
+    let default_max_lines = defaults
+        .and_then(|d| d.max_lines.as_ref())
+        .and_then(|m| c.max_lines(m, "defaults, field 'max_lines'"))
+        .unwrap_or(DEFAULT_MAX_LINES);
+    let max_line_bytes = match &raw.max_line_bytes {
+        Some(m) if m.value < 256 || m.value > 16 * 1024 * 1024 => {
+            c.problem(m, "field 'max_line_bytes'", "must be between 256 and 16777216");
+            DEFAULT_MAX_LINE_BYTES
+        }
+        Some(m) => m.value,
+        None => DEFAULT_MAX_LINE_BYTES,
+    };
+
+    let mut names = HashSet::new();
+    let mut rules = Vec::new();
+    for spanned in &raw.rules {
+        let rule = &spanned.value;
+        let name = rule.name.value.trim().to_owned();
+        let ctx = |field: &str| format!("rule '{name}', field '{field}'");
+        if name.is_empty() || name.chars().count() > MAX_RULE_NAME || name.contains(['\n', '\r'])
+        {
+            c.problem(
+                &rule.name,
+                ctx("name"),
+                format!("a rule name is one line of 1 to {MAX_RULE_NAME} characters"),
+            );
+        } else if !names.insert(name.clone()) {
+            c.problem(&rule.name, ctx("name"), "another rule has the same name");
+        }
+        let window = match &rule.window {
+            Some(w) => c.duration(w, &ctx("window")),
+            None => Some(default_window),
+        };
+        let max_lines = match &rule.max_lines {
+            Some(m) => c.max_lines(m, &ctx("max_lines")),
+            None => Some(default_max_lines),
+        };
+        let robot = match &rule.robot {
+            Some(r) => find_robot(&mut c, r, &ctx("robot")),
+            None => default_robot,
+        };
+        if robot.is_none() && rule.robot.is_none() && robot_names.len() > 1 {
+            c.problem(
+                &rule.name,
+                ctx("robot"),
+                "several robots are defined: name one here or in defaults.robot",
+            );
+        }
+        let spec = RuleSpec {
+            name: name.clone(),
+            pattern: rule.pattern.value.clone(),
+            exclude: rule.exclude.iter().map(|e| e.value.clone()).collect(),
+            window: window.unwrap_or(default_window),
+            max_lines: max_lines.unwrap_or(default_max_lines),
+            robot,
+        };
+        match Rule::compile(spec) {
+            Ok(r) => rules.push(r),
+            Err(e) => {
+                let at = match e.exclude_index {
+                    Some(i) => &rule.exclude[i],
+                    None => &rule.pattern,
+                };
+                let field = if e.exclude_index.is_some() { "exclude" } else { "match" };
+                c.problem(at, ctx(field), e.message);
+            }
+        }
+    }
+
+    if c.problems.is_empty() {
+        Ok(Config {
+            origin: origin.to_owned(),
+            robots,
+            rules,
+            default_robot,
+            max_line_bytes,
+        })
+    } else {
+        Err(ConfigError::Invalid(c.problems))
+    }
+}
+
+fn check_robot(
+    c: &mut Checker,
+    name: &str,
+    raw: &Spanned<RawRobot>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<RobotConfig> {
+    let robot = &raw.value;
+    let ctx = |field: &str| format!("robot '{name}', field '{field}'");
+    let mut ok = true;
+    let expand = |c: &mut Checker, field: &str, value: &Spanned<String>| -> Option<String> {
+        match expand_env(&value.value, env) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                c.problem(value, ctx(field), e);
+                None
+            }
+        }
+    };
+    let webhook = expand(c, "webhook", &robot.webhook);
+    let secret = robot.secret.as_ref().map(|s| (s, expand(c, "secret", s)));
+    let keyword = robot.keyword.as_ref().map(|k| (k, expand(c, "keyword", k)));
+
+    if let Some(url) = &webhook {
+        if let Err(message) = check_webhook(url) {
+            c.problem(&robot.webhook, ctx("webhook"), message);
+            ok = false;
+        }
+    } else {
+        ok = false;
+    }
+    let secret = match secret {
+        None => None,
+        Some((_, None)) => {
+            ok = false;
+            None
+        }
+        Some((at, Some(s))) => {
+            let s = s.trim().to_owned();
+            if s.is_empty() {
+                c.problem(at, ctx("secret"), "is empty; omit it when the robot does not sign");
+                ok = false;
+            } else if !s.starts_with("SEC") {
+                // DingTalk secrets always start with SEC; anything else is a paste error, and
+                // catching it here beats a "sign not match" at 3 a.m.
+                c.problem(
+                    at,
+                    ctx("secret"),
+                    "does not start with SEC: copy the whole secret shown under 加签",
+                );
+                ok = false;
+            }
+            Some(Secret::new(s))
+        }
+    };
+    let keyword = match keyword {
+        None => None,
+        Some((_, None)) => {
+            ok = false;
+            None
+        }
+        Some((at, Some(k))) if k.trim().is_empty() => {
+            c.problem(at, ctx("keyword"), "is empty");
+            ok = false;
+            None
+        }
+        Some((_, Some(k))) => Some(k.trim().to_owned()),
+    };
+    let rate = match &robot.rate {
+        None => Rate::default(),
+        Some(r) => match parse_rate(&r.value) {
+            Ok(rate) => rate,
+            Err(e) => {
+                c.problem(r, ctx("rate"), e);
+                ok = false;
+                Rate::default()
+            }
+        },
+    };
+    if !ok {
+        return None;
+    }
+    Some(RobotConfig {
+        name: name.to_owned(),
+        webhook: Secret::new(webhook?),
+        secret,
+        keyword,
+        rate,
+    })
+}
+
+/// The webhook must be an http(s) URL with an `access_token` and without `timestamp`/`sign`
+/// (those are added afresh to every request; a stored one would expire within the hour).
+/// Errors never quote the URL: it holds the token.
+fn check_webhook(url: &str) -> Result<(), String> {
+    let parsed =
+        url::Url::parse(url.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err("must be an http:// or https:// URL".to_owned());
+    }
+    let keys: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
+    match keys.iter().filter(|k| *k == "access_token").count() {
+        0 => return Err("has no access_token=… query parameter".to_owned()),
+        1 => {}
+        _ => return Err("has access_token twice".to_owned()),
+    }
+    if keys.iter().any(|k| k == "timestamp" || k == "sign") {
+        return Err(
+            "contains timestamp/sign: give the plain webhook and the secret; dingtail signs each request"
+                .to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Parses `20/min`, `5/10s`, `1/s`, `100/hour`.
+pub fn parse_rate(text: &str) -> Result<Rate, String> {
+    let bad = || format!("`{text}` is not a rate; write e.g. 20/min or 5/10s");
+    let (count, per) = text.trim().split_once('/').ok_or_else(bad)?;
+    let count: u32 = count.trim().parse().map_err(|_| bad())?;
+    let per = per.trim();
+    let per = match per {
+        "s" | "sec" | "second" => Duration::from_secs(1),
+        "m" | "min" | "minute" => Duration::from_secs(60),
+        "h" | "hour" => Duration::from_secs(3600),
+        other => humantime::parse_duration(other).map_err(|_| bad())?,
+    };
+    if count == 0 || per.is_zero() {
+        return Err(format!("`{text}` allows nothing; the count and period must be above zero"));
+    }
+    Ok(Rate { count, per })
+}
+
+/// Expands `${VAR}` (and `$$` to a literal `$`). The error names the variable only.
+pub fn expand_env(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body
+                .find('}')
+                .ok_or_else(|| "has `${` without a closing `}`".to_owned())?;
+            let name = &body[..end];
+            let valid = !name.is_empty()
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !valid {
+                return Err(format!("`${{{name}}}` is not a valid variable name"));
+            }
+            match env(name) {
+                Some(v) => out.push_str(&v),
+                None => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "TOKEN" => Some("t0k3n".into()),
+            "SECRET" => Some("SECabc".into()),
+            _ => None,
+        }
+    }
+
+    fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        parse_str(text, "rules.yaml", &env).map_err(|e| match e {
+            ConfigError::Invalid(p) => p,
+            other => panic!("{other}"),
+        })
+    }
+
+    const GOOD: &str = r#"
+robots:
+  ops:
+    webhook: "http://127.0.0.1:1/robot/send?access_token=${TOKEN}"
+    secret: "${SECRET}"
+    keyword: 告警
+    rate: 5/10s
+defaults:
+  window: 2s
+  max_lines: 3
+rules:
+  - name: five
+    match: '" 5\d\d '
+    exclude: ['/healthz']
+  - name: err
+    match: ERROR
+    window: 500ms
+"#;
+
+    #[test]
+    fn a_good_config_is_checked_into_robots_and_rules() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.robots.len(), 1);
+        let ops = &c.robots[0];
+        assert_eq!(ops.webhook.expose(), "http://127.0.0.1:1/robot/send?access_token=t0k3n");
+        assert_eq!(ops.secret.as_ref().unwrap().expose(), "SECabc");
+        assert_eq!(ops.keyword.as_deref(), Some("告警"));
+        assert_eq!(ops.rate, Rate { count: 5, per: Duration::from_secs(10) });
+        assert_eq!(c.rules[0].window, Duration::from_secs(2));
+        assert_eq!(c.rules[0].max_lines, 3);
+        assert_eq!(c.rules[1].window, Duration::from_millis(500));
+        assert_eq!(c.rules[1].robot, Some(0));
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = parse(GOOD).unwrap();
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("t0k3n"), "{debug}");
+        assert!(!debug.contains("SECabc"), "{debug}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_line_rule_and_field() {
+        let text = r#"robots:
+  ops:
+    webhook: "http://127.0.0.1:1/robot/send?access_token=${NOPE}"
+rules:
+  - name: a
+    match: '(unclosed'
+  - name: a
+    match: ok
+    window: soon
+  - name: b
+    match: ok
+    robot: pager
+"#;
+        let problems = parse(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let expect = [
+            "rules.yaml:3:14: robot 'ops', field 'webhook': environment variable NOPE is not set",
+            "rules.yaml:6:12: rule 'a', field 'match': ",
+            "rules.yaml:7:11: rule 'a', field 'name': another rule has the same name",
+            "rules.yaml:9:13: rule 'a', field 'window': `soon` is not a duration",
+            "rules.yaml:12:12: rule 'b', field 'robot': unknown robot `pager` (robots are: ops)",
+        ];
+        assert_eq!(shown.len(), expect.len(), "{shown:#?}");
+        for (got, want) in shown.iter().zip(expect) {
+            assert!(got.starts_with(want), "{got}\n  does not start with\n{want}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_and_syntax_errors_are_located() {
+        let problems = parse("rules:\n  - name: a\n    match: x\n    widnow: 1s\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 4, "{:?}", problems[0]);
+        assert!(problems[0].message.contains("widnow"), "{:?}", problems[0]);
+
+        let problems = parse("rules: [\n").unwrap_err();
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].line > 0);
+    }
+
+    #[test]
+    fn webhook_mistakes_are_caught_without_quoting_the_token() {
+        for (url, says) in [
+            ("ftp://x/robot/send?access_token=zzsecret", "http"),
+            ("https://oapi.dingtalk.com/robot/send", "access_token"),
+            (
+                "https://oapi.dingtalk.com/robot/send?access_token=zzsecret&timestamp=1&sign=x",
+                "timestamp/sign",
+            ),
+        ] {
+            let text = format!("robots:\n  ops:\n    webhook: \"{url}\"\nrules: []\n");
+            let problems = parse(&text).unwrap_err();
+            let shown = problems[0].to_string();
+            assert!(shown.contains(says), "{shown}");
+            assert!(!shown.contains("zzsecret"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn secrets_must_look_like_dingtalk_secrets() {
+        let text = "robots:\n  ops:\n    webhook: \"http://h/robot/send?access_token=x\"\n    secret: abc\n";
+        let problems = parse(text).unwrap_err();
+        assert!(problems[0].message.contains("SEC"));
+        assert!(!problems[0].to_string().contains("abc"));
+    }
+
+    #[test]
+    fn several_robots_need_a_default_or_a_choice() {
+        let text = r#"robots:
+  a: { webhook: "http://h/robot/send?access_token=x" }
+  b: { webhook: "http://h/robot/send?access_token=y" }
+rules:
+  - { name: r, match: x }
+  - { name: s, match: x, robot: b }
+"#;
+        let problems = parse(text).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].context.contains("rule 'r'"));
+    }
+
+    #[test]
+    fn rates_parse_in_several_spellings() {
+        assert_eq!(parse_rate("20/min").unwrap(), Rate::default());
+        assert_eq!(parse_rate("20/1m").unwrap(), Rate::default());
+        assert_eq!(
+            parse_rate(" 5 / 10s ").unwrap(),
+            Rate { count: 5, per: Duration::from_secs(10) }
+        );
+        assert!(parse_rate("0/min").is_err());
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("5/lightyear").is_err());
+    }
+
+    #[test]
+    fn env_expansion() {
+        assert_eq!(expand_env("a${TOKEN}b", &env).unwrap(), "at0k3nb");
+        assert_eq!(expand_env("$$5 and $x", &env).unwrap(), "$5 and $x");
+        assert_eq!(
+            expand_env("${MISSING}", &env).unwrap_err(),
+            "environment variable MISSING is not set"
+        );
+        assert!(expand_env("${TOKEN", &env).is_err());
+        assert!(expand_env("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn the_builtin_rules_are_valid() {
+        let c = Config::builtin();
+        assert!(c.robots.is_empty());
+        assert!(c.rules.len() >= 6);
+    }
+}

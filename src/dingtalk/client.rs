@@ -1,0 +1,302 @@
+//! Posts a message to a robot and reads DingTalk's answer.
+//!
+//! DingTalk answers HTTP 200 even when it refuses a message: only `errcode == 0` is success. Every
+//! other answer becomes a [`SendError`] whose [`ErrorClass`] tells the dispatcher what to do
+//! (retry, pause the robot, give up, shrink), and whose text tells the operator what to fix.
+//! Nothing here ever prints the webhook, the secret or the signature: reqwest errors are stripped
+//! of their URL, and any text that could still hold one is redacted.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::config::RobotConfig;
+use crate::dingtalk::sign;
+
+/// What the dispatcher should do after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try the same message again later (same `msgUuid`): network, timeouts, 5xx, errcode -1.
+    Retryable,
+    /// The robot is sending too fast and DingTalk blocked it (about 10 minutes): pause it.
+    Throttled,
+    /// Will fail again until someone fixes the config, the robot or the clock.
+    Permanent,
+    /// The body was too large: shrink and resend (a bug in rendering if it happens).
+    TooLarge,
+}
+
+/// Why a message was not accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// No answer: connection refused or reset, DNS, TLS, timeout.
+    #[error("cannot reach DingTalk: {detail}")]
+    Transport {
+        /// What failed, with the URL removed.
+        detail: String,
+    },
+    /// An HTTP status other than 200.
+    #[error("DingTalk answered HTTP {status}")]
+    Http {
+        /// The status code.
+        status: u16,
+    },
+    /// DingTalk refused the message with an errcode.
+    #[error("DingTalk refused the message: errcode {errcode}: {errmsg} ({})", hint(*.errcode, .errmsg))]
+    Api {
+        /// DingTalk's errcode.
+        errcode: i64,
+        /// DingTalk's explanation, as sent.
+        errmsg: String,
+    },
+    /// HTTP 200 but not a DingTalk answer (a firewall, proxy or captive portal in between).
+    #[error("the answer is not DingTalk's (a firewall or proxy in between?): {snippet}")]
+    Unrecognized {
+        /// The start of the body.
+        snippet: String,
+    },
+}
+
+impl SendError {
+    /// What to do about it.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            SendError::Transport { .. } | SendError::Unrecognized { .. } => ErrorClass::Retryable,
+            SendError::Http { status } if *status >= 500 || *status == 429 || *status == 408 => {
+                ErrorClass::Retryable
+            }
+            SendError::Http { .. } => ErrorClass::Permanent,
+            SendError::Api { errcode, .. } => classify(*errcode),
+        }
+    }
+}
+
+/// The class of a DingTalk errcode (see `shared/dingtalk-api.md`).
+pub fn classify(errcode: i64) -> ErrorClass {
+    match errcode {
+        -1 => ErrorClass::Retryable,
+        130101 | 410100 => ErrorClass::Throttled,
+        460101 | 101002 => ErrorClass::TooLarge,
+        _ => ErrorClass::Permanent,
+    }
+}
+
+/// What the operator should do about an errcode.
+pub fn hint(errcode: i64, errmsg: &str) -> &'static str {
+    let msg = errmsg.to_ascii_lowercase();
+    match errcode {
+        310000 if msg.contains("sign") => {
+            "sign not match: check that `secret` is the SEC… string of this robot"
+        }
+        310000 if msg.contains("timestamp") => {
+            "the host clock is off by more than an hour from DingTalk's: fix the time (NTP)"
+        }
+        310000 if msg.contains("keyword") => {
+            "the robot requires a keyword: set `keyword:` to one of its security keywords"
+        }
+        310000 if msg.contains("ip") || msg.contains("whitelist") => {
+            "this host's IP is not in the robot's IP whitelist"
+        }
+        310000 => "a security setting failed: check the robot's keyword, secret, IP whitelist and this host's clock",
+        300001 | 300005 | 400101 => "the access token does not exist: check the webhook URL",
+        400102 => "the robot is disabled in the group",
+        400106 => "the robot is not in the group any more",
+        400013 => "the group was disbanded",
+        460101 | 101002 => "the message is larger than 20,000 bytes (a dingtail bug)",
+        130101 | 410100 => "sending too fast: DingTalk blocks the robot for about 10 minutes",
+        -1 => "DingTalk is busy: will retry",
+        90030 => "the organisation's monthly webhook quota is used up",
+        430101..=430104 => "DingTalk considers the content unsafe or inappropriate",
+        400105 | 40035 | 43004 => "DingTalk did not accept the request format (a dingtail bug)",
+        _ => "see DingTalk's error code list",
+    }
+}
+
+/// DingTalk's answer, parsed leniently: `errcode` may come as a number or a string.
+#[derive(Deserialize)]
+struct Answer {
+    errcode: Option<serde_json::Value>,
+    #[serde(default)]
+    errmsg: Option<String>,
+}
+
+/// DingTalk's answer to a successful post: its raw JSON, for `dingtail send` to print.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    /// The body DingTalk sent back.
+    pub raw: String,
+}
+
+/// An HTTP client for robot webhooks (reqwest with rustls, timeouts, proxies from the usual
+/// environment variables).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client with these timeouts.
+    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Result<Client, reqwest::Error> {
+        // reqwest is built without a default crypto provider (aws-lc needs a C toolchain we do
+        // not want in CI); ring is installed once, here. Ignoring the result: another part of
+        // the process may have installed it first.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(request_timeout)
+            .user_agent(concat!("dingtail/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Client { http })
+    }
+
+    /// Signs and posts `body` to `robot`. Each call signs afresh.
+    pub async fn post(&self, robot: &RobotConfig, body: String) -> Result<Accepted, SendError> {
+        let secret = robot.secret.as_ref().map(|s| s.expose());
+        let url = sign::signed_url(robot.webhook.expose(), secret, sign::now_ms()).map_err(|e| {
+            SendError::Transport {
+                detail: format!("the webhook is not a valid URL: {e}"),
+            }
+        })?;
+        let result = self
+            .http
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(body)
+            .send()
+            .await;
+        let response = result.map_err(|e| transport(e, robot))?;
+        let status = response.status().as_u16();
+        let text = response.text().await.map_err(|e| transport(e, robot))?;
+        if status != 200 {
+            return Err(SendError::Http { status });
+        }
+        read_answer(&text)
+    }
+}
+
+/// Interprets a 200 answer's body.
+fn read_answer(text: &str) -> Result<Accepted, SendError> {
+    let unrecognized = || SendError::Unrecognized {
+        snippet: text.chars().take(120).collect::<String>().replace('\n', " "),
+    };
+    let answer: Answer = serde_json::from_str(text).map_err(|_| unrecognized())?;
+    let errcode = match answer.errcode {
+        Some(serde_json::Value::Number(n)) => n.as_i64(),
+        Some(serde_json::Value::String(s)) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(unrecognized)?;
+    if errcode == 0 {
+        Ok(Accepted {
+            raw: text.to_owned(),
+        })
+    } else {
+        Err(SendError::Api {
+            errcode,
+            errmsg: answer.errmsg.unwrap_or_default(),
+        })
+    }
+}
+
+/// A reqwest error as text without the URL (it holds the token and signature), with its causes.
+fn transport(err: reqwest::Error, robot: &RobotConfig) -> SendError {
+    let kind = if err.is_timeout() {
+        "timed out"
+    } else if err.is_connect() {
+        "connection failed"
+    } else {
+        "request failed"
+    };
+    let err = err.without_url();
+    let mut detail = kind.to_owned();
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(&err);
+    while let Some(s) = source {
+        detail.push_str(": ");
+        detail.push_str(&s.to_string());
+        source = s.source();
+    }
+    SendError::Transport {
+        detail: redact(&detail, robot),
+    }
+}
+
+/// Replaces anything secret about `robot` that appears in `text` with `***`.
+pub fn redact(text: &str, robot: &RobotConfig) -> String {
+    let mut out = text.to_owned();
+    let webhook = robot.webhook.expose();
+    let token = url::Url::parse(webhook).ok().and_then(|u| {
+        u.query_pairs()
+            .find(|(k, _)| k == "access_token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let secrets = [Some(webhook.to_owned()), token, robot.secret.as_ref().map(|s| s.expose().to_owned())];
+    for s in secrets.into_iter().flatten().filter(|s| s.len() >= 4) {
+        out = out.replace(&s, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Rate;
+    use crate::secret::Secret;
+
+    #[test]
+    fn answers_are_read_leniently() {
+        assert!(read_answer(r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
+        assert!(read_answer(r#"{"errcode":"0","errmsg":"ok"}"#).is_ok());
+        match read_answer(r#"{"errcode":310000,"errmsg":"sign not match"}"#) {
+            Err(e @ SendError::Api { errcode: 310000, .. }) => {
+                assert_eq!(e.class(), ErrorClass::Permanent);
+                assert!(e.to_string().contains("SEC…"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        for body in ["<html>blocked</html>", r#"{"status":1111,"source":"x5","punish":"deny","wait":5}"#] {
+            let e = read_answer(body).unwrap_err();
+            assert!(matches!(e, SendError::Unrecognized { .. }), "{e:?}");
+            assert_eq!(e.class(), ErrorClass::Retryable);
+        }
+    }
+
+    #[test]
+    fn errcodes_are_classified() {
+        let table = [
+            (-1, ErrorClass::Retryable),
+            (130101, ErrorClass::Throttled),
+            (410100, ErrorClass::Throttled),
+            (460101, ErrorClass::TooLarge),
+            (310000, ErrorClass::Permanent),
+            (300001, ErrorClass::Permanent),
+            (400102, ErrorClass::Permanent),
+            (90030, ErrorClass::Permanent),
+        ];
+        for (code, class) in table {
+            assert_eq!(classify(code), class, "{code}");
+        }
+        assert_eq!(SendError::Http { status: 502 }.class(), ErrorClass::Retryable);
+        assert_eq!(SendError::Http { status: 404 }.class(), ErrorClass::Permanent);
+    }
+
+    #[test]
+    fn hints_name_the_fix() {
+        assert!(hint(310000, "invalid timestamp").contains("clock"));
+        assert!(hint(310000, "错误描述: keywords not in content").contains("keyword"));
+        assert!(hint(310000, "ip 1.2.3.4 not in whitelist").contains("whitelist"));
+        assert!(hint(400101, "").contains("token"));
+    }
+
+    #[test]
+    fn redaction_hides_webhook_token_and_secret() {
+        let robot = RobotConfig {
+            name: "ops".into(),
+            webhook: Secret::new("https://x/robot/send?access_token=tok123456"),
+            secret: Some(Secret::new("SECsecret")),
+            keyword: None,
+            rate: Rate::default(),
+        };
+        let text = "error for https://x/robot/send?access_token=tok123456 tok123456 SECsecret";
+        assert_eq!(redact(text, &robot), "error for *** *** ***");
+    }
+}

@@ -1,0 +1,9 @@
+//! Everything DingTalk-specific: signing, message bodies within DingTalk's limits, and the HTTP
+//! client that reads DingTalk's answers. Knows nothing of files, rules or time windows.
+
+pub mod client;
+pub mod message;
+pub mod sign;
+
+pub use client::{Client, ErrorClass, SendError};
+pub use message::{MAX_BODY_BYTES, Message, RenderContext};

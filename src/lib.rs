@@ -1,0 +1,32 @@
+//! dingtail watches logs and tells people on DingTalk when something goes wrong.
+//!
+//! The pipeline (see `DESIGN.md` in the project notes):
+//!
+//! ```text
+//! sources ─Chunk─▶ matcher ─HitBatch─▶ aggregator ─Alert─▶ dispatcher (one per robot) ─▶ DingTalk
+//! ```
+//!
+//! - [`source`]: stdin (and later followed files) read in blocks of whole lines.
+//! - [`matcher`]: one combined search per block, then which rules match the candidate lines.
+//! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads it.
+//! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries.
+//! - [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes.
+//! - [`app`]: wires the stages with bounded channels and owns shutdown.
+//!
+//! The core (matching, aggregating, rendering, signing) is synchronous and pure, so it is tested
+//! with tables and benchmarked; only `app` and `dispatch` know tokio's runtime.
+
+#![warn(missing_docs)]
+
+pub mod aggregate;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod dingtalk;
+pub mod dispatch;
+pub mod matcher;
+pub mod ratelimit;
+pub mod rules;
+pub mod secret;
+pub mod source;
+pub mod tester;

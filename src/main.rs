@@ -1,0 +1,185 @@
+//! The `dingtail` binary: parses the command line, calls the library, maps errors to exit codes
+//! (0 all delivered, 1 something not delivered or a runtime failure, 2 usage or config error).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Parser;
+use dingtail::app::{self, RunOptions};
+use dingtail::cli::{Cli, Command, ConfigArg, SendArgs};
+use dingtail::config::{self, Config};
+use dingtail::dingtalk::{Client, message};
+use dingtail::tester;
+
+const EXIT_UNDELIVERED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    match cli.command {
+        Command::Check(c) => check(&c),
+        Command::Run(args) => {
+            let config = match load(&args.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let opts = RunOptions {
+                dry_run: args.dry_run,
+                tee: args.tee,
+                shutdown_timeout: args.shutdown_timeout,
+                host: hostname(),
+            };
+            let result = runtime().block_on(app::run(config, opts));
+            match result {
+                Ok(report) => {
+                    eprintln!("{}", report.summary());
+                    for line in report.failures() {
+                        eprintln!("{line}");
+                    }
+                    if report.has_failures() {
+                        ExitCode::from(EXIT_UNDELIVERED)
+                    } else {
+                        ExitCode::SUCCESS
+                    }
+                }
+                Err(e) => {
+                    eprintln!("dingtail: {e:#}");
+                    ExitCode::from(EXIT_UNDELIVERED)
+                }
+            }
+        }
+        Command::Test(args) => {
+            let config = match load(&args.config) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let result = match &args.path {
+                Some(p) => match std::fs::File::open(p) {
+                    Ok(f) => tester::run(&config, f, &mut out),
+                    Err(e) => {
+                        eprintln!("dingtail: cannot open {}: {e}", p.display());
+                        return ExitCode::from(EXIT_USAGE);
+                    }
+                },
+                None => tester::run(&config, std::io::stdin().lock(), &mut out),
+            };
+            let _ = out.flush();
+            match result {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dingtail: {e}");
+                    ExitCode::from(EXIT_UNDELIVERED)
+                }
+            }
+        }
+        Command::Send(args) => send(&args),
+    }
+}
+
+/// `-c`, then `$DINGTAIL_CONFIG`, then `./dingtail.yaml`; `None`: the built-in rules.
+fn config_path(arg: &ConfigArg) -> Option<PathBuf> {
+    arg.config
+        .clone()
+        .or_else(|| std::env::var_os("DINGTAIL_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or_else(|| Path::new("dingtail.yaml").exists().then(|| PathBuf::from("dingtail.yaml")))
+}
+
+fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    match config_path(arg) {
+        None => Ok(Config::builtin()),
+        Some(path) => config::load(&path).map_err(|e| {
+            eprintln!("{e}");
+            ExitCode::from(EXIT_USAGE)
+        }),
+    }
+}
+
+fn check(arg: &ConfigArg) -> ExitCode {
+    let config = match load(arg) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let robots: Vec<&str> = config.robots.iter().map(|r| r.name.as_str()).collect();
+    println!(
+        "{}: ok: {} robot(s){}, {} rule(s)",
+        config.origin,
+        robots.len(),
+        if robots.is_empty() { String::new() } else { format!(" ({})", robots.join(", ")) },
+        config.rules.len()
+    );
+    ExitCode::SUCCESS
+}
+
+fn send(args: &SendArgs) -> ExitCode {
+    let config = match load(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let id = match &args.robot {
+        Some(name) => config.robot_id(name),
+        None => config.default_robot,
+    };
+    let Some(robot) = id.map(|id| config.robots[id].clone()) else {
+        let known: Vec<&str> = config.robots.iter().map(|r| r.name.as_str()).collect();
+        eprintln!(
+            "dingtail: {}; robots in {}: {}",
+            match &args.robot {
+                Some(n) => format!("no robot named `{n}`"),
+                None => "which robot? name one with --robot".to_owned(),
+            },
+            config.origin,
+            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+        );
+        return ExitCode::from(EXIT_USAGE);
+    };
+    let body = message::plain_text(&args.text, robot.keyword.as_deref(), &uuid::Uuid::new_v4().to_string());
+    let result = runtime().block_on(async {
+        let client = Client::new(std::time::Duration::from_secs(5), std::time::Duration::from_secs(10))?;
+        Ok::<_, anyhow::Error>(client.post(&robot, body).await)
+    });
+    match result {
+        Ok(Ok(answer)) => {
+            println!("{}", answer.raw);
+            ExitCode::SUCCESS
+        }
+        Ok(Err(e)) => {
+            eprintln!("dingtail: robot {}: {e}", robot.name);
+            ExitCode::from(EXIT_UNDELIVERED)
+        }
+        Err(e) => {
+            eprintln!("dingtail: {e:#}");
+            ExitCode::from(EXIT_UNDELIVERED)
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("start the tokio runtime")
+}
+
+/// Logs go to stderr; `DINGTAIL_LOG` sets the filter (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DINGTAIL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+fn hostname() -> String {
+    std::env::var("DINGTAIL_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
+}

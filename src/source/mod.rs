@@ -1,0 +1,32 @@
+//! Where lines come from, and the unit they travel in.
+//!
+//! Every source (stdin now; followed files later) turns bytes into [`Chunk`]s: blocks of whole
+//! lines. Reading in blocks rather than lines is what lets the matcher search at grep speed. The
+//! [`LineFramer`] is the one place that decides what a line is, so all sources agree on partial
+//! last lines, CRLF and overlong lines.
+
+mod framer;
+pub mod stdin;
+
+pub use framer::LineFramer;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+/// A block of whole lines read from one source.
+#[derive(Debug, Clone)]
+pub struct Chunk {
+    /// Where the lines came from (`-` for stdin, else the path), shown in messages.
+    pub source: Arc<str>,
+    /// Whole lines, each ending in `\n`. A line that outgrew the configured maximum before its
+    /// `\n` arrived comes cut to that maximum (plus a `\n`), the rest of it skipped; a long line
+    /// that arrived whole in one read may be longer, and the matcher looks only at its head.
+    pub data: Bytes,
+    /// Byte offset in the source just past `data`: a checkpoint may move here once everything in
+    /// the chunk is delivered.
+    pub end_offset: u64,
+    /// When the chunk was read: the time shown for its lines.
+    pub read_at: SystemTime,
+}
