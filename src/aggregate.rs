@@ -168,8 +168,11 @@ impl Aggregator {
 
     /// Closes every window now (end of input, shutdown).
     pub fn flush(&mut self) -> Vec<Alert> {
-        let mut out: Vec<(Instant, Alert)> =
-            self.open.drain().map(|(_, o)| (o.closes_at, o.alert)).collect();
+        let mut out: Vec<(Instant, Alert)> = self
+            .open
+            .drain()
+            .map(|(_, o)| (o.closes_at, o.alert))
+            .collect();
         self.deadlines.clear();
         out.sort_by_key(|(at, a)| (*at, a.rule));
         out.into_iter().map(|(_, a)| a).collect()

@@ -76,7 +76,11 @@ impl RunReport {
             } else {
                 String::new()
             },
-            if matches.is_empty() { "none".to_owned() } else { matches.join(", ") },
+            if matches.is_empty() {
+                "none".to_owned()
+            } else {
+                matches.join(", ")
+            },
         )
     }
 

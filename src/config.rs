@@ -49,12 +49,7 @@ impl Default for Rate {
 
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}",
-            self.count,
-            humantime::format_duration(self.per)
-        )
+        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
     }
 }
 
@@ -268,7 +263,12 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn problem<T>(&mut self, at: &Spanned<T>, context: impl Into<String>, message: impl Into<String>) {
+    fn problem<T>(
+        &mut self,
+        at: &Spanned<T>,
+        context: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.problems.push(Problem {
             file: self.origin.to_owned(),
             line: at.referenced.line(),
@@ -289,7 +289,10 @@ impl Checker<'_> {
                 self.problem(
                     raw,
                     context,
-                    format!("`{}` is not a duration ({e}); write e.g. 500ms, 10s, 5m", raw.value),
+                    format!(
+                        "`{}` is not a duration ({e}); write e.g. 500ms, 10s, 5m",
+                        raw.value
+                    ),
                 );
                 None
             }
@@ -330,7 +333,11 @@ fn check(
             } else {
                 format!("robots are: {}", robot_names.join(", "))
             };
-            c.problem(raw, context, format!("unknown robot `{}` ({known})", raw.value));
+            c.problem(
+                raw,
+                context,
+                format!("unknown robot `{}` ({known})", raw.value),
+            );
         }
         found
     };
@@ -352,7 +359,11 @@ fn check(
         .unwrap_or(DEFAULT_MAX_LINES);
     let max_line_bytes = match &raw.max_line_bytes {
         Some(m) if m.value < 256 || m.value > 16 * 1024 * 1024 => {
-            c.problem(m, "field 'max_line_bytes'", "must be between 256 and 16777216");
+            c.problem(
+                m,
+                "field 'max_line_bytes'",
+                "must be between 256 and 16777216",
+            );
             DEFAULT_MAX_LINE_BYTES
         }
         Some(m) => m.value,
@@ -365,8 +376,7 @@ fn check(
         let rule = &spanned.value;
         let name = rule.name.value.trim().to_owned();
         let ctx = |field: &str| format!("rule '{name}', field '{field}'");
-        if name.is_empty() || name.chars().count() > MAX_RULE_NAME || name.contains(['\n', '\r'])
-        {
+        if name.is_empty() || name.chars().count() > MAX_RULE_NAME || name.contains(['\n', '\r']) {
             c.problem(
                 &rule.name,
                 ctx("name"),
@@ -409,7 +419,11 @@ fn check(
                     Some(i) => &rule.exclude[i],
                     None => &rule.pattern,
                 };
-                let field = if e.exclude_index.is_some() { "exclude" } else { "match" };
+                let field = if e.exclude_index.is_some() {
+                    "exclude"
+                } else {
+                    "match"
+                };
                 c.problem(at, ctx(field), e.message);
             }
         }
@@ -467,7 +481,11 @@ fn check_robot(
         Some((at, Some(s))) => {
             let s = s.trim().to_owned();
             if s.is_empty() {
-                c.problem(at, ctx("secret"), "is empty; omit it when the robot does not sign");
+                c.problem(
+                    at,
+                    ctx("secret"),
+                    "is empty; omit it when the robot does not sign",
+                );
                 ok = false;
             } else if !s.starts_with("SEC") {
                 // DingTalk secrets always start with SEC; anything else is a paste error, and
@@ -522,8 +540,7 @@ fn check_robot(
 /// (those are added afresh to every request; a stored one would expire within the hour).
 /// Errors never quote the URL: it holds the token.
 fn check_webhook(url: &str) -> Result<(), String> {
-    let parsed =
-        url::Url::parse(url.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
+    let parsed = url::Url::parse(url.trim()).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err("must be an http:// or https:// URL".to_owned());
     }
@@ -555,7 +572,9 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
         other => humantime::parse_duration(other).map_err(|_| bad())?,
     };
     if count == 0 || per.is_zero() {
-        return Err(format!("`{text}` allows nothing; the count and period must be above zero"));
+        return Err(format!(
+            "`{text}` allows nothing; the count and period must be above zero"
+        ));
     }
     Ok(Rate { count, per })
 }
@@ -638,10 +657,19 @@ rules:
         let c = parse(GOOD).unwrap();
         assert_eq!(c.robots.len(), 1);
         let ops = &c.robots[0];
-        assert_eq!(ops.webhook.expose(), "http://127.0.0.1:1/robot/send?access_token=t0k3n");
+        assert_eq!(
+            ops.webhook.expose(),
+            "http://127.0.0.1:1/robot/send?access_token=t0k3n"
+        );
         assert_eq!(ops.secret.as_ref().unwrap().expose(), "SECabc");
         assert_eq!(ops.keyword.as_deref(), Some("告警"));
-        assert_eq!(ops.rate, Rate { count: 5, per: Duration::from_secs(10) });
+        assert_eq!(
+            ops.rate,
+            Rate {
+                count: 5,
+                per: Duration::from_secs(10)
+            }
+        );
         assert_eq!(c.rules[0].window, Duration::from_secs(2));
         assert_eq!(c.rules[0].max_lines, 3);
         assert_eq!(c.rules[1].window, Duration::from_millis(500));
@@ -682,7 +710,10 @@ rules:
         ];
         assert_eq!(shown.len(), expect.len(), "{shown:#?}");
         for (got, want) in shown.iter().zip(expect) {
-            assert!(got.starts_with(want), "{got}\n  does not start with\n{want}");
+            assert!(
+                got.starts_with(want),
+                "{got}\n  does not start with\n{want}"
+            );
         }
     }
 
@@ -744,7 +775,10 @@ rules:
         assert_eq!(parse_rate("20/1m").unwrap(), Rate::default());
         assert_eq!(
             parse_rate(" 5 / 10s ").unwrap(),
-            Rate { count: 5, per: Duration::from_secs(10) }
+            Rate {
+                count: 5,
+                per: Duration::from_secs(10)
+            }
         );
         assert!(parse_rate("0/min").is_err());
         assert!(parse_rate("fast").is_err());

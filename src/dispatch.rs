@@ -113,7 +113,10 @@ impl DeliveryReport {
         }
         self.messages_failed += 1;
         for a in alerts {
-            *self.events_failed.entry(a.rule_name.to_string()).or_default() += a.count;
+            *self
+                .events_failed
+                .entry(a.rule_name.to_string())
+                .or_default() += a.count;
         }
         if !self.reasons.iter().any(|r| r == reason) {
             self.reasons.push(reason.to_owned());
@@ -136,7 +139,10 @@ enum Outcome {
     /// Not posted; its alerts go back to pending (throttled, or too large and to be re-rendered).
     Requeue,
     /// Given up on, with the reason; `permanent` stops all sending to the robot.
-    Failed { reason: String, permanent: bool },
+    Failed {
+        reason: String,
+        permanent: bool,
+    },
     /// The shutdown deadline passed.
     TimedOut,
 }
@@ -158,7 +164,11 @@ pub struct Dispatcher {
 
 impl Dispatcher {
     /// A dispatcher reading alerts from `alerts_rx`.
-    pub fn new(cfg: DispatchConfig, sink: Sink, alerts_rx: mpsc::Receiver<Vec<Alert>>) -> Dispatcher {
+    pub fn new(
+        cfg: DispatchConfig,
+        sink: Sink,
+        alerts_rx: mpsc::Receiver<Vec<Alert>>,
+    ) -> Dispatcher {
         Dispatcher {
             limiter: SlidingWindow::new(cfg.rate),
             report: DeliveryReport {
@@ -223,7 +233,8 @@ impl Dispatcher {
             }
         }
         let left = std::mem::take(&mut self.pending);
-        self.report.fail(&left, "not delivered before the shutdown timeout");
+        self.report
+            .fail(&left, "not delivered before the shutdown timeout");
         self.report
     }
 
@@ -423,17 +434,25 @@ mod tests {
     async fn a_storm_arriving_together_becomes_one_digest_with_exact_counts() {
         let out = Shared::default();
         let (tx, rx) = mpsc::channel(4);
-        let d = Dispatcher::new(config(), Sink::DryRun(Arc::new(Mutex::new(out.clone()))), rx);
+        let d = Dispatcher::new(
+            config(),
+            Sink::DryRun(Arc::new(Mutex::new(out.clone()))),
+            rx,
+        );
         let task = tokio::spawn(d.run());
-        tx.send((0..200).map(|r| alert(r, r as u64 + 1)).collect()).await.unwrap();
+        tx.send((0..200).map(|r| alert(r, r as u64 + 1)).collect())
+            .await
+            .unwrap();
         drop(tx);
         let report = task.await.unwrap();
         let total: u64 = (1..=200).sum();
         assert_eq!(report.events_sent, total);
         assert_eq!(report.events_failed_total(), 0);
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
-        let lines: Vec<serde_json::Value> =
-            text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         assert!(lines.len() <= 3, "{} messages", lines.len());
         let counted: u64 = lines.iter().map(|l| l["count"].as_u64().unwrap()).sum();
         assert_eq!(counted, total);

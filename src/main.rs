@@ -84,8 +84,16 @@ fn main() -> ExitCode {
 fn config_path(arg: &ConfigArg) -> Option<PathBuf> {
     arg.config
         .clone()
-        .or_else(|| std::env::var_os("DINGTAIL_CONFIG").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .or_else(|| Path::new("dingtail.yaml").exists().then(|| PathBuf::from("dingtail.yaml")))
+        .or_else(|| {
+            std::env::var_os("DINGTAIL_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .or_else(|| {
+            Path::new("dingtail.yaml")
+                .exists()
+                .then(|| PathBuf::from("dingtail.yaml"))
+        })
 }
 
 fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
@@ -108,7 +116,11 @@ fn check(arg: &ConfigArg) -> ExitCode {
         "{}: ok: {} robot(s){}, {} rule(s)",
         config.origin,
         robots.len(),
-        if robots.is_empty() { String::new() } else { format!(" ({})", robots.join(", ")) },
+        if robots.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", robots.join(", "))
+        },
         config.rules.len()
     );
     ExitCode::SUCCESS
@@ -132,13 +144,24 @@ fn send(args: &SendArgs) -> ExitCode {
                 None => "which robot? name one with --robot".to_owned(),
             },
             config.origin,
-            if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
         );
         return ExitCode::from(EXIT_USAGE);
     };
-    let body = message::plain_text(&args.text, robot.keyword.as_deref(), &uuid::Uuid::new_v4().to_string());
+    let body = message::plain_text(
+        &args.text,
+        robot.keyword.as_deref(),
+        &uuid::Uuid::new_v4().to_string(),
+    );
     let result = runtime().block_on(async {
-        let client = Client::new(std::time::Duration::from_secs(5), std::time::Duration::from_secs(10))?;
+        let client = Client::new(
+            std::time::Duration::from_secs(5),
+            std::time::Duration::from_secs(10),
+        )?;
         Ok::<_, anyhow::Error>(client.post(&robot, body).await)
     });
     match result {

@@ -120,7 +120,8 @@ impl Matcher {
             // candidate is still judged alone, and the search resumes on the next line, so no
             // line is skipped and none is judged twice.
             let start = memchr::memrchr(b'\n', &data[pos..m.start()]).map_or(pos, |i| pos + i + 1);
-            let end = memchr::memchr(b'\n', &data[m.start()..]).map_or(data.len(), |i| m.start() + i);
+            let end =
+                memchr::memchr(b'\n', &data[m.start()..]).map_or(data.len(), |i| m.start() + i);
             let judged = &data[start..end.min(start + self.max_line)];
             set.clear();
             which.which_overlapping_matches(&Input::new(judged), &mut set);
@@ -200,23 +201,42 @@ mod tests {
 
     #[test]
     fn table() {
-        type Case<'a> = (&'a [(&'a str, &'a [&'a str])], &'a [u8], &'a [(&'a str, &'a [usize])]);
+        type Case<'a> = (
+            &'a [(&'a str, &'a [&'a str])],
+            &'a [u8],
+            &'a [(&'a str, &'a [usize])],
+        );
         let cases: &[Case] = &[
             // several rules on one line, reported together, in rule order
-            (&[("ERROR", &[]), ("db", &[])], b"ok\nERROR db down\ndb ok\n",
-             &[("ERROR db down", &[0, 1]), ("db ok", &[1])]),
+            (
+                &[("ERROR", &[]), ("db", &[])],
+                b"ok\nERROR db down\ndb ok\n",
+                &[("ERROR db down", &[0, 1]), ("db ok", &[1])],
+            ),
             // exclusions veto only their own rule
-            (&[("5\\d\\d", &["/healthz"]), ("GET", &[])], b"GET /healthz 503\nGET /a 500\n",
-             &[("GET /healthz 503", &[1]), ("GET /a 500", &[0, 1])]),
+            (
+                &[("5\\d\\d", &["/healthz"]), ("GET", &[])],
+                b"GET /healthz 503\nGET /a 500\n",
+                &[("GET /healthz 503", &[1]), ("GET /a 500", &[0, 1])],
+            ),
             // ^ and $ are line anchors, and $ works before \r\n
-            (&[("^E", &[]), ("x$", &[])], b"aE\nEa\nbx\r\nxb\n",
-             &[("Ea", &[0]), ("bx\r", &[1])]),
+            (
+                &[("^E", &[]), ("x$", &[])],
+                b"aE\nEa\nbx\r\nxb\n",
+                &[("Ea", &[0]), ("bx\r", &[1])],
+            ),
             // a pattern that could span lines is judged per line, and no line is skipped
-            (&[("a\\sb", &[]), ("c", &[])], b"a\nb c\nxa b\n",
-             &[("b c", &[1]), ("xa b", &[0])]),
+            (
+                &[("a\\sb", &[]), ("c", &[])],
+                b"a\nb c\nxa b\n",
+                &[("b c", &[1]), ("xa b", &[0])],
+            ),
             // invalid UTF-8 and NUL bytes do not stop matching
-            (&[("(?-u:\\xff)", &[]), ("boom", &[])], b"\xff\xfe\n\x00boom\x00\n",
-             &[("\u{fffd}\u{fffd}", &[0]), ("\u{0}boom\u{0}", &[1])]),
+            (
+                &[("(?-u:\\xff)", &[]), ("boom", &[])],
+                b"\xff\xfe\n\x00boom\x00\n",
+                &[("\u{fffd}\u{fffd}", &[0]), ("\u{0}boom\u{0}", &[1])],
+            ),
             // last line without newline
             (&[("z", &[])], b"a\nz", &[("z", &[0])]),
             // no rules, no hits
@@ -224,8 +244,10 @@ mod tests {
         ];
         for (specs, data, want) in cases {
             let got = scan(specs, data);
-            let want: Vec<(String, Vec<usize>)> =
-                want.iter().map(|(l, r)| (l.to_string(), r.to_vec())).collect();
+            let want: Vec<(String, Vec<usize>)> = want
+                .iter()
+                .map(|(l, r)| (l.to_string(), r.to_vec()))
+                .collect();
             assert_eq!(got, want, "data {:?}", String::from_utf8_lossy(data));
         }
     }

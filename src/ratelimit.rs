@@ -109,10 +109,17 @@ mod tests {
         }
         for (i, &a) in arrivals.iter().enumerate() {
             let in_window = arrivals[i..].iter().filter(|&&b| b < a + r.per).count();
-            assert!(in_window <= 20, "{in_window} sends within a minute from send {i}");
+            assert!(
+                in_window <= 20,
+                "{in_window} sends within a minute from send {i}"
+            );
         }
         // and the limit is used, not wasted: 200 sends take about 10 windows
-        assert!(now - t0 < Duration::from_secs(60 * 10 + 30), "{:?}", now - t0);
+        assert!(
+            now - t0 < Duration::from_secs(60 * 10 + 30),
+            "{:?}",
+            now - t0
+        );
     }
 
     #[test]

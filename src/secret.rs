@@ -41,7 +41,10 @@ mod tests {
     #[test]
     fn neither_debug_nor_display_show_the_value() {
         let s = Secret::new("SECtopsecret");
-        assert_eq!(format!("{s:?} {s} {:?}", Some(&s)), "Secret(***) *** Some(Secret(***))");
+        assert_eq!(
+            format!("{s:?} {s} {:?}", Some(&s)),
+            "Secret(***) *** Some(Secret(***))"
+        );
         assert_eq!(s.expose(), "SECtopsecret");
     }
 }

@@ -21,7 +21,11 @@ pub struct TestReport {
 
 /// Reads `input` to its end, writing `rule[,rule…]<TAB>line` for every matching line and then a
 /// table of counts to `out`.
-pub fn run(config: &Config, input: impl Read, out: &mut impl Write) -> Result<TestReport, TestError> {
+pub fn run(
+    config: &Config,
+    input: impl Read,
+    out: &mut impl Write,
+) -> Result<TestReport, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let mut framer = LineFramer::new(config.max_line_bytes);
     let mut report = TestReport {
@@ -48,12 +52,20 @@ pub fn run(config: &Config, input: impl Read, out: &mut impl Write) -> Result<Te
     Ok(report)
 }
 
-fn scan(matcher: &Matcher, block: &[u8], report: &mut TestReport, out: &mut impl Write) -> io::Result<()> {
+fn scan(
+    matcher: &Matcher,
+    block: &[u8],
+    report: &mut TestReport,
+    out: &mut impl Write,
+) -> io::Result<()> {
     report.lines += memchr::memchr_iter(b'\n', block).count() as u64;
     let mut result = Ok(());
     matcher.scan(block, |range, rules| {
         report.matched_lines += 1;
-        let names: Vec<&str> = rules.iter().map(|&r| matcher.rules()[r].name.as_str()).collect();
+        let names: Vec<&str> = rules
+            .iter()
+            .map(|&r| matcher.rules()[r].name.as_str())
+            .collect();
         for &r in rules {
             report.per_rule[r].1 += 1;
         }
@@ -66,7 +78,13 @@ fn scan(matcher: &Matcher, block: &[u8], report: &mut TestReport, out: &mut impl
 }
 
 fn write_table(report: &TestReport, out: &mut impl Write) -> io::Result<()> {
-    let width = report.per_rule.iter().map(|(n, _)| n.chars().count()).max().unwrap_or(4).max(4);
+    let width = report
+        .per_rule
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
     writeln!(out)?;
     writeln!(out, "{:<width$}  {:>10}", "rule", "lines")?;
     for (name, n) in &report.per_rule {
@@ -109,7 +127,10 @@ mod tests {
         let report = run(&config, &b"ok\nERROR db\r\ndb up\nfine"[..], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("err,db\tERROR db\ndb\tdb up\n"), "{text}");
-        assert_eq!(report.per_rule, [("err".to_owned(), 1), ("db".to_owned(), 2)]);
+        assert_eq!(
+            report.per_rule,
+            [("err".to_owned(), 1), ("db".to_owned(), 2)]
+        );
         assert_eq!((report.lines, report.matched_lines), (4, 2));
         assert!(text.contains("2 of 4 lines matched"));
     }

@@ -97,7 +97,9 @@ pub fn hint(errcode: i64, errmsg: &str) -> &'static str {
         310000 if msg.contains("ip") || msg.contains("whitelist") => {
             "this host's IP is not in the robot's IP whitelist"
         }
-        310000 => "a security setting failed: check the robot's keyword, secret, IP whitelist and this host's clock",
+        310000 => {
+            "a security setting failed: check the robot's keyword, secret, IP whitelist and this host's clock"
+        }
         300001 | 300005 | 400101 => "the access token does not exist: check the webhook URL",
         400102 => "the robot is disabled in the group",
         400106 => "the robot is not in the group any more",
@@ -136,7 +138,10 @@ pub struct Client {
 
 impl Client {
     /// A client with these timeouts.
-    pub fn new(connect_timeout: Duration, request_timeout: Duration) -> Result<Client, reqwest::Error> {
+    pub fn new(
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Result<Client, reqwest::Error> {
         // reqwest is built without a default crypto provider (aws-lc needs a C toolchain we do
         // not want in CI); ring is installed once, here. Ignoring the result: another part of
         // the process may have installed it first.
@@ -152,15 +157,19 @@ impl Client {
     /// Signs and posts `body` to `robot`. Each call signs afresh.
     pub async fn post(&self, robot: &RobotConfig, body: String) -> Result<Accepted, SendError> {
         let secret = robot.secret.as_ref().map(|s| s.expose());
-        let url = sign::signed_url(robot.webhook.expose(), secret, sign::now_ms()).map_err(|e| {
-            SendError::Transport {
-                detail: format!("the webhook is not a valid URL: {e}"),
-            }
-        })?;
+        let url =
+            sign::signed_url(robot.webhook.expose(), secret, sign::now_ms()).map_err(|e| {
+                SendError::Transport {
+                    detail: format!("the webhook is not a valid URL: {e}"),
+                }
+            })?;
         let result = self
             .http
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
             .body(body)
             .send()
             .await;
@@ -177,7 +186,11 @@ impl Client {
 /// Interprets a 200 answer's body.
 fn read_answer(text: &str) -> Result<Accepted, SendError> {
     let unrecognized = || SendError::Unrecognized {
-        snippet: text.chars().take(120).collect::<String>().replace('\n', " "),
+        snippet: text
+            .chars()
+            .take(120)
+            .collect::<String>()
+            .replace('\n', " "),
     };
     let answer: Answer = serde_json::from_str(text).map_err(|_| unrecognized())?;
     let errcode = match answer.errcode {
@@ -229,7 +242,11 @@ pub fn redact(text: &str, robot: &RobotConfig) -> String {
             .find(|(k, _)| k == "access_token")
             .map(|(_, v)| v.into_owned())
     });
-    let secrets = [Some(webhook.to_owned()), token, robot.secret.as_ref().map(|s| s.expose().to_owned())];
+    let secrets = [
+        Some(webhook.to_owned()),
+        token,
+        robot.secret.as_ref().map(|s| s.expose().to_owned()),
+    ];
     for s in secrets.into_iter().flatten().filter(|s| s.len() >= 4) {
         out = out.replace(&s, "***");
     }
@@ -247,13 +264,20 @@ mod tests {
         assert!(read_answer(r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
         assert!(read_answer(r#"{"errcode":"0","errmsg":"ok"}"#).is_ok());
         match read_answer(r#"{"errcode":310000,"errmsg":"sign not match"}"#) {
-            Err(e @ SendError::Api { errcode: 310000, .. }) => {
+            Err(
+                e @ SendError::Api {
+                    errcode: 310000, ..
+                },
+            ) => {
                 assert_eq!(e.class(), ErrorClass::Permanent);
                 assert!(e.to_string().contains("SEC…"), "{e}");
             }
             other => panic!("{other:?}"),
         }
-        for body in ["<html>blocked</html>", r#"{"status":1111,"source":"x5","punish":"deny","wait":5}"#] {
+        for body in [
+            "<html>blocked</html>",
+            r#"{"status":1111,"source":"x5","punish":"deny","wait":5}"#,
+        ] {
             let e = read_answer(body).unwrap_err();
             assert!(matches!(e, SendError::Unrecognized { .. }), "{e:?}");
             assert_eq!(e.class(), ErrorClass::Retryable);
@@ -275,8 +299,14 @@ mod tests {
         for (code, class) in table {
             assert_eq!(classify(code), class, "{code}");
         }
-        assert_eq!(SendError::Http { status: 502 }.class(), ErrorClass::Retryable);
-        assert_eq!(SendError::Http { status: 404 }.class(), ErrorClass::Permanent);
+        assert_eq!(
+            SendError::Http { status: 502 }.class(),
+            ErrorClass::Retryable
+        );
+        assert_eq!(
+            SendError::Http { status: 404 }.class(),
+            ErrorClass::Permanent
+        );
     }
 
     #[test]

@@ -93,7 +93,12 @@ pub fn render_text(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (
 
     let lines: Vec<Vec<Quoted>> = alerts
         .iter()
-        .map(|a| a.samples.iter().map(|s| Quoted::new(&s.text, s.cut)).collect())
+        .map(|a| {
+            a.samples
+                .iter()
+                .map(|s| Quoted::new(&s.text, s.cut))
+                .collect()
+        })
         .collect();
     let shown = fit_lines(&lines, budget.saturating_sub(fixed));
 
@@ -210,7 +215,8 @@ const ELLIPSIS: &str = "…";
 impl Quoted {
     fn new(raw: &[u8], cut: bool) -> Quoted {
         let text = clean(&String::from_utf8_lossy(raw)).into_owned();
-        let len = escaped_len(PREFIX) + escaped_len(&text) + 1 + if cut { ELLIPSIS.len() } else { 0 };
+        let len =
+            escaped_len(PREFIX) + escaped_len(&text) + 1 + if cut { ELLIPSIS.len() } else { 0 };
         Quoted { text, len, cut }
     }
 
@@ -390,8 +396,14 @@ mod tests {
         assert_eq!(lines[0], "【nginx-5xx】×3 web-01");
         assert!(lines[1].ends_with(" · stdin"), "{}", lines[1]);
         assert!(lines[1].contains(" → "), "{}", lines[1]);
-        assert_eq!(&lines[2..], ["> GET /a 500", "> GET /b 502", "… 1 more not shown"]);
-        assert_eq!((m.count, m.rules.clone()), (3, vec!["nginx-5xx".to_owned()]));
+        assert_eq!(
+            &lines[2..],
+            ["> GET /a 500", "> GET /b 502", "… 1 more not shown"]
+        );
+        assert_eq!(
+            (m.count, m.rules.clone()),
+            (3, vec!["nginx-5xx".to_owned()])
+        );
     }
 
     #[test]
@@ -409,7 +421,12 @@ mod tests {
     fn cjk_and_invalid_utf8_at_the_size_edge() {
         let cjk = "数据库连接失败".repeat(400); // 8,400 bytes a line, 3 bytes a char
         let bad = [b"\xff\xfe broken \xc3".as_slice(), &[b'x'; 3000]].concat();
-        let lines: Vec<&[u8]> = vec![cjk.as_bytes(), &bad, cjk.as_bytes(), b"\"quoted\" \\ \t tab"];
+        let lines: Vec<&[u8]> = vec![
+            cjk.as_bytes(),
+            &bad,
+            cjk.as_bytes(),
+            b"\"quoted\" \\ \t tab",
+        ];
         let a = alert("db", 10_000, &lines, 20);
         let (m, _) = render_text(&[a], &ctx(Some("告警")), "u".into());
         assert!(m.body.len() <= MAX_BODY_BYTES, "{}", m.body.len());
@@ -433,14 +450,19 @@ mod tests {
         assert!(m.body.len() <= MAX_BODY_BYTES);
         let text = content(&m);
         let quoted = text.lines().filter(|l| l.starts_with("> ")).count();
-        assert!(quoted > 10, "cut lines should let most lines show: {quoted}");
+        assert!(
+            quoted > 10,
+            "cut lines should let most lines show: {quoted}"
+        );
         assert!(text.lines().any(|l| l.starts_with('…')) || quoted == 20);
     }
 
     #[test]
     fn more_alerts_than_one_message_holds_are_left_for_the_next() {
         let name = "r".repeat(90);
-        let alerts: Vec<Alert> = (0..400).map(|i| alert(&name, i + 1, &[b"line"], 1)).collect();
+        let alerts: Vec<Alert> = (0..400)
+            .map(|i| alert(&name, i + 1, &[b"line"], 1))
+            .collect();
         let (m, used) = render_text(&alerts, &ctx(None), "u".into());
         assert!(used > 10 && used < 400, "{used}");
         assert!(m.body.len() <= MAX_BODY_BYTES);
@@ -449,7 +471,10 @@ mod tests {
 
     #[test]
     fn ansi_colours_are_stripped_and_controls_replaced() {
-        assert_eq!(clean("\u{1b}[31mERROR\u{1b}[0m x\u{7}y\tz"), "ERROR x\u{fffd}y\tz");
+        assert_eq!(
+            clean("\u{1b}[31mERROR\u{1b}[0m x\u{7}y\tz"),
+            "ERROR x\u{fffd}y\tz"
+        );
         assert_eq!(clean("plain"), "plain");
     }
 
@@ -502,7 +527,10 @@ mod tests {
     fn bytes_helper_is_used() {
         // Sample keeps raw bytes; a line of only invalid bytes still renders.
         let a = Alert {
-            samples: vec![Sample { text: Bytes::from_static(b"\xff"), cut: false }],
+            samples: vec![Sample {
+                text: Bytes::from_static(b"\xff"),
+                cut: false,
+            }],
             ..alert("x", 1, &[], 1)
         };
         let (m, _) = render_text(&[a], &ctx(None), "u".into());

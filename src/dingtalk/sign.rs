@@ -23,7 +23,11 @@ pub fn signature(secret: &str, timestamp_ms: i64) -> String {
 
 /// The URL to POST to: the webhook plus, when the robot signs, `&timestamp=…&sign=…` with the
 /// signature URL-encoded exactly once. The result is as secret as the webhook itself.
-pub fn signed_url(webhook: &str, secret: Option<&str>, timestamp_ms: i64) -> Result<Url, url::ParseError> {
+pub fn signed_url(
+    webhook: &str,
+    secret: Option<&str>,
+    timestamp_ms: i64,
+) -> Result<Url, url::ParseError> {
     let mut url = Url::parse(webhook.trim())?;
     if let Some(secret) = secret {
         url.query_pairs_mut()

@@ -29,7 +29,11 @@ pub struct StdinStats {
 /// Starts the reader thread. With `tee`, every block is copied unchanged to stdout before it is
 /// matched, so dingtail can sit in the middle of a pipe; if stdout goes away, teeing stops with a
 /// warning and reading goes on.
-pub fn spawn(chunk_tx: mpsc::Sender<Chunk>, max_line: usize, tee: bool) -> JoinHandle<io::Result<StdinStats>> {
+pub fn spawn(
+    chunk_tx: mpsc::Sender<Chunk>,
+    max_line: usize,
+    tee: bool,
+) -> JoinHandle<io::Result<StdinStats>> {
     std::thread::Builder::new()
         .name("stdin".into())
         .spawn(move || read_all(io::stdin().lock(), chunk_tx, max_line, tee))
