@@ -67,16 +67,14 @@ fn read_all(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        if tee {
-            if let Err(e) = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()) {
-                tracing::warn!("stdout closed ({e}); --tee stops copying, matching goes on");
-                tee = false;
-            }
+        if tee && let Err(e) = stdout.write_all(&buf[..n]).and_then(|()| stdout.flush()) {
+            tracing::warn!("stdout closed ({e}); --tee stops copying, matching goes on");
+            tee = false;
         }
-        if let Some(data) = framer.push(&buf[..n]) {
-            if !send(data, framer.offset()) {
-                break;
-            }
+        if let Some(data) = framer.push(&buf[..n])
+            && !send(data, framer.offset())
+        {
+            break;
         }
     }
     if let Some(data) = framer.finish() {
