@@ -19,7 +19,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::aggregate::{Aggregator, Alert};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
-use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, RetryPolicy, Sink};
+use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
 use crate::matcher::{HitBatch, Matcher};
 use crate::source::{Chunk, stdin};
 
@@ -125,38 +125,38 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
 
-    // Dispatchers: one per robot, or one for "no robot" when the config has none.
-    let client = Client::new(Duration::from_secs(5), Duration::from_secs(10))
-        .context("cannot set up the HTTP client")?;
+    // Dispatchers: one per robot, or one for "no robot" when the config has none. All channels
+    // exist before any dispatcher starts, so each can hold its fallback's sender.
     let stdout: Arc<Mutex<dyn std::io::Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
-    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>> = HashMap::new();
-    let mut dispatchers = Vec::new();
     let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
         vec![None]
     } else {
         (0..config.robots.len()).map(Some).collect()
     };
-    for target in targets {
+    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>> = HashMap::new();
+    let mut receivers = Vec::new();
+    for &target in &targets {
+        let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
+        routes.insert(target, alerts_tx);
+        receivers.push(alerts_rx);
+    }
+    let mut dispatchers = Vec::new();
+    for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
         let sink = match robot {
             Some(r) if !dry_run => Sink::Post {
-                client: client.clone(),
-                robot: r.clone(),
+                client: Client::for_robot(r).with_context(|| format!("robot {}", r.name))?,
+                robot: Box::new(r.clone()),
             },
             _ => Sink::DryRun(stdout.clone()),
         };
-        let cfg = DispatchConfig {
-            robot: robot.map(|r| r.name.clone()),
-            keyword: robot.and_then(|r| r.keyword.clone()),
-            rate: robot.map(|r| r.rate).unwrap_or_default(),
-            host: opts.host.clone(),
-            retry: RetryPolicy::default(),
-            throttle_pause: Duration::from_secs(600),
-            shutdown_timeout: opts.shutdown_timeout,
-        };
-        let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
-        routes.insert(target, alerts_tx);
-        dispatchers.push(tokio::spawn(Dispatcher::new(cfg, sink, alerts_rx).run()));
+        let fallback_tx = robot
+            .and_then(|r| r.fallback)
+            .filter(|_| !dry_run)
+            .and_then(|f| routes.get(&Some(f)).cloned());
+        let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        let dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
+        dispatchers.push(tokio::spawn(dispatcher.run()));
     }
 
     // Source: stdin thread → gate (watches signals) → matcher.

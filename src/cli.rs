@@ -47,8 +47,8 @@ pub struct RunArgs {
     /// Copy every input line, unchanged, to stdout.
     #[arg(long, conflicts_with = "dry_run")]
     pub tee: bool,
-    /// After input ends or a signal, time allowed to deliver what is pending (beyond waiting
-    /// for the robot's rate limit).
+    /// After input ends or a signal, time allowed to deliver what is pending; what is still
+    /// pending then is reported as not delivered (exit 1).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
 }

@@ -67,6 +67,40 @@ pub struct RobotConfig {
     pub keyword: Option<String>,
     /// The robot's rate limit.
     pub rate: Rate,
+    /// Where alerts go while DingTalk has this robot blocked for sending too fast.
+    pub fallback: Option<RobotId>,
+    /// A proxy for this robot only (else `HTTPS_PROXY`/`NO_PROXY` apply); may hold credentials.
+    pub proxy: Option<Secret>,
+    /// TCP/TLS connect timeout.
+    pub connect_timeout: Duration,
+    /// Whole-request timeout.
+    pub request_timeout: Duration,
+    /// Backoff for failed sends.
+    pub retry: Retry,
+    /// How long to leave the robot alone after DingTalk says it sends too fast.
+    pub throttle_pause: Duration,
+}
+
+/// How failed sends are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retry {
+    /// First wait after a retryable failure (network, 5xx, errcode -1).
+    pub initial: Duration,
+    /// Longest wait; waits double up to this.
+    pub max: Duration,
+    /// After a permanent error (bad token, secret, disabled robot), try the robot again this often
+    /// while following input (someone may fix the robot); errors repeat at most this often.
+    pub recheck: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(60),
+            recheck: Duration::from_secs(300),
+        }
+    }
 }
 
 /// The whole configuration, checked: robots, rules and global settings.
@@ -82,6 +116,8 @@ pub struct Config {
     pub default_robot: Option<RobotId>,
     /// Lines longer than this are matched and quoted on their first `max_line_bytes` bytes.
     pub max_line_bytes: usize,
+    /// Things that work but deserve attention (e.g. a secret file readable by others).
+    pub warnings: Vec<Problem>,
 }
 
 impl Config {
@@ -209,13 +245,48 @@ struct RawConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRobot {
-    webhook: Spanned<String>,
+    #[serde(default)]
+    webhook: Option<Spanned<String>>,
+    #[serde(default)]
+    webhook_file: Option<Spanned<String>>,
     #[serde(default)]
     secret: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_file: Option<Spanned<String>>,
     #[serde(default)]
     keyword: Option<Spanned<String>>,
     #[serde(default)]
     rate: Option<Spanned<String>>,
+    #[serde(default)]
+    fallback: Option<Spanned<String>>,
+    #[serde(default)]
+    proxy: Option<Spanned<String>>,
+    #[serde(default)]
+    timeout: Option<RawTimeouts>,
+    #[serde(default)]
+    retry: Option<RawRetry>,
+    #[serde(default)]
+    throttle_pause: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    #[serde(default)]
+    connect: Option<Spanned<String>>,
+    #[serde(default)]
+    request: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetry {
+    #[serde(default)]
+    initial: Option<Spanned<String>>,
+    #[serde(default)]
+    max: Option<Spanned<String>>,
+    #[serde(default)]
+    recheck: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -260,6 +331,7 @@ const MAX_RULE_NAME: usize = 100;
 struct Checker<'a> {
     origin: &'a str,
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
 }
 
 impl Checker<'_> {
@@ -316,6 +388,7 @@ fn check(
     let mut c = Checker {
         origin,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
 
     let mut robots = Vec::new();
@@ -341,6 +414,43 @@ fn check(
         }
         found
     };
+
+    // Fallbacks: must exist, and following them must never come back (a cycle would keep two
+    // dispatchers waiting for each other at shutdown).
+    let mut fallbacks = vec![None; robot_names.len()];
+    for (i, robot) in raw.robots.values().enumerate() {
+        if let Some(f) = &robot.value.fallback {
+            let ctx = format!("robot '{}', field 'fallback'", robot_names[i]);
+            fallbacks[i] = find_robot(&mut c, f, &ctx);
+            if fallbacks[i] == Some(i) {
+                c.problem(f, ctx, "a robot cannot be its own fallback");
+                fallbacks[i] = None;
+            }
+        }
+    }
+    for (i, robot) in raw.robots.values().enumerate() {
+        let mut seen = vec![i];
+        let mut next = fallbacks[i];
+        while let Some(n) = next {
+            if seen.contains(&n) {
+                if let Some(f) = &robot.value.fallback {
+                    c.problem(
+                        f,
+                        format!("robot '{}', field 'fallback'", robot_names[i]),
+                        "fallbacks form a cycle",
+                    );
+                }
+                break;
+            }
+            seen.push(n);
+            next = fallbacks[n];
+        }
+    }
+    if robots.len() == fallbacks.len() {
+        for (robot, fallback) in robots.iter_mut().zip(&fallbacks) {
+            robot.fallback = *fallback;
+        }
+    }
 
     let defaults = raw.defaults.as_ref();
     let default_robot = match defaults.and_then(|d| d.robot.as_ref()) {
@@ -436,6 +546,7 @@ fn check(
             rules,
             default_robot,
             max_line_bytes,
+            warnings: c.warnings,
         })
     } else {
         Err(ConfigError::Invalid(c.problems))
@@ -450,90 +561,245 @@ fn check_robot(
 ) -> Option<RobotConfig> {
     let robot = &raw.value;
     let ctx = |field: &str| format!("robot '{name}', field '{field}'");
-    let mut ok = true;
-    let expand = |c: &mut Checker, field: &str, value: &Spanned<String>| -> Option<String> {
-        match expand_env(&value.value, env) {
-            Ok(v) => Some(v),
-            Err(e) => {
-                c.problem(value, ctx(field), e);
-                None
+    let problems_before = c.problems.len();
+
+    let webhook = c.inline_or_file(
+        raw,
+        name,
+        "webhook",
+        &robot.webhook,
+        &robot.webhook_file,
+        env,
+    );
+    match &webhook {
+        Some((at, url)) => {
+            if let Err(message) = check_webhook(url) {
+                c.problem(at, ctx(at_field(&robot.webhook, "webhook")), message);
             }
         }
-    };
-    let webhook = expand(c, "webhook", &robot.webhook);
-    let secret = robot.secret.as_ref().map(|s| (s, expand(c, "secret", s)));
-    let keyword = robot.keyword.as_ref().map(|k| (k, expand(c, "keyword", k)));
-
-    if let Some(url) = &webhook {
-        if let Err(message) = check_webhook(url) {
-            c.problem(&robot.webhook, ctx("webhook"), message);
-            ok = false;
+        None if robot.webhook.is_none() && robot.webhook_file.is_none() => {
+            c.problem(
+                raw,
+                format!("robot '{name}'"),
+                "needs `webhook` or `webhook_file`",
+            );
         }
-    } else {
-        ok = false;
+        None => {}
     }
-    let secret = match secret {
-        None => None,
-        Some((_, None)) => {
-            ok = false;
-            None
-        }
-        Some((at, Some(s))) => {
-            let s = s.trim().to_owned();
+    let secret = c
+        .inline_or_file(raw, name, "secret", &robot.secret, &robot.secret_file, env)
+        .and_then(|(at, s)| {
+            let field = ctx(at_field(&robot.secret, "secret"));
             if s.is_empty() {
-                c.problem(
-                    at,
-                    ctx("secret"),
-                    "is empty; omit it when the robot does not sign",
-                );
-                ok = false;
+                c.problem(at, field, "is empty; omit it when the robot does not sign");
+                None
             } else if !s.starts_with("SEC") {
                 // DingTalk secrets always start with SEC; anything else is a paste error, and
                 // catching it here beats a "sign not match" at 3 a.m.
                 c.problem(
                     at,
-                    ctx("secret"),
+                    field,
                     "does not start with SEC: copy the whole secret shown under 加签",
                 );
-                ok = false;
+                None
+            } else {
+                Some(Secret::new(s))
             }
-            Some(Secret::new(s))
-        }
-    };
-    let keyword = match keyword {
-        None => None,
-        Some((_, None)) => {
-            ok = false;
-            None
-        }
-        Some((at, Some(k))) if k.trim().is_empty() => {
-            c.problem(at, ctx("keyword"), "is empty");
-            ok = false;
-            None
-        }
-        Some((_, Some(k))) => Some(k.trim().to_owned()),
-    };
+        });
+    let keyword = robot
+        .keyword
+        .as_ref()
+        .and_then(|k| match expand_env(&k.value, env) {
+            Ok(v) if v.trim().is_empty() => {
+                c.problem(k, ctx("keyword"), "is empty");
+                None
+            }
+            Ok(v) => Some(v.trim().to_owned()),
+            Err(e) => {
+                c.problem(k, ctx("keyword"), e);
+                None
+            }
+        });
     let rate = match &robot.rate {
         None => Rate::default(),
-        Some(r) => match parse_rate(&r.value) {
-            Ok(rate) => rate,
-            Err(e) => {
-                c.problem(r, ctx("rate"), e);
-                ok = false;
-                Rate::default()
-            }
-        },
+        Some(r) => parse_rate(&r.value).unwrap_or_else(|e| {
+            c.problem(r, ctx("rate"), e);
+            Rate::default()
+        }),
     };
-    if !ok {
+    let proxy = robot.proxy.as_ref().and_then(|p| {
+        let value = expand_env(&p.value, env)
+            .map_err(|e| c.problem(p, ctx("proxy"), e))
+            .ok()?;
+        match url::Url::parse(value.trim()) {
+            Ok(u) if matches!(u.scheme(), "http" | "https" | "socks5" | "socks5h") => {
+                Some(Secret::new(value.trim()))
+            }
+            // The proxy URL may carry credentials: the message does not quote it.
+            _ => {
+                c.problem(
+                    p,
+                    ctx("proxy"),
+                    "is not an http://, https:// or socks5:// URL",
+                );
+                None
+            }
+        }
+    });
+    let mut duration = |value: &Option<Spanned<String>>, field: &str, default: Duration| {
+        value
+            .as_ref()
+            .and_then(|v| c.duration(v, &ctx(field)))
+            .unwrap_or(default)
+    };
+    let timeout = robot.timeout.as_ref();
+    let connect_timeout = duration(
+        &timeout.and_then(|t| t.connect.clone()),
+        "timeout.connect",
+        Duration::from_secs(5),
+    );
+    let request_timeout = duration(
+        &timeout.and_then(|t| t.request.clone()),
+        "timeout.request",
+        Duration::from_secs(10),
+    );
+    let retry = robot.retry.as_ref();
+    let defaults = Retry::default();
+    let retry = Retry {
+        initial: duration(
+            &retry.and_then(|r| r.initial.clone()),
+            "retry.initial",
+            defaults.initial,
+        ),
+        max: duration(
+            &retry.and_then(|r| r.max.clone()),
+            "retry.max",
+            defaults.max,
+        ),
+        recheck: duration(
+            &retry.and_then(|r| r.recheck.clone()),
+            "retry.recheck",
+            defaults.recheck,
+        ),
+    };
+    let throttle_pause = duration(
+        &robot.throttle_pause,
+        "throttle_pause",
+        Duration::from_secs(600),
+    );
+
+    if c.problems.len() > problems_before {
         return None;
     }
     Some(RobotConfig {
         name: name.to_owned(),
-        webhook: Secret::new(webhook?),
+        webhook: Secret::new(webhook?.1),
         secret,
         keyword,
         rate,
+        fallback: None,
+        proxy,
+        connect_timeout,
+        request_timeout,
+        retry,
+        throttle_pause,
     })
+}
+
+/// The field name to blame: the inline one when it was used, else its `_file` twin.
+fn at_field(inline: &Option<Spanned<String>>, field: &'static str) -> &'static str {
+    match (inline.is_some(), field) {
+        (true, f) => f,
+        (false, "webhook") => "webhook_file",
+        (false, "secret") => "secret_file",
+        (false, f) => f,
+    }
+}
+
+impl Checker<'_> {
+    /// A value given inline (`field`) or read from a file (`field_file`, for Kubernetes secrets
+    /// mounted as files), `${VAR}`-expanded and trimmed. Both at once is an error. A file that
+    /// other users can read gets a warning: it holds a credential.
+    fn inline_or_file<'r>(
+        &mut self,
+        robot: &'r Spanned<RawRobot>,
+        name: &str,
+        field: &str,
+        inline: &'r Option<Spanned<String>>,
+        file: &'r Option<Spanned<String>>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Option<(&'r Spanned<String>, String)> {
+        let ctx = |f: &str| format!("robot '{name}', field '{f}'");
+        match (inline, file) {
+            (Some(_), Some(f)) => {
+                self.problem(
+                    f,
+                    ctx(&format!("{field}_file")),
+                    format!("give `{field}` or `{field}_file`, not both"),
+                );
+                None
+            }
+            (Some(v), None) => match expand_env(&v.value, env) {
+                Ok(value) => Some((v, value.trim().to_owned())),
+                Err(e) => {
+                    self.problem(v, ctx(field), e);
+                    None
+                }
+            },
+            (None, Some(f)) => {
+                let fctx = ctx(&format!("{field}_file"));
+                let path = match expand_env(&f.value, env) {
+                    Ok(p) => PathBuf::from(p),
+                    Err(e) => {
+                        self.problem(f, fctx, e);
+                        return None;
+                    }
+                };
+                let path = match (path.is_relative(), Path::new(self.origin).parent()) {
+                    (true, Some(dir)) if !self.origin.starts_with('<') => dir.join(path),
+                    _ => path,
+                };
+                match std::fs::read_to_string(&path) {
+                    Ok(value) => {
+                        if let Some(mode) = file_mode(&path).filter(|m| m & 0o077 != 0) {
+                            self.warnings.push(Problem {
+                                file: self.origin.to_owned(),
+                                line: f.referenced.line(),
+                                column: f.referenced.column(),
+                                context: fctx,
+                                message: format!(
+                                    "{} is readable by other users (mode {mode:o}); chmod 600 it",
+                                    path.display()
+                                ),
+                            });
+                        }
+                        Some((f, value.trim().to_owned()))
+                    }
+                    Err(e) => {
+                        self.problem(f, fctx, format!("cannot read {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => {
+                let _ = robot;
+                None
+            }
+        }
+    }
+}
+
+#[cfg(unix)]
+fn file_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
+#[cfg(not(unix))]
+fn file_mode(_: &Path) -> Option<u32> {
+    None
 }
 
 /// The webhook must be an http(s) URL with an `access_token` and without `timestamp`/`sign`

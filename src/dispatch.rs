@@ -2,19 +2,27 @@
 //!
 //! The dispatcher never sends faster than its robot allows ([`SlidingWindow`]). While it waits, for
 //! a slot, a retry or an answer, it keeps receiving alerts and merges them into what is pending
-//! (one entry per rule, exact counts, bounded samples), so a storm becomes a few digest messages
-//! and upstream stages are never held back by a slow or absent DingTalk.
+//! (one entry per rule, exact counts, bounded samples), so a storm becomes a few digest messages,
+//! memory stays bounded through an outage of any length, and upstream stages are never held back
+//! by a slow or absent DingTalk.
 //!
-//! A message in flight is immutable: a retry resends the very same body with the same `msgUuid`,
-//! so DingTalk drops the copy if the first attempt did arrive. Alerts that arrive meanwhile go
-//! into the next message.
+//! A message in flight is immutable: a retry resends the very same body with the same `msgUuid`
+//! (signed afresh), so DingTalk drops the copy if an earlier attempt did arrive. Alerts that arrive
+//! meanwhile go into the next message.
 //!
-//! Edges: when its input closes (end of input or shutdown) the dispatcher has its rate-limit wait
-//! plus `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
-//! delivered, with its rules and counts, never dropped silently. A permanent error (bad token,
-//! bad secret, disabled robot) stops sending to that robot (no hammering) and every later alert for
-//! it is reported as not delivered, with the reason. "Sending too fast" pauses the robot for
-//! `throttle_pause` and keeps gathering.
+//! What each kind of failure does (see [`ErrorClass`]):
+//! - retryable (network, timeouts, 5xx, errcode -1, an answer that is not DingTalk's): retry with
+//!   exponential backoff and jitter, for as long as the input lasts;
+//! - throttled (130101/410100): DingTalk blocks the robot for about ten minutes, so the robot is
+//!   paused for `throttle_pause`; alerts keep gathering, or go to the robot's `fallback`;
+//! - permanent (bad token or secret, disabled robot…): one clear error, then the robot is left
+//!   alone and tried again every `retry.recheck` while alerts keep gathering (someone may fix
+//!   it); when the input ends, what it holds is reported as not delivered;
+//! - too large (460101): a rendering bug; the message is rendered again smaller.
+//!
+//! Edges: when its input closes (end of input or a shutdown signal) the dispatcher has
+//! `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
+//! delivered, with its rules, counts and the last error, never dropped silently.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -28,38 +36,20 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Alert;
-use crate::config::{Rate, RobotConfig};
+use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render_text;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
 use crate::ratelimit::SlidingWindow;
-
-/// Backoff between retries of one message.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    /// First wait.
-    pub initial: Duration,
-    /// Longest wait; the wait doubles up to this.
-    pub max: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(60),
-        }
-    }
-}
 
 /// Where messages go.
 #[derive(Clone)]
 pub enum Sink {
     /// POST to the robot.
     Post {
-        /// The HTTP client.
+        /// The HTTP client (the robot's timeouts and proxy).
         client: Client,
         /// The robot (webhook and secret).
-        robot: RobotConfig,
+        robot: Box<RobotConfig>,
     },
     /// `--dry-run`: one JSON line per message on this writer, nothing sent, no rate-limit waits.
     DryRun(Arc<Mutex<dyn Write + Send>>),
@@ -76,12 +66,31 @@ pub struct DispatchConfig {
     pub rate: Rate,
     /// This machine's name, for message headers.
     pub host: String,
-    /// Backoff for retryable failures.
-    pub retry: RetryPolicy,
+    /// Backoff for failures.
+    pub retry: Retry,
     /// How long to leave a robot alone after DingTalk said "too fast".
     pub throttle_pause: Duration,
-    /// Time allowed after input ends, beyond waiting for the rate limit.
+    /// Time allowed to deliver after the input ends.
     pub shutdown_timeout: Duration,
+}
+
+impl DispatchConfig {
+    /// The settings for a robot (or for no robot, in dry-run).
+    pub fn new(
+        robot: Option<&RobotConfig>,
+        host: &str,
+        shutdown_timeout: Duration,
+    ) -> DispatchConfig {
+        DispatchConfig {
+            robot: robot.map(|r| r.name.clone()),
+            keyword: robot.and_then(|r| r.keyword.clone()),
+            rate: robot.map(|r| r.rate).unwrap_or_default(),
+            host: host.to_owned(),
+            retry: robot.map(|r| r.retry).unwrap_or_default(),
+            throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
+            shutdown_timeout,
+        }
+    }
 }
 
 /// What a dispatcher did, for the summary and the exit status.
@@ -95,6 +104,8 @@ pub struct DeliveryReport {
     pub messages_failed: u64,
     /// Matching lines accounted for in accepted messages.
     pub events_sent: u64,
+    /// Matching lines handed to the fallback robot while this one was throttled.
+    pub events_forwarded: u64,
     /// Matching lines in messages given up on, by rule.
     pub events_failed: BTreeMap<String, u64>,
     /// Why messages were given up on, each reason once, in order.
@@ -136,13 +147,13 @@ struct DryRunLine<'a> {
 /// How one message ended.
 enum Outcome {
     Delivered,
-    /// Not posted; its alerts go back to pending (throttled, or too large and to be re-rendered).
+    /// Not posted: its alerts go back to pending (throttled, or too large and to be re-rendered).
     Requeue,
-    /// Given up on, with the reason; `permanent` stops all sending to the robot.
-    Failed {
-        reason: String,
-        permanent: bool,
-    },
+    /// The robot refuses everything until someone fixes it: alerts go back to pending, the robot
+    /// rests until a recheck.
+    Broken(String),
+    /// Cannot be delivered at all (dry-run output failed).
+    Failed(String),
     /// The shutdown deadline passed.
     TimedOut,
 }
@@ -152,22 +163,28 @@ pub struct Dispatcher {
     cfg: DispatchConfig,
     sink: Sink,
     alerts_rx: mpsc::Receiver<Vec<Alert>>,
+    /// While throttled, alerts go here instead of waiting.
+    fallback_tx: Option<mpsc::Sender<Vec<Alert>>>,
     limiter: SlidingWindow,
     pending: Vec<Alert>,
     input_open: bool,
     deadline: Option<Instant>,
     max_body: usize,
-    /// Set after a permanent error: why nothing more is sent.
-    disabled: Option<String>,
+    /// After a permanent error: why, and when to try the robot again.
+    broken: Option<(String, Instant)>,
+    /// The last failure, for the report of what was left at the deadline.
+    last_error: Option<String>,
     report: DeliveryReport,
 }
 
 impl Dispatcher {
-    /// A dispatcher reading alerts from `alerts_rx`.
+    /// A dispatcher reading alerts from `alerts_rx`, handing them to `fallback_tx` while its
+    /// robot is throttled.
     pub fn new(
         cfg: DispatchConfig,
         sink: Sink,
         alerts_rx: mpsc::Receiver<Vec<Alert>>,
+        fallback_tx: Option<mpsc::Sender<Vec<Alert>>>,
     ) -> Dispatcher {
         Dispatcher {
             limiter: SlidingWindow::new(cfg.rate),
@@ -178,11 +195,13 @@ impl Dispatcher {
             cfg,
             sink,
             alerts_rx,
+            fallback_tx,
             pending: Vec::new(),
             input_open: true,
             deadline: None,
             max_body: MAX_BODY_BYTES,
-            disabled: None,
+            broken: None,
+            last_error: None,
         }
     }
 
@@ -200,10 +219,19 @@ impl Dispatcher {
             while let Ok(batch) = self.alerts_rx.try_recv() {
                 self.merge(batch);
             }
-            if let Some(reason) = self.disabled.clone() {
-                let alerts = std::mem::take(&mut self.pending);
-                self.report.fail(&alerts, &reason);
+            if self.limiter.paused(Instant::now()) && self.forward_to_fallback().await {
                 continue;
+            }
+            if let Some((reason, recheck_at)) = self.broken.clone() {
+                if !self.input_open {
+                    let alerts = std::mem::take(&mut self.pending);
+                    self.report.fail(&alerts, &reason);
+                    continue;
+                }
+                self.rest_until(recheck_at).await;
+                if !self.input_open {
+                    continue;
+                }
             }
             let slot = self.next_slot();
             if !self.wait_until(slot).await {
@@ -213,28 +241,30 @@ impl Dispatcher {
             let alerts: Vec<Alert> = self.pending.drain(..used).collect();
             match self.deliver(&message).await {
                 Outcome::Delivered => {
+                    if self.broken.take().is_some() {
+                        tracing::info!(robot = ?self.cfg.robot, "robot accepts messages again");
+                    }
                     self.report.messages_sent += 1;
                     self.report.events_sent += message.count;
                 }
-                Outcome::Requeue => {
-                    let later = std::mem::replace(&mut self.pending, alerts);
-                    self.merge(later);
+                Outcome::Requeue => self.requeue(alerts),
+                Outcome::Broken(reason) => {
+                    self.requeue(alerts);
+                    self.broken = Some((reason, Instant::now() + self.cfg.retry.recheck));
                 }
-                Outcome::Failed { reason, permanent } => {
-                    self.report.fail(&alerts, &reason);
-                    if permanent {
-                        self.disabled = Some(reason);
-                    }
-                }
+                Outcome::Failed(reason) => self.report.fail(&alerts, &reason),
                 Outcome::TimedOut => {
-                    self.pending.splice(0..0, alerts);
+                    self.requeue(alerts);
                     break;
                 }
             }
         }
         let left = std::mem::take(&mut self.pending);
-        self.report
-            .fail(&left, "not delivered before the shutdown timeout");
+        let reason = match &self.last_error {
+            Some(e) => format!("not delivered before the shutdown timeout (last error: {e})"),
+            None => "not delivered before the shutdown timeout".to_owned(),
+        };
+        self.report.fail(&left, &reason);
         self.report
     }
 
@@ -250,6 +280,32 @@ impl Dispatcher {
         match self.sink {
             Sink::DryRun(_) => Instant::now(),
             Sink::Post { .. } => self.limiter.next_slot(Instant::now()),
+        }
+    }
+
+    /// Puts alerts of an unsent message back in front of what arrived since.
+    fn requeue(&mut self, alerts: Vec<Alert>) {
+        let later = std::mem::replace(&mut self.pending, alerts);
+        self.merge(later);
+    }
+
+    /// Hands everything pending to the fallback robot; false when there is none (or it is gone).
+    async fn forward_to_fallback(&mut self) -> bool {
+        let Some(tx) = &self.fallback_tx else {
+            return false;
+        };
+        let alerts = std::mem::take(&mut self.pending);
+        let count: u64 = alerts.iter().map(|a| a.count).sum();
+        match tx.send(alerts).await {
+            Ok(()) => {
+                self.report.events_forwarded += count;
+                true
+            }
+            Err(mpsc::error::SendError(alerts)) => {
+                self.pending = alerts;
+                self.fallback_tx = None;
+                false
+            }
         }
     }
 
@@ -279,6 +335,7 @@ impl Dispatcher {
                 }
                 Some(Err(e)) => e,
             };
+            self.last_error = Some(error.to_string());
             match error.class() {
                 ErrorClass::Retryable => {
                     let wait = jitter(backoff);
@@ -289,8 +346,14 @@ impl Dispatcher {
                     backoff = (backoff * 2).min(self.cfg.retry.max);
                 }
                 ErrorClass::Throttled => {
-                    tracing::warn!(robot = %robot.name, pause = ?self.cfg.throttle_pause, "robot throttled by DingTalk, pausing it: {error}");
-                    self.limiter.pause(Instant::now() + self.cfg.throttle_pause);
+                    let pause = self.cfg.throttle_pause;
+                    let to = if self.fallback_tx.is_some() {
+                        "alerts go to the fallback robot"
+                    } else {
+                        "alerts keep gathering"
+                    };
+                    tracing::warn!(robot = %robot.name, ?pause, "robot throttled by DingTalk, pausing it ({to}): {error}");
+                    self.limiter.pause(Instant::now() + pause);
                     return Outcome::Requeue;
                 }
                 ErrorClass::TooLarge => {
@@ -299,12 +362,9 @@ impl Dispatcher {
                     return Outcome::Requeue;
                 }
                 ErrorClass::Permanent => {
-                    let reason = format!("robot {}: {error}", robot.name);
-                    tracing::error!(robot = %robot.name, "{error}; no more messages go to this robot");
-                    return Outcome::Failed {
-                        reason,
-                        permanent: true,
-                    };
+                    let recheck = self.cfg.retry.recheck;
+                    tracing::error!(robot = %robot.name, ?recheck, "{error}; holding this robot's alerts and trying it again later");
+                    return Outcome::Broken(format!("robot {}: {error}", robot.name));
                 }
             }
         }
@@ -313,6 +373,17 @@ impl Dispatcher {
     /// Waits until `t`, receiving alerts meanwhile. False when the deadline came first.
     async fn wait_until(&mut self, t: Instant) -> bool {
         self.race(sleep_until(t)).await.is_some()
+    }
+
+    /// A broken robot rests until its recheck, receiving alerts; the rest ends early when the
+    /// input closes (nothing more will come to make the recheck worth waiting for).
+    async fn rest_until(&mut self, t: Instant) {
+        while self.input_open && Instant::now() < t {
+            tokio::select! {
+                () = sleep_until(t) => {}
+                batch = self.alerts_rx.recv() => self.on_receive(batch),
+            }
+        }
     }
 
     /// Runs `fut` to completion while receiving alerts; `None` if the deadline passes first.
@@ -334,12 +405,7 @@ impl Dispatcher {
             Some(alerts) => self.merge(alerts),
             None => {
                 self.input_open = false;
-                let now = Instant::now();
-                let rate_wait = match self.sink {
-                    Sink::DryRun(_) => Duration::ZERO,
-                    Sink::Post { .. } => self.limiter.next_rate_slot(now) - now,
-                };
-                self.deadline = Some(now + rate_wait + self.cfg.shutdown_timeout);
+                self.deadline = Some(Instant::now() + self.cfg.shutdown_timeout);
             }
         }
     }
@@ -368,10 +434,7 @@ fn dry_run(out: &Mutex<dyn Write + Send>, robot: Option<&str>, message: &Message
     let mut out = out.lock().unwrap_or_else(|e| e.into_inner());
     match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         Ok(()) => Outcome::Delivered,
-        Err(e) => Outcome::Failed {
-            reason: format!("cannot write dry-run output: {e}"),
-            permanent: true,
-        },
+        Err(e) => Outcome::Failed(format!("cannot write dry-run output: {e}")),
     }
 }
 
@@ -407,15 +470,7 @@ mod tests {
     }
 
     fn config() -> DispatchConfig {
-        DispatchConfig {
-            robot: None,
-            keyword: None,
-            rate: Rate::default(),
-            host: "h".into(),
-            retry: RetryPolicy::default(),
-            throttle_pause: Duration::from_secs(600),
-            shutdown_timeout: Duration::from_secs(10),
-        }
+        DispatchConfig::new(None, "h", Duration::from_secs(10))
     }
 
     #[derive(Clone, Default)]
@@ -438,6 +493,7 @@ mod tests {
             config(),
             Sink::DryRun(Arc::new(Mutex::new(out.clone()))),
             rx,
+            None,
         );
         let task = tokio::spawn(d.run());
         tx.send((0..200).map(|r| alert(r, r as u64 + 1)).collect())
@@ -464,7 +520,7 @@ mod tests {
     async fn alerts_of_one_rule_merge_while_waiting() {
         let (tx, rx) = mpsc::channel(4);
         let out = Shared::default();
-        let mut d = Dispatcher::new(config(), Sink::DryRun(Arc::new(Mutex::new(out))), rx);
+        let mut d = Dispatcher::new(config(), Sink::DryRun(Arc::new(Mutex::new(out))), rx, None);
         d.merge(vec![alert(1, 5), alert(2, 1)]);
         d.merge(vec![alert(1, 7)]);
         assert_eq!(d.pending.len(), 2);

@@ -1,7 +1,7 @@
 //! The `dingtail` binary: parses the command line, calls the library, maps errors to exit codes
 //! (0 all delivered, 1 something not delivered or a runtime failure, 2 usage or config error).
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -99,10 +99,16 @@ fn config_path(arg: &ConfigArg) -> Option<PathBuf> {
 fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
     match config_path(arg) {
         None => Ok(Config::builtin()),
-        Some(path) => config::load(&path).map_err(|e| {
-            eprintln!("{e}");
-            ExitCode::from(EXIT_USAGE)
-        }),
+        Some(path) => {
+            let config = config::load(&path).map_err(|e| {
+                eprintln!("{e}");
+                ExitCode::from(EXIT_USAGE)
+            })?;
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
+            Ok(config)
+        }
     }
 }
 
@@ -158,23 +164,16 @@ fn send(args: &SendArgs) -> ExitCode {
         &uuid::Uuid::new_v4().to_string(),
     );
     let result = runtime().block_on(async {
-        let client = Client::new(
-            std::time::Duration::from_secs(5),
-            std::time::Duration::from_secs(10),
-        )?;
-        Ok::<_, anyhow::Error>(client.post(&robot, body).await)
+        let client = Client::for_robot(&robot)?;
+        client.post(&robot, body).await
     });
     match result {
-        Ok(Ok(answer)) => {
+        Ok(answer) => {
             println!("{}", answer.raw);
             ExitCode::SUCCESS
         }
-        Ok(Err(e)) => {
-            eprintln!("dingtail: robot {}: {e}", robot.name);
-            ExitCode::from(EXIT_UNDELIVERED)
-        }
         Err(e) => {
-            eprintln!("dingtail: {e:#}");
+            eprintln!("dingtail: robot {}: {e}", robot.name);
             ExitCode::from(EXIT_UNDELIVERED)
         }
     }
@@ -195,6 +194,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .init();

@@ -137,21 +137,44 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client with these timeouts.
+    /// A client with these timeouts, using `HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` from the
+    /// environment, or `proxy` when given (a robot's own `proxy:` setting; `NO_PROXY` still
+    /// applies to it).
     pub fn new(
         connect_timeout: Duration,
         request_timeout: Duration,
+        proxy: Option<&str>,
     ) -> Result<Client, reqwest::Error> {
         // reqwest is built without a default crypto provider (aws-lc needs a C toolchain we do
         // not want in CI); ring is installed once, here. Ignoring the result: another part of
         // the process may have installed it first.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
-            .user_agent(concat!("dingtail/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(Client { http })
+            .user_agent(concat!("dingtail/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = proxy {
+            builder =
+                builder.proxy(reqwest::Proxy::all(proxy)?.no_proxy(reqwest::NoProxy::from_env()));
+        }
+        Ok(Client {
+            http: builder.build()?,
+        })
+    }
+
+    /// The client a robot's settings ask for (timeouts, proxy).
+    pub fn for_robot(robot: &RobotConfig) -> Result<Client, SendError> {
+        Client::new(
+            robot.connect_timeout,
+            robot.request_timeout,
+            robot.proxy.as_ref().map(|p| p.expose()),
+        )
+        .map_err(|e| SendError::Transport {
+            detail: format!(
+                "cannot set up the HTTP client: {}",
+                redact(&e.without_url().to_string(), robot)
+            ),
+        })
     }
 
     /// Signs and posts `body` to `robot`. Each call signs afresh.
@@ -246,6 +269,7 @@ pub fn redact(text: &str, robot: &RobotConfig) -> String {
         Some(webhook.to_owned()),
         token,
         robot.secret.as_ref().map(|s| s.expose().to_owned()),
+        robot.proxy.as_ref().map(|s| s.expose().to_owned()),
     ];
     for s in secrets.into_iter().flatten().filter(|s| s.len() >= 4) {
         out = out.replace(&s, "***");
@@ -256,7 +280,7 @@ pub fn redact(text: &str, robot: &RobotConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Rate;
+    use crate::config::{Rate, Retry};
     use crate::secret::Secret;
 
     #[test]
@@ -325,8 +349,15 @@ mod tests {
             secret: Some(Secret::new("SECsecret")),
             keyword: None,
             rate: Rate::default(),
+            fallback: None,
+            proxy: Some(Secret::new("http://user:pw@proxy:3128")),
+            connect_timeout: std::time::Duration::from_secs(5),
+            request_timeout: std::time::Duration::from_secs(10),
+            retry: Retry::default(),
+            throttle_pause: std::time::Duration::from_secs(600),
         };
-        let text = "error for https://x/robot/send?access_token=tok123456 tok123456 SECsecret";
-        assert_eq!(redact(text, &robot), "error for *** *** ***");
+        let text = "error for https://x/robot/send?access_token=tok123456 tok123456 SECsecret \
+                    via http://user:pw@proxy:3128";
+        assert_eq!(redact(text, &robot), "error for *** *** *** via ***");
     }
 }

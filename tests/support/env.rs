@@ -24,6 +24,10 @@ pub struct Output {
     pub stderr: String,
     /// Raw standard output.
     pub stdout_bytes: Vec<u8>,
+    /// Peak resident memory of the process, KiB, as last seen (polled every few ms).
+    pub max_rss_kib: u64,
+    /// From the start of waiting to exit.
+    pub elapsed: Duration,
 }
 
 impl Output {
@@ -133,7 +137,15 @@ pub fn wait(mut child: Child) -> Output {
     let out_t = read(Box::new(stdout));
     let err_t = read(Box::new(stderr));
     let start = Instant::now();
+    let pid = child.id();
+    // Peak RSS is read from /proc (VmHWM, the high-water mark of the exec'd program) while the
+    // child runs: the child's rusage would also count the test process's pages it was forked
+    // with.
+    let mut max_rss_kib = 0;
     let status = loop {
+        if let Some(hwm) = vm_hwm_kib(pid) {
+            max_rss_kib = max_rss_kib.max(hwm);
+        }
         if let Some(status) = child.try_wait().expect("wait") {
             break status;
         }
@@ -141,7 +153,7 @@ pub fn wait(mut child: Child) -> Output {
             let _ = child.kill();
             panic!("dingtail did not finish within {RUN_LIMIT:?}");
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(5));
     };
     let stdout_bytes = out_t.join().expect("stdout reader");
     let stderr = err_t.join().expect("stderr reader");
@@ -150,7 +162,16 @@ pub fn wait(mut child: Child) -> Output {
         stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
         stdout_bytes,
+        max_rss_kib,
+        elapsed: start.elapsed(),
     }
+}
+
+/// The VmHWM line of /proc/PID/status, in KiB (`None` once the process is gone).
+fn vm_hwm_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Sends a signal to a running child.
