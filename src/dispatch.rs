@@ -41,6 +41,9 @@ use crate::dingtalk::message::render_text;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
 use crate::ratelimit::SlidingWindow;
 
+/// A permanent error is logged again at most this often, however short `retry.recheck` is.
+const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
+
 /// Where messages go.
 #[derive(Clone)]
 pub enum Sink {
@@ -174,6 +177,8 @@ pub struct Dispatcher {
     broken: Option<(String, Instant)>,
     /// The last failure, for the report of what was left at the deadline.
     last_error: Option<String>,
+    /// When a permanent error was last logged: it repeats at most once a minute.
+    last_said: Option<Instant>,
     report: DeliveryReport,
 }
 
@@ -202,6 +207,7 @@ impl Dispatcher {
             max_body: MAX_BODY_BYTES,
             broken: None,
             last_error: None,
+            last_said: None,
         }
     }
 
@@ -362,8 +368,15 @@ impl Dispatcher {
                     return Outcome::Requeue;
                 }
                 ErrorClass::Permanent => {
-                    let recheck = self.cfg.retry.recheck;
-                    tracing::error!(robot = %robot.name, ?recheck, "{error}; holding this robot's alerts and trying it again later");
+                    let now = Instant::now();
+                    if self
+                        .last_said
+                        .is_none_or(|t| now >= t + PERMANENT_ERROR_REPEAT)
+                    {
+                        self.last_said = Some(now);
+                        let recheck = self.cfg.retry.recheck;
+                        tracing::error!(robot = %robot.name, ?recheck, "{error}; holding this robot's alerts and trying it again later");
+                    }
                     return Outcome::Broken(format!("robot {}: {error}", robot.name));
                 }
             }

@@ -420,3 +420,49 @@ defaults: { robot: a }
         out.stderr
     );
 }
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
+    emu.set_outage(true);
+    let env = env(&emu, "");
+    let mut child = env.spawn(&["run", "--shutdown-timeout", "1h"]);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "ERROR stuck").unwrap();
+    stdin.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    signal(&child, libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    signal(&child, libc::SIGINT);
+    let out = wait(child);
+    drop(stdin);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(out.code, 130, "{}", out.stderr);
+    assert!(out.stderr.contains("second signal"), "{}", out.stderr);
+}
+
+#[test]
+fn no_proxy_bypasses_the_environment_proxy() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let yaml = format!(
+        "robots:\n  ops:\n    webhook: \"{}\"\nrules:\n{RULE}",
+        emu.webhook(TOKEN)
+    );
+    let out = TestEnv::new()
+        .config(&yaml)
+        .env("HTTP_PROXY", &format!("http://127.0.0.1:{dead}"))
+        .env("NO_PROXY", "127.0.0.1")
+        .run(&["run"], b"ERROR direct\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(delivered(&emu, TOKEN), 1);
+}
