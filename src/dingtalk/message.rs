@@ -386,6 +386,24 @@ mod tests {
             .sum()
     }
 
+    /// For each `【rule】×N` section: N, the lines quoted, and K of `… K more not shown`.
+    fn sections(text: &str) -> Vec<(u64, u64, u64)> {
+        let mut out: Vec<(u64, u64, u64)> = Vec::new();
+        for l in text.lines() {
+            if l.starts_with('【') {
+                let n = l.split('×').nth(1).unwrap().split(' ').next().unwrap();
+                out.push((n.parse().unwrap(), 0, 0));
+            } else if let Some(last) = out.last_mut() {
+                if l.starts_with("> ") {
+                    last.1 += 1;
+                } else if let Some(more) = l.strip_prefix("… ") {
+                    last.2 = more.split(' ').next().unwrap().parse().unwrap();
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn a_small_alert_is_quoted_whole() {
         let a = alert("nginx-5xx", 3, &[b"GET /a 500", b"GET /b 502"], 2);
@@ -515,7 +533,10 @@ mod tests {
                 let text = content(&m);
                 prop_assert_eq!(header_total(&text), m.count);
                 if let Some(k) = &keyword { prop_assert!(text.contains(k.as_str())); }
-                // quoted + "more" = count, per rule
+                // per rule: quoted lines + "… K more" = ×N
+                for (count, quoted, more) in sections(&text) {
+                    prop_assert_eq!(quoted + more, count, "{}", text);
+                }
                 total += m.count;
                 rest = &rest[used..];
             }
