@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::RobotId;
 use crate::matcher::HitBatch;
 use crate::rules::{Rule, RuleId};
+use crate::source::Mark;
 
 /// Longest sample line kept; a message (20,000 bytes in all) could not show more of it anyway.
 pub const SAMPLE_MAX_BYTES: usize = 8 * 1024;
@@ -62,6 +63,13 @@ pub struct Alert {
     pub samples: Vec<Sample>,
     /// The rule's `max_lines`, kept so merged alerts stay within it.
     pub max_lines: usize,
+    /// Per followed file, the start of the first chunk this alert counts a hit from: until the
+    /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
+    /// before it. One entry per file per window, not per hit, because later hits of the same
+    /// file lie after it anyway; merged alerts keep all entries (each was registered with the
+    /// checkpoint keeper and is released once), so this grows with the number of windows merged,
+    /// never with the number of hits.
+    pub holds: Vec<Mark>,
 }
 
 impl Alert {
@@ -75,6 +83,7 @@ impl Alert {
         self.source = later.source;
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
+        self.holds.extend(later.holds);
     }
 
     /// Lines counted but not quoted.
@@ -112,8 +121,10 @@ impl Aggregator {
     }
 
     /// Counts the hits of a batch. The first hit of a rule opens its window, which closes
-    /// `window` after `now`.
-    pub fn add(&mut self, batch: &HitBatch, now: Instant) {
+    /// `window` after `now`. Returns how many alerts took a hold on the batch's chunk (the
+    /// checkpoint keeper must learn of them before the alerts can be settled).
+    pub fn add(&mut self, batch: &HitBatch, now: Instant) -> u32 {
+        let mut new_holds = 0;
         for hit in &batch.hits {
             let rule = &self.rules[hit.rule];
             let open = self.open.entry(hit.rule).or_insert_with(|| {
@@ -130,6 +141,7 @@ impl Aggregator {
                         source: batch.source.clone(),
                         samples: Vec::new(),
                         max_lines: rule.max_lines,
+                        holds: Vec::new(),
                     },
                     closes_at,
                 }
@@ -143,7 +155,14 @@ impl Aggregator {
             if alert.samples.len() < alert.max_lines {
                 alert.samples.push(Sample::from_line(&hit.line));
             }
+            if let Some(mark) = batch.mark
+                && !alert.holds.iter().any(|h| h.file == mark.file)
+            {
+                alert.holds.push(mark);
+                new_holds += 1;
+            }
         }
+        new_holds
     }
 
     /// When the next window closes, if any is open.
@@ -211,6 +230,7 @@ mod tests {
             lines: hits.len() as u64,
             bytes: 0,
             end_offset: 0,
+            mark: None,
             hits: hits
                 .iter()
                 .map(|(r, l)| Hit {

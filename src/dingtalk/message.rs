@@ -214,7 +214,13 @@ const ELLIPSIS: &str = "…";
 
 impl Quoted {
     fn new(raw: &[u8], cut: bool) -> Quoted {
-        let text = clean(&String::from_utf8_lossy(raw)).into_owned();
+        // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
+        // lines is quoted on a line of its own.
+        let text = raw
+            .split(|&b| b == b'\r')
+            .map(|l| clean(&String::from_utf8_lossy(l)).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n> ");
         let len =
             escaped_len(PREFIX) + escaped_len(&text) + 1 + if cut { ELLIPSIS.len() } else { 0 };
         Quoted { text, len, cut }
@@ -356,6 +362,7 @@ mod tests {
             last: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(65),
             source: "-".into(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
+            holds: Vec::new(),
             max_lines,
         }
     }
