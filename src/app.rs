@@ -50,6 +50,8 @@ pub struct RunOptions {
 /// What a run did: the summary line and the exit status come from this.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// Messages were printed, not sent.
+    pub dry_run: bool,
     /// Lines read.
     pub lines: u64,
     /// Bytes read.
@@ -79,7 +81,7 @@ impl RunReport {
         let sent: u64 = self.deliveries.iter().map(|d| d.messages_sent).sum();
         let failed: u64 = self.deliveries.iter().map(|d| d.messages_failed).sum();
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} sent, {failed} failed",
+            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed",
             self.lines,
             self.bytes,
             if self.cut_lines > 0 {
@@ -92,6 +94,7 @@ impl RunReport {
             } else {
                 matches.join(", ")
             },
+            if self.dry_run { "printed" } else { "sent" },
         )
     }
 
@@ -306,6 +309,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         }
     };
     Ok(RunReport {
+        dry_run,
         lines,
         bytes,
         cut_lines,
