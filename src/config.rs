@@ -633,7 +633,11 @@ fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputCon
             let max_lines = match &m.max_lines {
                 None => Some(DEFAULT_MULTILINE_MAX_LINES),
                 Some(n) if n.value == 0 || n.value > 100_000 => {
-                    c.problem(n, ctx("multiline.max_lines"), "must be between 1 and 100000");
+                    c.problem(
+                        n,
+                        ctx("multiline.max_lines"),
+                        "must be between 1 and 100000",
+                    );
                     None
                 }
                 Some(n) => Some(n.value),

@@ -225,7 +225,10 @@ impl Dispatcher {
     /// These alerts are done with (delivered, or counted as undelivered): release their holds.
     fn settle(&self, alerts: &[Alert]) {
         if let Some(tx) = &self.settled_tx {
-            let holds: Vec<Mark> = alerts.iter().flat_map(|a| a.holds.iter().copied()).collect();
+            let holds: Vec<Mark> = alerts
+                .iter()
+                .flat_map(|a| a.holds.iter().copied())
+                .collect();
             if !holds.is_empty() {
                 // The keeper outlives the dispatchers; if it is gone, nothing is checkpointed.
                 let _ = tx.send(holds);

@@ -34,7 +34,9 @@ rules:
 }
 
 fn emulator() -> Emulator {
-    Emulator::start(vec![RobotSpec::new(TOKEN).rate(1000, Duration::from_secs(1))])
+    Emulator::start(vec![
+        RobotSpec::new(TOKEN).rate(1000, Duration::from_secs(1)),
+    ])
 }
 
 /// Matching lines counted by every message so far.
@@ -156,7 +158,12 @@ fn rename_rotation_with_writes_racing_it_loses_nothing() {
     let log = env.dir().join("app.log");
     append(&log, "");
     let state = env.dir().join("state");
-    let child = env.spawn(&["run", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()]);
+    let child = env.spawn(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     settle();
     let dir = env.dir().to_owned();
     let log2 = log.clone();
@@ -178,7 +185,12 @@ fn copytruncate_is_read_again_from_the_start() {
     let log = env.dir().join("app.log");
     append(&log, "");
     let state = env.dir().join("state");
-    let child = env.spawn(&["run", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()]);
+    let child = env.spawn(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     settle();
     let dir = env.dir().to_owned();
     let log2 = log.clone();
@@ -208,7 +220,12 @@ fn a_deleted_file_is_followed_again_when_it_reappears() {
     let log = env.dir().join("app.log");
     append(&log, "ERROR old\n");
     let state = env.dir().join("state");
-    let child = env.spawn(&["run", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()]);
+    let child = env.spawn(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     settle();
     append(&log, "ERROR one\n");
     assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
@@ -228,7 +245,12 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
     let log = env.dir().join("app.log");
     append(&log, "ERROR before the first start\n");
     let state = env.dir().join("state");
-    let args = ["run", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()];
+    let args = [
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
 
     let child = env.spawn(&args);
     settle();
@@ -270,7 +292,12 @@ fn a_restart_after_sigkill_loses_nothing() {
     let log = env.dir().join("app.log");
     append(&log, "ERROR before\n");
     let state = env.dir().join("state");
-    let args = ["run", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()];
+    let args = [
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
 
     let mut child = env.spawn(&args);
     settle();
@@ -306,14 +333,24 @@ fn a_100_mib_line_without_newline_keeps_memory_small() {
         f.write_all(b"\nERROR small\n").unwrap();
     }
     let out = env.run(
-        &["run", "--dry-run", "--once", "--from-beginning", log.to_str().unwrap()],
+        &[
+            "run",
+            "--dry-run",
+            "--once",
+            "--from-beginning",
+            log.to_str().unwrap(),
+        ],
         b"",
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let lines = out.dry_run_lines();
     let count: u64 = lines.iter().map(|l| l["count"].as_u64().unwrap()).sum();
     assert_eq!(count, 2, "{}", out.stdout);
-    assert!(out.stderr.contains("1 cut at max_line_bytes"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("1 cut at max_line_bytes"),
+        "{}",
+        out.stderr
+    );
     eprintln!("peak RSS reading a 100 MiB line: {} KiB", out.max_rss_kib);
     assert!(
         out.max_rss_kib > 0 && out.max_rss_kib < 48 * 1024,
@@ -326,9 +363,19 @@ fn a_100_mib_line_without_newline_keeps_memory_small() {
 fn invalid_utf8_nul_and_crlf_are_matched_and_shown() {
     let env = TestEnv::new();
     let log = env.dir().join("odd.log");
-    fs::write(&log, b"ERROR \xff\xfe bytes\r\nok\r\nERROR nul\x00here\r\nERROR no newline at end").unwrap();
+    fs::write(
+        &log,
+        b"ERROR \xff\xfe bytes\r\nok\r\nERROR nul\x00here\r\nERROR no newline at end",
+    )
+    .unwrap();
     let out = env.run(
-        &["run", "--dry-run", "--once", "--from-beginning", log.to_str().unwrap()],
+        &[
+            "run",
+            "--dry-run",
+            "--once",
+            "--from-beginning",
+            log.to_str().unwrap(),
+        ],
         b"",
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -368,24 +415,37 @@ fn a_java_stack_trace_is_one_event() {
     .unwrap();
     let state = env.dir().join("state");
     // followed, from the beginning; the last event (INFO next) ends by timeout
-    let child = env.spawn(&["run", "--from-beginning", "--state-dir", state.to_str().unwrap()]);
+    let child = env.spawn(&[
+        "run",
+        "--from-beginning",
+        "--state-dir",
+        state.to_str().unwrap(),
+    ]);
     assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
-    append(&log, "2024-05-01 10:00:03 ERROR second\n\tat x.Y(Y.java:1)\n");
+    append(
+        &log,
+        "2024-05-01 10:00:03 ERROR second\n\tat x.Y(Y.java:1)\n",
+    );
     assert_eq!(wait_total(&emu, 2, Duration::from_secs(5)), 2);
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(total(&emu), 2, "each event counted once: {}", all_text(&emu));
+    assert_eq!(
+        total(&emu),
+        2,
+        "each event counted once: {}",
+        all_text(&emu)
+    );
     let text = all_text(&emu);
     assert!(
         text.contains(
-            "> 2024-05-01 10:00:01 ERROR request failed\n\
-             > java.lang.IllegalStateException: ERROR in payment\n\
-             > \tat com.shop.Pay.charge(Pay.java:42)\n"
+            "> 2024-05-01 10:00:01 ERROR request failed\n  \
+             java.lang.IllegalStateException: ERROR in payment\n  \
+             \tat com.shop.Pay.charge(Pay.java:42)\n"
         ),
         "{text}"
     );
-    assert!(text.contains("> \t... 12 more"), "{text}");
-    assert!(text.contains("> \tat x.Y(Y.java:1)"), "{text}");
+    assert!(text.contains("\n  \t... 12 more"), "{text}");
+    assert!(text.contains("\n  \tat x.Y(Y.java:1)"), "{text}");
 }
 
 #[test]
@@ -394,7 +454,13 @@ fn once_resumes_from_the_checkpoint() {
     let log = env.dir().join("app.log");
     let state = env.dir().join("state");
     fs::write(&log, "ERROR 1\nERROR 2\n").unwrap();
-    let args = ["run", "--once", "--state-dir", state.to_str().unwrap(), log.to_str().unwrap()];
+    let args = [
+        "run",
+        "--once",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
     // without a checkpoint a file is read from its end: nothing
     let out = env.run(&args, b"");
     assert_eq!(out.code, 0, "{}", out.stderr);

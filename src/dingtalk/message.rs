@@ -215,12 +215,12 @@ const ELLIPSIS: &str = "…";
 impl Quoted {
     fn new(raw: &[u8], cut: bool) -> Quoted {
         // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
-        // lines is quoted on a line of its own.
+        // lines goes on a line of its own, indented under the `> ` that marks one counted event.
         let text = raw
             .split(|&b| b == b'\r')
             .map(|l| clean(&String::from_utf8_lossy(l)).into_owned())
             .collect::<Vec<_>>()
-            .join("\n> ");
+            .join("\n  ");
         let len =
             escaped_len(PREFIX) + escaped_len(&text) + 1 + if cut { ELLIPSIS.len() } else { 0 };
         Quoted { text, len, cut }

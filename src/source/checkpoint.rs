@@ -158,7 +158,12 @@ pub fn state_dir(given: Option<&Path>) -> Result<PathBuf, StoreError> {
         return Ok(d.to_owned());
     }
     if let Some(d) = var("STATE_DIRECTORY") {
-        let first = d.to_string_lossy().split(':').next().unwrap_or("").to_owned();
+        let first = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_owned();
         if !first.is_empty() {
             return Ok(PathBuf::from(first));
         }
@@ -501,11 +506,20 @@ mod tests {
         progress(&mut k, 1, 200, 300, 2);
         progress(&mut k, 1, 300, 400, 1);
         assert_eq!(k.safe_offset("a"), Some(200));
-        k.settled(&[Mark { file: 1, start: 200 }]);
+        k.settled(&[Mark {
+            file: 1,
+            start: 200,
+        }]);
         assert_eq!(k.safe_offset("a"), Some(200), "one of two alerts left");
-        k.settled(&[Mark { file: 1, start: 200 }]);
+        k.settled(&[Mark {
+            file: 1,
+            start: 200,
+        }]);
         assert_eq!(k.safe_offset("a"), Some(300));
-        k.settled(&[Mark { file: 1, start: 300 }]);
+        k.settled(&[Mark {
+            file: 1,
+            start: 300,
+        }]);
         assert_eq!(k.safe_offset("a"), Some(400));
     }
 

@@ -134,7 +134,10 @@ mod tests {
             70,
             now,
         );
-        assert_eq!(&out[..], b"2024-01-01 ERROR boom\r\tat a.B(C.java:1)\rCaused by: x\n");
+        assert_eq!(
+            &out[..],
+            b"2024-01-01 ERROR boom\r\tat a.B(C.java:1)\rCaused by: x\n"
+        );
         assert_eq!(safe, 0, "the INFO event is still open");
         assert_eq!(a.deadline(), Some(now + Duration::from_millis(100)));
         assert_eq!(&a.flush()[..], b"2024-01-01 INFO ok\n");

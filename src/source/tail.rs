@@ -740,7 +740,10 @@ mod tests {
     #[test]
     fn fixed_dirs_of_patterns() {
         assert_eq!(fixed_dir("/var/log/app/*.log"), Some("/var/log/app".into()));
-        assert_eq!(fixed_dir("/var/log/nginx/error.log"), Some("/var/log/nginx".into()));
+        assert_eq!(
+            fixed_dir("/var/log/nginx/error.log"),
+            Some("/var/log/nginx".into())
+        );
         assert_eq!(fixed_dir("app.log"), Some(".".into()));
         assert_eq!(fixed_dir("*.log"), Some(".".into()));
         assert_eq!(fixed_dir("/x*"), Some("/".into()));
