@@ -173,7 +173,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count))
         .context("cannot start the matcher thread")?;
 
-    let aggregator = tokio::spawn(aggregate(Aggregator::new(&config.rules), hit_rx, routes));
+    let aggregator = tokio::spawn(aggregate(
+        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
+        hit_rx,
+        routes,
+    ));
 
     aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
@@ -278,7 +282,7 @@ async fn aggregate(
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
-                Some(b) => agg.add(&b, Instant::now()),
+                Some(b) => route(agg.add(&b, Instant::now()), &routes).await,
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
@@ -286,7 +290,12 @@ async fn aggregate(
             }
         }
     }
-    route(agg.flush(), &routes).await;
+    route(agg.flush(Instant::now()), &routes).await;
+    for (rule, held) in agg.held_below_threshold().iter().enumerate() {
+        if *held > 0 {
+            tracing::info!(rule, held, "hits below the rule's threshold at end of input: not sent");
+        }
+    }
 }
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
