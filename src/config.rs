@@ -1372,7 +1372,7 @@ rules:
         assert_eq!(c.rules[0].window, Duration::from_secs(2));
         assert_eq!(c.rules[0].max_lines, 3);
         assert_eq!(c.rules[1].window, Duration::from_millis(500));
-        assert_eq!(c.rules[1].robot, Some(0));
+        assert_eq!(c.rules[1].robots, [0]);
     }
 
     #[test]
