@@ -458,6 +458,105 @@ mod tests {
         assert_eq!(n, 1);
     }
 
+    fn compiled(specs: Vec<RuleSpec>) -> Matcher {
+        let rules: Vec<Rule> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Rule::compile(RuleSpec {
+                    name: format!("r{i}"),
+                    window: Duration::from_secs(1),
+                    max_lines: 5,
+                    ..s
+                })
+                .unwrap()
+            })
+            .collect();
+        Matcher::new(&rules, 1 << 16).unwrap()
+    }
+
+    fn chunk(data: &'static [u8]) -> Chunk {
+        Chunk {
+            source: "-".into(),
+            data: Bytes::from_static(data),
+            end_offset: data.len() as u64,
+            read_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn hits_carry_captures_only_for_rules_that_need_them() {
+        let m = compiled(vec![
+            RuleSpec {
+                pattern: r"from (?P<ip>[\d.]+)(?: port (?P<port>\d+))?".into(),
+                group_by: vec!["ip".into()],
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: "from".into(),
+                ..RuleSpec::default()
+            },
+        ]);
+        let batch = m.match_chunk(&chunk(b"Failed from 10.0.0.5 port 22\nok\nFailed from 10.0.0.6\n"));
+        let got: Vec<(usize, Vec<&[u8]>)> = batch
+            .hits
+            .iter()
+            .map(|h| (h.rule, h.captures.iter().map(|c| &c[..]).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![&b"10.0.0.5"[..], b"22"]),
+                (1, vec![]),
+                (0, vec![&b"10.0.0.6"[..], b""]),
+                (1, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn field_rules_match_the_value_of_json_lines_only() {
+        let m = compiled(vec![
+            RuleSpec {
+                pattern: "^(?:error|fatal)$".into(),
+                field: Some(vec!["level".into()]),
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: r"^5\d\d$".into(),
+                field: Some(vec!["http".into(), "status".into()]),
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: "timeout".into(),
+                ..RuleSpec::default()
+            },
+        ]);
+        let data: &'static [u8] = b"{\"level\":\"error\",\"msg\":\"timeout\"}\n\
+            {\"level\":\"info\",\"msg\":\"level error\"}\n\
+            level=error not json\n\
+            {\"level\":\"fatal\",\"http\":{\"status\":503}}\n\
+            {\"level\": \"err\"}\n\
+            {\"msg\":\"x\",\"level\":\"error\"\n\
+            plain timeout\n";
+        let mut got = Vec::new();
+        m.scan(data, |l| {
+            got.push((
+                String::from_utf8_lossy(&data[l.range.clone()]).into_owned(),
+                l.rules.to_vec(),
+            ))
+        });
+        let want: Vec<(String, Vec<usize>)> = [
+            ("{\"level\":\"error\",\"msg\":\"timeout\"}", vec![0, 2]),
+            ("{\"level\":\"fatal\",\"http\":{\"status\":503}}", vec![0, 1]),
+            ("plain timeout", vec![2]),
+        ]
+        .iter()
+        .map(|(l, r)| (l.to_string(), r.clone()))
+        .collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn match_chunk_counts_lines_and_strips_cr() {
         let m = Matcher::new(&rules(&[("E", &[])]), 1 << 16).unwrap();

@@ -329,9 +329,9 @@ pub fn plain_text(text: &str, keyword: Option<&str>, msg_uuid: &str) -> String {
 fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
     let news = match alert.kind {
         AlertKind::Hits => format!("×{}", alert.count),
-        AlertKind::Recovered { .. } => " recovered".to_owned(),
-        AlertKind::Absent { .. } => " absent".to_owned(),
-        AlertKind::Back => " back".to_owned(),
+        AlertKind::Recovered { .. } => "recovered".to_owned(),
+        AlertKind::Absent { .. } => "absent".to_owned(),
+        AlertKind::Back => "back".to_owned(),
     };
     let mut h = format!("【{}】{news} {host}", alert.rule_name);
     if let Some(s) = alert.style.severity {
@@ -694,9 +694,9 @@ mod tests {
     fn header_total(text: &str) -> u64 {
         text.lines()
             .filter(|l| l.starts_with('【'))
-            .map(|l| {
-                let n = l.split('×').nth(1).unwrap().split(' ').next().unwrap();
-                n.parse::<u64>().unwrap()
+            .filter_map(|l| {
+                let n = l.split_once("】×")?.1.split(' ').next()?;
+                Some(n.parse::<u64>().unwrap())
             })
             .sum()
     }
@@ -836,6 +836,120 @@ mod tests {
             }
             prop_assert_eq!(total, alerts.iter().map(|a| a.count).sum::<u64>());
         }
+    }
+
+    fn styled(a: Alert, style: Style) -> Alert {
+        Alert {
+            style: Arc::new(style),
+            ..a
+        }
+    }
+
+    #[test]
+    fn severity_group_template_and_mentions() {
+        use crate::dingtalk::style::{Mention, Severity, Template};
+        let caps: Vec<Arc<str>> = vec!["ip".into(), "user".into()];
+        let style = Style {
+            severity: Some(Severity::Critical),
+            template: Some(
+                Template::parse("{ip} tried {count} passwords, last as {user}\n{lines}", &caps)
+                    .unwrap(),
+            ),
+            mention: Mention {
+                mobiles: vec!["13800000000".into()],
+                user_ids: vec!["u42".into()],
+                all: false,
+            },
+            capture_names: caps,
+            ..Style::default()
+        };
+        let a = Alert {
+            group: Some("ip=10.0.0.5".into()),
+            captures: vec!["10.0.0.5".into(), "r@@t".into()],
+            ..styled(alert("ssh", 7, &[b"Failed password for root"], 1), style)
+        };
+        let (m, _) = render(&[a], &ctx(Some("告警")), "u".into());
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(v["at"]["atMobiles"][0], "13800000000");
+        assert_eq!(v["at"]["atUserIds"][0], "u42");
+        assert_eq!(v["at"]["isAtAll"], false);
+        let text = content(&m);
+        assert_eq!(
+            text,
+            "【ssh】×7 web-01 · critical · ip=10.0.0.5\n\
+             10.0.0.5 tried 7 passwords, last as r＠＠t\n\
+             > Failed password for root\n\
+             … 6 more not shown\n\
+             @13800000000 @u42\n告警"
+        );
+        assert_eq!(header_total(&text), 7);
+    }
+
+    #[test]
+    fn a_template_without_lines_quotes_none_but_keeps_the_header() {
+        use crate::dingtalk::style::Template;
+        let style = Style {
+            template: Some(Template::parse("{rule} fired {count} times on {host}", &[]).unwrap()),
+            ..Style::default()
+        };
+        let a = styled(alert("r", 3, &[b"x", b"y"], 5), style);
+        let (m, _) = render(&[a], &ctx(None), "u".into());
+        assert_eq!(content(&m), "【r】×3 web-01\nr fired 3 times on web-01");
+    }
+
+    #[test]
+    fn markdown_quotes_log_lines_so_they_cannot_inject_markup_or_mentions() {
+        let style = Style {
+            msgtype: MsgType::Markdown,
+            severity: Some(crate::dingtalk::style::Severity::Warning),
+            ..Style::default()
+        };
+        let evil: &[u8] = b"**bold** [x](http://e.vil) ![i](u) # h @13800000000 <b>|t|</b> `c`";
+        let a = styled(alert("web", 2, &[evil], 5), style);
+        let (m, used) = render(&[a], &ctx(Some("告警")), "u".into());
+        assert_eq!(used, 1);
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(v["msgtype"], "markdown");
+        assert_eq!(v["markdown"]["title"], "[warning] web ×2");
+        assert!(v.get("at").is_none());
+        let text = v["markdown"]["text"].as_str().unwrap();
+        assert!(text.starts_with("【web】×2 web-01 · **warning**  \n"), "{text}");
+        let quoted = text.lines().find(|l| l.starts_with("> ")).unwrap();
+        for bad in ["*", "[", "]", "(", ")", "!", "#", "@", "<", ">", "|", "`"] {
+            assert!(!quoted[2..].contains(bad), "{bad} in {quoted}");
+        }
+        assert!(quoted.contains("＠13800000000"), "{quoted}");
+        assert!(text.contains("… 1 more not shown"), "{text}");
+        assert!(text.ends_with("\n告警"), "{text}");
+        assert_eq!(header_total(text), 2);
+    }
+
+    #[test]
+    fn messages_do_not_mix_types_and_news_without_lines_has_no_count() {
+        let md = Style {
+            msgtype: MsgType::Markdown,
+            ..Style::default()
+        };
+        let alerts = [
+            alert("a", 1, &[b"x"], 5),
+            Alert {
+                kind: AlertKind::Recovered {
+                    quiet: std::time::Duration::from_secs(300),
+                },
+                count: 0,
+                samples: vec![],
+                ..alert("b", 0, &[], 5)
+            },
+            styled(alert("c", 1, &[b"y"], 5), md),
+        ];
+        let (m, used) = render(&alerts, &ctx(None), "u".into());
+        assert_eq!(used, 2, "the markdown alert waits for its own message");
+        let text = content(&m);
+        assert!(text.contains("【b】recovered web-01\nno matching line for 5m"), "{text}");
+        assert_eq!(header_total(&text), 1);
+        let (m, used) = render(&alerts[2..], &ctx(None), "u".into());
+        assert_eq!(used, 1);
+        assert!(m.body.contains(r#""msgtype":"markdown""#));
     }
 
     #[test]
