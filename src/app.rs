@@ -49,6 +49,8 @@ pub struct RunReport {
     pub matches: Vec<(String, u64)>,
     /// One report per dispatcher.
     pub deliveries: Vec<DeliveryReport>,
+    /// Rules whose threshold was not met by the end of input, with the hits not sent.
+    pub held_below_threshold: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -67,8 +69,18 @@ impl RunReport {
             .collect();
         let sent: u64 = self.deliveries.iter().map(|d| d.messages_sent).sum();
         let failed: u64 = self.deliveries.iter().map(|d| d.messages_failed).sum();
+        let held = if self.held_below_threshold.is_empty() {
+            String::new()
+        } else {
+            let rules: Vec<String> = self
+                .held_below_threshold
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            format!("; below threshold, not sent: {}", rules.join(", "))
+        };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} sent, {failed} failed",
+            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} sent, {failed} failed{held}",
             self.lines,
             self.bytes,
             if self.cut_lines > 0 {
@@ -179,7 +191,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         routes,
     ));
 
-    aggregator.await.context("aggregator task")?;
+    let held = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
     for d in dispatchers {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -210,6 +222,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .zip(per_rule)
             .collect(),
         deliveries,
+        held_below_threshold: config
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(held)
+            .filter(|(_, n)| *n > 0)
+            .collect(),
     })
 }
 
@@ -276,7 +295,7 @@ async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<HitBatch>,
     routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
-) {
+) -> Vec<u64> {
     loop {
         let deadline = agg.next_deadline();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
@@ -291,11 +310,7 @@ async fn aggregate(
         }
     }
     route(agg.flush(Instant::now()), &routes).await;
-    for (rule, held) in agg.held_below_threshold().iter().enumerate() {
-        if *held > 0 {
-            tracing::info!(rule, held, "hits below the rule's threshold at end of input: not sent");
-        }
-    }
+    agg.held_below_threshold().to_vec()
 }
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together

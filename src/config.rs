@@ -678,6 +678,8 @@ fn check(
             warnings: c.warnings,
         })
     } else {
+        // In file order, so the list reads like the file (a problem without a line stays first).
+        c.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(c.problems))
     }
 }
