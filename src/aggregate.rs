@@ -327,7 +327,10 @@ impl Aggregator {
     fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Alert>) {
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
-        let watch = self.watches.get_mut(&hit.rule).expect("absence rules are watched");
+        let watch = self
+            .watches
+            .get_mut(&hit.rule)
+            .expect("absence rules are watched");
         watch.last_seen = Some((now, wall));
         if std::mem::take(&mut watch.alerted) {
             let alert = Alert {
@@ -338,7 +341,10 @@ impl Aggregator {
             fan_out(alert, &self.rules[hit.rule], out);
         }
         let key: Key = (hit.rule, Arc::from(""));
-        let watch = self.watches.get_mut(&hit.rule).expect("absence rules are watched");
+        let watch = self
+            .watches
+            .get_mut(&hit.rule)
+            .expect("absence rules are watched");
         if let Some(old) = watch.scheduled.take() {
             self.deadlines.remove(&(old, key.clone()));
         }
@@ -686,7 +692,11 @@ mod tests {
     }
 
     fn describe(a: &Alert, at: u64) -> String {
-        let group = a.group.as_deref().map(|g| format!(" {g}")).unwrap_or_default();
+        let group = a
+            .group
+            .as_deref()
+            .map(|g| format!(" {g}"))
+            .unwrap_or_default();
         let robot = a.robot.map(|r| format!(" @{r}")).unwrap_or_default();
         match a.kind {
             AlertKind::Hits => format!("{at} ×{}{group}{robot}", a.count),
@@ -741,13 +751,7 @@ mod tests {
 
     #[test]
     fn table() {
-        type Case<'a> = (
-            &'a str,
-            Rule,
-            &'a [(u64, &'a str)],
-            u64,
-            &'a [&'a str],
-        );
+        type Case<'a> = (&'a str, Rule, &'a [(u64, &'a str)], u64, &'a [&'a str]);
         let cases: Vec<Case> = vec![
             (
                 "a window gathers hits from its first until it closes",
@@ -759,7 +763,13 @@ mod tests {
             (
                 "below the threshold nothing is sent, and those hits count into the message",
                 rule(|s| s.threshold = threshold(3, 1000)),
-                &[(0, "a x"), (500, "a x"), (2000, "a x"), (2100, "a x"), (2200, "a x")],
+                &[
+                    (0, "a x"),
+                    (500, "a x"),
+                    (2000, "a x"),
+                    (2100, "a x"),
+                    (2200, "a x"),
+                ],
                 5000,
                 &["2300 ×5 @0"],
             ),
@@ -773,7 +783,14 @@ mod tests {
             (
                 "a cooldown gathers hits and sends them when it ends, then cools down again",
                 rule(|s| s.cooldown = Some(1000 * MS)),
-                &[(0, "a x"), (50, "a x"), (200, "a x"), (300, "a x"), (900, "a x"), (2500, "a x")],
+                &[
+                    (0, "a x"),
+                    (50, "a x"),
+                    (200, "a x"),
+                    (300, "a x"),
+                    (900, "a x"),
+                    (2500, "a x"),
+                ],
                 5000,
                 &["100 ×2 @0", "1100 ×3 @0", "2600 ×1 @0"],
             ),
@@ -785,11 +802,21 @@ mod tests {
                     s.cooldown = Some(1000 * MS);
                 }),
                 &[
-                    (0, "a x"), (10, "b x"), (20, "a x"), (30, "a x"),
-                    (500, "a x"), (600, "b x"), (1500, "b x"),
+                    (0, "a x"),
+                    (10, "b x"),
+                    (20, "a x"),
+                    (30, "a x"),
+                    (500, "a x"),
+                    (600, "b x"),
+                    (1500, "b x"),
                 ],
                 5000,
-                &["120 ×3 ip=a @0", "700 ×2 ip=b @0", "1120 ×1 ip=a @0", "1700 ×1 ip=b @0"],
+                &[
+                    "120 ×3 ip=a @0",
+                    "700 ×2 ip=b @0",
+                    "1120 ×1 ip=a @0",
+                    "1700 ×1 ip=b @0",
+                ],
             ),
             (
                 "past max_groups, new values share the other group",
@@ -816,7 +843,13 @@ mod tests {
                 rule(|s| s.resolve_after = Some(500 * MS)),
                 &[(0, "a x"), (600, "a x"), (900, "a x")],
                 3000,
-                &["100 ×1 @0", "500 recovered @0", "700 ×1 @0", "1000 ×1 @0", "1400 recovered @0"],
+                &[
+                    "100 ×1 @0",
+                    "500 recovered @0",
+                    "700 ×1 @0",
+                    "1000 ×1 @0",
+                    "1400 recovered @0",
+                ],
             ),
             (
                 "resolve_after with cooldown: hits in the cooldown delay the recovery",
@@ -852,7 +885,11 @@ mod tests {
         });
         let (got, _) = play(
             std::slice::from_ref(&absent),
-            &[(400, 0, "heartbeat"), (900, 0, "heartbeat"), (3000, 0, "heartbeat")],
+            &[
+                (400, 0, "heartbeat"),
+                (900, 0, "heartbeat"),
+                (3000, 0, "heartbeat"),
+            ],
             5000,
             false,
         );
@@ -876,7 +913,13 @@ mod tests {
         ];
         let (got, agg) = play(
             &rules,
-            &[(0, 0, "a x"), (1, 0, "a x"), (0, 1, "b x"), (500, 1, "b x"), (600, 1, "b x")],
+            &[
+                (0, 0, "a x"),
+                (1, 0, "a x"),
+                (0, 1, "b x"),
+                (500, 1, "b x"),
+                (600, 1, "b x"),
+            ],
             700,
             true,
         );
@@ -947,12 +990,12 @@ mod tests {
             let r = rule(|s| {
                 s.window = dur(window);
                 s.threshold = thresh.and_then(|(c, w)| threshold(c, w));
-                s.cooldown = cooldown.map(|c| dur(c));
+                s.cooldown = cooldown.map(dur);
                 if grouped {
                     s.group_by = vec!["ip".into()];
                     s.max_groups = max_groups;
                 }
-                s.resolve_after = resolve.map(|c| dur(c));
+                s.resolve_after = resolve.map(dur);
                 s.robots = (0..robots).collect();
             });
             let t0 = Instant::now();

@@ -39,6 +39,8 @@ pub struct RunOptions {
 /// What a run did: the summary line and the exit status come from this.
 #[derive(Debug, Clone, Default)]
 pub struct RunReport {
+    /// Messages were printed, not sent.
+    pub dry_run: bool,
     /// Lines read.
     pub lines: u64,
     /// Bytes read.
@@ -80,7 +82,7 @@ impl RunReport {
             format!("; below threshold, not sent: {}", rules.join(", "))
         };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} sent, {failed} failed{held}",
+            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
             self.lines,
             self.bytes,
             if self.cut_lines > 0 {
@@ -93,6 +95,7 @@ impl RunReport {
             } else {
                 matches.join(", ")
             },
+            if self.dry_run { "printed" } else { "sent" },
         )
     }
 
@@ -212,6 +215,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         0
     };
     Ok(RunReport {
+        dry_run,
         lines,
         bytes,
         cut_lines,

@@ -758,7 +758,11 @@ fn check_mention(c: &mut Checker, raw: &Spanned<RawMention>, context: &str) -> M
     for mobile in &m.mobiles {
         let v = mobile.value.trim();
         let digits = v.chars().filter(char::is_ascii_digit).count();
-        if digits < 5 || !v.chars().all(|ch| ch.is_ascii_digit() || "+- ".contains(ch)) {
+        if digits < 5
+            || !v
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || "+- ".contains(ch))
+        {
             c.problem(
                 mobile,
                 context,
@@ -927,7 +931,10 @@ fn check_rule_fields<'r>(
             c.problem(
                 g,
                 ctx("group_by"),
-                format!("`{}` is not a named capture of the pattern ({known})", g.value),
+                format!(
+                    "`{}` is not a named capture of the pattern ({known})",
+                    g.value
+                ),
             );
         } else if spec.group_by.contains(&g.value) {
             c.problem(g, ctx("group_by"), format!("names `{}` twice", g.value));
@@ -961,10 +968,10 @@ fn check_rule_fields<'r>(
             .and_then(|s| defaults.mention.get(&s).cloned())
             .unwrap_or_default(),
     };
-    if let Some(m) = &rule.msgtype {
-        if let Some(t) = check_msgtype(c, m, &ctx("msgtype")) {
-            style.msgtype = t;
-        }
+    if let Some(m) = &rule.msgtype
+        && let Some(t) = check_msgtype(c, m, &ctx("msgtype"))
+    {
+        style.msgtype = t;
     }
     if let Some(f) = &rule.field {
         let path: Vec<String> = f.value.split('.').map(|s| s.trim().to_owned()).collect();
@@ -1545,7 +1552,10 @@ timestamp: { regex: '^(\S+ \S+)', format: '%Y-%m-%d %H:%M:%S' }
         assert_eq!(ssh.style.mention.mobiles, ["13800000000"], "by severity");
         assert_eq!(ssh.resolve_after, Some(Duration::from_secs(300)));
         let k8s = &c.rules[1];
-        assert_eq!(k8s.field.as_deref(), Some(&["log".to_owned(), "level".to_owned()][..]));
+        assert_eq!(
+            k8s.field.as_deref(),
+            Some(&["log".to_owned(), "level".to_owned()][..])
+        );
         assert!(k8s.style.mention.all);
         assert_eq!(c.rules[2].absent_for, Some(Duration::from_secs(120)));
         assert!(c.timestamp.is_some());
@@ -1582,27 +1592,68 @@ timestamp: { regex: '^\S+', format: '%Y-%Q' }
         let problems = parse(text).unwrap_err();
         let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
         let expect = [
-            ("rules.yaml:5:13: defaults, field 'mention.urgent'", "by severity"),
-            ("rules.yaml:25:21: timestamp, field 'regex'", "capture group"),
+            (
+                "rules.yaml:5:13: defaults, field 'mention.urgent'",
+                "by severity",
+            ),
+            (
+                "rules.yaml:25:21: timestamp, field 'regex'",
+                "capture group",
+            ),
             ("rules.yaml:25:37: timestamp, field 'format'", "strftime"),
-            ("rules.yaml:14:12: rule 'a', field 'robot'", "unknown robot `pager`"),
-            ("rules.yaml:9:15: rule 'a', field 'severity'", "info, warning, critical"),
-            ("rules.yaml:10:25: rule 'a', field 'threshold.count'", "between 1"),
-            ("rules.yaml:10:36: rule 'a', field 'threshold.within'", "not a duration"),
-            ("rules.yaml:11:20: rule 'a', field 'group_by'", "`host` is not a named capture"),
+            (
+                "rules.yaml:14:12: rule 'a', field 'robot'",
+                "unknown robot `pager`",
+            ),
+            (
+                "rules.yaml:9:15: rule 'a', field 'severity'",
+                "info, warning, critical",
+            ),
+            (
+                "rules.yaml:10:25: rule 'a', field 'threshold.count'",
+                "between 1",
+            ),
+            (
+                "rules.yaml:10:36: rule 'a', field 'threshold.within'",
+                "not a duration",
+            ),
+            (
+                "rules.yaml:11:20: rule 'a', field 'group_by'",
+                "`host` is not a named capture",
+            ),
             ("rules.yaml:12:15: rule 'a', field 'template'", "`{nope}`"),
-            ("rules.yaml:13:26: rule 'a', field 'mention'", "not a phone number"),
-            ("rules.yaml:15:14: rule 'a', field 'msgtype'", "text or markdown"),
-            ("rules.yaml:16:12: rule 'a', field 'field'", "not a field path"),
-            ("rules.yaml:17:20: rule 'a', field 'resolve_after'", "not a duration"),
-            ("rules.yaml:19:13: rule 'b', field 'threshold'", "absent rule"),
-            ("rules.yaml:23:17: rule 'c', field 'max_groups'", "needs group_by"),
+            (
+                "rules.yaml:13:26: rule 'a', field 'mention'",
+                "not a phone number",
+            ),
+            (
+                "rules.yaml:15:14: rule 'a', field 'msgtype'",
+                "text or markdown",
+            ),
+            (
+                "rules.yaml:16:12: rule 'a', field 'field'",
+                "not a field path",
+            ),
+            (
+                "rules.yaml:17:20: rule 'a', field 'resolve_after'",
+                "not a duration",
+            ),
+            (
+                "rules.yaml:19:13: rule 'b', field 'threshold'",
+                "absent rule",
+            ),
+            (
+                "rules.yaml:23:17: rule 'c', field 'max_groups'",
+                "needs group_by",
+            ),
             ("rules.yaml:24:11: rule 'd', field 'match'", "is missing"),
         ];
         assert_eq!(shown.len(), expect.len(), "{shown:#?}");
         for (want, says) in expect {
             assert!(
-                shown.iter().any(|s| s.starts_with(want) && s.contains(says)),
+                shown
+                    .iter()
+                    .any(|s| s.starts_with(want) && s.contains(says)),
                 "no `{want}…{says}` in {shown:#?}"
             );
         }

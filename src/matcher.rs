@@ -265,7 +265,8 @@ impl Matcher {
             if !body.starts_with(b"{") {
                 continue;
             }
-            let Ok(json) = serde_json::from_slice::<serde_json::Value>(body.trim_ascii_end()) else {
+            let Ok(json) = serde_json::from_slice::<serde_json::Value>(body.trim_ascii_end())
+            else {
                 continue;
             };
             let mut hits = Vec::new();
@@ -497,7 +498,9 @@ mod tests {
                 ..RuleSpec::default()
             },
         ]);
-        let batch = m.match_chunk(&chunk(b"Failed from 10.0.0.5 port 22\nok\nFailed from 10.0.0.6\n"));
+        let batch = m.match_chunk(&chunk(
+            b"Failed from 10.0.0.5 port 22\nok\nFailed from 10.0.0.6\n",
+        ));
         let got: Vec<(usize, Vec<&[u8]>)> = batch
             .hits
             .iter()
@@ -548,7 +551,10 @@ mod tests {
         });
         let want: Vec<(String, Vec<usize>)> = [
             ("{\"level\":\"error\",\"msg\":\"timeout\"}", vec![0, 2]),
-            ("{\"level\":\"fatal\",\"http\":{\"status\":503}}", vec![0, 1]),
+            (
+                "{\"level\":\"fatal\",\"http\":{\"status\":503}}",
+                vec![0, 1],
+            ),
             ("plain timeout", vec![2]),
         ]
         .iter()

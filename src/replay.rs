@@ -95,11 +95,9 @@ pub fn replay(
             step(line, out, &mut sent)?;
         }
     }
-    drop(step);
     let clock = state.get_or_insert_with(|| Clock::start(None));
-    let agg = agg.get_or_insert_with(|| {
-        Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0))
-    });
+    let agg = agg
+        .get_or_insert_with(|| Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0)));
     let end = clock.now;
     let alerts = agg.flush(end);
     emit(alerts, clock.wall_at(end), config, host, out, &mut sent)?;
@@ -118,7 +116,10 @@ pub fn replay(
         if held.is_empty() {
             String::new()
         } else {
-            format!("; below threshold at the end, not sent: {}", held.join(", "))
+            format!(
+                "; below threshold at the end, not sent: {}",
+                held.join(", ")
+            )
         }
     )?;
     Ok(sent)
@@ -171,7 +172,11 @@ fn emit(
     robots.sort_unstable();
     robots.dedup();
     for robot in robots {
-        let mut rest: Vec<Alert> = alerts.iter().filter(|a| a.robot == robot).cloned().collect();
+        let mut rest: Vec<Alert> = alerts
+            .iter()
+            .filter(|a| a.robot == robot)
+            .cloned()
+            .collect();
         let robot_cfg = robot.map(|r| &config.robots[r]);
         let ctx = RenderContext {
             host,
@@ -239,13 +244,15 @@ pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
     if let Ok(t) = DateTime::parse_from_str(text, format) {
         return Some(t.into());
     }
-    let naive = NaiveDateTime::parse_from_str(text, format).ok().or_else(|| {
-        if format.contains("%Y") || format.contains("%y") {
-            return None;
-        }
-        let year = Local::now().year();
-        NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}")).ok()
-    })?;
+    let naive = NaiveDateTime::parse_from_str(text, format)
+        .ok()
+        .or_else(|| {
+            if format.contains("%Y") || format.contains("%y") {
+                return None;
+            }
+            let year = Local::now().year();
+            NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}")).ok()
+        })?;
     Local
         .from_local_datetime(&naive)
         .earliest()

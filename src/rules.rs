@@ -143,12 +143,11 @@ pub fn capture_names(pattern: &str) -> Vec<Arc<str>> {
 impl Rule {
     /// Compiles a rule, checking its `match` and every `exclude`.
     pub fn compile(spec: RuleSpec) -> Result<Rule, RuleError> {
-        let re = check_pattern(&spec.pattern, spec.field.is_some()).map_err(|message| {
-            RuleError {
+        let re =
+            check_pattern(&spec.pattern, spec.field.is_some()).map_err(|message| RuleError {
                 exclude_index: None,
                 message,
-            }
-        })?;
+            })?;
         for (i, e) in spec.exclude.iter().enumerate() {
             regex_builder(e).build().map_err(|err| RuleError {
                 exclude_index: Some(i),

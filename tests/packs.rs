@@ -12,7 +12,9 @@ fn replay(pack: &str, log: &str) -> (Vec<String>, String) {
     let env = TestEnv::new();
     let path = env.dir().join("sample.log");
     std::fs::write(&path, log).unwrap();
-    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("rules").join(pack);
+    let config = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("rules")
+        .join(pack);
     let out = env.run(
         &[
             "test",
@@ -62,7 +64,9 @@ fn nginx_access_pack() {
         ));
     }
     // 10:20: quiet, a normal request
-    log.push_str("10.1.2.1 - - [29/Nov/2026:10:20:00 +0800] \"GET / HTTP/1.1\" 200 1 \"-\" \"x\"\n");
+    log.push_str(
+        "10.1.2.1 - - [29/Nov/2026:10:20:00 +0800] \"GET / HTTP/1.1\" 200 1 \"-\" \"x\"\n",
+    );
     let (messages, all) = replay("nginx-access.yaml", &log);
     assert_eq!(
         headers(&messages),
@@ -71,14 +75,20 @@ fn nginx_access_pack() {
     );
     let first = &messages[0];
     assert!(first.contains("· critical · status=502"), "{first}");
-    assert!(first.contains("HTTP 502: 30 requests, last POST /api/pay"), "{first}");
+    assert!(
+        first.contains("HTTP 502: 30 requests, last POST /api/pay"),
+        "{first}"
+    );
     assert!(!first.contains("healthz"), "{first}");
     // 5 minutes after the last 502 (its cooldown ended with nothing new), recovered
     assert!(
         messages[1].starts_with("【nginx-5xx】recovered test-host · critical · status=502"),
         "{all}"
     );
-    assert!(all.contains("below threshold at the end, not sent: nginx-5xx 2"), "{all}");
+    assert!(
+        all.contains("below threshold at the end, not sent: nginx-5xx 2"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -101,7 +111,11 @@ fn nginx_error_pack() {
 fn java_spring_pack() {
     let mut log = String::new();
     for i in 0..12 {
-        let logger = if i % 3 == 0 { "c.e.shop.PaymentService" } else { "c.e.shop.CartController" };
+        let logger = if i % 3 == 0 {
+            "c.e.shop.PaymentService"
+        } else {
+            "c.e.shop.CartController"
+        };
         log.push_str(&format!(
             "2026-11-29 10:00:{i:02}.120 ERROR 4242 --- [nio-8080-exec-{i}] {logger} : request failed\n"
         ));
@@ -122,7 +136,10 @@ fn java_spring_pack() {
         ],
         "{all}"
     );
-    assert!(all.contains("8 errors from c.e.shop.CartController"), "{all}");
+    assert!(
+        all.contains("8 errors from c.e.shop.CartController"),
+        "{all}"
+    );
 }
 
 #[test]
@@ -141,7 +158,9 @@ fn sshd_pack() {
             ));
         }
     }
-    log.push_str("Dec 10 07:20:00 web sshd[77]: Accepted publickey for root from 10.0.0.9 port 5 ssh2\n");
+    log.push_str(
+        "Dec 10 07:20:00 web sshd[77]: Accepted publickey for root from 10.0.0.9 port 5 ssh2\n",
+    );
     let (messages, all) = replay("sshd.yaml", &log);
     // The 10th failure within 5 minutes meets the threshold at 07:11:48; the message a window
     // later counts all 14 so far; the cooldown (1h) gathers the other 11, sent at the end.
@@ -155,7 +174,10 @@ fn sshd_pack() {
         ],
         "the attacker's hits are all counted; alice's two stay below: {all}"
     );
-    assert!(all.contains("173.234.31.186 tried 14 passwords, last for user admin13"), "{all}");
+    assert!(
+        all.contains("173.234.31.186 tried 14 passwords, last for user admin13"),
+        "{all}"
+    );
     assert!(all.contains("root logged in from 10.0.0.9"), "{all}");
     assert!(all.contains("ssh-bruteforce 2"), "{all}");
 }
@@ -183,7 +205,10 @@ Jun 14 15:30:00 node1 CRON[1]: ok\n";
         ],
         "{all}"
     );
-    assert!(all.contains("the kernel killed java for memory (2x)"), "{all}");
+    assert!(
+        all.contains("the kernel killed java for memory (2x)"),
+        "{all}"
+    );
     assert!(all.contains("unit=shop.service"), "{all}");
 }
 
@@ -205,7 +230,9 @@ fn kubernetes_pack() {
     assert_eq!(headers(&messages), [("k8s-error".to_owned(), 8)], "{all}");
     assert!(all.contains("· markdown"), "{all}");
     assert!(
-        messages.iter().any(|m| m.starts_with("【worker-stalled】absent test-host · **critical**")),
+        messages
+            .iter()
+            .any(|m| m.starts_with("【worker-stalled】absent test-host · **critical**")),
         "{all}"
     );
 }

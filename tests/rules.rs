@@ -112,7 +112,9 @@ fn an_input_without_the_heartbeat_alerts_at_its_end() {
     assert_eq!(posts.len(), 1, "{posts:#?}");
     let text = posts[0].text();
     assert!(
-        text.starts_with("【heartbeat】absent test-host · critical\nno line matched `heartbeat ok` for 1m"),
+        text.starts_with(
+            "【heartbeat】absent test-host · critical\nno line matched `heartbeat ok` for 1m"
+        ),
         "{text}"
     );
     assert_eq!(posts[0].body["at"]["atMobiles"][0], "13800000000");

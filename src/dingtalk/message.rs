@@ -176,14 +176,7 @@ pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Messa
     for (i, (a, p)) in alerts.iter().zip(&parts).enumerate() {
         let mut with = mention.clone();
         with.absorb(&a.style.mention);
-        let overhead = body_json(
-            flavor,
-            &msg_uuid,
-            &title,
-            "",
-            &with,
-        )
-        .len()
+        let overhead = body_json(flavor, &msg_uuid, &title, "", &with).len()
             + escaped_len(&keyword_part)
             + escaped_len(&mention_line(&with));
         let b = ctx.max_body.saturating_sub(overhead);
@@ -542,9 +535,8 @@ impl Quoted {
                 out.push_str(ELLIPSIS);
             }
         } else {
-            let room = cap.saturating_sub(
-                escaped_len(PREFIX) + ELLIPSIS.len() + escaped_len(flavor.eol()),
-            );
+            let room = cap
+                .saturating_sub(escaped_len(PREFIX) + ELLIPSIS.len() + escaped_len(flavor.eol()));
             let mut used = 0;
             for c in self.text.chars() {
                 let n = escaped_char_len(c);
@@ -572,7 +564,12 @@ fn fit_lines(lines: &[&[Quoted]], budget: usize) -> Vec<(usize, usize)> {
             .sum()
     };
     let mut counts: Vec<usize> = lines.iter().map(|l| l.len()).collect();
-    let longest = lines.iter().flat_map(|l| l.iter()).map(|q| q.len).max().unwrap_or(0);
+    let longest = lines
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|q| q.len)
+        .max()
+        .unwrap_or(0);
     if total(&counts, longest) <= budget {
         return counts.iter().map(|&n| (n, longest)).collect();
     }
@@ -699,6 +696,24 @@ mod tests {
                 Some(n.parse::<u64>().unwrap())
             })
             .sum()
+    }
+
+    /// For each `【rule】×N` section: N, the lines quoted, and K of `… K more not shown`.
+    fn sections(text: &str) -> Vec<(u64, u64, u64)> {
+        let mut out: Vec<(u64, u64, u64)> = Vec::new();
+        for l in text.lines() {
+            if l.starts_with('【') {
+                let n = l.split('×').nth(1).unwrap().split(' ').next().unwrap();
+                out.push((n.parse().unwrap(), 0, 0));
+            } else if let Some(last) = out.last_mut() {
+                if l.starts_with("> ") {
+                    last.1 += 1;
+                } else if let Some(more) = l.strip_prefix("… ") {
+                    last.2 = more.split(' ').next().unwrap().parse().unwrap();
+                }
+            }
+        }
+        out
     }
 
     #[test]
@@ -830,7 +845,10 @@ mod tests {
                 let text = content(&m);
                 prop_assert_eq!(header_total(&text), m.count);
                 if let Some(k) = &keyword { prop_assert!(text.contains(k.as_str())); }
-                // quoted + "more" = count, per rule
+                // per rule: quoted lines + "… K more" = ×N
+                for (count, quoted, more) in sections(&text) {
+                    prop_assert_eq!(quoted + more, count, "{}", text);
+                }
                 total += m.count;
                 rest = &rest[used..];
             }
@@ -852,8 +870,11 @@ mod tests {
         let style = Style {
             severity: Some(Severity::Critical),
             template: Some(
-                Template::parse("{ip} tried {count} passwords, last as {user}\n{lines}", &caps)
-                    .unwrap(),
+                Template::parse(
+                    "{ip} tried {count} passwords, last as {user}\n{lines}",
+                    &caps,
+                )
+                .unwrap(),
             ),
             mention: Mention {
                 mobiles: vec!["13800000000".into()],
@@ -913,7 +934,10 @@ mod tests {
         assert_eq!(v["markdown"]["title"], "[warning] web ×2");
         assert!(v.get("at").is_none());
         let text = v["markdown"]["text"].as_str().unwrap();
-        assert!(text.starts_with("【web】×2 web-01 · **warning**  \n"), "{text}");
+        assert!(
+            text.starts_with("【web】×2 web-01 · **warning**  \n"),
+            "{text}"
+        );
         let quoted = text.lines().find(|l| l.starts_with("> ")).unwrap();
         for bad in ["*", "[", "]", "(", ")", "!", "#", "@", "<", ">", "|", "`"] {
             assert!(!quoted[2..].contains(bad), "{bad} in {quoted}");
@@ -945,7 +969,10 @@ mod tests {
         let (m, used) = render(&alerts, &ctx(None), "u".into());
         assert_eq!(used, 2, "the markdown alert waits for its own message");
         let text = content(&m);
-        assert!(text.contains("【b】recovered web-01\nno matching line for 5m"), "{text}");
+        assert!(
+            text.contains("【b】recovered web-01\nno matching line for 5m"),
+            "{text}"
+        );
         assert_eq!(header_total(&text), 1);
         let (m, used) = render(&alerts[2..], &ctx(None), "u".into());
         assert_eq!(used, 1);

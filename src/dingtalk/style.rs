@@ -208,9 +208,7 @@ impl Template {
 
     /// Whether the template quotes the lines (else none are quoted).
     pub fn has_lines(&self) -> bool {
-        self.pieces
-            .iter()
-            .any(|p| *p == Piece::Value(Placeholder::Lines))
+        self.pieces.contains(&Piece::Value(Placeholder::Lines))
     }
 }
 
