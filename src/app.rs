@@ -51,6 +51,8 @@ pub struct RunReport {
     pub matches: Vec<(String, u64)>,
     /// One report per dispatcher.
     pub deliveries: Vec<DeliveryReport>,
+    /// Rules whose threshold was not met by the end of input, with the hits not sent.
+    pub held_below_threshold: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -69,8 +71,18 @@ impl RunReport {
             .collect();
         let sent: u64 = self.deliveries.iter().map(|d| d.messages_sent).sum();
         let failed: u64 = self.deliveries.iter().map(|d| d.messages_failed).sum();
+        let held = if self.held_below_threshold.is_empty() {
+            String::new()
+        } else {
+            let rules: Vec<String> = self
+                .held_below_threshold
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            format!("; below threshold, not sent: {}", rules.join(", "))
+        };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed",
+            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
             self.lines,
             self.bytes,
             if self.cut_lines > 0 {
@@ -176,9 +188,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count))
         .context("cannot start the matcher thread")?;
 
-    let aggregator = tokio::spawn(aggregate(Aggregator::new(&config.rules), hit_rx, routes));
+    let aggregator = tokio::spawn(aggregate(
+        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
+        hit_rx,
+        routes,
+    ));
 
-    aggregator.await.context("aggregator task")?;
+    let held = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
     for d in dispatchers {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -210,6 +226,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .zip(per_rule)
             .collect(),
         deliveries,
+        held_below_threshold: config
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(held)
+            .filter(|(_, n)| *n > 0)
+            .collect(),
     })
 }
 
@@ -276,13 +299,13 @@ async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<HitBatch>,
     routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
-) {
+) -> Vec<u64> {
     loop {
         let deadline = agg.next_deadline();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
-                Some(b) => agg.add(&b, Instant::now()),
+                Some(b) => route(agg.add(&b, Instant::now()), &routes).await,
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
@@ -290,7 +313,8 @@ async fn aggregate(
             }
         }
     }
-    route(agg.flush(), &routes).await;
+    route(agg.flush(Instant::now()), &routes).await;
+    agg.held_below_threshold().to_vec()
 }
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
