@@ -1,25 +1,51 @@
-//! Hits → alerts: gathers the hits of each rule over its window and keeps exact counts.
+//! Hits → alerts: the per-rule state machine of windows, thresholds, cooldowns, groups,
+//! recovery and absence, with exact counts.
 //!
-//! The aggregator is a plain state machine that is told the time (`tokio::time::Instant`, so tests
-//! can pause and advance it) and never reads a clock or sleeps itself; `app.rs` drives it. Memory
-//! is bounded whatever arrives: per open window, one count plus at most `max_lines` sample lines
-//! of at most [`SAMPLE_MAX_BYTES`] each. Samples are copied out of the chunk so the chunk's
-//! buffer can be freed at once.
+//! The aggregator is told the time (`tokio::time::Instant`, so tests can pause and advance it, and
+//! `dingtail test --replay` can run a simulated clock) and never reads a clock or sleeps itself;
+//! `app.rs` drives it with [`Aggregator::next_deadline`] and [`Aggregator::expire`].
+//!
+//! Hits of a rule are kept per *group*: one per value of the rule's `group_by` captures (one group
+//! when it has none). A group:
+//! - counts every hit into its pending alert (exact count, at most `max_lines` samples);
+//! - opens a gathering window (`window`) at the first hit, or, with a `threshold`, at the hit
+//!   that makes `count` hits within `within`; the message counts everything pending, including
+//!   the hits below the threshold that came before (a suppressed hit is counted into a later
+//!   message, never dropped);
+//! - after a message, with a `cooldown`, gathers further hits and sends them when the cooldown
+//!   ends (then cools down again), so an ongoing incident gives one message per cooldown;
+//! - after a message, with `resolve_after`, sends "recovered" once no hit came for that long.
+//!
+//! Memory is bounded whatever arrives: per group one count, at most `max_lines` samples of at most
+//! [`SAMPLE_MAX_BYTES`], at most `threshold.count` hit times; per rule at most `max_groups`
+//! groups plus one shared [`OTHER_GROUP`]. A group that holds nothing (no pending hit, no timer,
+//! no recent hit that a threshold still needs) is forgotten. Hits below a threshold that is
+//! never met stay pending in their group; at the end of input they are not sent (the rule says
+//! they are not worth a message) but reported by [`Aggregator::held_below_threshold`].
+//!
+//! Absence rules (`absent: {match, for}`) are the reverse: a matching line is the good news. The
+//! rule alerts once nothing matched for `for` (counted from the aggregator's start or the last
+//! match), says so once, and sends a "back" message when a line matches again. Their matching
+//! lines are not counted into messages.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use crate::config::RobotId;
-use crate::matcher::HitBatch;
-use crate::rules::{Rule, RuleId};
+use crate::dingtalk::style::Style;
+use crate::matcher::{Hit, HitBatch};
+use crate::rules::{OTHER_GROUP, Rule, RuleId};
 use crate::source::Mark;
 
 /// Longest sample line kept; a message (20,000 bytes in all) could not show more of it anyway.
 pub const SAMPLE_MAX_BYTES: usize = 8 * 1024;
+
+/// Longest capture value kept for group keys and templates, in bytes.
+pub const CAPTURE_MAX_BYTES: usize = 256;
 
 /// A quoted line: its bytes (maybe invalid UTF-8) and whether it was already cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,16 +67,44 @@ impl Sample {
     }
 }
 
-/// Everything one message needs to say about one rule: the exact number of hits it stands for,
-/// when they happened, and a bounded sample of them.
+/// What an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    /// Matching lines (the usual case): `count` is exact.
+    Hits,
+    /// The rule (group) was quiet for `resolve_after` after a message; `count` is 0.
+    Recovered {
+        /// The quiet time that was waited.
+        quiet: Duration,
+    },
+    /// An absence rule saw no matching line for `silent_for`; `count` is 0.
+    Absent {
+        /// The rule's `absent.for`.
+        silent_for: Duration,
+        /// When a line last matched (`None`: never, since dingtail started).
+        last_seen: Option<SystemTime>,
+    },
+    /// An absence rule's line matched again after an [`AlertKind::Absent`]; `count` is 0, the
+    /// line is the one sample.
+    Back,
+}
+
+/// Everything one message needs to say about one rule (and group): the exact number of hits it
+/// stands for, when they happened, and a bounded sample of them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alert {
     /// The rule.
     pub rule: RuleId,
     /// Its name, for the `【rule】` header.
     pub rule_name: Arc<str>,
-    /// Where it goes (`None` when the config has no robot: dry-run).
+    /// Where it goes (`None` when the config has no robot: dry-run). A rule with several robots
+    /// yields one alert per robot.
     pub robot: Option<RobotId>,
+    /// The `group_by` values (`ip=10.0.0.5`), [`OTHER_GROUP`] past `max_groups`; `None` for
+    /// rules without `group_by`.
+    pub group: Option<Arc<str>>,
+    /// What it reports.
+    pub kind: AlertKind,
     /// Exact number of matching lines this alert stands for.
     pub count: u64,
     /// Time of the first hit.
@@ -63,230 +117,890 @@ pub struct Alert {
     pub samples: Vec<Sample>,
     /// The rule's `max_lines`, kept so merged alerts stay within it.
     pub max_lines: usize,
+    /// Values of the rule's named captures on the most recent hit (aligned with
+    /// `style.capture_names`; empty when the rule needs none).
+    pub captures: Vec<String>,
+    /// How the message looks.
+    pub style: Arc<Style>,
     /// Per followed file, the start of the first chunk this alert counts a hit from: until the
     /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
-    /// before it. One entry per file per window, not per hit, because later hits of the same
-    /// file lie after it anyway; merged alerts keep all entries (each was registered with the
-    /// checkpoint keeper and is released once), so this grows with the number of windows merged,
-    /// never with the number of hits.
+    /// before it. One entry per file per pending alert, not per hit, because later hits of the
+    /// same file lie after it anyway; merged alerts keep all entries (each was registered with
+    /// the checkpoint keeper and is released once), so this grows with the number of alerts
+    /// merged, never with the number of hits.
     pub holds: Vec<Mark>,
 }
 
 impl Alert {
-    /// Folds a later alert of the same rule into this one: counts add up, the time span widens,
-    /// samples fill up to `max_lines`.
+    /// Folds a later alert of the same stream into this one: counts add up, the time span widens,
+    /// samples fill up to `max_lines`, captures and kind are the later ones.
     pub fn merge(&mut self, later: Alert) {
-        debug_assert_eq!(self.rule, later.rule);
+        debug_assert!(self.same_stream(&later));
         self.count += later.count;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
         self.source = later.source;
+        self.kind = later.kind;
+        if !later.captures.is_empty() {
+            self.captures = later.captures;
+        }
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
         self.holds.extend(later.holds);
     }
 
+    /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
+    /// be merged into one entry of a message.
+    pub fn same_stream(&self, other: &Alert) -> bool {
+        self.rule == other.rule
+            && self.group == other.group
+            && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
+    }
+
     /// Lines counted but not quoted.
     pub fn unquoted(&self) -> u64 {
-        self.count - self.samples.len() as u64
+        self.count.saturating_sub(self.samples.len() as u64)
     }
 }
 
-/// An open window: the alert being built and when it closes.
+/// Hits counted and not yet sent.
 #[derive(Debug)]
-struct Open {
-    alert: Alert,
-    closes_at: Instant,
+struct Pending {
+    count: u64,
+    first: SystemTime,
+    last: SystemTime,
+    source: Arc<str>,
+    samples: Vec<Sample>,
+    captures: Vec<String>,
+    /// See [`Alert::holds`].
+    holds: Vec<Mark>,
 }
+
+/// One alert stream: a rule, or one `group_by` value of it.
+#[derive(Debug)]
+struct Group {
+    pending: Option<Pending>,
+    /// Threshold rules: times of the most recent hits, at most `threshold.count`.
+    recent: VecDeque<Instant>,
+    /// The gathering window is open and closes then.
+    closes_at: Option<Instant>,
+    /// A message went out; hits are gathered until then.
+    cooldown_until: Option<Instant>,
+    last_hit: Instant,
+    /// A message went out and no "recovered" since (only tracked with `resolve_after`).
+    alerted: bool,
+    /// The entry in the deadline set, if any.
+    scheduled: Option<Instant>,
+}
+
+/// An absence rule's state.
+#[derive(Debug)]
+struct Watch {
+    /// Last match: when, by the aggregator's clock and the wall clock.
+    last_seen: Option<(Instant, SystemTime)>,
+    alerted: bool,
+    scheduled: Option<Instant>,
+}
+
+type Key = (RuleId, Arc<str>);
 
 /// Gathers hits into alerts; see the module docs.
 #[derive(Debug)]
 pub struct Aggregator {
     rules: Vec<Rule>,
     names: Vec<Arc<str>>,
-    open: HashMap<RuleId, Open>,
-    /// Open windows ordered by closing time, so the next deadline is the first entry.
-    deadlines: BTreeSet<(Instant, RuleId)>,
+    groups: HashMap<Key, Group>,
+    /// Groups per rule, not counting [`OTHER_GROUP`].
+    group_counts: Vec<usize>,
+    watches: HashMap<RuleId, Watch>,
+    /// Every timer, ordered by time, so the next deadline is the first entry.
+    deadlines: BTreeSet<(Instant, Key)>,
+    started: Instant,
+    /// Relates the aggregator's clock to the wall clock, for times shown in messages.
+    anchor: (Instant, SystemTime),
+    held: Vec<u64>,
+    /// Holds taken since [`Aggregator::take_holds`] was last called (one per alert copy).
+    new_holds: u32,
+    /// Holds of hits dropped without a message (below a threshold at the end), to release.
+    released: Vec<Mark>,
 }
 
 impl Aggregator {
-    /// An aggregator for these rules (indexed by `RuleId`).
-    pub fn new(rules: &[Rule]) -> Aggregator {
-        Aggregator {
+    /// An aggregator for these rules (indexed by `RuleId`), started at `now`, which is `wall` on
+    /// the wall clock. Absence timers start now.
+    pub fn new(rules: &[Rule], now: Instant, wall: SystemTime) -> Aggregator {
+        let mut agg = Aggregator {
             names: rules.iter().map(|r| Arc::from(r.name.as_str())).collect(),
             rules: rules.to_vec(),
-            open: HashMap::new(),
+            groups: HashMap::new(),
+            group_counts: vec![0; rules.len()],
+            watches: HashMap::new(),
             deadlines: BTreeSet::new(),
-        }
-    }
-
-    /// Counts the hits of a batch. The first hit of a rule opens its window, which closes
-    /// `window` after `now`. Returns how many alerts took a hold on the batch's chunk (the
-    /// checkpoint keeper must learn of them before the alerts can be settled).
-    pub fn add(&mut self, batch: &HitBatch, now: Instant) -> u32 {
-        let mut new_holds = 0;
-        for hit in &batch.hits {
-            let rule = &self.rules[hit.rule];
-            let open = self.open.entry(hit.rule).or_insert_with(|| {
-                let closes_at = now + rule.window;
-                self.deadlines.insert((closes_at, hit.rule));
-                Open {
-                    alert: Alert {
-                        rule: hit.rule,
-                        rule_name: self.names[hit.rule].clone(),
-                        robot: rule.robot,
-                        count: 0,
-                        first: batch.read_at,
-                        last: batch.read_at,
-                        source: batch.source.clone(),
-                        samples: Vec::new(),
-                        max_lines: rule.max_lines,
-                        holds: Vec::new(),
+            started: now,
+            anchor: (now, wall),
+            held: vec![0; rules.len()],
+            new_holds: 0,
+            released: Vec::new(),
+        };
+        for (id, rule) in rules.iter().enumerate() {
+            if let Some(silence) = rule.absent_for {
+                let at = now + silence;
+                agg.deadlines.insert((at, (id, Arc::from(""))));
+                agg.watches.insert(
+                    id,
+                    Watch {
+                        last_seen: None,
+                        alerted: false,
+                        scheduled: Some(at),
                     },
-                    closes_at,
-                }
-            });
-            let alert = &mut open.alert;
-            alert.count += 1;
-            alert.last = alert.last.max(batch.read_at);
-            if !Arc::ptr_eq(&alert.source, &batch.source) {
-                alert.source = batch.source.clone();
-            }
-            if alert.samples.len() < alert.max_lines {
-                alert.samples.push(Sample::from_line(&hit.line));
-            }
-            if let Some(mark) = batch.mark
-                && !alert.holds.iter().any(|h| h.file == mark.file)
-            {
-                alert.holds.push(mark);
-                new_holds += 1;
+                );
             }
         }
-        new_holds
+        agg
     }
 
-    /// When the next window closes, if any is open.
-    pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(at, _)| *at)
-    }
-
-    /// Closes every window due at `now`, returning their alerts (oldest first).
-    pub fn expire(&mut self, now: Instant) -> Vec<Alert> {
+    /// Counts the hits of a batch read at `now`, returning alerts due at once (an absence rule's
+    /// "back" message).
+    pub fn add(&mut self, batch: &HitBatch, now: Instant) -> Vec<Alert> {
+        self.anchor = (now, batch.read_at);
         let mut out = Vec::new();
-        while let Some(&(at, rule)) = self.deadlines.first() {
-            if at > now {
-                break;
-            }
-            self.deadlines.pop_first();
-            if let Some(open) = self.open.remove(&rule) {
-                out.push(open.alert);
+        for hit in &batch.hits {
+            if self.rules[hit.rule].absent_for.is_some() {
+                self.seen(hit, batch.read_at, now, &mut out);
+            } else {
+                self.count(hit, batch, now);
             }
         }
         out
     }
 
-    /// Closes every window now (end of input, shutdown).
-    pub fn flush(&mut self) -> Vec<Alert> {
-        let mut out: Vec<(Instant, Alert)> = self
-            .open
-            .drain()
-            .map(|(_, o)| (o.closes_at, o.alert))
-            .collect();
-        self.deadlines.clear();
-        out.sort_by_key(|(at, a)| (*at, a.rule));
-        out.into_iter().map(|(_, a)| a).collect()
+    fn count(&mut self, hit: &Hit, batch: &HitBatch, now: Instant) {
+        let rule = &self.rules[hit.rule];
+        let mut key_text = group_key(rule, hit);
+        if let Some(k) = &key_text {
+            let key = (hit.rule, Arc::from(k.as_str()));
+            if !self.groups.contains_key(&key) && self.group_counts[hit.rule] >= rule.max_groups {
+                key_text = Some(OTHER_GROUP.to_owned());
+            }
+        }
+        let key: Key = (hit.rule, Arc::from(key_text.as_deref().unwrap_or("")));
+        let group = match self.groups.get_mut(&key) {
+            Some(g) => g,
+            None => {
+                if key.1.as_ref() != OTHER_GROUP && key_text.is_some() {
+                    self.group_counts[hit.rule] += 1;
+                }
+                self.groups.entry(key.clone()).or_insert(Group {
+                    pending: None,
+                    recent: VecDeque::new(),
+                    closes_at: None,
+                    cooldown_until: None,
+                    last_hit: now,
+                    alerted: false,
+                    scheduled: None,
+                })
+            }
+        };
+        let pending = group.pending.get_or_insert_with(|| Pending {
+            count: 0,
+            first: batch.read_at,
+            last: batch.read_at,
+            source: batch.source.clone(),
+            samples: Vec::new(),
+            captures: Vec::new(),
+            holds: Vec::new(),
+        });
+        if let Some(mark) = batch.mark
+            && !pending.holds.iter().any(|h| h.file == mark.file)
+        {
+            pending.holds.push(mark);
+            // fan_out makes one copy of the alert per robot, and each copy is settled
+            self.new_holds += rule.robots.len().max(1) as u32;
+        }
+        pending.count += 1;
+        pending.last = pending.last.max(batch.read_at);
+        if !Arc::ptr_eq(&pending.source, &batch.source) {
+            pending.source = batch.source.clone();
+        }
+        if pending.samples.len() < rule.max_lines {
+            pending.samples.push(Sample::from_line(&hit.line));
+        }
+        if rule.needs_captures {
+            pending.captures = hit.captures.iter().map(|c| capture_text(c)).collect();
+        }
+        group.last_hit = now;
+        let open = match rule.threshold {
+            None => true,
+            Some(t) => {
+                group.recent.push_back(now);
+                while group.recent.len() > t.count {
+                    group.recent.pop_front();
+                }
+                group.recent.len() >= t.count
+                    && group
+                        .recent
+                        .front()
+                        .is_some_and(|&oldest| now.saturating_duration_since(oldest) < t.within)
+            }
+        };
+        if open && group.closes_at.is_none() && group.cooldown_until.is_none() {
+            group.closes_at = Some(now + rule.window);
+        }
+        self.reschedule(&key, now);
     }
 
-    /// Hits counted in windows still open.
-    pub fn pending_hits(&self) -> u64 {
-        self.open.values().map(|o| o.alert.count).sum()
+    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Alert>) {
+        let rule = &self.rules[hit.rule];
+        let silence = rule.absent_for.expect("an absence rule");
+        let watch = self
+            .watches
+            .get_mut(&hit.rule)
+            .expect("absence rules are watched");
+        watch.last_seen = Some((now, wall));
+        if std::mem::take(&mut watch.alerted) {
+            let alert = Alert {
+                kind: AlertKind::Back,
+                samples: vec![Sample::from_line(&hit.line)],
+                ..self.bare_alert(hit.rule, None, wall)
+            };
+            fan_out(alert, &self.rules[hit.rule], out);
+        }
+        let key: Key = (hit.rule, Arc::from(""));
+        let watch = self
+            .watches
+            .get_mut(&hit.rule)
+            .expect("absence rules are watched");
+        if let Some(old) = watch.scheduled.take() {
+            self.deadlines.remove(&(old, key.clone()));
+        }
+        let at = now + silence;
+        watch.scheduled = Some(at);
+        self.deadlines.insert((at, key));
     }
+
+    /// When the next timer is due, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Runs every timer due at `now` (windows, cooldowns, recoveries, absences), returning the
+    /// alerts they produce, oldest first.
+    pub fn expire(&mut self, now: Instant) -> Vec<Alert> {
+        let mut out = Vec::new();
+        while let Some((at, _)) = self.deadlines.first() {
+            if *at > now {
+                break;
+            }
+            let (at, key) = self.deadlines.pop_first().expect("just seen");
+            if self.watches.contains_key(&key.0) {
+                self.absence_due(key.0, at, &mut out);
+            } else {
+                self.group_due(&key, at, &mut out);
+            }
+        }
+        out
+    }
+
+    fn absence_due(&mut self, rule: RuleId, at: Instant, out: &mut Vec<Alert>) {
+        let wall = self.wall(at);
+        let watch = self.watches.get_mut(&rule).expect("watched");
+        watch.scheduled = None;
+        if watch.alerted {
+            return;
+        }
+        watch.alerted = true;
+        let last_seen = watch.last_seen.map(|(_, w)| w);
+        let silence = self.rules[rule].absent_for.expect("an absence rule");
+        let alert = Alert {
+            kind: AlertKind::Absent {
+                silent_for: silence,
+                last_seen,
+            },
+            ..self.bare_alert(rule, None, wall)
+        };
+        fan_out(alert, &self.rules[rule], out);
+    }
+
+    /// The timers of one group at `at` (its scheduled time, which is the current time as far
+    /// as the group is concerned).
+    fn group_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Alert>) {
+        let rule = &self.rules[key.0];
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        group.scheduled = None;
+        let mut send = false;
+        if group.closes_at.is_some_and(|t| t <= at) {
+            group.closes_at = None;
+            send = true;
+        } else if group.cooldown_until.is_some_and(|t| t <= at) {
+            group.cooldown_until = None;
+            send = group.pending.is_some();
+        }
+        if send && let Some(p) = group.pending.take() {
+            group.alerted = true;
+            if let Some(cd) = rule.cooldown {
+                group.cooldown_until = Some(at + cd);
+            }
+            let alert = Alert {
+                rule: key.0,
+                rule_name: self.names[key.0].clone(),
+                robot: None,
+                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                kind: AlertKind::Hits,
+                count: p.count,
+                first: p.first,
+                last: p.last,
+                source: p.source,
+                samples: p.samples,
+                max_lines: rule.max_lines,
+                captures: p.captures,
+                style: rule.style.clone(),
+                holds: p.holds,
+            };
+            fan_out(alert, rule, out);
+        }
+        if let Some(quiet) = rule.resolve_after
+            && group.alerted
+            && group.closes_at.is_none()
+            && group.pending.is_none()
+            && at >= group.last_hit + quiet
+        {
+            group.alerted = false;
+            group.cooldown_until = None;
+            let wall = self.wall(at);
+            let alert = Alert {
+                kind: AlertKind::Recovered { quiet },
+                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                ..self.bare_alert(key.0, None, wall)
+            };
+            fan_out(alert, &self.rules[key.0], out);
+        }
+        self.reschedule(key, at);
+    }
+
+    /// Sets the group's next timer, or forgets the group when it holds nothing, as of `now`.
+    fn reschedule(&mut self, key: &Key, now: Instant) {
+        let rule = &self.rules[key.0];
+        let Some(group) = self.groups.get_mut(key) else {
+            return;
+        };
+        if let Some(t) = rule.threshold {
+            while group.recent.front().is_some_and(|&e| e + t.within <= now) {
+                group.recent.pop_front();
+            }
+        }
+        let quiet_now = group.closes_at.is_none() && group.pending.is_none();
+        let resolve_at = rule
+            .resolve_after
+            .filter(|_| group.alerted && quiet_now)
+            .map(|q| group.last_hit + q);
+        let mut next = [group.closes_at, group.cooldown_until, resolve_at]
+            .into_iter()
+            .flatten()
+            .min();
+        if next.is_none() && group.pending.is_none() {
+            // Idle: wait only until the threshold no longer needs the recent hit times.
+            next = rule
+                .threshold
+                .and_then(|t| group.recent.back().map(|&newest| newest + t.within));
+        }
+        if group.scheduled != next {
+            if let Some(old) = group.scheduled.take() {
+                self.deadlines.remove(&(old, key.clone()));
+            }
+            if let Some(t) = next {
+                self.deadlines.insert((t, key.clone()));
+                group.scheduled = Some(t);
+            }
+        }
+        if next.is_none() && group.pending.is_none() {
+            self.groups.remove(key);
+            if !key.1.is_empty() && key.1.as_ref() != OTHER_GROUP {
+                self.group_counts[key.0] -= 1;
+            }
+        }
+    }
+
+    /// End of input (or shutdown) at `now`: sends everything that would be sent at its time
+    /// (open windows, hits gathered in cooldowns) and checks absence rules; hits below a
+    /// threshold that was not met are not sent but added to [`Self::held_below_threshold`].
+    /// Pending "recovered" messages are not sent: nobody knows yet whether it stays quiet.
+    pub fn flush(&mut self, now: Instant) -> Vec<Alert> {
+        let mut due: Vec<(Instant, Key)> = Vec::new();
+        for (key, g) in &self.groups {
+            if let Some(p) = &g.pending {
+                match g.closes_at.or(g.cooldown_until) {
+                    Some(t) => due.push((t, key.clone())),
+                    None => {
+                        self.held[key.0] += p.count;
+                        // not worth a message: its lines are done with
+                        let copies = self.rules[key.0].robots.len().max(1);
+                        for _ in 0..copies {
+                            self.released.extend(&p.holds);
+                        }
+                    }
+                }
+            }
+        }
+        due.sort();
+        let mut out = Vec::new();
+        for (at, key) in due {
+            if let Some(g) = self.groups.get_mut(&key) {
+                // Due now: make the open window (or cooldown) end.
+                if g.closes_at.is_some() {
+                    g.closes_at = Some(now.min(at));
+                } else {
+                    g.cooldown_until = Some(now.min(at));
+                }
+                let at = now.min(at);
+                self.group_due(&key, at, &mut out);
+            }
+        }
+        let mut absent: Vec<RuleId> = self.watches.keys().copied().collect();
+        absent.sort_unstable();
+        for rule in absent {
+            let watch = &self.watches[&rule];
+            let silence = self.rules[rule].absent_for.expect("an absence rule");
+            let since = watch.last_seen.map_or(self.started, |(t, _)| t);
+            let silent = watch.last_seen.is_none() || now >= since + silence;
+            if !watch.alerted && silent {
+                self.absence_due(rule, now, &mut out);
+            }
+        }
+        self.groups.clear();
+        self.deadlines.clear();
+        self.group_counts.iter_mut().for_each(|n| *n = 0);
+        for w in self.watches.values_mut() {
+            w.scheduled = None;
+        }
+        out
+    }
+
+    /// Hits counted and not yet sent.
+    pub fn pending_hits(&self) -> u64 {
+        self.groups
+            .values()
+            .filter_map(|g| g.pending.as_ref())
+            .map(|p| p.count)
+            .sum()
+    }
+
+    /// For the checkpoint keeper: how many holds alerts took since the last call (to register
+    /// before any of those alerts can be settled), and the holds of hits dropped without a
+    /// message (to release).
+    pub fn take_holds(&mut self) -> (u32, Vec<Mark>) {
+        (
+            std::mem::take(&mut self.new_holds),
+            std::mem::take(&mut self.released),
+        )
+    }
+
+    /// Per rule: hits that stayed below the rule's threshold until [`Self::flush`], so were
+    /// never sent.
+    pub fn held_below_threshold(&self) -> &[u64] {
+        &self.held
+    }
+
+    /// Groups kept now (all rules); bounded by the rules' `max_groups` (+1 each).
+    pub fn groups(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// The wall-clock time of `at` on the aggregator's clock.
+    fn wall(&self, at: Instant) -> SystemTime {
+        let (i, w) = self.anchor;
+        if at >= i {
+            w + (at - i)
+        } else {
+            w.checked_sub(i - at).unwrap_or(w)
+        }
+    }
+
+    /// An alert of `rule` standing for no line, at `wall`.
+    fn bare_alert(&self, rule: RuleId, group: Option<Arc<str>>, wall: SystemTime) -> Alert {
+        let r = &self.rules[rule];
+        Alert {
+            rule,
+            rule_name: self.names[rule].clone(),
+            robot: None,
+            group,
+            kind: AlertKind::Hits,
+            count: 0,
+            first: wall,
+            last: wall,
+            source: Arc::from("-"),
+            samples: Vec::new(),
+            max_lines: r.max_lines,
+            captures: Vec::new(),
+            style: r.style.clone(),
+            holds: Vec::new(),
+        }
+    }
+}
+
+/// One copy of the alert per robot of the rule.
+fn fan_out(alert: Alert, rule: &Rule, out: &mut Vec<Alert>) {
+    match rule.robots.as_slice() {
+        [] => out.push(alert),
+        [only] => out.push(Alert {
+            robot: Some(*only),
+            ..alert
+        }),
+        many => out.extend(many.iter().map(|&r| Alert {
+            robot: Some(r),
+            ..alert.clone()
+        })),
+    }
+}
+
+/// `ip=10.0.0.5 user=root` for a rule with `group_by`, from the hit's captures.
+fn group_key(rule: &Rule, hit: &Hit) -> Option<String> {
+    if rule.group_by.is_empty() {
+        return None;
+    }
+    let mut key = String::new();
+    for (n, &i) in rule.group_by.iter().enumerate() {
+        if n > 0 {
+            key.push(' ');
+        }
+        key.push_str(&rule.style.capture_names[i]);
+        key.push('=');
+        key.push_str(&capture_text(hit.captures.get(i).map_or(&[][..], |b| b)));
+    }
+    Some(key)
+}
+
+/// A capture value as text: lossy UTF-8, at most [`CAPTURE_MAX_BYTES`] (never splitting a
+/// character).
+fn capture_text(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    if text.len() <= CAPTURE_MAX_BYTES {
+        return text.into_owned();
+    }
+    let mut end = CAPTURE_MAX_BYTES;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use super::*;
-    use crate::matcher::Hit;
-    use crate::rules::RuleSpec;
+    use proptest::prelude::*;
 
-    fn rule(name: &str, window_ms: u64, max_lines: usize) -> Rule {
-        Rule::compile(RuleSpec {
-            name: name.into(),
-            pattern: "x".into(),
-            exclude: vec![],
-            window: Duration::from_millis(window_ms),
-            max_lines,
-            robot: Some(0),
-        })
-        .unwrap()
+    use super::*;
+    use crate::rules::{RuleSpec, Threshold};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn dur(n: u64) -> Duration {
+        Duration::from_millis(n)
     }
 
-    fn batch(hits: &[(RuleId, &str)]) -> HitBatch {
+    /// A rule whose pattern captures `ip` (the first word of a line).
+    fn rule(tweak: impl FnOnce(&mut RuleSpec)) -> Rule {
+        let mut spec = RuleSpec {
+            name: "r".into(),
+            pattern: r"(?P<ip>\S+) x".into(),
+            window: 100 * MS,
+            max_lines: 3,
+            robots: vec![0],
+            max_groups: 1000,
+            ..RuleSpec::default()
+        };
+        tweak(&mut spec);
+        Rule::compile(spec).unwrap()
+    }
+
+    fn batch(rule: &Rule, id: RuleId, line: &str, wall: SystemTime) -> HitBatch {
+        let ip = Bytes::copy_from_slice(line.split(' ').next().unwrap().as_bytes());
         HitBatch {
             source: "-".into(),
-            read_at: SystemTime::now(),
-            lines: hits.len() as u64,
-            bytes: 0,
+            read_at: wall,
+            lines: 1,
+            bytes: line.len() as u64,
             end_offset: 0,
             mark: None,
-            hits: hits
-                .iter()
-                .map(|(r, l)| Hit {
-                    rule: *r,
-                    line: Bytes::copy_from_slice(l.as_bytes()),
-                })
-                .collect(),
+            hits: vec![Hit {
+                rule: id,
+                line: Bytes::copy_from_slice(line.as_bytes()),
+                captures: if rule.needs_captures {
+                    vec![ip]
+                } else {
+                    Vec::new()
+                },
+            }],
+        }
+    }
+
+    fn describe(a: &Alert, at: u64) -> String {
+        let group = a
+            .group
+            .as_deref()
+            .map(|g| format!(" {g}"))
+            .unwrap_or_default();
+        let robot = a.robot.map(|r| format!(" @{r}")).unwrap_or_default();
+        match a.kind {
+            AlertKind::Hits => format!("{at} ×{}{group}{robot}", a.count),
+            AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
+            AlertKind::Absent { .. } => format!("{at} absent{robot}"),
+            AlertKind::Back => format!("{at} back{robot}"),
+        }
+    }
+
+    /// Feeds `hits` (milliseconds, line) to an aggregator of `rules`, running every timer on
+    /// time, then either runs timers until `end` or flushes at `end`; returns what came out,
+    /// described, with when.
+    fn play(
+        rules: &[Rule],
+        hits: &[(u64, RuleId, &str)],
+        end: u64,
+        flush: bool,
+    ) -> (Vec<String>, Aggregator) {
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(rules, t0, w0);
+        let mut out = Vec::new();
+        let run_until = |agg: &mut Aggregator, ms: u64, out: &mut Vec<String>| {
+            while let Some(d) = agg.next_deadline() {
+                if d > t0 + dur(ms) {
+                    break;
+                }
+                let at = (d - t0).as_millis() as u64;
+                out.extend(agg.expire(d).iter().map(|a| describe(a, at)));
+            }
+        };
+        for &(ms, rule, line) in hits {
+            run_until(&mut agg, ms, &mut out);
+            let b = batch(&rules[rule], rule, line, w0 + dur(ms));
+            out.extend(agg.add(&b, t0 + dur(ms)).iter().map(|a| describe(a, ms)));
+        }
+        if flush {
+            run_until(&mut agg, end, &mut out);
+            out.extend(agg.flush(t0 + dur(end)).iter().map(|a| describe(a, end)));
+        } else {
+            run_until(&mut agg, end, &mut out);
+        }
+        (out, agg)
+    }
+
+    fn threshold(count: usize, within_ms: u64) -> Option<Threshold> {
+        Some(Threshold {
+            count,
+            within: dur(within_ms),
+        })
+    }
+
+    #[test]
+    fn table() {
+        type Case<'a> = (&'a str, Rule, &'a [(u64, &'a str)], u64, &'a [&'a str]);
+        let cases: Vec<Case> = vec![
+            (
+                "a window gathers hits from its first until it closes",
+                rule(|_| {}),
+                &[(0, "a x"), (50, "a x"), (150, "a x")],
+                1000,
+                &["100 ×2 @0", "250 ×1 @0"],
+            ),
+            (
+                "below the threshold nothing is sent, and those hits count into the message",
+                rule(|s| s.threshold = threshold(3, 1000)),
+                &[
+                    (0, "a x"),
+                    (500, "a x"),
+                    (2000, "a x"),
+                    (2100, "a x"),
+                    (2200, "a x"),
+                ],
+                5000,
+                &["2300 ×5 @0"],
+            ),
+            (
+                "a threshold met again after a message opens the next window",
+                rule(|s| s.threshold = threshold(2, 1000)),
+                &[(0, "a x"), (10, "a x"), (200, "a x"), (300, "a x")],
+                6000,
+                &["110 ×2 @0", "300 ×1 @0", "400 ×1 @0"],
+            ),
+            (
+                "a cooldown gathers hits and sends them when it ends, then cools down again",
+                rule(|s| s.cooldown = Some(1000 * MS)),
+                &[
+                    (0, "a x"),
+                    (50, "a x"),
+                    (200, "a x"),
+                    (300, "a x"),
+                    (900, "a x"),
+                    (2500, "a x"),
+                ],
+                5000,
+                &["100 ×2 @0", "1100 ×3 @0", "2600 ×1 @0"],
+            ),
+            (
+                "group_by: one stream per value, each with its own threshold and cooldown",
+                rule(|s| {
+                    s.group_by = vec!["ip".into()];
+                    s.threshold = threshold(2, 1000);
+                    s.cooldown = Some(1000 * MS);
+                }),
+                &[
+                    (0, "a x"),
+                    (10, "b x"),
+                    (20, "a x"),
+                    (30, "a x"),
+                    (500, "a x"),
+                    (600, "b x"),
+                    (1500, "b x"),
+                ],
+                5000,
+                &[
+                    "120 ×3 ip=a @0",
+                    "700 ×2 ip=b @0",
+                    "1120 ×1 ip=a @0",
+                    "1700 ×1 ip=b @0",
+                ],
+            ),
+            (
+                "past max_groups, new values share the other group",
+                rule(|s| {
+                    s.group_by = vec!["ip".into()];
+                    s.max_groups = 2;
+                }),
+                &[(0, "a x"), (1, "b x"), (2, "c x"), (3, "d x"), (4, "a x")],
+                1000,
+                &["100 ×2 ip=a @0", "101 ×1 ip=b @0", "102 ×2 other @0"],
+            ),
+            (
+                "groups are forgotten when they hold nothing, making room for new values",
+                rule(|s| {
+                    s.group_by = vec!["ip".into()];
+                    s.max_groups = 1;
+                }),
+                &[(0, "a x"), (500, "b x")],
+                1000,
+                &["100 ×1 ip=a @0", "600 ×1 ip=b @0"],
+            ),
+            (
+                "resolve_after: recovered once quiet that long after a message",
+                rule(|s| s.resolve_after = Some(500 * MS)),
+                &[(0, "a x"), (600, "a x"), (900, "a x")],
+                3000,
+                &[
+                    "100 ×1 @0",
+                    "500 recovered @0",
+                    "700 ×1 @0",
+                    "1000 ×1 @0",
+                    "1400 recovered @0",
+                ],
+            ),
+            (
+                "resolve_after with cooldown: hits in the cooldown delay the recovery",
+                rule(|s| {
+                    s.resolve_after = Some(300 * MS);
+                    s.cooldown = Some(1000 * MS);
+                }),
+                &[(0, "a x"), (200, "a x"), (800, "a x")],
+                3000,
+                &["100 ×1 @0", "1100 ×2 @0", "1100 recovered @0"],
+            ),
+            (
+                "several robots each get every alert",
+                rule(|s| s.robots = vec![0, 1]),
+                &[(0, "a x")],
+                1000,
+                &["100 ×1 @0", "100 ×1 @1"],
+            ),
+        ];
+        for (name, rule, hits, end, want) in cases {
+            let hits: Vec<(u64, RuleId, &str)> = hits.iter().map(|&(t, l)| (t, 0, l)).collect();
+            let (got, agg) = play(&[rule], &hits, end, false);
+            assert_eq!(got, want, "{name}");
+            assert_eq!(agg.pending_hits(), 0, "{name}: nothing left pending");
         }
     }
 
     #[test]
-    fn a_window_gathers_hits_until_it_closes() {
-        let t0 = Instant::now();
-        let mut agg = Aggregator::new(&[rule("a", 100, 2), rule("b", 50, 2)]);
-        agg.add(&batch(&[(0, "a1"), (1, "b1"), (0, "a2"), (0, "a3")]), t0);
-        assert_eq!(agg.next_deadline(), Some(t0 + Duration::from_millis(50)));
-        assert!(agg.expire(t0 + Duration::from_millis(49)).is_empty());
+    fn absence_alerts_once_then_says_when_the_line_is_back() {
+        let absent = rule(|s| {
+            s.pattern = "heartbeat".into();
+            s.absent_for = Some(1000 * MS);
+        });
+        let (got, _) = play(
+            std::slice::from_ref(&absent),
+            &[
+                (400, 0, "heartbeat"),
+                (900, 0, "heartbeat"),
+                (3000, 0, "heartbeat"),
+            ],
+            5000,
+            false,
+        );
+        assert_eq!(got, ["1900 absent @0", "3000 back @0", "4000 absent @0"]);
 
-        let closed = agg.expire(t0 + Duration::from_millis(50));
-        assert_eq!(closed.len(), 1);
-        assert_eq!((closed[0].rule, closed[0].count), (1, 1));
+        // a regular heartbeat never alerts, nor does the end of input
+        let beats: Vec<(u64, RuleId, &str)> = (0..10).map(|i| (i * 500, 0, "heartbeat")).collect();
+        let (got, _) = play(std::slice::from_ref(&absent), &beats, 4800, true);
+        assert!(got.is_empty(), "{got:?}");
 
-        // a hit after the first closed window opens a new one
-        agg.add(&batch(&[(1, "b2")]), t0 + Duration::from_millis(60));
-        let closed = agg.expire(t0 + Duration::from_millis(200));
-        let counts: Vec<(RuleId, u64)> = closed.iter().map(|a| (a.rule, a.count)).collect();
-        assert_eq!(counts, [(0, 3), (1, 1)]);
-        let a = &closed[0];
-        assert_eq!(a.samples.len(), 2);
-        assert_eq!(a.unquoted(), 1);
-        assert_eq!(agg.pending_hits(), 0);
-        assert_eq!(agg.next_deadline(), None);
+        // at the end of input (stdin), an input without the line is absence
+        let (got, _) = play(&[absent], &[], 10, true);
+        assert_eq!(got, ["10 absent @0"]);
     }
 
     #[test]
-    fn flush_closes_everything_and_loses_no_count() {
-        let t0 = Instant::now();
-        let mut agg = Aggregator::new(&[rule("a", 10_000, 3), rule("b", 5_000, 3)]);
-        for _ in 0..1000 {
-            agg.add(&batch(&[(0, "a"), (1, "b"), (1, "b")]), t0);
-        }
-        assert_eq!(agg.pending_hits(), 3000);
-        let alerts = agg.flush();
-        assert_eq!(alerts.iter().map(|a| a.count).sum::<u64>(), 3000);
-        assert!(alerts.iter().all(|a| a.samples.len() == 3));
-        assert_eq!(alerts[0].rule, 1, "the window closing first comes first");
+    fn flush_sends_open_windows_and_cooldowns_and_holds_back_unmet_thresholds() {
+        let rules = [
+            rule(|s| s.threshold = threshold(5, 1000)),
+            rule(|s| s.cooldown = Some(10_000 * MS)),
+        ];
+        let (got, agg) = play(
+            &rules,
+            &[
+                (0, 0, "a x"),
+                (1, 0, "a x"),
+                (0, 1, "b x"),
+                (500, 1, "b x"),
+                (600, 1, "b x"),
+            ],
+            700,
+            true,
+        );
+        assert_eq!(got, ["100 ×1 @0", "700 ×2 @0"]);
+        assert_eq!(agg.held_below_threshold(), [2, 0]);
         assert_eq!(agg.pending_hits(), 0);
+    }
+
+    #[test]
+    fn memory_stays_bounded_under_many_groups() {
+        let r = rule(|s| {
+            s.group_by = vec!["ip".into()];
+            s.max_groups = 50;
+            s.threshold = threshold(100, 60_000);
+        });
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, SystemTime::UNIX_EPOCH);
+        for i in 0..10_000u64 {
+            let line = format!("10.0.{}.{} x", i / 256, i % 256);
+            agg.add(&batch(&r, 0, &line, SystemTime::UNIX_EPOCH), t0 + dur(i));
+        }
+        assert_eq!(agg.groups(), 51);
+        assert_eq!(agg.pending_hits(), 10_000);
     }
 
     #[test]
     fn merging_adds_counts_and_keeps_samples_bounded() {
-        let mut agg = Aggregator::new(&[rule("a", 10, 2)]);
-        agg.add(&batch(&[(0, "1"), (0, "2"), (0, "3")]), Instant::now());
-        let mut a = agg.flush().remove(0);
-        agg.add(&batch(&[(0, "4")]), Instant::now());
-        let b = agg.flush().remove(0);
+        let r = rule(|s| s.max_lines = 2);
+        let mut agg = Aggregator::new(std::slice::from_ref(&r), Instant::now(), SystemTime::now());
+        for l in ["1 x", "2 x", "3 x"] {
+            agg.add(&batch(&r, 0, l, SystemTime::now()), Instant::now());
+        }
+        let mut a = agg.flush(Instant::now()).remove(0);
+        agg.add(&batch(&r, 0, "4 x", SystemTime::now()), Instant::now());
+        let b = agg.flush(Instant::now()).remove(0);
+        assert!(a.same_stream(&b));
         a.merge(b);
         assert_eq!(a.count, 4);
         assert_eq!(a.samples.len(), 2);
@@ -299,5 +1013,72 @@ mod tests {
         assert!(s.cut);
         assert_eq!(s.text.len(), SAMPLE_MAX_BYTES);
         assert!(!Sample::from_line(b"short").cut);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+        /// The exact-count contract: whatever the hits and the rule's threshold, cooldown,
+        /// grouping and window, the counts of all messages plus the hits held below an unmet
+        /// threshold at the end add up to the number of hits, and without a threshold the
+        /// messages alone do.
+        #[test]
+        fn every_hit_is_counted_exactly_once(
+            gaps in prop::collection::vec((0u64..400, 0usize..6), 1..300),
+            window in 1u64..300,
+            thresh in prop::option::of((1usize..6, 1u64..1000)),
+            cooldown in prop::option::of(1u64..2000),
+            grouped in any::<bool>(),
+            max_groups in 1usize..4,
+            resolve in prop::option::of(1u64..1000),
+            robots in 1usize..3,
+        ) {
+            let r = rule(|s| {
+                s.window = dur(window);
+                s.threshold = thresh.and_then(|(c, w)| threshold(c, w));
+                s.cooldown = cooldown.map(dur);
+                if grouped {
+                    s.group_by = vec!["ip".into()];
+                    s.max_groups = max_groups;
+                }
+                s.resolve_after = resolve.map(dur);
+                s.robots = (0..robots).collect();
+            });
+            let t0 = Instant::now();
+            let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, SystemTime::UNIX_EPOCH);
+            let mut now = t0;
+            let mut sent = vec![0u64; robots];
+            let record = |alerts: Vec<Alert>, sent: &mut Vec<u64>| {
+                for a in alerts {
+                    sent[a.robot.unwrap()] += a.count;
+                }
+            };
+            for (gap, who) in &gaps {
+                let at = now + dur(*gap);
+                while let Some(d) = agg.next_deadline().filter(|&d| d <= at) {
+                    record(agg.expire(d), &mut sent);
+                }
+                now = at;
+                let line = format!("{who} x");
+                record(agg.add(&batch(&r, 0, &line, SystemTime::UNIX_EPOCH), now), &mut sent);
+                prop_assert!(agg.groups() <= max_groups + 1 || !grouped);
+            }
+            // Half the time the input ends at once; otherwise time runs on first.
+            if gaps.len() % 2 == 0 {
+                let later = now + Duration::from_secs(10);
+                while let Some(d) = agg.next_deadline().filter(|&d| d <= later) {
+                    record(agg.expire(d), &mut sent);
+                }
+                now = later;
+            }
+            record(agg.flush(now), &mut sent);
+            let held: u64 = agg.held_below_threshold().iter().sum();
+            for s in &sent {
+                prop_assert_eq!(s + held, gaps.len() as u64);
+            }
+            if thresh.is_none() {
+                prop_assert_eq!(held, 0);
+            }
+            prop_assert_eq!(agg.pending_hits(), 0);
+        }
     }
 }

@@ -62,6 +62,8 @@ pub struct RunReport {
     pub matches: Vec<(String, u64)>,
     /// One report per dispatcher.
     pub deliveries: Vec<DeliveryReport>,
+    /// Rules whose threshold was not met by the end of input, with the hits not sent.
+    pub held_below_threshold: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -80,8 +82,18 @@ impl RunReport {
             .collect();
         let sent: u64 = self.deliveries.iter().map(|d| d.messages_sent).sum();
         let failed: u64 = self.deliveries.iter().map(|d| d.messages_failed).sum();
+        let held = if self.held_below_threshold.is_empty() {
+            String::new()
+        } else {
+            let rules: Vec<String> = self
+                .held_below_threshold
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            format!("; below threshold, not sent: {}", rules.join(", "))
+        };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed",
+            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
             self.lines,
             self.bytes,
             if self.cut_lines > 0 {
@@ -261,13 +273,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules),
+        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
         hit_rx,
         routes,
         progress_tx,
     ));
 
-    aggregator.await.context("aggregator task")?;
+    let held = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
     for d in dispatchers {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -320,6 +332,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .zip(per_rule)
             .collect(),
         deliveries,
+        held_below_threshold: config
+            .rules
+            .iter()
+            .map(|r| r.name.clone())
+            .zip(held)
+            .filter(|(_, n)| *n > 0)
+            .collect(),
     })
 }
 
@@ -426,17 +445,17 @@ async fn aggregate(
     mut hit_rx: mpsc::Receiver<HitBatch>,
     routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
-) {
+) -> Vec<u64> {
     loop {
         let deadline = agg.next_deadline();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
                 Some(b) => {
-                    let holds = agg.add(&b, Instant::now());
-                    if let (Some(tx), Some(mark)) = (&progress_tx, b.mark) {
-                        let _ = tx.send(Event::Progress { mark, end: b.end_offset, holds });
-                    }
+                    let alerts = agg.add(&b, Instant::now());
+                    // Registered before any alert holding this chunk can reach a dispatcher.
+                    report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
+                    route(alerts, &routes).await;
                 }
                 None => break,
             },
@@ -445,7 +464,29 @@ async fn aggregate(
             }
         }
     }
-    route(agg.flush(), &routes).await;
+    let alerts = agg.flush(Instant::now());
+    report_progress(&mut agg, &progress_tx, None);
+    route(alerts, &routes).await;
+    agg.held_below_threshold().to_vec()
+}
+
+/// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds
+/// the aggregator took or dropped meanwhile.
+fn report_progress(
+    agg: &mut Aggregator,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    chunk: Option<(Mark, u64)>,
+) {
+    let (holds, released) = agg.take_holds();
+    let Some(tx) = progress_tx else {
+        return;
+    };
+    if let Some((mark, end)) = chunk {
+        let _ = tx.send(Event::Progress { mark, end, holds });
+    }
+    if !released.is_empty() {
+        let _ = tx.send(Event::Released(released));
+    }
 }
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together

@@ -74,6 +74,13 @@ pub struct TestArgs {
     pub config: ConfigArg,
     /// Log file to read [default: stdin].
     pub path: Option<PathBuf>,
+    /// Print the exact messages the rules would send, on a clock taken from the lines'
+    /// timestamps (config `timestamp:`), so thresholds, cooldowns and absence show in seconds.
+    #[arg(long)]
+    pub replay: bool,
+    /// With --replay: time between lines that have no readable timestamp.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "replay")]
+    pub line_interval: Duration,
 }
 
 /// `dingtail send`.

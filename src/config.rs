@@ -17,7 +17,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::rules::{Rule, RuleSpec};
+use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
+use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
@@ -116,6 +117,8 @@ pub struct Config {
     pub default_robot: Option<RobotId>,
     /// Lines longer than this are matched and quoted on their first `max_line_bytes` bytes.
     pub max_line_bytes: usize,
+    /// How `dingtail test --replay` reads the time of a line.
+    pub timestamp: Option<TimestampFormat>,
     /// Things that work but deserve attention (e.g. a secret file readable by others).
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
@@ -268,6 +271,8 @@ struct RawConfig {
     #[serde(default)]
     max_line_bytes: Option<Spanned<usize>>,
     #[serde(default)]
+    timestamp: Option<RawTimestamp>,
+    #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
 }
 
@@ -345,14 +350,19 @@ struct RawDefaults {
     window: Option<Spanned<String>>,
     #[serde(default)]
     max_lines: Option<Spanned<usize>>,
+    /// Mentions by severity: `critical: {mobiles: [...]}`.
+    #[serde(default)]
+    mention: BTreeMap<String, Spanned<RawMention>>,
+    #[serde(default)]
+    msgtype: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     name: Spanned<String>,
-    #[serde(rename = "match")]
-    pattern: Spanned<String>,
+    #[serde(rename = "match", default)]
+    pattern: Option<Spanned<String>>,
     #[serde(default)]
     exclude: Vec<Spanned<String>>,
     #[serde(default)]
@@ -360,7 +370,93 @@ struct RawRule {
     #[serde(default)]
     max_lines: Option<Spanned<usize>>,
     #[serde(default)]
-    robot: Option<Spanned<String>>,
+    robot: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    severity: Option<Spanned<String>>,
+    #[serde(default)]
+    threshold: Option<Spanned<RawThreshold>>,
+    #[serde(default)]
+    cooldown: Option<Spanned<String>>,
+    #[serde(default)]
+    group_by: Vec<Spanned<String>>,
+    #[serde(default)]
+    max_groups: Option<Spanned<usize>>,
+    #[serde(default)]
+    template: Option<Spanned<String>>,
+    #[serde(default)]
+    mention: Option<Spanned<RawMention>>,
+    #[serde(default)]
+    msgtype: Option<Spanned<String>>,
+    #[serde(default)]
+    field: Option<Spanned<String>>,
+    #[serde(default)]
+    resolve_after: Option<Spanned<String>>,
+    #[serde(default)]
+    absent: Option<Spanned<RawAbsent>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawThreshold {
+    count: Spanned<usize>,
+    within: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMention {
+    #[serde(default)]
+    mobiles: Vec<Spanned<String>>,
+    #[serde(default)]
+    user_ids: Vec<Spanned<String>>,
+    #[serde(default)]
+    all: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAbsent {
+    #[serde(rename = "match")]
+    pattern: Spanned<String>,
+    #[serde(rename = "for")]
+    duration: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimestamp {
+    regex: Spanned<String>,
+    format: Spanned<String>,
+}
+
+/// `robot: ops` or `robot: [ops, security]`.
+#[derive(Debug)]
+struct OneOrMany(Vec<String>);
+
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a robot name or a list of robot names")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany(vec![v.to_owned()]))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut out = Vec::new();
+                while let Some(v) = seq.next_element::<String>()? {
+                    out.push(v);
+                }
+                Ok(OneOrMany(out))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -527,6 +623,11 @@ fn check(
         None => DEFAULT_MAX_LINE_BYTES,
     };
 
+    let defaults_look = check_defaults_look(&mut c, defaults);
+    let timestamp = raw
+        .timestamp
+        .as_ref()
+        .and_then(|t| check_timestamp(&mut c, t));
     let mut names = HashSet::new();
     let mut rules = Vec::new();
     for spanned in &raw.rules {
@@ -550,34 +651,61 @@ fn check(
             Some(m) => c.max_lines(m, &ctx("max_lines")),
             None => Some(default_max_lines),
         };
-        let robot = match &rule.robot {
-            Some(r) => find_robot(&mut c, r, &ctx("robot")),
-            None => default_robot,
+        let robots: Vec<RobotId> = match &rule.robot {
+            Some(list) => {
+                if list.value.0.is_empty() {
+                    c.problem(list, ctx("robot"), "names no robot");
+                }
+                let mut ids = Vec::new();
+                for r in &list.value.0 {
+                    let at = Spanned {
+                        value: r.clone(),
+                        referenced: list.referenced,
+                        defined: list.defined,
+                    };
+                    if let Some(id) = find_robot(&mut c, &at, &ctx("robot")) {
+                        if ids.contains(&id) {
+                            c.problem(list, ctx("robot"), format!("names `{r}` twice"));
+                        } else {
+                            ids.push(id);
+                        }
+                    }
+                }
+                ids
+            }
+            None => default_robot.into_iter().collect(),
         };
-        if robot.is_none() && rule.robot.is_none() && robot_names.len() > 1 {
+        if robots.is_empty() && rule.robot.is_none() && robot_names.len() > 1 {
             c.problem(
                 &rule.name,
                 ctx("robot"),
                 "several robots are defined: name one here or in defaults.robot",
             );
         }
-        let spec = RuleSpec {
+        let mut spec = RuleSpec {
             name: name.clone(),
-            pattern: rule.pattern.value.clone(),
             exclude: rule.exclude.iter().map(|e| e.value.clone()).collect(),
             window: window.unwrap_or(default_window),
             max_lines: max_lines.unwrap_or(default_max_lines),
-            robot,
+            robots,
+            max_groups: DEFAULT_MAX_GROUPS,
+            ..RuleSpec::default()
+        };
+        let Some(pattern_at) = check_rule_fields(&mut c, spanned, &name, &mut spec, &defaults_look)
+        else {
+            continue;
         };
         match Rule::compile(spec) {
             Ok(r) => rules.push(r),
             Err(e) => {
                 let at = match e.exclude_index {
                     Some(i) => &rule.exclude[i],
-                    None => &rule.pattern,
+                    None => pattern_at,
                 };
                 let field = if e.exclude_index.is_some() {
                     "exclude"
+                } else if rule.absent.is_some() {
+                    "absent"
                 } else {
                     "match"
                 };
@@ -600,10 +728,13 @@ fn check(
             rules,
             default_robot,
             max_line_bytes,
+            timestamp,
             warnings: c.warnings,
             inputs,
         })
     } else {
+        // In file order, so the list reads like the file (a problem without a line stays first).
+        c.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(c.problems))
     }
 }
@@ -660,6 +791,317 @@ fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputCon
         }
     };
     ok.then_some(InputConfig { path, multiline })
+}
+
+/// `timestamp: {regex, format}`: how `dingtail test --replay` finds the time of a line. The
+/// regex's first capture group (or the one named `ts`) holds the text, parsed with a chrono
+/// `strftime` format; formats without a year (syslog's `%b %e %H:%M:%S`) get the current year.
+#[derive(Debug, Clone)]
+pub struct TimestampFormat {
+    /// Finds the timestamp text in a line.
+    pub regex: regex::bytes::Regex,
+    /// chrono format of that text.
+    pub format: String,
+}
+
+/// Defaults that shape messages: mentions by severity and the message type.
+#[derive(Debug, Default)]
+struct DefaultsLook {
+    mention: BTreeMap<Severity, Mention>,
+    msgtype: MsgType,
+}
+
+/// Longest `threshold.count` and `max_groups`: both size per-rule memory.
+const MAX_THRESHOLD_COUNT: usize = 100_000;
+const MAX_GROUPS_LIMIT: usize = 100_000;
+
+fn check_msgtype(c: &mut Checker, raw: &Spanned<String>, context: &str) -> Option<MsgType> {
+    match raw.value.trim() {
+        "text" => Some(MsgType::Text),
+        "markdown" => Some(MsgType::Markdown),
+        other => {
+            c.problem(
+                raw,
+                context,
+                format!("`{other}` is not a message type; write text or markdown"),
+            );
+            None
+        }
+    }
+}
+
+fn check_defaults_look(c: &mut Checker, defaults: Option<&RawDefaults>) -> DefaultsLook {
+    let mut look = DefaultsLook::default();
+    let Some(d) = defaults else {
+        return look;
+    };
+    if let Some(m) = &d.msgtype {
+        look.msgtype = check_msgtype(c, m, "defaults, field 'msgtype'").unwrap_or_default();
+    }
+    for (severity, mention) in &d.mention {
+        let ctx = format!("defaults, field 'mention.{severity}'");
+        let people = check_mention(c, mention, &ctx);
+        match Severity::parse(severity) {
+            Some(s) => {
+                look.mention.insert(s, people);
+            }
+            None => c.problem(
+                mention,
+                ctx,
+                format!(
+                    "mentions in defaults are by severity: {}",
+                    Severity::NAMES.join(", ")
+                ),
+            ),
+        }
+    }
+    look
+}
+
+fn check_mention(c: &mut Checker, raw: &Spanned<RawMention>, context: &str) -> Mention {
+    let m = &raw.value;
+    let mut out = Mention {
+        all: m.all,
+        ..Mention::default()
+    };
+    for mobile in &m.mobiles {
+        let v = mobile.value.trim();
+        let digits = v.chars().filter(char::is_ascii_digit).count();
+        if digits < 5
+            || !v
+                .chars()
+                .all(|ch| ch.is_ascii_digit() || "+- ".contains(ch))
+        {
+            c.problem(
+                mobile,
+                context,
+                format!("`{v}` is not a phone number (digits, optionally + and -)"),
+            );
+        } else if !out.mobiles.iter().any(|x| x == v) {
+            out.mobiles.push(v.to_owned());
+        }
+    }
+    for user in &m.user_ids {
+        let v = user.value.trim();
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            c.problem(user, context, "a user id is one word");
+        } else if !out.user_ids.iter().any(|x| x == v) {
+            out.user_ids.push(v.to_owned());
+        }
+    }
+    if out.people() > MAX_MENTIONS {
+        c.problem(
+            raw,
+            context,
+            format!(
+                "names {} people; DingTalk mentions at most {MAX_MENTIONS} in one message",
+                out.people()
+            ),
+        );
+    }
+    out
+}
+
+fn check_timestamp(c: &mut Checker, raw: &RawTimestamp) -> Option<TimestampFormat> {
+    let ctx = "timestamp, field 'regex'";
+    let regex = match crate::rules::regex_builder(&raw.regex.value).build() {
+        Ok(re) if re.captures_len() > 1 => Some(re),
+        Ok(_) => {
+            c.problem(
+                &raw.regex,
+                ctx,
+                "needs a capture group around the timestamp, e.g. '^(\\S+ \\S+)'",
+            );
+            None
+        }
+        Err(e) => {
+            c.problem(&raw.regex, ctx, format!("invalid regex: {e}"));
+            None
+        }
+    };
+    let format = raw.format.value.trim().to_owned();
+    let bad = chrono::format::StrftimeItems::new(&format)
+        .any(|i| matches!(i, chrono::format::Item::Error));
+    if format.is_empty() || bad {
+        c.problem(
+            &raw.format,
+            "timestamp, field 'format'",
+            format!("`{format}` is not a strftime format, e.g. %Y-%m-%d %H:%M:%S"),
+        );
+        return None;
+    }
+    Some(TimestampFormat {
+        regex: regex?,
+        format,
+    })
+}
+
+/// Checks the fields of issue 5 (threshold, cooldown, grouping, templates, mentions, routing,
+/// JSON fields, recovery, absence) into `spec`. Returns where the pattern is written, or `None`
+/// when the rule has no usable pattern (then it is not compiled; the problem is recorded).
+fn check_rule_fields<'r>(
+    c: &mut Checker,
+    raw: &'r Spanned<RawRule>,
+    name: &str,
+    spec: &mut RuleSpec,
+    defaults: &DefaultsLook,
+) -> Option<&'r Spanned<String>> {
+    let rule = &raw.value;
+    let ctx = |field: &str| format!("rule '{name}', field '{field}'");
+    let pattern_at = match (&rule.pattern, &rule.absent) {
+        (Some(p), None) => p,
+        (None, Some(a)) => {
+            spec.absent_for = c.duration(&a.value.duration, &ctx("absent.for"));
+            let not_here = [
+                ("threshold", rule.threshold.is_some()),
+                ("cooldown", rule.cooldown.is_some()),
+                ("group_by", !rule.group_by.is_empty()),
+                ("max_groups", rule.max_groups.is_some()),
+                ("field", rule.field.is_some()),
+                ("resolve_after", rule.resolve_after.is_some()),
+            ];
+            for (field, present) in not_here {
+                if present {
+                    c.problem(
+                        a,
+                        ctx(field),
+                        "does not apply to an absent rule (it alerts on silence, and says when the line is back)",
+                    );
+                }
+            }
+            &a.value.pattern
+        }
+        (Some(_), Some(a)) => {
+            c.problem(
+                a,
+                ctx("absent"),
+                "a rule has either `match` or `absent`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            c.problem(
+                &rule.name,
+                ctx("match"),
+                "is missing: give `match` (or `absent: {match, for}`)",
+            );
+            return None;
+        }
+    };
+    spec.pattern = pattern_at.value.clone();
+    let captures = capture_names(&spec.pattern);
+
+    let mut style = Style {
+        msgtype: defaults.msgtype,
+        absent_pattern: rule.absent.as_ref().map(|a| a.value.pattern.value.clone()),
+        ..Style::default()
+    };
+    if let Some(s) = &rule.severity {
+        style.severity = Severity::parse(&s.value);
+        if style.severity.is_none() {
+            c.problem(
+                s,
+                ctx("severity"),
+                format!(
+                    "`{}` is not a severity; write {}",
+                    s.value,
+                    Severity::NAMES.join(", ")
+                ),
+            );
+        }
+    }
+    if let Some(t) = &rule.threshold {
+        let count = t.value.count.value;
+        if count == 0 || count > MAX_THRESHOLD_COUNT {
+            c.problem(
+                &t.value.count,
+                ctx("threshold.count"),
+                format!("must be between 1 and {MAX_THRESHOLD_COUNT}"),
+            );
+        }
+        let within = c.duration(&t.value.within, &ctx("threshold.within"));
+        if let Some(within) = within {
+            spec.threshold = Some(Threshold {
+                count: count.clamp(1, MAX_THRESHOLD_COUNT),
+                within,
+            });
+        }
+    }
+    if let Some(cd) = &rule.cooldown {
+        spec.cooldown = c.duration(cd, &ctx("cooldown"));
+    }
+    for g in &rule.group_by {
+        if !captures.iter().any(|n| **n == *g.value) {
+            let known = if captures.is_empty() {
+                "the pattern has no named captures; write (?P<name>...)".to_owned()
+            } else {
+                format!("named captures are: {}", captures.join(", "))
+            };
+            c.problem(
+                g,
+                ctx("group_by"),
+                format!(
+                    "`{}` is not a named capture of the pattern ({known})",
+                    g.value
+                ),
+            );
+        } else if spec.group_by.contains(&g.value) {
+            c.problem(g, ctx("group_by"), format!("names `{}` twice", g.value));
+        } else {
+            spec.group_by.push(g.value.clone());
+        }
+    }
+    if let Some(m) = &rule.max_groups {
+        if m.value == 0 || m.value > MAX_GROUPS_LIMIT {
+            c.problem(
+                m,
+                ctx("max_groups"),
+                format!("must be between 1 and {MAX_GROUPS_LIMIT}"),
+            );
+        } else if rule.group_by.is_empty() {
+            c.problem(m, ctx("max_groups"), "needs group_by");
+        } else {
+            spec.max_groups = m.value;
+        }
+    }
+    if let Some(t) = &rule.template {
+        match Template::parse(&t.value, &captures) {
+            Ok(t) => style.template = Some(t),
+            Err(e) => c.problem(t, ctx("template"), e),
+        }
+    }
+    style.mention = match &rule.mention {
+        Some(m) => check_mention(c, m, &ctx("mention")),
+        None => style
+            .severity
+            .and_then(|s| defaults.mention.get(&s).cloned())
+            .unwrap_or_default(),
+    };
+    if let Some(m) = &rule.msgtype
+        && let Some(t) = check_msgtype(c, m, &ctx("msgtype"))
+    {
+        style.msgtype = t;
+    }
+    if let Some(f) = &rule.field {
+        let path: Vec<String> = f.value.split('.').map(|s| s.trim().to_owned()).collect();
+        if path.iter().any(String::is_empty) {
+            c.problem(
+                f,
+                ctx("field"),
+                format!(
+                    "`{}` is not a field path; write e.g. level or log.level",
+                    f.value
+                ),
+            );
+        } else {
+            spec.field = Some(path);
+        }
+    }
+    if let Some(r) = &rule.resolve_after {
+        spec.resolve_after = c.duration(r, &ctx("resolve_after"));
+    }
+    spec.style = style;
+    Some(pattern_at)
 }
 
 fn check_robot(
@@ -1048,7 +1490,7 @@ rules:
         assert_eq!(c.rules[0].window, Duration::from_secs(2));
         assert_eq!(c.rules[0].max_lines, 3);
         assert_eq!(c.rules[1].window, Duration::from_millis(500));
-        assert_eq!(c.rules[1].robot, Some(0));
+        assert_eq!(c.rules[1].robots, [0]);
     }
 
     #[test]
@@ -1170,6 +1612,160 @@ rules:
         );
         assert!(expand_env("${TOKEN", &env).is_err());
         assert!(expand_env("${1X}", &env).is_err());
+    }
+
+    #[test]
+    fn on_call_fields_are_checked_into_rules() {
+        let text = r#"robots:
+  ops: { webhook: "http://h/robot/send?access_token=x" }
+  security: { webhook: "http://h/robot/send?access_token=y" }
+defaults:
+  robot: ops
+  mention:
+    critical: { mobiles: ["13800000000"] }
+rules:
+  - name: ssh
+    match: 'Failed password for (?P<user>\S+) from (?P<ip>[\d.]+)'
+    severity: critical
+    threshold: { count: 5, within: 1m }
+    cooldown: 10m
+    group_by: [ip]
+    max_groups: 10
+    template: "{ip} tried {count} passwords, last user {user}"
+    robot: [ops, security]
+    msgtype: markdown
+    resolve_after: 5m
+  - name: k8s
+    match: '^(error|fatal)$'
+    field: log.level
+    mention: { user_ids: [u1], all: true }
+  - name: heartbeat
+    absent: { match: 'heartbeat ok', for: 2m }
+timestamp: { regex: '^(\S+ \S+)', format: '%Y-%m-%d %H:%M:%S' }
+"#;
+        let c = parse(text).unwrap();
+        let ssh = &c.rules[0];
+        assert_eq!(ssh.robots, [0, 1]);
+        assert_eq!(
+            ssh.threshold,
+            Some(Threshold {
+                count: 5,
+                within: Duration::from_secs(60)
+            })
+        );
+        assert_eq!(ssh.cooldown, Some(Duration::from_secs(600)));
+        assert_eq!(ssh.group_by, [1]);
+        assert_eq!(ssh.max_groups, 10);
+        assert!(ssh.needs_captures);
+        assert_eq!(ssh.style.msgtype, MsgType::Markdown);
+        assert_eq!(ssh.style.mention.mobiles, ["13800000000"], "by severity");
+        assert_eq!(ssh.resolve_after, Some(Duration::from_secs(300)));
+        let k8s = &c.rules[1];
+        assert_eq!(
+            k8s.field.as_deref(),
+            Some(&["log".to_owned(), "level".to_owned()][..])
+        );
+        assert!(k8s.style.mention.all);
+        assert_eq!(c.rules[2].absent_for, Some(Duration::from_secs(120)));
+        assert!(c.timestamp.is_some());
+    }
+
+    #[test]
+    fn every_on_call_mistake_is_reported_at_once_with_its_line() {
+        let text = r#"robots:
+  ops: { webhook: "http://h/robot/send?access_token=x" }
+defaults:
+  mention:
+    urgent: { mobiles: ["1380000"] }
+rules:
+  - name: a
+    match: '(?P<ip>\S+) failed'
+    severity: high
+    threshold: { count: 0, within: soon }
+    group_by: [ip, host]
+    template: "{ip} {nope}"
+    mention: { mobiles: ["call me"] }
+    robot: [ops, pager]
+    msgtype: html
+    field: "log..level"
+    resolve_after: never
+  - name: b
+    absent: { match: x, for: 1m }
+    threshold: { count: 2, within: 1m }
+  - name: c
+    match: x
+    max_groups: 5
+  - name: d
+timestamp: { regex: '^\S+', format: '%Y-%Q' }
+"#;
+        let problems = parse(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let expect = [
+            (
+                "rules.yaml:5:13: defaults, field 'mention.urgent'",
+                "by severity",
+            ),
+            (
+                "rules.yaml:25:21: timestamp, field 'regex'",
+                "capture group",
+            ),
+            ("rules.yaml:25:37: timestamp, field 'format'", "strftime"),
+            (
+                "rules.yaml:14:12: rule 'a', field 'robot'",
+                "unknown robot `pager`",
+            ),
+            (
+                "rules.yaml:9:15: rule 'a', field 'severity'",
+                "info, warning, critical",
+            ),
+            (
+                "rules.yaml:10:25: rule 'a', field 'threshold.count'",
+                "between 1",
+            ),
+            (
+                "rules.yaml:10:36: rule 'a', field 'threshold.within'",
+                "not a duration",
+            ),
+            (
+                "rules.yaml:11:20: rule 'a', field 'group_by'",
+                "`host` is not a named capture",
+            ),
+            ("rules.yaml:12:15: rule 'a', field 'template'", "`{nope}`"),
+            (
+                "rules.yaml:13:26: rule 'a', field 'mention'",
+                "not a phone number",
+            ),
+            (
+                "rules.yaml:15:14: rule 'a', field 'msgtype'",
+                "text or markdown",
+            ),
+            (
+                "rules.yaml:16:12: rule 'a', field 'field'",
+                "not a field path",
+            ),
+            (
+                "rules.yaml:17:20: rule 'a', field 'resolve_after'",
+                "not a duration",
+            ),
+            (
+                "rules.yaml:19:13: rule 'b', field 'threshold'",
+                "absent rule",
+            ),
+            (
+                "rules.yaml:23:17: rule 'c', field 'max_groups'",
+                "needs group_by",
+            ),
+            ("rules.yaml:24:11: rule 'd', field 'match'", "is missing"),
+        ];
+        assert_eq!(shown.len(), expect.len(), "{shown:#?}");
+        for (want, says) in expect {
+            assert!(
+                shown
+                    .iter()
+                    .any(|s| s.starts_with(want) && s.contains(says)),
+                "no `{want}…{says}` in {shown:#?}"
+            );
+        }
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Alert;
 use crate::config::{Rate, Retry, RobotConfig};
-use crate::dingtalk::message::render_text;
+use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
@@ -269,7 +269,7 @@ impl Dispatcher {
             if !self.wait_until(slot).await {
                 break;
             }
-            let (message, used) = render_text(&self.pending, &self.render_context(), new_uuid());
+            let (message, used) = render(&self.pending, &self.render_context(), new_uuid());
             let alerts: Vec<Alert> = self.pending.drain(..used).collect();
             match self.deliver(&message).await {
                 Outcome::Delivered => {
@@ -457,7 +457,7 @@ impl Dispatcher {
     /// Folds alerts into pending: one entry per rule, counts added.
     fn merge(&mut self, alerts: Vec<Alert>) {
         for alert in alerts {
-            match self.pending.iter_mut().find(|p| p.rule == alert.rule) {
+            match self.pending.iter_mut().find(|p| p.same_stream(&alert)) {
                 Some(p) => p.merge(alert),
                 None => self.pending.push(alert),
             }
@@ -511,6 +511,10 @@ mod tests {
             samples: vec![Sample::from_line(b"line")],
             holds: Vec::new(),
             max_lines: 3,
+            group: None,
+            kind: crate::aggregate::AlertKind::Hits,
+            captures: Vec::new(),
+            style: Arc::new(crate::dingtalk::style::Style::default()),
         }
     }
 

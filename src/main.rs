@@ -61,15 +61,21 @@ fn main() -> ExitCode {
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            let result = match &args.path {
+            let input: Box<dyn std::io::Read> = match &args.path {
                 Some(p) => match std::fs::File::open(p) {
-                    Ok(f) => tester::run(&config, f, &mut out),
+                    Ok(f) => Box::new(f),
                     Err(e) => {
                         eprintln!("dingtail: cannot open {}: {e}", p.display());
                         return ExitCode::from(EXIT_USAGE);
                     }
                 },
-                None => tester::run(&config, std::io::stdin().lock(), &mut out),
+                None => Box::new(std::io::stdin().lock()),
+            };
+            let result = if args.replay {
+                dingtail::replay::replay(&config, input, &mut out, &hostname(), args.line_interval)
+                    .map(|_| ())
+            } else {
+                tester::run(&config, input, &mut out).map(|_| ())
             };
             let _ = out.flush();
             match result {

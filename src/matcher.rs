@@ -25,6 +25,11 @@ pub struct Hit {
     pub rule: RuleId,
     /// The line, without its `\n` (a slice of the chunk: no copy).
     pub line: Bytes,
+    /// Values of the rule's named captures (aligned with the rule's `style.capture_names`; an
+    /// empty value when the group did not take part), only for rules that need them
+    /// (`group_by`, templates); empty otherwise, so most hits allocate nothing for it. Slices of
+    /// the chunk, except for field rules, whose values are copied out of the parsed JSON.
+    pub captures: Vec<Bytes>,
 }
 
 /// What the matcher found in one chunk, plus the counts the summary needs.
@@ -51,14 +56,44 @@ pub struct HitBatch {
 #[error("cannot build the combined search over all rules: {0}")]
 pub struct MatcherError(String);
 
+/// One matching line, as [`Matcher::scan`] reports it.
+#[derive(Debug)]
+pub struct LineMatch<'a> {
+    /// The line's byte range in the scanned data, without `\n`.
+    pub range: std::ops::Range<usize>,
+    /// The rules that match it, sorted.
+    pub rules: &'a [RuleId],
+    /// For field rules among `rules`: the field value their pattern matched.
+    pub values: &'a [(RuleId, String)],
+}
+
+/// A rule that matches a JSON field's value, and how its candidate lines are found.
+#[derive(Debug)]
+struct FieldRule {
+    rule: RuleId,
+    /// Finds `"leaf"` (the last path segment, quoted as a JSON key) in the data.
+    key: memchr::memmem::Finder<'static>,
+}
+
 /// Finds which rules match which lines of a chunk.
+///
+/// Line rules (and absence rules) are searched all at once over the whole chunk. Field rules
+/// cannot be: their `match` applies to a field's value, which in the raw line sits between JSON
+/// quotes and escapes, so a pattern like `^error$` would never match the line. Their candidates
+/// are instead the lines containing the field's key, quoted (`"level"`), found with one
+/// `memmem` search per field rule; only those lines are parsed as JSON (once per line, however
+/// many field rules want it), and the value at the dotted path is matched. A key written with
+/// escapes (`"\u006cevel"`) is not found: no logger writes keys that way.
 #[derive(Debug)]
 pub struct Matcher {
     rules: Vec<Rule>,
-    /// Leftmost-first search for any rule: finds candidate lines.
+    /// Rule id of each pattern of the combined search.
+    line_rules: Vec<RuleId>,
+    /// Leftmost-first search for any line rule: finds candidate lines.
     any: Option<Regex>,
-    /// All-matches search: which rules match a candidate line.
+    /// All-matches search: which line rules match a candidate line.
     which: Option<Regex>,
+    field_rules: Vec<FieldRule>,
     /// Lines are judged on at most this many leading bytes.
     max_line: usize,
 }
@@ -66,7 +101,13 @@ pub struct Matcher {
 impl Matcher {
     /// Compiles the combined search for `rules`; lines are judged on their first `max_line` bytes.
     pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
-        let patterns: Vec<&str> = rules.iter().map(|r| r.pattern.as_str()).collect();
+        let line_rules: Vec<RuleId> = (0..rules.len())
+            .filter(|&r| rules[r].field.is_none())
+            .collect();
+        let patterns: Vec<&str> = line_rules
+            .iter()
+            .map(|&r| rules[r].pattern.as_str())
+            .collect();
         let build = |kind: MatchKind| -> Result<Option<Regex>, MatcherError> {
             if patterns.is_empty() {
                 return Ok(None);
@@ -90,10 +131,24 @@ impl Matcher {
                 .map(Some)
                 .map_err(|e| MatcherError(e.to_string()))
         };
+        let field_rules = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(id, r)| {
+                let leaf = r.field.as_ref()?.last()?;
+                let quoted = serde_json::to_string(leaf).ok()?;
+                Some(FieldRule {
+                    rule: id,
+                    key: memchr::memmem::Finder::new(quoted.as_bytes()).into_owned(),
+                })
+            })
+            .collect();
         Ok(Matcher {
             rules: rules.to_vec(),
             any: build(MatchKind::LeftmostFirst)?,
             which: build(MatchKind::All)?,
+            line_rules,
+            field_rules,
             max_line: max_line.max(1),
         })
     }
@@ -103,15 +158,65 @@ impl Matcher {
         &self.rules
     }
 
-    /// Calls `on_line(line, rules)` for every line of `data` that at least one rule matches (and
-    /// no exclusion of that rule vetoes), in order. `line` excludes the `\n`; `rules` is sorted.
+    /// Calls `on_line` for every line of `data` that at least one rule matches (and no exclusion
+    /// of that rule vetoes), in order.
     ///
     /// `data` should end with `\n`; a last line without one is still judged.
-    pub fn scan(&self, data: &[u8], mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId])) {
+    pub fn scan(&self, data: &[u8], mut on_line: impl FnMut(&LineMatch<'_>)) {
+        if self.field_rules.is_empty() {
+            // The fast path: nothing to merge, nothing allocated per line.
+            self.scan_lines(data, |range, rules| {
+                on_line(&LineMatch {
+                    range,
+                    rules,
+                    values: &[],
+                })
+            });
+            return;
+        }
+        let mut by_line: Vec<(std::ops::Range<usize>, Vec<RuleId>)> = Vec::new();
+        self.scan_lines(data, |range, rules| by_line.push((range, rules.to_vec())));
+        let fields = self.scan_fields(data);
+        // Merge the two ordered lists by line.
+        let mut i = 0;
+        let mut rules = Vec::new();
+        for (range, field_hits) in fields {
+            while i < by_line.len() && by_line[i].0.start < range.start {
+                on_line(&LineMatch {
+                    range: by_line[i].0.clone(),
+                    rules: &by_line[i].1,
+                    values: &[],
+                });
+                i += 1;
+            }
+            rules.clear();
+            if i < by_line.len() && by_line[i].0.start == range.start {
+                rules.extend_from_slice(&by_line[i].1);
+                i += 1;
+            }
+            rules.extend(field_hits.iter().map(|(r, _)| *r));
+            rules.sort_unstable();
+            on_line(&LineMatch {
+                range,
+                rules: &rules,
+                values: &field_hits,
+            });
+        }
+        for (range, rules) in &by_line[i..] {
+            on_line(&LineMatch {
+                range: range.clone(),
+                rules,
+                values: &[],
+            });
+        }
+    }
+
+    /// The combined search over line rules.
+    fn scan_lines(&self, data: &[u8], mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId])) {
         let (Some(any), Some(which)) = (&self.any, &self.which) else {
             return;
         };
-        let mut set = PatternSet::new(self.rules.len());
+        let mut set = PatternSet::new(self.line_rules.len());
         let mut matched: Vec<RuleId> = Vec::new();
         let mut pos = 0;
         while pos < data.len() {
@@ -130,7 +235,7 @@ impl Matcher {
             matched.clear();
             matched.extend(
                 set.iter()
-                    .map(|p| p.as_usize())
+                    .map(|p| self.line_rules[p.as_usize()])
                     .filter(|&r| !self.rules[r].excludes(judged)),
             );
             if !matched.is_empty() {
@@ -140,19 +245,77 @@ impl Matcher {
         }
     }
 
+    /// Field rules: candidate lines (containing a field rule's quoted key) are parsed as JSON
+    /// once and each field rule's pattern is run on its value. Returns, in line order, each
+    /// matching line with its (rule, value) pairs.
+    #[allow(clippy::type_complexity)]
+    fn scan_fields(&self, data: &[u8]) -> Vec<(std::ops::Range<usize>, Vec<(RuleId, String)>)> {
+        let mut starts: Vec<usize> = Vec::new();
+        for f in &self.field_rules {
+            for at in f.key.find_iter(data) {
+                starts.push(memchr::memrchr(b'\n', &data[..at]).map_or(0, |i| i + 1));
+            }
+        }
+        starts.sort_unstable();
+        starts.dedup();
+        let mut out = Vec::new();
+        for start in starts {
+            let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
+            let line = &data[start..end];
+            let judged = &line[..line.len().min(self.max_line)];
+            let body = judged.trim_ascii_start();
+            if !body.starts_with(b"{") {
+                continue;
+            }
+            let Ok(json) = serde_json::from_slice::<serde_json::Value>(body.trim_ascii_end())
+            else {
+                continue;
+            };
+            let mut hits = Vec::new();
+            for f in &self.field_rules {
+                let rule = &self.rules[f.rule];
+                let path = rule.field.as_deref().unwrap_or_default();
+                let Some(value) = field_text(&json, path) else {
+                    continue;
+                };
+                let re = rule.regex.as_ref().expect("field rules keep their regex");
+                if re.is_match(value.as_bytes()) && !rule.excludes(judged) {
+                    hits.push((f.rule, value));
+                }
+            }
+            if !hits.is_empty() {
+                out.push((start..end, hits));
+            }
+        }
+        out
+    }
+
     /// Matches a whole chunk into a [`HitBatch`].
     pub fn match_chunk(&self, chunk: &Chunk) -> HitBatch {
         let data = &chunk.data;
         let mut hits = Vec::new();
-        self.scan(data, |range, rules| {
-            let mut line = data.slice(range);
+        self.scan(data, |m| {
+            let mut line = data.slice(m.range.clone());
             if line.ends_with(b"\r") {
                 line.truncate(line.len() - 1);
             }
-            hits.extend(rules.iter().map(|&rule| Hit {
-                rule,
-                line: line.clone(),
-            }));
+            for &rule in m.rules {
+                let r = &self.rules[rule];
+                let captures = if !r.needs_captures {
+                    Vec::new()
+                } else if let Some((_, value)) = m.values.iter().find(|(id, _)| *id == rule) {
+                    let value = Bytes::copy_from_slice(value.as_bytes());
+                    captures_of(r, &value)
+                } else {
+                    let judged = line.slice(..line.len().min(self.max_line));
+                    captures_of(r, &judged)
+                };
+                hits.push(Hit {
+                    rule,
+                    line: line.clone(),
+                    captures,
+                });
+            }
         });
         let lines = memchr::memchr_iter(b'\n', data).count() as u64
             + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
@@ -165,6 +328,39 @@ impl Matcher {
             mark: chunk.mark,
             hits,
         }
+    }
+}
+
+/// The rule's named capture values in `text` (slices of it), aligned with its capture names.
+fn captures_of(rule: &Rule, text: &Bytes) -> Vec<Bytes> {
+    let Some(re) = &rule.regex else {
+        return Vec::new();
+    };
+    let Some(caps) = re.captures(text) else {
+        return vec![Bytes::new(); rule.style.capture_names.len()];
+    };
+    rule.style
+        .capture_names
+        .iter()
+        .map(|n| {
+            caps.name(n)
+                .map_or_else(Bytes::new, |m| text.slice(m.start()..m.end()))
+        })
+        .collect()
+}
+
+/// The value at a dotted path as text: strings as they are, numbers and booleans as JSON writes
+/// them; `None` for a missing field, `null`, objects and arrays.
+fn field_text(json: &serde_json::Value, path: &[String]) -> Option<String> {
+    let mut v = json;
+    for key in path {
+        v = v.as_object()?.get(key)?;
+    }
+    match v {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        serde_json::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
 }
 
@@ -186,7 +382,7 @@ mod tests {
                     exclude: ex.iter().map(|s| s.to_string()).collect(),
                     window: Duration::from_secs(1),
                     max_lines: 5,
-                    robot: None,
+                    ..RuleSpec::default()
                 })
                 .unwrap()
             })
@@ -196,8 +392,11 @@ mod tests {
     fn scan(specs: &[(&str, &[&str])], data: &[u8]) -> Vec<(String, Vec<RuleId>)> {
         let m = Matcher::new(&rules(specs), 1 << 16).unwrap();
         let mut out = Vec::new();
-        m.scan(data, |r, ids| {
-            out.push((String::from_utf8_lossy(&data[r]).into_owned(), ids.to_vec()))
+        m.scan(data, |l| {
+            out.push((
+                String::from_utf8_lossy(&data[l.range.clone()]).into_owned(),
+                l.rules.to_vec(),
+            ))
         });
         out
     }
@@ -259,8 +458,113 @@ mod tests {
     fn long_lines_are_judged_on_their_head_only() {
         let m = Matcher::new(&rules(&[("needle", &[])]), 8).unwrap();
         let mut n = 0;
-        m.scan(b"xxxxxxxxxxneedle\nneedle and more\n", |_, _| n += 1);
+        m.scan(b"xxxxxxxxxxneedle\nneedle and more\n", |_| n += 1);
         assert_eq!(n, 1);
+    }
+
+    fn compiled(specs: Vec<RuleSpec>) -> Matcher {
+        let rules: Vec<Rule> = specs
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Rule::compile(RuleSpec {
+                    name: format!("r{i}"),
+                    window: Duration::from_secs(1),
+                    max_lines: 5,
+                    ..s
+                })
+                .unwrap()
+            })
+            .collect();
+        Matcher::new(&rules, 1 << 16).unwrap()
+    }
+
+    fn chunk(data: &'static [u8]) -> Chunk {
+        Chunk {
+            source: "-".into(),
+            data: Bytes::from_static(data),
+            end_offset: data.len() as u64,
+            read_at: SystemTime::UNIX_EPOCH,
+            mark: None,
+        }
+    }
+
+    #[test]
+    fn hits_carry_captures_only_for_rules_that_need_them() {
+        let m = compiled(vec![
+            RuleSpec {
+                pattern: r"from (?P<ip>[\d.]+)(?: port (?P<port>\d+))?".into(),
+                group_by: vec!["ip".into()],
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: "from".into(),
+                ..RuleSpec::default()
+            },
+        ]);
+        let batch = m.match_chunk(&chunk(
+            b"Failed from 10.0.0.5 port 22\nok\nFailed from 10.0.0.6\n",
+        ));
+        let got: Vec<(usize, Vec<&[u8]>)> = batch
+            .hits
+            .iter()
+            .map(|h| (h.rule, h.captures.iter().map(|c| &c[..]).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, vec![&b"10.0.0.5"[..], b"22"]),
+                (1, vec![]),
+                (0, vec![&b"10.0.0.6"[..], b""]),
+                (1, vec![]),
+            ]
+        );
+    }
+
+    #[test]
+    fn field_rules_match_the_value_of_json_lines_only() {
+        let m = compiled(vec![
+            RuleSpec {
+                pattern: "^(?:error|fatal)$".into(),
+                field: Some(vec!["level".into()]),
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: r"^5\d\d$".into(),
+                field: Some(vec!["http".into(), "status".into()]),
+                ..RuleSpec::default()
+            },
+            RuleSpec {
+                pattern: "timeout".into(),
+                ..RuleSpec::default()
+            },
+        ]);
+        let data: &'static [u8] = b"{\"level\":\"error\",\"msg\":\"timeout\"}\n\
+            {\"level\":\"info\",\"msg\":\"level error\"}\n\
+            level=error not json\n\
+            {\"level\":\"fatal\",\"http\":{\"status\":503}}\n\
+            {\"level\": \"err\"}\n\
+            {\"msg\":\"x\",\"level\":\"error\"\n\
+            plain timeout\n";
+        let mut got = Vec::new();
+        m.scan(data, |l| {
+            got.push((
+                String::from_utf8_lossy(&data[l.range.clone()]).into_owned(),
+                l.rules.to_vec(),
+            ))
+        });
+        let want: Vec<(String, Vec<usize>)> = [
+            ("{\"level\":\"error\",\"msg\":\"timeout\"}", vec![0, 2]),
+            (
+                "{\"level\":\"fatal\",\"http\":{\"status\":503}}",
+                vec![0, 1],
+            ),
+            ("plain timeout", vec![2]),
+        ]
+        .iter()
+        .map(|(l, r)| (l.to_string(), r.clone()))
+        .collect();
+        assert_eq!(got, want);
     }
 
     #[test]

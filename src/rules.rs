@@ -3,12 +3,19 @@
 //! A rule's `match` is a Rust regex run against the raw bytes of one line (invalid UTF-8 does not
 //! stop it; `\xFF`-style classes work). `^` and `$` anchor at line start and end, and `$` also
 //! matches before a `\r\n` ending, so CRLF logs behave like LF logs.
+//!
+//! A rule with `field` runs its `match` on the value of that field of a JSON log line instead
+//! (the matcher decides which lines are worth parsing); an `absent` rule's pattern is the line
+//! whose *absence* is the alert. Everything that can be decided once (captures needed, template,
+//! mentions) is decided here, so the hot paths only look things up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::config::RobotId;
+use crate::dingtalk::style::Style;
 
 /// Index of a rule in the config's rule list; stable for the life of the process.
 pub type RuleId = usize;
@@ -17,21 +24,55 @@ pub type RuleId = usize;
 /// eating the sidecar's memory.
 pub const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
 
+/// Default for `max_groups`: distinct `group_by` values kept per rule before the rest share one
+/// "other" group.
+pub const DEFAULT_MAX_GROUPS: usize = 1000;
+
+/// The group key of hits that arrive when a rule already keeps `max_groups` groups.
+pub const OTHER_GROUP: &str = "other";
+
+/// `threshold: {count, within}`: alert only when at least `count` hits fall within a sliding
+/// `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threshold {
+    /// Hits needed (at least 1).
+    pub count: usize,
+    /// The sliding window they must fall in.
+    pub within: Duration,
+}
+
 /// What the config says of a rule once defaults are applied, before compiling.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RuleSpec {
     /// Unique name, shown in every message as `【name】`.
     pub name: String,
-    /// The `match` regex.
+    /// The `match` regex (for `absent` rules, `absent.match`).
     pub pattern: String,
-    /// Regexes that veto a hit.
+    /// Regexes that veto a hit (always judged on the whole line).
     pub exclude: Vec<String>,
     /// Hits within this window of the first go out as one message.
     pub window: Duration,
     /// Lines quoted per message.
     pub max_lines: usize,
-    /// Where the alerts go; `None` only when the config has no robot (dry-run).
-    pub robot: Option<RobotId>,
+    /// Where the alerts go, each robot getting every alert; empty only when the config has no
+    /// robot (dry-run).
+    pub robots: Vec<RobotId>,
+    /// Match this JSON field's value (path segments) instead of the whole line.
+    pub field: Option<Vec<String>>,
+    /// Only alert past this rate.
+    pub threshold: Option<Threshold>,
+    /// Quiet time after a message during which hits are gathered.
+    pub cooldown: Option<Duration>,
+    /// Named captures whose values key the alert streams.
+    pub group_by: Vec<String>,
+    /// Distinct groups kept before the rest go to [`OTHER_GROUP`].
+    pub max_groups: usize,
+    /// Send "recovered" after this much quiet following a message.
+    pub resolve_after: Option<Duration>,
+    /// For absence rules: alert when nothing matched for this long.
+    pub absent_for: Option<Duration>,
+    /// How messages look (its `capture_names` are filled in by [`Rule::compile`]).
+    pub style: Style,
 }
 
 /// A checked, compiled rule.
@@ -47,8 +88,29 @@ pub struct Rule {
     pub window: Duration,
     /// Lines quoted per message.
     pub max_lines: usize,
-    /// Target robot.
-    pub robot: Option<RobotId>,
+    /// Target robots (empty: no robot, dry-run).
+    pub robots: Vec<RobotId>,
+    /// JSON field path, for field rules.
+    pub field: Option<Vec<String>>,
+    /// The pattern compiled alone, when the rule needs its captures (group_by, templates) or is
+    /// a field rule (whose value is matched outside the combined search).
+    pub regex: Option<Regex>,
+    /// Whether hits must carry capture values.
+    pub needs_captures: bool,
+    /// Rate condition.
+    pub threshold: Option<Threshold>,
+    /// Quiet period after each message.
+    pub cooldown: Option<Duration>,
+    /// Indexes into `style.capture_names` of the `group_by` captures.
+    pub group_by: Vec<usize>,
+    /// Groups kept per rule.
+    pub max_groups: usize,
+    /// Quiet time before "recovered".
+    pub resolve_after: Option<Duration>,
+    /// Absence rules: the silence that raises the alert.
+    pub absent_for: Option<Duration>,
+    /// How messages look, shared with every alert.
+    pub style: Arc<Style>,
 }
 
 /// Why a rule did not compile, with which regex was at fault.
@@ -69,13 +131,23 @@ pub fn regex_builder(pattern: &str) -> RegexBuilder {
     b
 }
 
+/// The named capture groups of a pattern, in order (empty when it does not compile: the
+/// compile error is reported on its own).
+pub fn capture_names(pattern: &str) -> Vec<Arc<str>> {
+    regex_builder(pattern)
+        .build()
+        .map(|re| re.capture_names().flatten().map(Arc::from).collect())
+        .unwrap_or_default()
+}
+
 impl Rule {
     /// Compiles a rule, checking its `match` and every `exclude`.
     pub fn compile(spec: RuleSpec) -> Result<Rule, RuleError> {
-        check_pattern(&spec.pattern).map_err(|message| RuleError {
-            exclude_index: None,
-            message,
-        })?;
+        let re =
+            check_pattern(&spec.pattern, spec.field.is_some()).map_err(|message| RuleError {
+                exclude_index: None,
+                message,
+            })?;
         for (i, e) in spec.exclude.iter().enumerate() {
             regex_builder(e).build().map_err(|err| RuleError {
                 exclude_index: Some(i),
@@ -96,13 +168,51 @@ impl Rule {
                 })?;
             Some(set)
         };
+        let mut style = spec.style;
+        style.capture_names = re.capture_names().flatten().map(Arc::from).collect();
+        let group_by: Vec<usize> = spec
+            .group_by
+            .iter()
+            .map(|g| {
+                style
+                    .capture_names
+                    .iter()
+                    .position(|c| **c == **g)
+                    .ok_or_else(|| RuleError {
+                        exclude_index: None,
+                        message: format!("group_by names `{g}`, which is not a named capture"),
+                    })
+            })
+            .collect::<Result<_, _>>()?;
+        let templated = style.template.as_ref().is_some_and(|t| {
+            t.pieces.iter().any(|p| {
+                matches!(
+                    p,
+                    crate::dingtalk::style::Piece::Value(
+                        crate::dingtalk::style::Placeholder::Capture(_)
+                    )
+                )
+            })
+        });
+        let needs_captures = !group_by.is_empty() || templated;
+        let regex = (needs_captures || spec.field.is_some()).then_some(re);
         Ok(Rule {
             name: spec.name,
             pattern: spec.pattern,
             exclude,
             window: spec.window,
             max_lines: spec.max_lines,
-            robot: spec.robot,
+            robots: spec.robots,
+            field: spec.field,
+            regex,
+            needs_captures,
+            threshold: spec.threshold,
+            cooldown: spec.cooldown,
+            group_by,
+            max_groups: spec.max_groups.max(1),
+            resolve_after: spec.resolve_after,
+            absent_for: spec.absent_for,
+            style: Arc::new(style),
         })
     }
 
@@ -113,17 +223,17 @@ impl Rule {
 }
 
 /// A pattern that matches the empty string would make every line a hit: almost always a
-/// mistake (`a*`, `|x`), so it is refused with an explanation.
-fn check_pattern(pattern: &str) -> Result<Regex, String> {
+/// mistake (`a*`, `|x`), so it is refused with an explanation. A field rule may match an empty
+/// value on purpose (`^$`), so it is allowed there.
+fn check_pattern(pattern: &str, field: bool) -> Result<Regex, String> {
     let re = regex_builder(pattern).build().map_err(|e| explain(&e))?;
-    if re.is_match(b"") {
+    if !field && re.is_match(b"") {
         return Err(format!(
             "`{pattern}` matches the empty string, so every line would be a hit"
         ));
     }
     Ok(re)
 }
-
 /// The regex error, on one line where possible (the multi-line form points with `^` at the
 /// pattern, which does not survive our `file:line:col:` prefix well).
 fn explain(err: &regex::Error) -> String {
@@ -153,7 +263,7 @@ mod tests {
             exclude: exclude.iter().map(|s| s.to_string()).collect(),
             window: Duration::from_secs(1),
             max_lines: 5,
-            robot: None,
+            ..RuleSpec::default()
         }
     }
 

@@ -60,7 +60,8 @@ fn scan(
 ) -> io::Result<()> {
     report.lines += memchr::memchr_iter(b'\n', block).count() as u64;
     let mut result = Ok(());
-    matcher.scan(block, |range, rules| {
+    matcher.scan(block, |m| {
+        let (range, rules) = (m.range.clone(), m.rules);
         report.matched_lines += 1;
         let names: Vec<&str> = rules
             .iter()

@@ -1,16 +1,23 @@
-//! Renders alerts into a DingTalk `text` message whose request body stays within 20,000 bytes.
+//! Renders alerts into a DingTalk `text` or `markdown` message whose request body stays within
+//! 20,000 bytes.
 //!
-//! The message text is a contract with the people reading it: for every rule it stands for, a
-//! header line `【rule】×N host` with the exact number of matching lines, then the time span, then
-//! up to `max_lines` quoted lines, then `… K more not shown` when lines were left out. When several
-//! alerts are merged into one message (the robot was waiting for its rate limit), each rule has its
-//! own header.
+//! The message text is a contract with the people reading it: for every rule (and group) it
+//! stands for, a header line `【rule】×N host` with the exact number of matching lines (then the
+//! severity and the group, when there are), then the rule's template or, by default, the time
+//! span, the quoted lines and `… K more not shown`. When several alerts are merged into one
+//! message (the robot was waiting for its rate limit), each has its own header. "Recovered",
+//! "absent" and "back" news stand for no line and say so with a word in place of `×N`.
 //!
 //! DingTalk refuses (errcode 460101), and does not cut, a body over 20,000 bytes counted in UTF-8
 //! after JSON escaping. So sizes here are computed exactly, as serde_json will escape them, and
 //! space is given up in this order: long lines are cut (marked `…`), then fewer lines are quoted,
 //! then (only when one message cannot even hold every header) later alerts are left for the next
 //! message. A count is never dropped and a UTF-8 character is never split.
+//!
+//! Log text is never trusted: `@` in a quoted line or capture value becomes `＠`, so a line
+//! cannot mention anyone, and in markdown the characters that make markup (`*_[]()#<>|!~` and
+//! backticks) become their full-width twins, which no markdown renderer treats as markup (we do
+//! not know which escapes DingTalk's renderer honours, so backslash escapes are not relied on).
 
 use std::borrow::Cow;
 use std::time::SystemTime;
@@ -18,7 +25,8 @@ use std::time::SystemTime;
 use chrono::{DateTime, Local};
 use serde::Serialize;
 
-use crate::aggregate::Alert;
+use crate::aggregate::{Alert, AlertKind};
+use crate::dingtalk::style::{Mention, MsgType, Piece, Placeholder};
 
 /// DingTalk's limit on a request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -52,9 +60,14 @@ pub struct Message {
 }
 
 #[derive(Serialize)]
-struct TextBody<'a> {
+struct Body<'a> {
     msgtype: &'static str,
-    text: TextContent<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Option<TextContent<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    markdown: Option<MarkdownContent<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    at: Option<At<'a>>,
     #[serde(rename = "msgUuid")]
     msg_uuid: &'a str,
 }
@@ -64,65 +77,157 @@ struct TextContent<'a> {
     content: &'a str,
 }
 
+#[derive(Serialize)]
+struct MarkdownContent<'a> {
+    title: &'a str,
+    text: &'a str,
+}
+
+#[derive(Serialize)]
+struct At<'a> {
+    #[serde(rename = "atMobiles", skip_serializing_if = "<[String]>::is_empty")]
+    mobiles: &'a [String],
+    #[serde(rename = "atUserIds", skip_serializing_if = "<[String]>::is_empty")]
+    user_ids: &'a [String],
+    #[serde(rename = "isAtAll")]
+    all: bool,
+}
+
+/// Text or markdown, and what differs between them when writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavor {
+    Text,
+    Markdown,
+}
+
+impl Flavor {
+    /// End of a line: markdown needs two spaces before `\n` for a line break.
+    fn eol(self) -> &'static str {
+        match self {
+            Flavor::Text => "\n",
+            Flavor::Markdown => "  \n",
+        }
+    }
+
+    /// Log-derived text made safe: no mentions, and in markdown no markup.
+    fn untrusted(self, text: &str) -> String {
+        text.chars()
+            .map(|c| match (self, c) {
+                (_, '@') => '＠',
+                (Flavor::Markdown, '*') => '＊',
+                (Flavor::Markdown, '_') => '＿',
+                (Flavor::Markdown, '[') => '［',
+                (Flavor::Markdown, ']') => '］',
+                (Flavor::Markdown, '(') => '（',
+                (Flavor::Markdown, ')') => '）',
+                (Flavor::Markdown, '#') => '＃',
+                (Flavor::Markdown, '<') => '＜',
+                (Flavor::Markdown, '>') => '＞',
+                (Flavor::Markdown, '|') => '｜',
+                (Flavor::Markdown, '!') => '！',
+                (Flavor::Markdown, '~') => '～',
+                (Flavor::Markdown, '`') => '｀',
+                (Flavor::Markdown, '\\') => '＼',
+                (Flavor::Markdown, '-') => '－',
+                (Flavor::Markdown, '+') => '＋',
+                (Flavor::Markdown, '=') => '＝',
+                _ => c,
+            })
+            .collect()
+    }
+}
+
+/// One alert, laid out: fixed text before and after its quoted lines.
+struct Part {
+    pre: String,
+    lines: Vec<Quoted>,
+    /// Whether a `… K more not shown` line goes after the lines.
+    more: bool,
+    post: String,
+}
+
 /// Renders the first alerts of `alerts` that fit into one message (always at least one; all of
-/// them when their headers fit) and returns it with how many alerts it used.
+/// them when their headers fit and they share the first one's message type) and returns it with
+/// how many alerts it used. Mentions of all the alerts used are put together (at most 50).
 ///
 /// # Panics
 /// When `alerts` is empty.
-pub fn render_text(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Message, usize) {
+pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Message, usize) {
     assert!(!alerts.is_empty(), "nothing to render");
-    let overhead = body_json(&msg_uuid, "").len();
+    let msgtype = alerts[0].style.msgtype;
+    let same_type = alerts
+        .iter()
+        .take_while(|a| a.style.msgtype == msgtype)
+        .count();
+    let alerts = &alerts[..same_type];
+    let flavor = match msgtype {
+        MsgType::Text => Flavor::Text,
+        MsgType::Markdown => Flavor::Markdown,
+    };
+    let title = title(&alerts[0]);
     let keyword_part = ctx.keyword.map(|k| format!("\n{k}")).unwrap_or_default();
-    let budget = ctx
-        .max_body
-        .saturating_sub(overhead + escaped_len(&keyword_part));
 
-    // Headers first: as many alerts as fit with their worst-case "more" line.
-    let heads: Vec<String> = alerts.iter().map(|a| head(a, ctx.host)).collect();
+    // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
+    let parts: Vec<Part> = alerts.iter().map(|a| layout(a, ctx.host, flavor)).collect();
+    let mut mention = Mention::default();
     let mut used = 0;
     let mut fixed = 0;
-    for (i, (a, h)) in alerts.iter().zip(&heads).enumerate() {
-        let cost = escaped_len(h) + escaped_len(&more_line(a.count)) + usize::from(i > 0);
-        if used > 0 && fixed + cost > budget {
+    let mut budget = 0;
+    for (i, (a, p)) in alerts.iter().zip(&parts).enumerate() {
+        let mut with = mention.clone();
+        with.absorb(&a.style.mention);
+        let overhead = body_json(flavor, &msg_uuid, &title, "", &with).len()
+            + escaped_len(&keyword_part)
+            + escaped_len(&mention_line(&with));
+        let b = ctx.max_body.saturating_sub(overhead);
+        let cost = escaped_len(&p.pre)
+            + escaped_len(&p.post)
+            + if p.more {
+                escaped_len(&more_line(a.count, flavor))
+            } else {
+                0
+            }
+            + usize::from(i > 0);
+        if used > 0 && fixed + cost > b {
             break;
         }
         fixed += cost;
         used += 1;
+        budget = b;
+        mention = with;
     }
     let alerts = &alerts[..used];
+    let parts = &parts[..used];
 
-    let lines: Vec<Vec<Quoted>> = alerts
-        .iter()
-        .map(|a| {
-            a.samples
-                .iter()
-                .map(|s| Quoted::new(&s.text, s.cut))
-                .collect()
-        })
-        .collect();
+    let lines: Vec<&[Quoted]> = parts.iter().map(|p| p.lines.as_slice()).collect();
     let shown = fit_lines(&lines, budget.saturating_sub(fixed));
 
     let mut content = String::new();
-    for (i, (a, h)) in alerts.iter().zip(&heads).enumerate() {
+    for (i, (a, p)) in alerts.iter().zip(parts).enumerate() {
         if i > 0 {
             content.push('\n');
         }
-        content.push_str(h);
+        content.push_str(&p.pre);
         let (n, cap) = shown[i];
-        for q in &lines[i][..n] {
-            q.write_cut(&mut content, cap);
+        for q in &p.lines[..n] {
+            q.write_cut(&mut content, cap, flavor);
         }
-        let more = a.count - n as u64;
-        if more > 0 {
-            content.push_str(&more_line(more));
+        if n > 0 && flavor == Flavor::Markdown {
+            content.push('\n');
         }
+        let more = a.count.saturating_sub(n as u64);
+        if p.more && more > 0 {
+            content.push_str(&more_line(more, flavor));
+        }
+        content.push_str(&p.post);
     }
-    if content.ends_with('\n') {
+    while content.ends_with('\n') || content.ends_with(' ') {
         content.pop();
     }
+    content.push_str(&mention_line(&mention));
     content.push_str(&keyword_part);
 
-    let mut body = body_json(&msg_uuid, &content);
+    let mut body = body_json(flavor, &msg_uuid, &title, &content, &mention);
     if body.len() > ctx.max_body {
         // Cannot happen if the arithmetic above is right (a test hammers it); if it ever does,
         // send the headers alone rather than a body DingTalk refuses.
@@ -131,12 +236,11 @@ pub fn render_text(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (
             "rendered message over the limit; sending headers only (this is a bug, please report it)"
         );
         let mut bare = String::new();
-        for (a, h) in alerts.iter().zip(&heads) {
-            bare.push_str(h);
-            bare.push_str(&more_line(a.count));
+        for a in alerts {
+            bare.push_str(&head(a, ctx.host, flavor));
         }
         bare.push_str(&keyword_part);
-        body = body_json(&msg_uuid, &bare);
+        body = body_json(flavor, &msg_uuid, &title, &bare, &Mention::default());
     }
     let message = Message {
         msg_uuid,
@@ -147,14 +251,62 @@ pub fn render_text(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (
     (message, used)
 }
 
-/// The full request body for a text message.
-fn body_json(msg_uuid: &str, content: &str) -> String {
-    serde_json::to_string(&TextBody {
-        msgtype: "text",
-        text: TextContent { content },
-        msg_uuid,
-    })
-    .expect("a struct of strings serializes")
+/// The full request body.
+fn body_json(flavor: Flavor, msg_uuid: &str, title: &str, content: &str, at: &Mention) -> String {
+    let at = (!at.is_empty()).then_some(At {
+        mobiles: &at.mobiles,
+        user_ids: &at.user_ids,
+        all: at.all,
+    });
+    let body = match flavor {
+        Flavor::Text => Body {
+            msgtype: "text",
+            text: Some(TextContent { content }),
+            markdown: None,
+            at,
+            msg_uuid,
+        },
+        Flavor::Markdown => Body {
+            msgtype: "markdown",
+            text: None,
+            markdown: Some(MarkdownContent {
+                title,
+                text: content,
+            }),
+            at,
+            msg_uuid,
+        },
+    };
+    serde_json::to_string(&body).expect("a struct of strings serializes")
+}
+
+/// `\n@138… @user` for the people mentioned (DingTalk only fires mentions written in the text);
+/// empty when nobody is. `isAtAll` needs no text.
+fn mention_line(m: &Mention) -> String {
+    if m.people() == 0 {
+        return String::new();
+    }
+    let names: Vec<String> = m
+        .mobiles
+        .iter()
+        .chain(&m.user_ids)
+        .map(|p| format!("@{p}"))
+        .collect();
+    format!("\n{}", names.join(" "))
+}
+
+/// The markdown title (shown in the notification): the first alert's news.
+fn title(a: &Alert) -> String {
+    let news = match a.kind {
+        AlertKind::Hits => format!("{} ×{}", a.rule_name, a.count),
+        AlertKind::Recovered { .. } => format!("{} recovered", a.rule_name),
+        AlertKind::Absent { .. } => format!("{} absent", a.rule_name),
+        AlertKind::Back => format!("{} back", a.rule_name),
+    };
+    match a.style.severity {
+        Some(s) => format!("[{s}] {news}"),
+        None => news,
+    }
 }
 
 /// A plain text message (for `dingtail send`): the text, plus the keyword when it lacks it.
@@ -163,27 +315,174 @@ pub fn plain_text(text: &str, keyword: Option<&str>, msg_uuid: &str) -> String {
         Some(k) if !text.contains(k) => format!("{text}\n{k}"),
         _ => text.to_owned(),
     };
-    body_json(msg_uuid, &content)
+    body_json(Flavor::Text, msg_uuid, "", &content, &Mention::default())
 }
 
-/// `【rule】×N host` and the time span line, each ending in `\n`.
-fn head(alert: &Alert, host: &str) -> String {
-    let source = match &*alert.source {
+/// `【rule】×N host · severity · group`, ending in a line break.
+fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
+    let news = match alert.kind {
+        AlertKind::Hits => format!("×{}", alert.count),
+        AlertKind::Recovered { .. } => "recovered".to_owned(),
+        AlertKind::Absent { .. } => "absent".to_owned(),
+        AlertKind::Back => "back".to_owned(),
+    };
+    let mut h = format!("【{}】{news} {host}", alert.rule_name);
+    if let Some(s) = alert.style.severity {
+        match flavor {
+            Flavor::Text => h.push_str(&format!(" · {s}")),
+            Flavor::Markdown => h.push_str(&format!(" · **{s}**")),
+        }
+    }
+    if let Some(g) = &alert.group {
+        h.push_str(" · ");
+        h.push_str(&flavor.untrusted(g));
+    }
+    h.push_str(flavor.eol());
+    h
+}
+
+fn source_name(alert: &Alert) -> &str {
+    match &*alert.source {
         "-" => "stdin",
         other => other,
-    };
-    format!(
-        "【{}】×{} {}\n{} · {}\n",
-        alert.rule_name,
-        alert.count,
-        host,
-        span(alert.first, alert.last),
-        source
-    )
+    }
 }
 
-fn more_line(more: u64) -> String {
-    format!("… {more} more not shown\n")
+/// Lays out one alert: its header and template (or default body) around its quoted lines.
+fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
+    let eol = flavor.eol();
+    let mut pre = head(a, host, flavor);
+    let quote = |a: &Alert| -> Vec<Quoted> {
+        a.samples
+            .iter()
+            .map(|s| Quoted::new(&s.text, s.cut, flavor))
+            .collect()
+    };
+    match a.kind {
+        AlertKind::Recovered { quiet } => {
+            pre.push_str(&format!(
+                "no matching line for {} (since {}){eol}",
+                humantime::format_duration(quiet),
+                time(a.first.checked_sub(quiet).unwrap_or(a.first))
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Absent {
+            silent_for,
+            last_seen,
+        } => {
+            let pattern = a.style.absent_pattern.as_deref().unwrap_or("");
+            pre.push_str(&format!(
+                "no line matched {} for {} (last seen: {}){eol}",
+                flavor.untrusted(&format!("`{pattern}`")),
+                humantime::format_duration(silent_for),
+                last_seen.map_or_else(|| "never, since dingtail started".to_owned(), time)
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Back => {
+            let pattern = a.style.absent_pattern.as_deref().unwrap_or("");
+            pre.push_str(&format!(
+                "{} matches again at {} · {}{eol}",
+                flavor.untrusted(&format!("`{pattern}`")),
+                time(a.first),
+                source_name(a)
+            ));
+            return Part {
+                pre,
+                lines: quote(a),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Hits => {}
+    }
+    let Some(template) = &a.style.template else {
+        pre.push_str(&format!(
+            "{} · {}{eol}",
+            span(a.first, a.last),
+            flavor.untrusted(source_name(a))
+        ));
+        if flavor == Flavor::Markdown && !a.samples.is_empty() {
+            pre.push('\n');
+        }
+        return Part {
+            pre,
+            lines: quote(a),
+            more: true,
+            post: String::new(),
+        };
+    };
+    // A template: text before `{lines}` goes before the lines, the rest after them.
+    let mut before = String::new();
+    let mut after = String::new();
+    let mut seen_lines = false;
+    for piece in &template.pieces {
+        let out = if seen_lines { &mut after } else { &mut before };
+        match piece {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Value(Placeholder::Lines) => {
+                if !seen_lines {
+                    seen_lines = true;
+                }
+            }
+            Piece::Value(v) => out.push_str(&value(a, *v, host, flavor)),
+        }
+    }
+    let end_line = |s: &mut String| {
+        if !s.is_empty() && !s.ends_with('\n') {
+            s.push_str(eol);
+        }
+    };
+    end_line(&mut before);
+    pre.push_str(&before);
+    if seen_lines && flavor == Flavor::Markdown && !a.samples.is_empty() {
+        pre.push('\n');
+    }
+    end_line(&mut after);
+    Part {
+        pre,
+        lines: if seen_lines { quote(a) } else { Vec::new() },
+        more: seen_lines,
+        post: after,
+    }
+}
+
+/// A template value.
+fn value(a: &Alert, v: Placeholder, host: &str, flavor: Flavor) -> String {
+    match v {
+        Placeholder::Rule => a.rule_name.to_string(),
+        Placeholder::Count => a.count.to_string(),
+        Placeholder::Host => host.to_owned(),
+        Placeholder::Source => flavor.untrusted(source_name(a)),
+        Placeholder::Severity => a.style.severity.map(|s| s.to_string()).unwrap_or_default(),
+        Placeholder::First => time(a.first),
+        Placeholder::Last => time(a.last),
+        Placeholder::Lines => String::new(),
+        Placeholder::Capture(i) => {
+            flavor.untrusted(&clean(a.captures.get(i).map_or("", String::as_str)))
+        }
+    }
+}
+
+fn more_line(more: u64, flavor: Flavor) -> String {
+    format!("… {more} more not shown{}", flavor.eol())
+}
+
+/// `2026-11-29 10:44:54`, local time.
+fn time(t: SystemTime) -> String {
+    let t: DateTime<Local> = t.into();
+    t.format("%Y-%m-%d %H:%M:%S").to_string()
 }
 
 /// `2026-11-29 10:44:54 → 10:45:04`, local time; the date only once when it does not change.
@@ -200,10 +499,10 @@ fn span(first: SystemTime, last: SystemTime) -> String {
     }
 }
 
-/// A line ready to quote: decoded, cleaned, with its escaped size known.
+/// A line ready to quote: decoded, cleaned, made safe, with its escaped size known.
 struct Quoted {
     text: String,
-    /// Escaped length of `> ` + text + `\n`.
+    /// Escaped length of `> ` + text + end of line.
     len: usize,
     /// It was cut before it got here.
     cut: bool,
@@ -213,16 +512,18 @@ const PREFIX: &str = "> ";
 const ELLIPSIS: &str = "…";
 
 impl Quoted {
-    fn new(raw: &[u8], cut: bool) -> Quoted {
+    fn new(raw: &[u8], cut: bool, flavor: Flavor) -> Quoted {
         // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
         // lines goes on a line of its own, indented under the `> ` that marks one counted event.
         let text = raw
             .split(|&b| b == b'\r')
-            .map(|l| clean(&String::from_utf8_lossy(l)).into_owned())
+            .map(|l| flavor.untrusted(&clean(&String::from_utf8_lossy(l))))
             .collect::<Vec<_>>()
-            .join("\n  ");
-        let len =
-            escaped_len(PREFIX) + escaped_len(&text) + 1 + if cut { ELLIPSIS.len() } else { 0 };
+            .join(&format!("{}  ", flavor.eol()));
+        let len = escaped_len(PREFIX)
+            + escaped_len(&text)
+            + escaped_len(flavor.eol())
+            + if cut { ELLIPSIS.len() } else { 0 };
         Quoted { text, len, cut }
     }
 
@@ -232,7 +533,7 @@ impl Quoted {
     }
 
     /// Appends the quoted line, cut so that its escaped length is at most `cap`.
-    fn write_cut(&self, out: &mut String, cap: usize) {
+    fn write_cut(&self, out: &mut String, cap: usize, flavor: Flavor) {
         out.push_str(PREFIX);
         if self.len <= cap {
             out.push_str(&self.text);
@@ -240,7 +541,8 @@ impl Quoted {
                 out.push_str(ELLIPSIS);
             }
         } else {
-            let room = cap.saturating_sub(escaped_len(PREFIX) + ELLIPSIS.len() + 1);
+            let room = cap
+                .saturating_sub(escaped_len(PREFIX) + ELLIPSIS.len() + escaped_len(flavor.eol()));
             let mut used = 0;
             for c in self.text.chars() {
                 let n = escaped_char_len(c);
@@ -252,14 +554,14 @@ impl Quoted {
             }
             out.push_str(ELLIPSIS);
         }
-        out.push('\n');
+        out.push_str(flavor.eol());
     }
 }
 
 /// Decides, for each alert, how many of its lines to quote and the per-line cap, so that all of
 /// it fits in `budget` bytes: first cut long lines (down to [`MIN_LINE_BYTES`]), then drop lines,
 /// always from the alert that shows the most, so every rule keeps some of its lines.
-fn fit_lines(lines: &[Vec<Quoted>], budget: usize) -> Vec<(usize, usize)> {
+fn fit_lines(lines: &[&[Quoted]], budget: usize) -> Vec<(usize, usize)> {
     let total = |counts: &[usize], cap: usize| -> usize {
         lines
             .iter()
@@ -267,8 +569,13 @@ fn fit_lines(lines: &[Vec<Quoted>], budget: usize) -> Vec<(usize, usize)> {
             .map(|(ls, &n)| ls[..n].iter().map(|q| q.len_cut(cap)).sum::<usize>())
             .sum()
     };
-    let mut counts: Vec<usize> = lines.iter().map(Vec::len).collect();
-    let longest = lines.iter().flatten().map(|q| q.len).max().unwrap_or(0);
+    let mut counts: Vec<usize> = lines.iter().map(|l| l.len()).collect();
+    let longest = lines
+        .iter()
+        .flat_map(|l| l.iter())
+        .map(|q| q.len)
+        .max()
+        .unwrap_or(0);
     if total(&counts, longest) <= budget {
         return counts.iter().map(|&n| (n, longest)).collect();
     }
@@ -351,6 +658,7 @@ mod tests {
 
     use super::*;
     use crate::aggregate::Sample;
+    use crate::dingtalk::style::Style;
 
     fn alert(name: &str, count: u64, lines: &[&[u8]], max_lines: usize) -> Alert {
         Alert {
@@ -364,6 +672,10 @@ mod tests {
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
             holds: Vec::new(),
             max_lines,
+            group: None,
+            kind: AlertKind::Hits,
+            captures: Vec::new(),
+            style: Arc::new(Style::default()),
         }
     }
 
@@ -386,9 +698,9 @@ mod tests {
     fn header_total(text: &str) -> u64 {
         text.lines()
             .filter(|l| l.starts_with('【'))
-            .map(|l| {
-                let n = l.split('×').nth(1).unwrap().split(' ').next().unwrap();
-                n.parse::<u64>().unwrap()
+            .filter_map(|l| {
+                let n = l.split_once("】×")?.1.split(' ').next()?;
+                Some(n.parse::<u64>().unwrap())
             })
             .sum()
     }
@@ -414,7 +726,7 @@ mod tests {
     #[test]
     fn a_small_alert_is_quoted_whole() {
         let a = alert("nginx-5xx", 3, &[b"GET /a 500", b"GET /b 502"], 2);
-        let (m, used) = render_text(&[a], &ctx(None), "u1".into());
+        let (m, used) = render(&[a], &ctx(None), "u1".into());
         assert_eq!(used, 1);
         let text = content(&m);
         let lines: Vec<&str> = text.lines().collect();
@@ -434,7 +746,7 @@ mod tests {
     #[test]
     fn merged_alerts_each_keep_their_header_and_the_keyword_is_added() {
         let alerts = [alert("a", 1, &[b"x"], 5), alert("b", 7, &[b"y"], 5)];
-        let (m, used) = render_text(&alerts, &ctx(Some("告警")), "u".into());
+        let (m, used) = render(&alerts, &ctx(Some("告警")), "u".into());
         assert_eq!(used, 2);
         let text = content(&m);
         assert_eq!(header_total(&text), 8);
@@ -453,7 +765,7 @@ mod tests {
             b"\"quoted\" \\ \t tab",
         ];
         let a = alert("db", 10_000, &lines, 20);
-        let (m, _) = render_text(&[a], &ctx(Some("告警")), "u".into());
+        let (m, _) = render(&[a], &ctx(Some("告警")), "u".into());
         assert!(m.body.len() <= MAX_BODY_BYTES, "{}", m.body.len());
         let text = content(&m);
         assert!(text.contains('\u{fffd}'));
@@ -471,7 +783,7 @@ mod tests {
         let line = vec![b'"'; 8000]; // escapes to 16,000 bytes
         let lines: Vec<&[u8]> = (0..20).map(|_| line.as_slice()).collect();
         let a = alert("q", 20, &lines, 20);
-        let (m, _) = render_text(&[a], &ctx(None), "u".into());
+        let (m, _) = render(&[a], &ctx(None), "u".into());
         assert!(m.body.len() <= MAX_BODY_BYTES);
         let text = content(&m);
         let quoted = text.lines().filter(|l| l.starts_with("> ")).count();
@@ -488,7 +800,7 @@ mod tests {
         let alerts: Vec<Alert> = (0..400)
             .map(|i| alert(&name, i + 1, &[b"line"], 1))
             .collect();
-        let (m, used) = render_text(&alerts, &ctx(None), "u".into());
+        let (m, used) = render(&alerts, &ctx(None), "u".into());
         assert!(used > 10 && used < 400, "{used}");
         assert!(m.body.len() <= MAX_BODY_BYTES);
         assert_eq!(header_total(&content(&m)), (1..=used as u64).sum::<u64>());
@@ -534,7 +846,7 @@ mod tests {
             let mut rest: &[Alert] = &alerts;
             let mut total = 0;
             while !rest.is_empty() {
-                let (m, used) = render_text(rest, &ctx(keyword.as_deref()), "uuid".into());
+                let (m, used) = render(rest, &ctx(keyword.as_deref()), "uuid".into());
                 prop_assert!(used >= 1);
                 prop_assert!(m.body.len() <= MAX_BODY_BYTES);
                 let text = content(&m);
@@ -551,6 +863,129 @@ mod tests {
         }
     }
 
+    fn styled(a: Alert, style: Style) -> Alert {
+        Alert {
+            style: Arc::new(style),
+            ..a
+        }
+    }
+
+    #[test]
+    fn severity_group_template_and_mentions() {
+        use crate::dingtalk::style::{Mention, Severity, Template};
+        let caps: Vec<Arc<str>> = vec!["ip".into(), "user".into()];
+        let style = Style {
+            severity: Some(Severity::Critical),
+            template: Some(
+                Template::parse(
+                    "{ip} tried {count} passwords, last as {user}\n{lines}",
+                    &caps,
+                )
+                .unwrap(),
+            ),
+            mention: Mention {
+                mobiles: vec!["13800000000".into()],
+                user_ids: vec!["u42".into()],
+                all: false,
+            },
+            capture_names: caps,
+            ..Style::default()
+        };
+        let a = Alert {
+            group: Some("ip=10.0.0.5".into()),
+            captures: vec!["10.0.0.5".into(), "r@@t".into()],
+            ..styled(alert("ssh", 7, &[b"Failed password for root"], 1), style)
+        };
+        let (m, _) = render(&[a], &ctx(Some("告警")), "u".into());
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(v["at"]["atMobiles"][0], "13800000000");
+        assert_eq!(v["at"]["atUserIds"][0], "u42");
+        assert_eq!(v["at"]["isAtAll"], false);
+        let text = content(&m);
+        assert_eq!(
+            text,
+            "【ssh】×7 web-01 · critical · ip=10.0.0.5\n\
+             10.0.0.5 tried 7 passwords, last as r＠＠t\n\
+             > Failed password for root\n\
+             … 6 more not shown\n\
+             @13800000000 @u42\n告警"
+        );
+        assert_eq!(header_total(&text), 7);
+    }
+
+    #[test]
+    fn a_template_without_lines_quotes_none_but_keeps_the_header() {
+        use crate::dingtalk::style::Template;
+        let style = Style {
+            template: Some(Template::parse("{rule} fired {count} times on {host}", &[]).unwrap()),
+            ..Style::default()
+        };
+        let a = styled(alert("r", 3, &[b"x", b"y"], 5), style);
+        let (m, _) = render(&[a], &ctx(None), "u".into());
+        assert_eq!(content(&m), "【r】×3 web-01\nr fired 3 times on web-01");
+    }
+
+    #[test]
+    fn markdown_quotes_log_lines_so_they_cannot_inject_markup_or_mentions() {
+        let style = Style {
+            msgtype: MsgType::Markdown,
+            severity: Some(crate::dingtalk::style::Severity::Warning),
+            ..Style::default()
+        };
+        let evil: &[u8] = b"**bold** [x](http://e.vil) ![i](u) # h @13800000000 <b>|t|</b> `c`";
+        let a = styled(alert("web", 2, &[evil], 5), style);
+        let (m, used) = render(&[a], &ctx(Some("告警")), "u".into());
+        assert_eq!(used, 1);
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(v["msgtype"], "markdown");
+        assert_eq!(v["markdown"]["title"], "[warning] web ×2");
+        assert!(v.get("at").is_none());
+        let text = v["markdown"]["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("【web】×2 web-01 · **warning**  \n"),
+            "{text}"
+        );
+        let quoted = text.lines().find(|l| l.starts_with("> ")).unwrap();
+        for bad in ["*", "[", "]", "(", ")", "!", "#", "@", "<", ">", "|", "`"] {
+            assert!(!quoted[2..].contains(bad), "{bad} in {quoted}");
+        }
+        assert!(quoted.contains("＠13800000000"), "{quoted}");
+        assert!(text.contains("… 1 more not shown"), "{text}");
+        assert!(text.ends_with("\n告警"), "{text}");
+        assert_eq!(header_total(text), 2);
+    }
+
+    #[test]
+    fn messages_do_not_mix_types_and_news_without_lines_has_no_count() {
+        let md = Style {
+            msgtype: MsgType::Markdown,
+            ..Style::default()
+        };
+        let alerts = [
+            alert("a", 1, &[b"x"], 5),
+            Alert {
+                kind: AlertKind::Recovered {
+                    quiet: std::time::Duration::from_secs(300),
+                },
+                count: 0,
+                samples: vec![],
+                ..alert("b", 0, &[], 5)
+            },
+            styled(alert("c", 1, &[b"y"], 5), md),
+        ];
+        let (m, used) = render(&alerts, &ctx(None), "u".into());
+        assert_eq!(used, 2, "the markdown alert waits for its own message");
+        let text = content(&m);
+        assert!(
+            text.contains("【b】recovered web-01\nno matching line for 5m"),
+            "{text}"
+        );
+        assert_eq!(header_total(&text), 1);
+        let (m, used) = render(&alerts[2..], &ctx(None), "u".into());
+        assert_eq!(used, 1);
+        assert!(m.body.contains(r#""msgtype":"markdown""#));
+    }
+
     #[test]
     fn bytes_helper_is_used() {
         // Sample keeps raw bytes; a line of only invalid bytes still renders.
@@ -561,7 +996,7 @@ mod tests {
             }],
             ..alert("x", 1, &[], 1)
         };
-        let (m, _) = render_text(&[a], &ctx(None), "u".into());
+        let (m, _) = render(&[a], &ctx(None), "u".into());
         assert!(content(&m).contains("> \u{fffd}"));
     }
 }

@@ -7,3 +7,4 @@ pub mod sign;
 
 pub use client::{Client, ErrorClass, SendError};
 pub use message::{MAX_BODY_BYTES, Message, RenderContext};
+pub mod style;

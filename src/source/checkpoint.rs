@@ -270,6 +270,8 @@ pub enum Event {
         /// Alerts that took a hold on it.
         holds: u32,
     },
+    /// Holds given up without a message (hits below a threshold at the end): as if settled.
+    Released(Vec<Mark>),
 }
 
 /// The keeper's view of one file of this run.
@@ -350,6 +352,7 @@ impl Keeper {
                     }
                 }
             }
+            Event::Released(marks) => self.settled(&marks),
         }
     }
 

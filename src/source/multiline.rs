@@ -176,7 +176,7 @@ mod tests {
             exclude: vec![],
             window: Duration::from_secs(1),
             max_lines: 5,
-            robot: None,
+            ..RuleSpec::default()
         })
         .unwrap();
         let m = Matcher::new(&[rule], 1 << 16).unwrap();
@@ -189,7 +189,7 @@ mod tests {
         );
         out = [out, a.flush()].concat().into();
         let mut hits = Vec::new();
-        m.scan(&out, |r, _| hits.push(out.slice(r)));
+        m.scan(&out, |l| hits.push(out.slice(l.range.clone())));
         assert_eq!(hits.len(), 1, "one event, counted once");
         assert!(hits[0].starts_with(b"2024- ERROR x\r"));
     }

@@ -1,0 +1,261 @@
+//! `dingtail test --replay`: runs a log through the rules on a simulated clock and prints the
+//! exact messages the rules would send, so thresholds, cooldowns and absence can be seen in
+//! seconds instead of waiting for them.
+//!
+//! The clock follows the log: each line's time is read with the config's
+//! `timestamp: {regex, format}`; a line without a readable time (or every line, without that
+//! setting) is placed `line_interval` after the previous one. Time never runs backwards: a line
+//! older than the one before it is taken to happen at the same time. Before each line, every
+//! timer due by its time runs; at the end, everything pending is flushed as at the end of a pipe.
+//!
+//! What differs from `run`: no rate limit and no merging while waiting (each batch of alerts
+//! that fall due together is rendered on its own), so the output shows what the rules decide,
+//! message by message, and nothing is sent.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone};
+use tokio::time::Instant;
+
+use crate::aggregate::{Aggregator, Alert};
+use crate::config::{Config, TimestampFormat};
+use crate::dingtalk::message::render;
+use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
+use crate::matcher::Matcher;
+use crate::source::{Chunk, LineFramer};
+use crate::tester::TestError;
+
+/// One message the rules would send.
+#[derive(Debug, Clone)]
+pub struct Replayed {
+    /// Simulated time it would be sent.
+    pub at: SystemTime,
+    /// The robot (`None`: the config has no robot).
+    pub robot: Option<String>,
+    /// The request body.
+    pub body: serde_json::Value,
+    /// Matching lines it stands for.
+    pub count: u64,
+}
+
+/// Replays `input` through `config`'s rules, writing each message to `out` and returning them.
+pub fn replay(
+    config: &Config,
+    input: impl Read,
+    out: &mut impl Write,
+    host: &str,
+    line_interval: Duration,
+) -> Result<Vec<Replayed>, TestError> {
+    let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
+    let mut framer = LineFramer::new(config.max_line_bytes);
+    let mut state: Option<Clock> = None;
+    let mut agg: Option<Aggregator> = None;
+    let mut sent = Vec::new();
+    let source: Arc<str> = Arc::from("-");
+    let mut input = input;
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
+        let wall = line_time(config.timestamp.as_ref(), &line);
+        let clock = state.get_or_insert_with(|| Clock::start(wall));
+        let now = clock.advance(wall, line_interval);
+        let agg = agg.get_or_insert_with(|| {
+            Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0))
+        });
+        while let Some(due) = agg.next_deadline().filter(|&d| d <= now) {
+            let alerts = agg.expire(due);
+            emit(alerts, clock.wall_at(due), config, host, out, sent)?;
+        }
+        let chunk = Chunk {
+            source: source.clone(),
+            data: line,
+            end_offset: 0,
+            read_at: clock.wall_at(now),
+            mark: None,
+        };
+        let alerts = agg.add(&matcher.match_chunk(&chunk), now);
+        emit(alerts, clock.wall_at(now), config, host, out, sent)
+    };
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(TestError::Read(e)),
+        };
+        if let Some(block) = framer.push(&buf[..n]) {
+            for line in lines(&block) {
+                step(line, out, &mut sent)?;
+            }
+        }
+    }
+    if let Some(block) = framer.finish() {
+        for line in lines(&block) {
+            step(line, out, &mut sent)?;
+        }
+    }
+    let clock = state.get_or_insert_with(|| Clock::start(None));
+    let agg = agg
+        .get_or_insert_with(|| Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0)));
+    let end = clock.now;
+    let alerts = agg.flush(end);
+    emit(alerts, clock.wall_at(end), config, host, out, &mut sent)?;
+    let held: Vec<String> = agg
+        .held_below_threshold()
+        .iter()
+        .zip(&config.rules)
+        .filter(|(n, _)| **n > 0)
+        .map(|(n, r)| format!("{} {n}", r.name))
+        .collect();
+    writeln!(
+        out,
+        "=== {} message(s), {} matching line(s) in them{}",
+        sent.len(),
+        sent.iter().map(|m| m.count).sum::<u64>(),
+        if held.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; below threshold at the end, not sent: {}",
+                held.join(", ")
+            )
+        }
+    )?;
+    Ok(sent)
+}
+
+/// The simulated clock: `t0` is the first line's time.
+struct Clock {
+    t0: Instant,
+    wall0: SystemTime,
+    now: Instant,
+}
+
+impl Clock {
+    fn start(wall: Option<SystemTime>) -> Clock {
+        let t0 = Instant::now();
+        Clock {
+            t0,
+            wall0: wall.unwrap_or_else(SystemTime::now),
+            now: t0,
+        }
+    }
+
+    /// Moves to the line's time (never backwards), or one interval on when it has none.
+    fn advance(&mut self, wall: Option<SystemTime>, interval: Duration) -> Instant {
+        let next = match wall {
+            Some(w) => self.t0 + w.duration_since(self.wall0).unwrap_or_default(),
+            None if self.now == self.t0 && interval.is_zero() => self.t0,
+            None => self.now + interval,
+        };
+        self.now = self.now.max(next);
+        self.now
+    }
+
+    fn wall_at(&self, t: Instant) -> SystemTime {
+        self.wall0 + (t - self.t0)
+    }
+}
+
+/// Renders alerts that fell due together, per robot, exactly as a dispatcher would.
+fn emit(
+    alerts: Vec<Alert>,
+    at: SystemTime,
+    config: &Config,
+    host: &str,
+    out: &mut dyn Write,
+    sent: &mut Vec<Replayed>,
+) -> io::Result<()> {
+    let mut robots: Vec<Option<usize>> = alerts.iter().map(|a| a.robot).collect();
+    robots.dedup();
+    robots.sort_unstable();
+    robots.dedup();
+    for robot in robots {
+        let mut rest: Vec<Alert> = alerts
+            .iter()
+            .filter(|a| a.robot == robot)
+            .cloned()
+            .collect();
+        let robot_cfg = robot.map(|r| &config.robots[r]);
+        let ctx = RenderContext {
+            host,
+            keyword: robot_cfg.and_then(|r| r.keyword.as_deref()),
+            max_body: MAX_BODY_BYTES,
+        };
+        while !rest.is_empty() {
+            let (message, used) = render(&rest, &ctx, "replay".to_owned());
+            rest.drain(..used);
+            let body: serde_json::Value =
+                serde_json::from_str(&message.body).expect("rendered bodies are JSON");
+            let text = body["text"]["content"]
+                .as_str()
+                .or_else(|| body["markdown"]["text"].as_str())
+                .unwrap_or_default();
+            let local: DateTime<Local> = at.into();
+            writeln!(
+                out,
+                "--- {} · robot {} · {}",
+                local.format("%Y-%m-%d %H:%M:%S%.3f"),
+                robot_cfg.map_or("(none)", |r| r.name.as_str()),
+                body["msgtype"].as_str().unwrap_or_default()
+            )?;
+            writeln!(out, "{text}")?;
+            if let Some(at) = body.get("at") {
+                writeln!(out, "(at: {at})")?;
+            }
+            sent.push(Replayed {
+                at,
+                robot: robot_cfg.map(|r| r.name.clone()),
+                body,
+                count: message.count,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The lines of a block, each without `\n`, as slices of it.
+fn lines(block: &Bytes) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'\n', block) {
+        out.push(block.slice(start..=end));
+        start = end + 1;
+    }
+    if start < block.len() {
+        out.push(block.slice(start..));
+    }
+    out
+}
+
+/// The time written in a line, by the config's `timestamp` setting.
+fn line_time(format: Option<&TimestampFormat>, line: &[u8]) -> Option<SystemTime> {
+    let f = format?;
+    let caps = f.regex.captures(line)?;
+    let m = caps.name("ts").or_else(|| caps.get(1))?;
+    let text = std::str::from_utf8(m.as_bytes()).ok()?.trim();
+    parse_time(text, &f.format)
+}
+
+/// Parses with a strftime format: with a zone if it has one, else as local time; a format
+/// without a year (syslog) gets the current one.
+pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
+    if let Ok(t) = DateTime::parse_from_str(text, format) {
+        return Some(t.into());
+    }
+    let naive = NaiveDateTime::parse_from_str(text, format)
+        .ok()
+        .or_else(|| {
+            if format.contains("%Y") || format.contains("%y") {
+                return None;
+            }
+            let year = Local::now().year();
+            NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}")).ok()
+        })?;
+    Local
+        .from_local_datetime(&naive)
+        .earliest()
+        .map(SystemTime::from)
+}
