@@ -39,6 +39,7 @@ use crate::config::RobotId;
 use crate::dingtalk::style::Style;
 use crate::matcher::{Hit, HitBatch};
 use crate::rules::{OTHER_GROUP, Rule, RuleId};
+use crate::source::Mark;
 
 /// Longest sample line kept; a message (20,000 bytes in all) could not show more of it anyway.
 pub const SAMPLE_MAX_BYTES: usize = 8 * 1024;
@@ -121,6 +122,13 @@ pub struct Alert {
     pub captures: Vec<String>,
     /// How the message looks.
     pub style: Arc<Style>,
+    /// Per followed file, the start of the first chunk this alert counts a hit from: until the
+    /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
+    /// before it. One entry per file per pending alert, not per hit, because later hits of the
+    /// same file lie after it anyway; merged alerts keep all entries (each was registered with
+    /// the checkpoint keeper and is released once), so this grows with the number of alerts
+    /// merged, never with the number of hits.
+    pub holds: Vec<Mark>,
 }
 
 impl Alert {
@@ -138,6 +146,7 @@ impl Alert {
         }
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
+        self.holds.extend(later.holds);
     }
 
     /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
@@ -163,6 +172,8 @@ struct Pending {
     source: Arc<str>,
     samples: Vec<Sample>,
     captures: Vec<String>,
+    /// See [`Alert::holds`].
+    holds: Vec<Mark>,
 }
 
 /// One alert stream: a rule, or one `group_by` value of it.
@@ -208,6 +219,10 @@ pub struct Aggregator {
     /// Relates the aggregator's clock to the wall clock, for times shown in messages.
     anchor: (Instant, SystemTime),
     held: Vec<u64>,
+    /// Holds taken since [`Aggregator::take_holds`] was last called (one per alert copy).
+    new_holds: u32,
+    /// Holds of hits dropped without a message (below a threshold at the end), to release.
+    released: Vec<Mark>,
 }
 
 impl Aggregator {
@@ -224,6 +239,8 @@ impl Aggregator {
             started: now,
             anchor: (now, wall),
             held: vec![0; rules.len()],
+            new_holds: 0,
+            released: Vec::new(),
         };
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for {
@@ -291,7 +308,15 @@ impl Aggregator {
             source: batch.source.clone(),
             samples: Vec::new(),
             captures: Vec::new(),
+            holds: Vec::new(),
         });
+        if let Some(mark) = batch.mark
+            && !pending.holds.iter().any(|h| h.file == mark.file)
+        {
+            pending.holds.push(mark);
+            // fan_out makes one copy of the alert per robot, and each copy is settled
+            self.new_holds += rule.robots.len().max(1) as u32;
+        }
         pending.count += 1;
         pending.last = pending.last.max(batch.read_at);
         if !Arc::ptr_eq(&pending.source, &batch.source) {
@@ -431,6 +456,7 @@ impl Aggregator {
                 max_lines: rule.max_lines,
                 captures: p.captures,
                 style: rule.style.clone(),
+                holds: p.holds,
             };
             fan_out(alert, rule, out);
         }
@@ -503,10 +529,17 @@ impl Aggregator {
     pub fn flush(&mut self, now: Instant) -> Vec<Alert> {
         let mut due: Vec<(Instant, Key)> = Vec::new();
         for (key, g) in &self.groups {
-            if g.pending.is_some() {
+            if let Some(p) = &g.pending {
                 match g.closes_at.or(g.cooldown_until) {
                     Some(t) => due.push((t, key.clone())),
-                    None => self.held[key.0] += g.pending.as_ref().map_or(0, |p| p.count),
+                    None => {
+                        self.held[key.0] += p.count;
+                        // not worth a message: its lines are done with
+                        let copies = self.rules[key.0].robots.len().max(1);
+                        for _ in 0..copies {
+                            self.released.extend(&p.holds);
+                        }
+                    }
                 }
             }
         }
@@ -553,6 +586,16 @@ impl Aggregator {
             .sum()
     }
 
+    /// For the checkpoint keeper: how many holds alerts took since the last call (to register
+    /// before any of those alerts can be settled), and the holds of hits dropped without a
+    /// message (to release).
+    pub fn take_holds(&mut self) -> (u32, Vec<Mark>) {
+        (
+            std::mem::take(&mut self.new_holds),
+            std::mem::take(&mut self.released),
+        )
+    }
+
     /// Per rule: hits that stayed below the rule's threshold until [`Self::flush`], so were
     /// never sent.
     pub fn held_below_threshold(&self) -> &[u64] {
@@ -591,6 +634,7 @@ impl Aggregator {
             max_lines: r.max_lines,
             captures: Vec::new(),
             style: r.style.clone(),
+            holds: Vec::new(),
         }
     }
 }
@@ -679,6 +723,7 @@ mod tests {
             lines: 1,
             bytes: line.len() as u64,
             end_offset: 0,
+            mark: None,
             hits: vec![Hit {
                 rule: id,
                 line: Bytes::copy_from_slice(line.as_bytes()),

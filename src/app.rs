@@ -9,6 +9,7 @@
 //! of input and a signal take the same path. A second signal exits at once.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,7 +22,9 @@ use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
 use crate::matcher::{HitBatch, Matcher};
-use crate::source::{Chunk, stdin};
+use crate::source::checkpoint::{self, Event, Keeper, Store};
+use crate::source::tail::{self, Input, Start, TailConfig};
+use crate::source::{Chunk, Mark, stdin};
 
 /// How `run` behaves, beyond the config.
 #[derive(Debug, Clone)]
@@ -34,6 +37,14 @@ pub struct RunOptions {
     pub shutdown_timeout: Duration,
     /// This machine's name for message headers.
     pub host: String,
+    /// Files and globs to follow, beyond the config's `inputs`; with neither, stdin is read.
+    pub paths: Vec<String>,
+    /// Read files present at start from byte 0, ignoring checkpoints.
+    pub from_beginning: bool,
+    /// Read files to their current end and stop, instead of following them.
+    pub once: bool,
+    /// `--state-dir`: where the checkpoint file lives (see [`checkpoint::state_dir`]).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// What a run did: the summary line and the exit status come from this.
@@ -125,8 +136,18 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 const BATCHES_IN_FLIGHT: usize = 16;
 const ALERT_BATCHES_IN_FLIGHT: usize = 64;
 
-/// Runs the whole pipeline over stdin until end of input (or a signal), then delivers and
-/// reports.
+/// Where the lines come from, and what the checkpoint keeper needs while they flow.
+enum Source {
+    Stdin(std::thread::JoinHandle<std::io::Result<stdin::StdinStats>>),
+    Files {
+        tailer: std::thread::JoinHandle<tail::TailStats>,
+        keeper: tokio::task::JoinHandle<()>,
+        finish_tx: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// Runs the whole pipeline over stdin, or over followed files, until end of input (or a
+/// signal), then delivers and reports.
 pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
@@ -139,6 +160,26 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
+    let inputs: Vec<Input> = config
+        .inputs
+        .iter()
+        .map(|i| Input {
+            pattern: i.path.clone(),
+            multiline: i.multiline.clone(),
+        })
+        .chain(opts.paths.iter().map(|p| Input {
+            pattern: p.clone(),
+            multiline: None,
+        }))
+        .collect();
+    let files = !inputs.is_empty();
+    if opts.tee && files {
+        anyhow::bail!("--tee copies standard input; it cannot be used when following files");
+    }
+    // The checkpoint keeper hears from the tailer and the aggregator (events) and from the
+    // dispatchers (settled alerts); see `source::checkpoint`.
+    let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let (settled_tx, settled_rx) = mpsc::unbounded_channel::<Vec<Mark>>();
 
     // Dispatchers: one per robot, or one for "no robot" when the config has none. All channels
     // exist before any dispatcher starts, so each can hold its fallback's sender.
@@ -170,15 +211,56 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
         let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
-        let dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
+        let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
+        if files {
+            dispatcher = dispatcher.with_settled(settled_tx.clone());
+        }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
 
-    // Source: stdin thread → gate (watches signals) → matcher.
+    drop(settled_tx);
+
+    // Source: stdin thread or tailer thread → gate (watches signals) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
-    let gate = tokio::spawn(gate(raw_rx, chunk_tx));
+    let (source, waker) = if files {
+        let (store, checkpoints) = open_store(&opts)?;
+        // An explicit --dry-run reads checkpoints but never moves them: trying a config out
+        // must not make the real service skip lines.
+        let store = store.filter(|_| !opts.dry_run);
+        let cfg = TailConfig {
+            inputs,
+            max_line: config.max_line_bytes,
+            start: if opts.from_beginning {
+                Start::Beginning
+            } else {
+                Start::End
+            },
+            once: opts.once,
+            checkpoints: checkpoints.clone(),
+        };
+        let (tailer, waker) =
+            tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
+        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
+        let keeper = tokio::spawn(checkpoint::keep(
+            store,
+            Keeper::new(checkpoints),
+            events_rx,
+            settled_rx,
+            finish_rx,
+        ));
+        let source = Source::Files {
+            tailer,
+            keeper,
+            finish_tx,
+        };
+        (source, Some(waker))
+    } else {
+        drop((events_rx, settled_rx));
+        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
+        (Source::Stdin(reader), None)
+    };
+    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
 
     // Matcher thread: synchronous, so network waits never slow matching.
     let (hit_tx, hit_rx) = mpsc::channel::<HitBatch>(BATCHES_IN_FLIGHT);
@@ -188,10 +270,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count))
         .context("cannot start the matcher thread")?;
 
+    let progress_tx = files.then(|| events_tx.clone());
+    drop(events_tx);
     let aggregator = tokio::spawn(aggregate(
         Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
         hit_rx,
         routes,
+        progress_tx,
     ));
 
     let held = aggregator.await.context("aggregator task")?;
@@ -203,16 +288,37 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let (lines, bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
-    // The reader has finished unless a signal stopped us while it waits for input; then it is
-    // left behind, and the process exits.
-    let cut_lines = if reader.is_finished() {
-        match reader.join() {
+    let cut_lines = match source {
+        // The reader has finished unless a signal stopped us while it waits for input; then it
+        // is left behind, and the process exits.
+        Source::Stdin(reader) if reader.is_finished() => match reader.join() {
             Ok(Ok(stats)) => stats.cut_lines,
             Ok(Err(e)) => return Err(e).context("cannot read stdin"),
             Err(_) => anyhow::bail!("the stdin thread panicked"),
+        },
+        Source::Stdin(_) => 0,
+        Source::Files {
+            tailer,
+            keeper,
+            finish_tx,
+        } => {
+            // Every alert is settled now: the last checkpoint is final.
+            let _ = finish_tx.send(());
+            keeper.await.context("checkpoint task")?;
+            // The tailer noticed its channel closed (the gate woke it); give it a moment.
+            let until = Instant::now() + Duration::from_secs(2);
+            while !tailer.is_finished() && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            if tailer.is_finished() {
+                tailer
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("the tail thread panicked"))?
+                    .cut_lines
+            } else {
+                0
+            }
         }
-    } else {
-        0
     };
     Ok(RunReport {
         dry_run,
@@ -236,8 +342,44 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     })
 }
 
-/// Forwards chunks until the source ends or a shutdown signal arrives.
-async fn gate(mut raw_rx: mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chunk>) {
+/// The state directory's checkpoints, and the store to write them to (`None` when no state
+/// directory can be found and this is a dry run, which does not need one).
+fn open_store(
+    opts: &RunOptions,
+) -> anyhow::Result<(Option<Store>, HashMap<String, checkpoint::Entry>)> {
+    let opened = checkpoint::state_dir(opts.state_dir.as_deref()).and_then(Store::open);
+    let store = match opened {
+        Ok(s) => s,
+        Err(e) if opts.dry_run => {
+            tracing::warn!("{e}; no checkpoints in this dry run");
+            return Ok((None, HashMap::new()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let checkpoints = if opts.from_beginning {
+        HashMap::new()
+    } else {
+        store.load()?
+    };
+    tracing::debug!(path = %store.path().display(), entries = checkpoints.len(), "checkpoints loaded");
+    Ok((Some(store), checkpoints))
+}
+
+/// Forwards chunks until the source ends or a shutdown signal arrives; then wakes the tailer,
+/// if there is one, so it notices at once that nobody reads any more.
+async fn gate(
+    mut raw_rx: mpsc::Receiver<Chunk>,
+    chunk_tx: mpsc::Sender<Chunk>,
+    waker: Option<tail::Waker>,
+) {
+    forward(&mut raw_rx, chunk_tx).await;
+    drop(raw_rx);
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chunk>) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
@@ -295,17 +437,26 @@ fn match_all(
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
 /// of input closes every window and lets the dispatchers finish.
+///
+/// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
+/// counted and how many alerts hold it, before any of those alerts can be routed.
 async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<HitBatch>,
     routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    progress_tx: Option<mpsc::UnboundedSender<Event>>,
 ) -> Vec<u64> {
     loop {
         let deadline = agg.next_deadline();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
-                Some(b) => route(agg.add(&b, Instant::now()), &routes).await,
+                Some(b) => {
+                    let alerts = agg.add(&b, Instant::now());
+                    // Registered before any alert holding this chunk can reach a dispatcher.
+                    report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
+                    route(alerts, &routes).await;
+                }
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
@@ -313,8 +464,29 @@ async fn aggregate(
             }
         }
     }
-    route(agg.flush(Instant::now()), &routes).await;
+    let alerts = agg.flush(Instant::now());
+    report_progress(&mut agg, &progress_tx, None);
+    route(alerts, &routes).await;
     agg.held_below_threshold().to_vec()
+}
+
+/// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds
+/// the aggregator took or dropped meanwhile.
+fn report_progress(
+    agg: &mut Aggregator,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    chunk: Option<(Mark, u64)>,
+) {
+    let (holds, released) = agg.take_holds();
+    let Some(tx) = progress_tx else {
+        return;
+    };
+    if let Some((mark, end)) = chunk {
+        let _ = tx.send(Event::Progress { mark, end, holds });
+    }
+    if !released.is_empty() {
+        let _ = tx.send(Event::Released(released));
+    }
 }
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together

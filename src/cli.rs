@@ -51,6 +51,19 @@ pub struct RunArgs {
     /// pending then is reported as not delivered (exit 1).
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_timeout: Duration,
+    /// Files or globs to follow like `tail -F` (added to the config's `inputs`); none: stdin.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<String>,
+    /// Read files present at start from their first byte, ignoring any checkpoint.
+    #[arg(long)]
+    pub from_beginning: bool,
+    /// Read every file to its current end, deliver, and exit (no following).
+    #[arg(long)]
+    pub once: bool,
+    /// Where the checkpoint file lives [default: $STATE_DIRECTORY, then
+    /// $XDG_STATE_HOME/dingtail, then ~/.local/state/dingtail].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `dingtail test`.

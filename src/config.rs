@@ -121,7 +121,34 @@ pub struct Config {
     pub timestamp: Option<TimestampFormat>,
     /// Things that work but deserve attention (e.g. a secret file readable by others).
     pub warnings: Vec<Problem>,
+    /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
+    pub inputs: Vec<InputConfig>,
 }
+
+/// One `inputs:` entry, checked: files to follow and how their lines form events.
+#[derive(Debug, Clone)]
+pub struct InputConfig {
+    /// A path or a glob (`/var/log/app/*.log`), as written.
+    pub path: String,
+    /// How lines gather into multi-line events (stack traces); `None`: every line is an event.
+    pub multiline: Option<Multiline>,
+}
+
+/// `multiline:` of an input: a line that does not match `start` continues the event before it.
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    /// A line matching this starts a new event.
+    pub start: regex::bytes::Regex,
+    /// An event is closed after this many lines (the next line starts a new one).
+    pub max_lines: usize,
+    /// An event is closed this long after its last line arrived.
+    pub timeout: Duration,
+}
+
+/// Default `multiline.max_lines`.
+pub const DEFAULT_MULTILINE_MAX_LINES: usize = 500;
+/// Default `multiline.timeout`.
+pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
 
 impl Config {
     /// Finds a robot by name.
@@ -245,6 +272,26 @@ struct RawConfig {
     max_line_bytes: Option<Spanned<usize>>,
     #[serde(default)]
     timestamp: Option<RawTimestamp>,
+    #[serde(default)]
+    inputs: Vec<Spanned<RawInput>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    path: Spanned<String>,
+    #[serde(default)]
+    multiline: Option<Spanned<RawMultiline>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMultiline {
+    start: Spanned<String>,
+    #[serde(default)]
+    max_lines: Option<Spanned<usize>>,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -667,6 +714,13 @@ fn check(
         }
     }
 
+    let inputs = raw
+        .inputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
+        .collect();
+
     if c.problems.is_empty() {
         Ok(Config {
             origin: origin.to_owned(),
@@ -676,12 +730,67 @@ fn check(
             max_line_bytes,
             timestamp,
             warnings: c.warnings,
+            inputs,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).
         c.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(c.problems))
     }
+}
+
+fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputConfig> {
+    let ctx = |field: &str| format!("input {}, field '{field}'", index + 1);
+    let path = raw.path.value.trim().to_owned();
+    let mut ok = true;
+    if path.is_empty() {
+        c.problem(&raw.path, ctx("path"), "is empty");
+        ok = false;
+    } else if let Err(e) = glob::Pattern::new(&path) {
+        c.problem(&raw.path, ctx("path"), format!("is not a valid glob ({e})"));
+        ok = false;
+    }
+    let multiline = match &raw.multiline {
+        None => None,
+        Some(m) => {
+            let m = &m.value;
+            let start = match crate::rules::regex_builder(&m.start.value).build() {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    c.problem(&m.start, ctx("multiline.start"), e.to_string());
+                    None
+                }
+            };
+            let max_lines = match &m.max_lines {
+                None => Some(DEFAULT_MULTILINE_MAX_LINES),
+                Some(n) if n.value == 0 || n.value > 100_000 => {
+                    c.problem(
+                        n,
+                        ctx("multiline.max_lines"),
+                        "must be between 1 and 100000",
+                    );
+                    None
+                }
+                Some(n) => Some(n.value),
+            };
+            let timeout = match &m.timeout {
+                None => Some(DEFAULT_MULTILINE_TIMEOUT),
+                Some(t) => c.duration(t, &ctx("multiline.timeout")),
+            };
+            match (start, max_lines, timeout) {
+                (Some(start), Some(max_lines), Some(timeout)) => Some(Multiline {
+                    start,
+                    max_lines,
+                    timeout,
+                }),
+                _ => {
+                    ok = false;
+                    None
+                }
+            }
+        }
+    };
+    ok.then_some(InputConfig { path, multiline })
 }
 
 /// `timestamp: {regex, format}`: how `dingtail test --replay` finds the time of a line. The

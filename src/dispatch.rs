@@ -40,6 +40,7 @@ use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
 use crate::ratelimit::SlidingWindow;
+use crate::source::Mark;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
 const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
@@ -180,6 +181,9 @@ pub struct Dispatcher {
     /// When a permanent error was last logged: it repeats at most once a minute.
     last_said: Option<Instant>,
     report: DeliveryReport,
+    /// Told the holds of every alert once it is settled (delivered, or reported undelivered),
+    /// so the checkpoint of a followed file may move past its lines; see `source::checkpoint`.
+    settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
 }
 
 impl Dispatcher {
@@ -208,6 +212,27 @@ impl Dispatcher {
             broken: None,
             last_error: None,
             last_said: None,
+            settled_tx: None,
+        }
+    }
+
+    /// Reports settled alerts' holds to `settled_tx` (the checkpoint keeper).
+    pub fn with_settled(mut self, settled_tx: mpsc::UnboundedSender<Vec<Mark>>) -> Dispatcher {
+        self.settled_tx = Some(settled_tx);
+        self
+    }
+
+    /// These alerts are done with (delivered, or counted as undelivered): release their holds.
+    fn settle(&self, alerts: &[Alert]) {
+        if let Some(tx) = &self.settled_tx {
+            let holds: Vec<Mark> = alerts
+                .iter()
+                .flat_map(|a| a.holds.iter().copied())
+                .collect();
+            if !holds.is_empty() {
+                // The keeper outlives the dispatchers; if it is gone, nothing is checkpointed.
+                let _ = tx.send(holds);
+            }
         }
     }
 
@@ -232,6 +257,7 @@ impl Dispatcher {
                 if !self.input_open {
                     let alerts = std::mem::take(&mut self.pending);
                     self.report.fail(&alerts, &reason);
+                    self.settle(&alerts);
                     continue;
                 }
                 self.rest_until(recheck_at).await;
@@ -252,13 +278,17 @@ impl Dispatcher {
                     }
                     self.report.messages_sent += 1;
                     self.report.events_sent += message.count;
+                    self.settle(&alerts);
                 }
                 Outcome::Requeue => self.requeue(alerts),
                 Outcome::Broken(reason) => {
                     self.requeue(alerts);
                     self.broken = Some((reason, Instant::now() + self.cfg.retry.recheck));
                 }
-                Outcome::Failed(reason) => self.report.fail(&alerts, &reason),
+                Outcome::Failed(reason) => {
+                    self.report.fail(&alerts, &reason);
+                    self.settle(&alerts);
+                }
                 Outcome::TimedOut => {
                     self.requeue(alerts);
                     break;
@@ -271,6 +301,7 @@ impl Dispatcher {
             None => "not delivered before the shutdown timeout".to_owned(),
         };
         self.report.fail(&left, &reason);
+        self.settle(&left);
         self.report
     }
 
@@ -478,6 +509,7 @@ mod tests {
             last: SystemTime::now(),
             source: "-".into(),
             samples: vec![Sample::from_line(b"line")],
+            holds: Vec::new(),
             max_lines: 3,
             group: None,
             kind: crate::aggregate::AlertKind::Hits,

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
                 tee: args.tee,
                 shutdown_timeout: args.shutdown_timeout,
                 host: hostname(),
+                paths: args.paths,
+                from_beginning: args.from_beginning,
+                once: args.once,
+                state_dir: args.state_dir,
             };
             let result = runtime().block_on(app::run(config, opts));
             match result {

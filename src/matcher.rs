@@ -16,7 +16,7 @@ use regex_automata::util::syntax;
 use regex_automata::{Input, MatchKind, PatternSet};
 
 use crate::rules::{REGEX_SIZE_LIMIT, Rule, RuleId};
-use crate::source::Chunk;
+use crate::source::{Chunk, Mark};
 
 /// One line that one rule matched.
 #[derive(Debug, Clone)]
@@ -45,6 +45,8 @@ pub struct HitBatch {
     pub bytes: u64,
     /// Offset just past the chunk in its source.
     pub end_offset: u64,
+    /// Where the chunk starts in a followed file (checkpoints); `None` for stdin.
+    pub mark: Option<Mark>,
     /// The hits, in line order.
     pub hits: Vec<Hit>,
 }
@@ -323,6 +325,7 @@ impl Matcher {
             lines,
             bytes: data.len() as u64,
             end_offset: chunk.end_offset,
+            mark: chunk.mark,
             hits,
         }
     }
@@ -482,6 +485,7 @@ mod tests {
             data: Bytes::from_static(data),
             end_offset: data.len() as u64,
             read_at: SystemTime::UNIX_EPOCH,
+            mark: None,
         }
     }
 
@@ -571,6 +575,7 @@ mod tests {
             data: Bytes::from_static(b"E1\r\nok\nE2\n"),
             end_offset: 10,
             read_at: SystemTime::UNIX_EPOCH,
+            mark: None,
         };
         let batch = m.match_chunk(&chunk);
         assert_eq!(batch.lines, 3);

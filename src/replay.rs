@@ -73,6 +73,7 @@ pub fn replay(
             data: line,
             end_offset: 0,
             read_at: clock.wall_at(now),
+            mark: None,
         };
         let alerts = agg.add(&matcher.match_chunk(&chunk), now);
         emit(alerts, clock.wall_at(now), config, host, out, sent)

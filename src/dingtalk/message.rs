@@ -513,7 +513,13 @@ const ELLIPSIS: &str = "…";
 
 impl Quoted {
     fn new(raw: &[u8], cut: bool, flavor: Flavor) -> Quoted {
-        let text = flavor.untrusted(&clean(&String::from_utf8_lossy(raw)));
+        // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
+        // lines goes on a line of its own, indented under the `> ` that marks one counted event.
+        let text = raw
+            .split(|&b| b == b'\r')
+            .map(|l| flavor.untrusted(&clean(&String::from_utf8_lossy(l))))
+            .collect::<Vec<_>>()
+            .join(&format!("{}  ", flavor.eol()));
         let len = escaped_len(PREFIX)
             + escaped_len(&text)
             + escaped_len(flavor.eol())
@@ -664,6 +670,7 @@ mod tests {
             last: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(65),
             source: "-".into(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
+            holds: Vec::new(),
             max_lines,
             group: None,
             kind: AlertKind::Hits,

@@ -21,6 +21,8 @@ pub struct LineFramer {
     skipping: bool,
     /// Bytes consumed from the source so far (including skipped ones).
     offset: u64,
+    /// Offset just past the last `\n` consumed: where the first line not yet ended starts.
+    complete: u64,
     /// Lines that were cut because they were too long.
     cut_lines: u64,
 }
@@ -33,6 +35,7 @@ impl LineFramer {
             max_line: max_line.max(1),
             skipping: false,
             offset: 0,
+            complete: 0,
             cut_lines: 0,
         }
     }
@@ -43,6 +46,22 @@ impl LineFramer {
         self.offset
     }
 
+    /// A framer for a source whose bytes before `offset` were already dealt with.
+    pub fn starting_at(max_line: usize, offset: u64) -> LineFramer {
+        LineFramer {
+            offset,
+            complete: offset,
+            ..LineFramer::new(max_line)
+        }
+    }
+
+    /// Where the first line that has not ended yet starts (after [`LineFramer::finish`]: the
+    /// end of input). A checkpoint may go here, but not to [`LineFramer::offset`]: a restart
+    /// there would read the rest of a partial line as a line of its own.
+    pub fn complete_offset(&self) -> u64 {
+        self.complete
+    }
+
     /// How many lines were cut at `max_line`.
     pub fn cut_lines(&self) -> u64 {
         self.cut_lines
@@ -50,6 +69,9 @@ impl LineFramer {
 
     /// Feeds bytes; returns the whole lines now complete, if any.
     pub fn push(&mut self, mut data: &[u8]) -> Option<Bytes> {
+        if let Some(i) = memchr::memrchr(b'\n', data) {
+            self.complete = self.offset + i as u64 + 1;
+        }
         self.offset += data.len() as u64;
         if self.skipping {
             match memchr::memchr(b'\n', data) {
@@ -98,6 +120,7 @@ impl LineFramer {
     /// End of input: the pending partial line, with a `\n` added, if there is one.
     pub fn finish(&mut self) -> Option<Bytes> {
         self.skipping = false;
+        self.complete = self.offset;
         if self.partial.is_empty() {
             return None;
         }
@@ -145,9 +168,11 @@ mod tests {
         let mut f = LineFramer::new(100);
         assert_eq!(f.push(b"one\ntw").as_deref(), Some(&b"one\n"[..]));
         assert_eq!(f.push(b"o"), None);
+        assert_eq!(f.complete_offset(), 4);
         assert_eq!(f.push(b"\n").as_deref(), Some(&b"two\n"[..]));
         assert_eq!(f.finish(), None);
         assert_eq!(f.offset(), 8);
+        assert_eq!(f.complete_offset(), 8);
     }
 
     #[test]

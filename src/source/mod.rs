@@ -5,8 +5,11 @@
 //! [`LineFramer`] is the one place that decides what a line is, so all sources agree on partial
 //! last lines, CRLF and overlong lines.
 
+pub mod checkpoint;
 mod framer;
+pub mod multiline;
 pub mod stdin;
+pub mod tail;
 
 pub use framer::LineFramer;
 
@@ -29,4 +32,22 @@ pub struct Chunk {
     pub end_offset: u64,
     /// When the chunk was read: the time shown for its lines.
     pub read_at: SystemTime,
+    /// Where the chunk starts in a followed file, for checkpoints; `None` for stdin.
+    pub mark: Option<Mark>,
+}
+
+/// One followed file as this run knows it: a file opened at a path, from one point of its
+/// content on. A file truncated in place (copytruncate) gets a new id, because its offsets start
+/// again at 0 and must not be compared with the old ones.
+pub type FileId = u64;
+
+/// The start of a chunk in a followed file. A hit that an alert counts keeps its chunk's mark
+/// (as a [`Hold`](crate::aggregate::Alert::holds)) until the alert is delivered or reported
+/// undelivered: the checkpoint may not pass `start` before then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mark {
+    /// The file.
+    pub file: FileId,
+    /// Byte offset of the chunk's first byte.
+    pub start: u64,
 }

@@ -57,6 +57,7 @@ fn read_all(
                 data,
                 end_offset,
                 read_at: SystemTime::now(),
+                mark: None,
             })
             .is_ok()
     };

@@ -1,0 +1,196 @@
+//! Gathers lines into multi-line events (Java stack traces, Python tracebacks) before matching.
+//!
+//! An event is a line matching `start` plus every following line that does not. It reaches the
+//! matcher as one "line": its lines joined by [`EVENT_LINE_SEP`] (`\r`) instead of `\n`, ending
+//! in one `\n`. This keeps the matcher untouched, and with it the fast path of inputs without
+//! `multiline` (their chunks never pass through here): the matcher cuts candidates at `\n`, so
+//! the whole event is one candidate, matched as a whole and counted once; and since patterns run
+//! in CRLF mode, where `\r` is a line terminator too, `^`, `$` and `.` keep their per-line meaning
+//! inside an event (`^\s+at ` matches a stack frame, `.` does not run into the next line). A
+//! `\r` from a CRLF file is dropped before joining. The message renderer quotes the pieces
+//! between `\r`s as separate lines.
+//!
+//! Edges: an event ends when the next start line arrives, when `max_lines` lines are gathered,
+//! or `timeout` after its last line (the caller asks [`Assembler::deadline`] and calls
+//! [`Assembler::flush`]). An event keeps at most `max_bytes` bytes (the matcher would not look
+//! further anyway); later lines still count towards `max_lines`. Lines before the first start
+//! line form an event of their own.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::Multiline;
+
+/// What joins the lines of an event.
+pub const EVENT_LINE_SEP: u8 = b'\r';
+
+/// Gathers the lines of one source into events; see the module docs.
+#[derive(Debug)]
+pub struct Assembler {
+    start: regex::bytes::Regex,
+    max_lines: usize,
+    timeout: Duration,
+    max_bytes: usize,
+    /// The event being gathered (lines joined, no final `\n`).
+    event: BytesMut,
+    lines: usize,
+    /// Start offset of the block in which the pending event began: a checkpoint must not pass
+    /// it (conservative: the event itself may start later in that block).
+    pending_from: u64,
+    last_line_at: Option<Instant>,
+}
+
+impl Assembler {
+    /// An assembler for one source.
+    pub fn new(cfg: &Multiline, max_bytes: usize) -> Assembler {
+        Assembler {
+            start: cfg.start.clone(),
+            max_lines: cfg.max_lines,
+            timeout: cfg.timeout,
+            max_bytes: max_bytes.max(1),
+            event: BytesMut::new(),
+            lines: 0,
+            pending_from: 0,
+            last_line_at: None,
+        }
+    }
+
+    /// Feeds a block of whole lines read from `start` to `end` in the source. Returns the events
+    /// completed (each ending in `\n`) and the offset a checkpoint may move to.
+    pub fn push(&mut self, block: &[u8], start: u64, end: u64, now: Instant) -> (Bytes, u64) {
+        let mut out = BytesMut::new();
+        for line in block.split_inclusive(|&b| b == b'\n') {
+            let mut line = line.strip_suffix(b"\n").unwrap_or(line);
+            line = line.strip_suffix(b"\r").unwrap_or(line);
+            if self.lines > 0 && (self.lines >= self.max_lines || self.start.is_match(line)) {
+                self.finish_into(&mut out);
+            }
+            if self.lines == 0 {
+                self.pending_from = start;
+            } else if self.event.len() < self.max_bytes {
+                self.event.extend_from_slice(&[EVENT_LINE_SEP]);
+            }
+            let room = self.max_bytes.saturating_sub(self.event.len());
+            self.event.extend_from_slice(&line[..line.len().min(room)]);
+            self.lines += 1;
+        }
+        if !block.is_empty() {
+            self.last_line_at = Some(now);
+        }
+        let safe = if self.lines > 0 {
+            self.pending_from
+        } else {
+            end
+        };
+        (out.freeze(), safe)
+    }
+
+    /// When the pending event times out, if there is one.
+    pub fn deadline(&self) -> Option<Instant> {
+        (self.lines > 0)
+            .then_some(self.last_line_at)
+            .flatten()
+            .map(|t| t + self.timeout)
+    }
+
+    /// Ends the pending event now (timeout, end of input, rotation): returns it, if any.
+    pub fn flush(&mut self) -> Bytes {
+        let mut out = BytesMut::new();
+        if self.lines > 0 {
+            self.finish_into(&mut out);
+        }
+        out.freeze()
+    }
+
+    fn finish_into(&mut self, out: &mut BytesMut) {
+        out.extend_from_slice(&self.event);
+        out.extend_from_slice(b"\n");
+        self.event.clear();
+        self.lines = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn asm(max_lines: usize) -> Assembler {
+        let cfg = Multiline {
+            start: crate::rules::regex_builder(r"^\d{4}-").build().unwrap(),
+            max_lines,
+            timeout: Duration::from_millis(100),
+        };
+        Assembler::new(&cfg, 1024)
+    }
+
+    #[test]
+    fn a_stack_trace_becomes_one_event() {
+        let mut a = asm(500);
+        let now = Instant::now();
+        let (out, safe) = a.push(
+            b"2024-01-01 ERROR boom\r\n\tat a.B(C.java:1)\nCaused by: x\n2024-01-01 INFO ok\n",
+            0,
+            70,
+            now,
+        );
+        assert_eq!(
+            &out[..],
+            b"2024-01-01 ERROR boom\r\tat a.B(C.java:1)\rCaused by: x\n"
+        );
+        assert_eq!(safe, 0, "the INFO event is still open");
+        assert_eq!(a.deadline(), Some(now + Duration::from_millis(100)));
+        assert_eq!(&a.flush()[..], b"2024-01-01 INFO ok\n");
+        assert_eq!(a.deadline(), None);
+        let (out, safe) = a.push(b"", 70, 70, now);
+        assert!(out.is_empty());
+        assert_eq!(safe, 70);
+    }
+
+    #[test]
+    fn max_lines_and_max_bytes_bound_an_event() {
+        let mut a = asm(2);
+        let (out, _) = a.push(b"2024- a\nb\nc\n", 0, 12, Instant::now());
+        assert_eq!(&out[..], b"2024- a\rb\n");
+        assert_eq!(&a.flush()[..], b"c\n");
+
+        let mut a = Assembler::new(
+            &Multiline {
+                start: crate::rules::regex_builder("^S").build().unwrap(),
+                max_lines: 100,
+                timeout: Duration::from_secs(1),
+            },
+            8,
+        );
+        a.push(b"S123456789\nmore\n", 0, 16, Instant::now());
+        assert_eq!(&a.flush()[..], b"S1234567\n");
+    }
+
+    #[test]
+    fn the_matcher_sees_an_event_as_one_line_with_per_line_anchors() {
+        use crate::matcher::Matcher;
+        use crate::rules::{Rule, RuleSpec};
+        let rule = Rule::compile(RuleSpec {
+            name: "frames".into(),
+            pattern: r"^\s+at com\.shop".into(),
+            exclude: vec![],
+            window: Duration::from_secs(1),
+            max_lines: 5,
+            ..RuleSpec::default()
+        })
+        .unwrap();
+        let m = Matcher::new(&[rule], 1 << 16).unwrap();
+        let mut a = asm(500);
+        let (mut out, _) = a.push(
+            b"2024- ERROR x\n\tat com.shop.A\n\tat com.shop.B\n2024- INFO\n",
+            0,
+            0,
+            Instant::now(),
+        );
+        out = [out, a.flush()].concat().into();
+        let mut hits = Vec::new();
+        m.scan(&out, |l| hits.push(out.slice(l.range.clone())));
+        assert_eq!(hits.len(), 1, "one event, counted once");
+        assert!(hits[0].starts_with(b"2024- ERROR x\r"));
+    }
+}

@@ -1,0 +1,751 @@
+//! Followed files as a source: `tail -F` with identity, rotation, truncation and checkpoints.
+//!
+//! One thread follows every file. It wakes on file-system events (inotify through `notify`,
+//! watching the directories involved) or, where events do not come (some network and overlay
+//! file systems), every [`POLL`]; and at least every [`RESCAN`] to re-expand the globs. On each
+//! wake it looks at every followed path, which costs a `stat` and an `fstat` per file: an idle
+//! dingtail sleeps.
+//!
+//! What happens at the edges:
+//! - A path names a file by name, like `tail -F`. When the name points at another file (rename
+//!   rotation, or delete and re-create), the old file is read to its end and kept open, read on
+//!   every wake, until it has been quiet for [`ROTATE_GRACE`] (a writer may still append to it
+//!   before it reopens its log); its last partial line is then taken as a line. The new file is
+//!   read from its first byte. When a glob also matches the rotated name (`app.log*`), the old
+//!   file simply goes on under its new name: nothing is read twice.
+//! - A file that shrinks below the read offset was truncated in place (copytruncate): it is read
+//!   again from 0. So is a file whose first bytes changed under the same inode.
+//! - A path that disappears is followed again when it reappears, from its first byte.
+//! - A file that cannot be opened gets one warning (again only after it was readable in between)
+//!   and is retried on every wake.
+//! - Files present at start are read from their end, from their checkpoint when it names the
+//!   same file (found by identity, even if it was renamed while dingtail was down), or from 0
+//!   with `from_beginning`. Files that appear later are read from 0.
+//! - Lines are framed by [`LineFramer`]: bounded memory for huge lines, a partial last line
+//!   waits for its `\n` (or for rotation, or the end of a `once` run); on a signal it is left
+//!   unread, before the checkpoint, so the next run reads it whole.
+//! - `once`: every file is read from where it starts to its current end, then the thread ends,
+//!   which ends the run. Blocks of 256 KiB go straight into chunks, no per-line work.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+use super::checkpoint::{Entry, Event, Identity};
+use super::multiline::Assembler;
+use super::stdin::BLOCK;
+use super::{Chunk, FileId, LineFramer, Mark};
+use crate::config::Multiline;
+
+/// Longest wait between looks when file-system events are not available.
+pub const POLL: Duration = Duration::from_millis(250);
+/// Globs are expanded again at least this often.
+pub const RESCAN: Duration = Duration::from_secs(1);
+/// A file rotated away is still read until it has been quiet this long.
+pub const ROTATE_GRACE: Duration = Duration::from_secs(5);
+/// Blocks read from one file per turn before the others get theirs.
+const BLOCKS_PER_TURN: usize = 16;
+
+/// One path or glob to follow.
+#[derive(Debug, Clone)]
+pub struct Input {
+    /// As given on the command line or in `inputs:`.
+    pub pattern: String,
+    /// How lines gather into events.
+    pub multiline: Option<Multiline>,
+}
+
+/// Where files present at start begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// At their end (or their checkpoint).
+    End,
+    /// At byte 0, checkpoints ignored.
+    Beginning,
+}
+
+/// The tailer's settings.
+#[derive(Debug, Clone)]
+pub struct TailConfig {
+    /// What to follow.
+    pub inputs: Vec<Input>,
+    /// `max_line_bytes`.
+    pub max_line: usize,
+    /// Where files present at start begin.
+    pub start: Start,
+    /// Read to the current end and stop.
+    pub once: bool,
+    /// Checkpoints loaded from the state file, by path.
+    pub checkpoints: HashMap<String, Entry>,
+}
+
+/// What the tailer saw, for the summary.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TailStats {
+    /// Lines cut at `max_line_bytes`.
+    pub cut_lines: u64,
+}
+
+/// Wakes the tailer thread early (file-system events, shutdown).
+#[derive(Debug, Clone)]
+pub struct Waker(std_mpsc::Sender<Wake>);
+
+impl Waker {
+    /// Makes the tailer look now (used on shutdown, so it notices its channel closed).
+    pub fn wake(&self) {
+        let _ = self.0.send(Wake::Look);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// Data may have changed.
+    Look,
+    /// Names in a watched directory changed: expand the globs too.
+    Names,
+}
+
+/// Starts the tailer thread. Chunks go to `chunk_tx` (the thread ends when it is closed), file
+/// take-ups to `events_tx` (the checkpoint keeper).
+pub fn spawn(
+    cfg: TailConfig,
+    chunk_tx: mpsc::Sender<Chunk>,
+    events_tx: mpsc::UnboundedSender<Event>,
+) -> io::Result<(JoinHandle<TailStats>, Waker)> {
+    let (wake_tx, wake_rx) = std_mpsc::channel();
+    let waker = Waker(wake_tx.clone());
+    let handle = std::thread::Builder::new()
+        .name("tail".into())
+        .spawn(move || {
+            let mut t = Tailer::new(cfg, chunk_tx, events_tx);
+            if t.cfg.once {
+                t.run_once();
+            } else {
+                t.run(wake_tx, wake_rx);
+            }
+            t.stats
+        })?;
+    Ok((handle, waker))
+}
+
+/// An open file being read.
+struct Open {
+    file: File,
+    id: FileId,
+    identity: Identity,
+    /// Next byte to read.
+    pos: u64,
+    /// Size seen at the last look (a change triggers the fingerprint check).
+    size: u64,
+    framer: LineFramer,
+    assembler: Option<Assembler>,
+    /// Where the next chunk starts (the end of the last one).
+    chunk_start: u64,
+    /// Last time data arrived (or the file was opened).
+    active_at: Instant,
+}
+
+/// A followed path.
+struct Watched {
+    path: Arc<str>,
+    multiline: Option<Multiline>,
+    /// Named on its own (not only by a glob): kept even while missing.
+    explicit: bool,
+    /// The file now at the path.
+    current: Option<Open>,
+    /// Files rotated away from this path, read until quiet.
+    retired: Vec<Open>,
+    /// The last problem reported, so each is reported once.
+    problem: Option<String>,
+    /// The path existed when dingtail started: its first file starts at its end or checkpoint.
+    present_at_start: bool,
+    /// A file was taken up at this path before: any later one is new, read from 0.
+    taken_before: bool,
+}
+
+struct Tailer {
+    cfg: TailConfig,
+    chunk_tx: mpsc::Sender<Chunk>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    watched: Vec<Watched>,
+    next_id: FileId,
+    /// Set once the first scan is done: files found later are new and read from 0.
+    started: bool,
+    /// The receiving end is gone: stop.
+    closed: bool,
+    buf: Vec<u8>,
+    stats: TailStats,
+}
+
+impl Tailer {
+    fn new(
+        cfg: TailConfig,
+        chunk_tx: mpsc::Sender<Chunk>,
+        events_tx: mpsc::UnboundedSender<Event>,
+    ) -> Tailer {
+        Tailer {
+            cfg,
+            chunk_tx,
+            events_tx,
+            watched: Vec::new(),
+            next_id: 1,
+            started: false,
+            closed: false,
+            buf: vec![0; BLOCK],
+            stats: TailStats::default(),
+        }
+    }
+
+    /// `--once`: everything to its current end, then finish every file.
+    fn run_once(&mut self) {
+        self.scan();
+        for i in 0..self.watched.len() {
+            self.look(i, usize::MAX);
+            let w = &mut self.watched[i];
+            let opens: Vec<Open> = w.retired.drain(..).chain(w.current.take()).collect();
+            let path = w.path.clone();
+            for mut open in opens {
+                self.finish(&path, &mut open);
+            }
+            if self.closed {
+                return;
+            }
+        }
+    }
+
+    /// Follows until the chunk channel closes.
+    fn run(&mut self, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
+        let mut watcher = Watcher::new(wake_tx);
+        let mut last_scan = Instant::now() - RESCAN;
+        let mut rescan = true;
+        loop {
+            if rescan || last_scan.elapsed() >= RESCAN {
+                self.scan();
+                last_scan = Instant::now();
+                watcher.watch(self.dirs());
+            }
+            let mut busy = false;
+            for i in 0..self.watched.len() {
+                busy |= self.look(i, BLOCKS_PER_TURN);
+                if self.closed {
+                    return;
+                }
+            }
+            self.watched
+                .retain(|w| w.explicit || w.current.is_some() || !w.retired.is_empty());
+            if self.chunk_tx.is_closed() {
+                return;
+            }
+            if busy {
+                continue;
+            }
+            let now = Instant::now();
+            let mut wait = if watcher.working() { RESCAN } else { POLL };
+            wait = wait.min(RESCAN.saturating_sub(last_scan.elapsed()));
+            if let Some(d) = self.next_deadline() {
+                wait = wait.min(d.saturating_duration_since(now));
+            }
+            rescan = false;
+            match wake_rx.recv_timeout(wait) {
+                Ok(w) => rescan |= w == Wake::Names,
+                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
+                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            // A burst of events is one look.
+            while let Ok(w) = wake_rx.try_recv() {
+                rescan |= w == Wake::Names;
+            }
+        }
+    }
+
+    /// The earliest multi-line timeout.
+    fn next_deadline(&self) -> Option<Instant> {
+        self.watched
+            .iter()
+            .flat_map(|w| w.current.iter().chain(&w.retired))
+            .filter_map(|o| o.assembler.as_ref()?.deadline())
+            .min()
+    }
+
+    /// Directories to watch: those of every pattern's fixed prefix and of every followed path.
+    fn dirs(&self) -> HashSet<PathBuf> {
+        let mut dirs: HashSet<PathBuf> = self
+            .cfg
+            .inputs
+            .iter()
+            .filter_map(|i| fixed_dir(&i.pattern))
+            .collect();
+        dirs.extend(
+            self.watched
+                .iter()
+                .filter_map(|w| Path::new(&*w.path).parent().map(Path::to_owned)),
+        );
+        dirs
+    }
+
+    /// Expands every pattern; adds paths not followed yet.
+    fn scan(&mut self) {
+        let inputs = self.cfg.inputs.clone();
+        for input in &inputs {
+            let is_glob = glob::Pattern::escape(&input.pattern) != input.pattern;
+            let paths: Vec<String> = if is_glob {
+                match glob::glob(&input.pattern) {
+                    Ok(paths) => paths
+                        .filter_map(Result::ok)
+                        .filter(|p| p.is_file())
+                        .map(|p| p.to_string_lossy().into_owned())
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(pattern = %input.pattern, "invalid glob: {e}");
+                        Vec::new()
+                    }
+                }
+            } else {
+                vec![input.pattern.clone()]
+            };
+            for path in paths {
+                if self.watched.iter().any(|w| *w.path == *path) {
+                    continue;
+                }
+                let exists = Path::new(&path).exists();
+                if !self.started && !exists {
+                    tracing::warn!(path = %path, "file does not exist (yet); following it when it appears");
+                }
+                self.watched.push(Watched {
+                    path: path.into(),
+                    multiline: input.multiline.clone(),
+                    explicit: !is_glob,
+                    current: None,
+                    retired: Vec::new(),
+                    problem: None,
+                    present_at_start: !self.started && exists,
+                    taken_before: false,
+                });
+            }
+        }
+        self.started = true;
+    }
+
+    /// Looks at one path: identity, truncation, new data, rotated files. True when it stopped
+    /// reading because of `max_blocks` (more is waiting).
+    fn look(&mut self, i: usize, max_blocks: usize) -> bool {
+        let path = self.watched[i].path.clone();
+        let mut busy = false;
+
+        // Files rotated away: read what is left; close the quiet ones.
+        let mut retired = std::mem::take(&mut self.watched[i].retired);
+        let mut keep = Vec::new();
+        for mut open in retired.drain(..) {
+            busy |= self.read(&path, &mut open, max_blocks);
+            if open.active_at.elapsed() >= ROTATE_GRACE || self.cfg.once {
+                self.finish(&path, &mut open);
+            } else {
+                keep.push(open);
+            }
+        }
+        self.watched[i].retired = keep;
+
+        match std::fs::metadata(&*path) {
+            Ok(meta) if meta.is_file() => {
+                let same = self.watched[i]
+                    .current
+                    .as_ref()
+                    .is_some_and(|o| (o.identity.dev, o.identity.ino) == (meta.dev(), meta.ino()));
+                if !same {
+                    if let Some(mut old) = self.watched[i].current.take() {
+                        tracing::info!(path = %path, "file rotated: reading the old one to its end, following the new one from its start");
+                        busy |= self.read(&path, &mut old, usize::MAX);
+                        old.active_at = Instant::now();
+                        self.watched[i].retired.push(old);
+                    }
+                    if let Some(open) = self.adopt(&meta) {
+                        tracing::info!(path = %path, "following a rotated file under its new name");
+                        self.take_up(i, open);
+                    } else {
+                        self.open(i, &meta);
+                    }
+                }
+            }
+            Ok(_) => self.report(i, "is not a regular file".into()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // Deleted or renamed away: keep reading what we hold until it is quiet.
+                if let Some(open) = &self.watched[i].current
+                    && open.active_at.elapsed() >= ROTATE_GRACE
+                {
+                    let mut open = self.watched[i].current.take().expect("checked");
+                    tracing::info!(path = %path, "file gone; following it again when it reappears");
+                    self.read(&path, &mut open, usize::MAX);
+                    self.finish(&path, &mut open);
+                }
+            }
+            Err(e) => self.report(i, e.to_string()),
+        }
+
+        if let Some(mut open) = self.watched[i].current.take() {
+            match self.check_in_place(&path, &mut open) {
+                Ok(()) => busy |= self.read(&path, &mut open, max_blocks),
+                Err(e) => {
+                    self.watched[i].current = Some(open);
+                    self.report(i, e.to_string());
+                    return busy;
+                }
+            }
+            self.watched[i].current = Some(open);
+        }
+        busy
+    }
+
+    /// A rotated file that another path of ours still holds open: take it over, so a glob that
+    /// also matches rotated names does not read it again from 0.
+    fn adopt(&mut self, meta: &std::fs::Metadata) -> Option<Open> {
+        for w in &mut self.watched {
+            if let Some(k) = w
+                .retired
+                .iter()
+                .position(|o| (o.identity.dev, o.identity.ino) == (meta.dev(), meta.ino()))
+            {
+                return Some(w.retired.remove(k));
+            }
+        }
+        None
+    }
+
+    /// Opens the file now at path `i`, deciding where to start.
+    fn open(&mut self, i: usize, meta: &std::fs::Metadata) {
+        let path = self.watched[i].path.clone();
+        let file = match File::open(&*path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.report(i, format!("cannot open: {e}"));
+                return;
+            }
+        };
+        let identity = match Identity::of(&file) {
+            Ok(id) => id,
+            Err(e) => {
+                self.report(i, format!("cannot read: {e}"));
+                return;
+            }
+        };
+        let size = meta.len();
+        let w = &self.watched[i];
+        let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
+            0
+        } else {
+            match self.checkpoint_for(&path, &file) {
+                Some(offset) if offset <= size => offset,
+                Some(_) => {
+                    tracing::info!(path = %path, "file is shorter than its checkpoint (truncated while dingtail was down): reading it from the start");
+                    0
+                }
+                None => size,
+            }
+        };
+        self.watched[i].problem = None;
+        let open = self.new_open(i, file, identity, pos, size);
+        self.take_up(i, open);
+    }
+
+    /// The checkpoint of the file at `path`: its own entry if it names the same file, else any
+    /// entry naming the same file (it was renamed while dingtail was down).
+    fn checkpoint_for(&self, path: &str, file: &File) -> Option<u64> {
+        let same = |e: &Entry| e.identity.matches(file).unwrap_or(false);
+        if let Some(e) = self.cfg.checkpoints.get(path) {
+            if same(e) {
+                return Some(e.offset);
+            }
+            tracing::info!(path = %path, "a different file than at the checkpoint: reading it from the start");
+            return self
+                .cfg
+                .checkpoints
+                .values()
+                .find(|e| same(e))
+                .map(|e| e.offset)
+                .or(Some(0));
+        }
+        self.cfg
+            .checkpoints
+            .values()
+            .find(|e| same(e))
+            .map(|e| e.offset)
+    }
+
+    fn new_open(&self, i: usize, file: File, identity: Identity, pos: u64, size: u64) -> Open {
+        Open {
+            file,
+            id: 0,
+            identity,
+            pos,
+            size,
+            framer: LineFramer::starting_at(self.cfg.max_line, pos),
+            assembler: self.watched[i]
+                .multiline
+                .as_ref()
+                .map(|m| Assembler::new(m, self.cfg.max_line)),
+            chunk_start: pos,
+            active_at: Instant::now(),
+        }
+    }
+
+    /// Makes `open` the current file of path `i` and tells the checkpoint keeper.
+    fn take_up(&mut self, i: usize, mut open: Open) {
+        let path = self.watched[i].path.clone();
+        // Always a new id, also for an adopted file: the keeper still tracks the holds of its
+        // old id under its old path.
+        open.id = self.next_id;
+        self.next_id += 1;
+        self.watched[i].taken_before = true;
+        let _ = self.events_tx.send(Event::Opened {
+            file: open.id,
+            path,
+            identity: open.identity,
+            offset: open.chunk_start,
+        });
+        self.watched[i].current = Some(open);
+    }
+
+    /// Truncation (size below our offset, or other first bytes under the same inode) means the
+    /// file is read again from 0, as a new file for the checkpoint.
+    fn check_in_place(&mut self, path: &Arc<str>, open: &mut Open) -> io::Result<()> {
+        let size = open.file.metadata()?.len();
+        if size == open.size {
+            return Ok(());
+        }
+        let rewritten = size < open.pos || !open.identity.matches(&open.file)?;
+        open.size = size;
+        if rewritten {
+            tracing::info!(path = %path, "file truncated: reading it again from the start");
+            self.emit_tail(path, open);
+            open.id = self.next_id;
+            self.next_id += 1;
+            open.pos = 0;
+            open.chunk_start = 0;
+            open.framer = LineFramer::starting_at(self.cfg.max_line, 0);
+            open.identity = Identity::of(&open.file)?;
+            let _ = self.events_tx.send(Event::Opened {
+                file: open.id,
+                path: path.clone(),
+                identity: open.identity,
+                offset: 0,
+            });
+        } else if (open.identity.fp_len as usize) < super::checkpoint::FINGERPRINT_BYTES {
+            open.identity = Identity::of(&open.file)?;
+            let _ = self.events_tx.send(Event::Identified {
+                file: open.id,
+                identity: open.identity,
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads up to `max_blocks` blocks; true when it stopped with more to read.
+    fn read(&mut self, path: &Arc<str>, open: &mut Open, max_blocks: usize) -> bool {
+        let mut blocks = 0;
+        loop {
+            if blocks >= max_blocks {
+                return true;
+            }
+            let n = match open.file.read_at(&mut self.buf, open.pos) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::warn!(path = %path, "read failed: {e}");
+                    break;
+                }
+            };
+            blocks += 1;
+            open.pos += n as u64;
+            open.active_at = Instant::now();
+            let lines = open.framer.push(&self.buf[..n]);
+            let end = open.framer.complete_offset();
+            self.emit(path, open, lines, end);
+            if self.closed {
+                return false;
+            }
+        }
+        // Multi-line events that timed out.
+        if let Some(a) = &mut open.assembler
+            && a.deadline().is_some_and(|d| d <= Instant::now())
+        {
+            let events = a.flush();
+            let end = open.framer.complete_offset();
+            self.send(path, open, events, end);
+        }
+        false
+    }
+
+    /// Passes framed lines through the assembler (if any) and sends them.
+    fn emit(&mut self, path: &Arc<str>, open: &mut Open, lines: Option<Bytes>, end: u64) {
+        let (data, end) = match &mut open.assembler {
+            None => (lines.unwrap_or_default(), end),
+            Some(a) => a.push(
+                lines.as_deref().unwrap_or_default(),
+                open.chunk_start,
+                end,
+                Instant::now(),
+            ),
+        };
+        self.send(path, open, data, end);
+    }
+
+    /// The file is left for good (rotated away and quiet, gone, truncated, end of `once`): its
+    /// partial last line and pending event are taken as they are.
+    fn finish(&mut self, path: &Arc<str>, open: &mut Open) {
+        self.emit_tail(path, open);
+        self.stats.cut_lines += open.framer.cut_lines();
+    }
+
+    fn emit_tail(&mut self, path: &Arc<str>, open: &mut Open) {
+        let last = open.framer.finish();
+        let end = open.framer.complete_offset();
+        self.emit(path, open, last, end);
+        if let Some(a) = &mut open.assembler {
+            let events = a.flush();
+            self.send(path, open, events, end);
+        }
+    }
+
+    fn send(&mut self, path: &Arc<str>, open: &mut Open, data: Bytes, end: u64) {
+        if data.is_empty() && end == open.chunk_start {
+            return;
+        }
+        let chunk = Chunk {
+            source: path.clone(),
+            data,
+            end_offset: end,
+            read_at: SystemTime::now(),
+            mark: Some(Mark {
+                file: open.id,
+                start: open.chunk_start,
+            }),
+        };
+        open.chunk_start = end;
+        if self.chunk_tx.blocking_send(chunk).is_err() {
+            self.closed = true;
+        }
+    }
+
+    /// Warns once per distinct problem of a path.
+    fn report(&mut self, i: usize, problem: String) {
+        let w = &mut self.watched[i];
+        if w.problem.as_deref() != Some(problem.as_str()) {
+            tracing::warn!(path = %w.path, "{problem}; still following the other files and retrying this one");
+            w.problem = Some(problem);
+        }
+    }
+}
+
+/// The directory part of a pattern before its first glob character (`/var/log/app/*.log` →
+/// `/var/log/app`); for a plain path, its directory.
+fn fixed_dir(pattern: &str) -> Option<PathBuf> {
+    let cut = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
+    let fixed = &pattern[..cut];
+    let dir = if cut == pattern.len() {
+        Path::new(fixed).parent()?
+    } else {
+        match fixed.rfind('/') {
+            Some(i) => Path::new(&fixed[..i.max(1)]),
+            None => Path::new("."),
+        }
+    };
+    Some(if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir.to_owned()
+    })
+}
+
+/// Directory watches through `notify`; when they cannot be set up, the tailer polls.
+struct Watcher {
+    inner: Option<notify::RecommendedWatcher>,
+    watching: HashSet<PathBuf>,
+    failed: bool,
+}
+
+impl Watcher {
+    fn new(wake_tx: std_mpsc::Sender<Wake>) -> Watcher {
+        use notify::event::{EventKind, ModifyKind};
+        let handler = move |res: notify::Result<notify::Event>| {
+            let wake = match res {
+                Ok(e) => match e.kind {
+                    EventKind::Access(_) => return,
+                    EventKind::Create(_)
+                    | EventKind::Remove(_)
+                    | EventKind::Modify(ModifyKind::Name(_)) => Wake::Names,
+                    _ => Wake::Look,
+                },
+                Err(_) => Wake::Names,
+            };
+            let _ = wake_tx.send(wake);
+        };
+        let inner = match notify::recommended_watcher(handler) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(
+                    "file-system events unavailable ({e}); polling every {}ms",
+                    POLL.as_millis()
+                );
+                None
+            }
+        };
+        Watcher {
+            inner,
+            watching: HashSet::new(),
+            failed: false,
+        }
+    }
+
+    /// Whether events can be relied on for every directory of interest.
+    fn working(&self) -> bool {
+        self.inner.is_some() && !self.failed
+    }
+
+    fn watch(&mut self, dirs: HashSet<PathBuf>) {
+        use notify::Watcher as _;
+        let Some(inner) = &mut self.inner else {
+            return;
+        };
+        self.failed = false;
+        for dir in dirs {
+            if self.watching.contains(&dir) {
+                continue;
+            }
+            match inner.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watching.insert(dir);
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), "cannot watch ({e}); polling");
+                    self.failed = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_dirs_of_patterns() {
+        assert_eq!(fixed_dir("/var/log/app/*.log"), Some("/var/log/app".into()));
+        assert_eq!(
+            fixed_dir("/var/log/nginx/error.log"),
+            Some("/var/log/nginx".into())
+        );
+        assert_eq!(fixed_dir("app.log"), Some(".".into()));
+        assert_eq!(fixed_dir("*.log"), Some(".".into()));
+        assert_eq!(fixed_dir("/x*"), Some("/".into()));
+    }
+}
