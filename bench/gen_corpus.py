@@ -58,10 +58,10 @@ def cumulative(pairs):
 
 
 STATUS = cumulative([(80, 200), (3, 201), (3, 204), (1, 301), (2, 302), (5, 304), (1, 400), (1, 401),
-                     (0.5, 403), (2.5, 404), (0.3, 429), (0.2, 499), (0.2, 500), (0.15, 502),
+                     (0.5, 403), (2.5, 404), (0.15, 429), (0.1, 499), (0.2, 500), (0.15, 502),
                      (0.1, 503), (0.1, 504)])
-JAVA_LEVEL = cumulative([(86, "INFO"), (6, "DEBUG"), (6, "WARN"), (2, "ERROR")])
-JSON_LEVEL = cumulative([(5, "debug"), (86, "info"), (7, "warn"), (2, "error")])
+JAVA_LEVEL = cumulative([(89, "INFO"), (6, "DEBUG"), (4, "WARN"), (1, "ERROR")])
+JSON_LEVEL = cumulative([(5, "debug"), (88.5, "info"), (5, "warn"), (1.5, "error")])
 KIND = cumulative([(40, "nginx"), (25, "java"), (17, "syslog"), (18, "json")])
 
 
@@ -187,7 +187,7 @@ def syslog(rng, clk, t):
     pid = rng.randrange(300, 65000)
     if r < 0.40:  # sshd
         s = rng.random()
-        if s < 0.30:
+        if s < 0.80:  # the team logging in
             ip, user = rng.choice(V.CLIENT_IPS[:1500]), rng.choice(V.USERS)
             body = rng.choice([
                 f"Accepted publickey for {user} from {ip} port {rng.randrange(1024, 65535)} ssh2: ED25519 SHA256:{rng.getrandbits(64):016x}",
@@ -200,6 +200,8 @@ def syslog(rng, clk, t):
             port = rng.randrange(1024, 65535)
             body = rng.choice([
                 f"Invalid user {user} from {ip} port {port}",
+                f"Invalid user {user} from {ip} port {port}",
+                f"Connection closed by authenticating user root {ip} port {port} [preauth]",
                 f"Failed password for invalid user {user} from {ip} port {port} ssh2",
                 f"Failed password for root from {ip} port {port} ssh2",
                 f"Connection closed by invalid user {user} {ip} port {port} [preauth]",
@@ -218,11 +220,11 @@ def syslog(rng, clk, t):
             body = (f"[UFW BLOCK] IN=eth0 OUT= MAC=52:54:00:12:34:56:52:54:00:65:43:21:08:00 SRC={src} DST={dst} "
                     f"LEN=44 TOS=0x00 PREC=0x00 TTL=242 ID={rng.randrange(1, 65535)} PROTO=TCP SPT={rng.randrange(1024, 65535)} "
                     f"DPT={rng.choice([22, 23, 3389, 5432, 6379, 8080, 9200])} WINDOW=1024 RES=0x00 SYN URGP=0")
-        elif s < 0.85:
+        elif s < 0.97:
             body = rng.choice(["eth0: Link is Up - 10Gbps/Full - flow control off", "IPv6: ADDRCONF(NETDEV_CHANGE): veth3a1b2c: link becomes ready",
                                "cni0: port 3(veth3a1b2c) entered forwarding state", "audit: type=1400 audit(1795830000.123:456): apparmor=\"STATUS\" operation=\"profile_replace\"",
                                "EXT4-fs (nvme0n1p1): mounted filesystem with ordered data mode. Quota mode: none."])
-        elif s < 0.97:
+        elif s < 0.995:
             body = rng.choice(["TCP: request_sock_TCP: Possible SYN flooding on port 443. Sending cookies.  Check SNMP counters.",
                                "nf_conntrack: nf_conntrack: table full, dropping packet",
                                "perf: interrupt took too long (2503 > 2500), lowering kernel.perf_event_max_sample_rate to 79750",

@@ -122,7 +122,7 @@ def families(rng):
     # JSON services and namespaces
     for svc in V.SERVICES:
         out.append(rf'"level":"(?:warn|error)","logger":"{svc}\.http"')
-        out.append(rf'"pod":"{svc}-[0-9a-f]{{9}}-[0-9a-f]{{5}}".*"node":"node-(?:1[0-2]|[1-9])"\}}\}}$')
+        out.append(rf'"status":5\d\d.*"pod":"{svc}-[0-9a-f]{{9}}-[0-9a-f]{{5}}".*"node":"node-(?:1[0-2]|[1-9])"\}}\}}$')
         out.append(rf'"level":"error".*"container":"{svc}"')
     for ns in V.NAMESPACES:
         out.append(rf'"level":"error".*"namespace":"{esc(ns)}"')
