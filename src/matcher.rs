@@ -87,31 +87,36 @@ struct FieldRule {
 #[derive(Debug)]
 pub struct Matcher {
     rules: Vec<Rule>,
-    /// Rule id of each pattern of the combined search.
-    line_rules: Vec<RuleId>,
-    /// Leftmost-first search for any line rule: finds candidate lines.
-    any: Option<Regex>,
-    /// All-matches search: which line rules match a candidate line.
-    which: Option<Regex>,
+    /// The line rules, in groups of at most [`GROUP_SIZE`], each searched as one.
+    groups: Vec<RuleGroup>,
     field_rules: Vec<FieldRule>,
     /// Lines are judged on at most this many leading bytes.
     max_line: usize,
 }
 
-impl Matcher {
-    /// Compiles the combined search for `rules`; lines are judged on their first `max_line` bytes.
-    pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
-        let line_rules: Vec<RuleId> = (0..rules.len())
-            .filter(|&r| rules[r].field.is_none())
-            .collect();
-        let patterns: Vec<&str> = line_rules
-            .iter()
-            .map(|&r| rules[r].pattern.as_str())
-            .collect();
-        let build = |kind: MatchKind| -> Result<Option<Regex>, MatcherError> {
-            if patterns.is_empty() {
-                return Ok(None);
-            }
+/// Rules searched together. Past about a hundred patterns, one combined automaton stops paying:
+/// the lazy DFA's cache thrashes, the search falls back to the PikeVM, whose cost grows with the
+/// number of patterns at every byte (1000 rules ran at kilobytes a second and grew to gigabytes).
+/// Groups keep each automaton small and fast; each group costs one pass over the chunk, so cost
+/// grows with the number of groups, not with the number of patterns inside each.
+pub const GROUP_SIZE: usize = 100;
+
+/// One group of line rules, compiled twice: to find candidate lines, and to tell which rules
+/// match one.
+#[derive(Debug)]
+struct RuleGroup {
+    /// Rule id of each pattern.
+    ids: Vec<RuleId>,
+    /// Finds where the earliest match in a haystack ends.
+    any: Regex,
+    /// All-matches search: which patterns match a candidate line.
+    which: Regex,
+}
+
+impl RuleGroup {
+    fn new(rules: &[Rule], ids: &[RuleId]) -> Result<RuleGroup, MatcherError> {
+        let patterns: Vec<&str> = ids.iter().map(|&r| rules[r].pattern.as_str()).collect();
+        let build = |kind: MatchKind| -> Result<Regex, MatcherError> {
             // The same dialect as `rules::regex_builder` (which `regex::bytes` turns into these
             // settings): bytes, not necessarily UTF-8; ^/$ at line ends; CRLF-aware.
             let syntax = syntax::Config::new()
@@ -123,14 +128,78 @@ impl Matcher {
                 .utf8_empty(false)
                 .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
                 .dfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .hybrid_cache_capacity(8 * 1024 * 1024);
+                .hybrid_cache_capacity(4 * 1024 * 1024);
             Regex::builder()
                 .syntax(syntax)
                 .configure(config)
                 .build_many(&patterns)
-                .map(Some)
                 .map_err(|e| MatcherError(e.to_string()))
         };
+        Ok(RuleGroup {
+            ids: ids.to_vec(),
+            any: build(MatchKind::LeftmostFirst)?,
+            which: build(MatchKind::All)?,
+        })
+    }
+
+    /// Calls `on_line` for each line of `data` that a rule of this group matches, in order.
+    ///
+    /// Candidates come from a search for where the earliest match *ends* (`earliest`, half a
+    /// match: no capture slots per pattern, and the DFA stops as soon as it knows). The line
+    /// holding that end is judged alone; then the search resumes on the next line. No line is
+    /// skipped: a match inside a line ends before that line's newline, so no match that fits in
+    /// a line can end after a candidate yet start in an earlier line. A pattern like `\s` that
+    /// runs across a newline only makes a candidate that the per-line judgement rejects.
+    fn scan(
+        &self,
+        matcher: &Matcher,
+        data: &[u8],
+        mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId]),
+    ) {
+        let mut set = PatternSet::new(self.ids.len());
+        let mut matched: Vec<RuleId> = Vec::new();
+        let mut pos = 0;
+        while pos < data.len() {
+            let input = Input::new(data).range(pos..).earliest(true);
+            let Some(half) = self.any.search_half(&input) else {
+                break;
+            };
+            // The last byte of the match (or, for an empty match, where it stands).
+            let at = if half.offset() > pos {
+                half.offset() - 1
+            } else {
+                pos
+            };
+            let start = memchr::memrchr(b'\n', &data[pos..at]).map_or(pos, |i| pos + i + 1);
+            let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
+            let judged = &data[start..end.min(start + matcher.max_line)];
+            set.clear();
+            self.which
+                .which_overlapping_matches(&Input::new(judged), &mut set);
+            matched.clear();
+            matched.extend(
+                set.iter()
+                    .map(|p| self.ids[p.as_usize()])
+                    .filter(|&r| !matcher.rules[r].excludes(judged)),
+            );
+            if !matched.is_empty() {
+                on_line(start..end, &matched);
+            }
+            pos = end + 1;
+        }
+    }
+}
+
+impl Matcher {
+    /// Compiles the combined search for `rules`; lines are judged on their first `max_line` bytes.
+    pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
+        let line_rules: Vec<RuleId> = (0..rules.len())
+            .filter(|&r| rules[r].field.is_none())
+            .collect();
+        let groups = line_rules
+            .chunks(GROUP_SIZE)
+            .map(|ids| RuleGroup::new(rules, ids))
+            .collect::<Result<Vec<_>, _>>()?;
         let field_rules = rules
             .iter()
             .enumerate()
@@ -145,9 +214,7 @@ impl Matcher {
             .collect();
         Ok(Matcher {
             rules: rules.to_vec(),
-            any: build(MatchKind::LeftmostFirst)?,
-            which: build(MatchKind::All)?,
-            line_rules,
+            groups,
             field_rules,
             max_line: max_line.max(1),
         })
@@ -211,37 +278,33 @@ impl Matcher {
         }
     }
 
-    /// The combined search over line rules.
+    /// The combined search over line rules. One group (up to [`GROUP_SIZE`] rules) is searched
+    /// straight into `on_line`; with several groups each searches the chunk on its own and the
+    /// candidate lines are merged in line order.
     fn scan_lines(&self, data: &[u8], mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId])) {
-        let (Some(any), Some(which)) = (&self.any, &self.which) else {
-            return;
-        };
-        let mut set = PatternSet::new(self.line_rules.len());
-        let mut matched: Vec<RuleId> = Vec::new();
-        let mut pos = 0;
-        while pos < data.len() {
-            let Some(m) = any.search(&Input::new(data).range(pos..)) else {
-                break;
-            };
-            // The line the match starts on. A pattern like `\s` can run across a newline; the
-            // candidate is still judged alone, and the search resumes on the next line, so no
-            // line is skipped and none is judged twice.
-            let start = memchr::memrchr(b'\n', &data[pos..m.start()]).map_or(pos, |i| pos + i + 1);
-            let end =
-                memchr::memchr(b'\n', &data[m.start()..]).map_or(data.len(), |i| m.start() + i);
-            let judged = &data[start..end.min(start + self.max_line)];
-            set.clear();
-            which.which_overlapping_matches(&Input::new(judged), &mut set);
-            matched.clear();
-            matched.extend(
-                set.iter()
-                    .map(|p| self.line_rules[p.as_usize()])
-                    .filter(|&r| !self.rules[r].excludes(judged)),
-            );
-            if !matched.is_empty() {
-                on_line(start..end, &matched);
+        match self.groups.as_slice() {
+            [] => {}
+            [group] => group.scan(self, data, on_line),
+            groups => {
+                let mut found: Vec<(usize, usize, RuleId)> = Vec::new();
+                for group in groups {
+                    group.scan(self, data, |range, rules| {
+                        found.extend(rules.iter().map(|&r| (range.start, range.end, r)));
+                    });
+                }
+                found.sort_unstable();
+                let mut rules = Vec::new();
+                let mut i = 0;
+                while i < found.len() {
+                    let (start, end, _) = found[i];
+                    rules.clear();
+                    while i < found.len() && found[i].0 == start {
+                        rules.push(found[i].2);
+                        i += 1;
+                    }
+                    on_line(start..end, &rules);
+                }
             }
-            pos = end + 1;
         }
     }
 
@@ -452,6 +515,56 @@ mod tests {
                 .collect();
             assert_eq!(got, want, "data {:?}", String::from_utf8_lossy(data));
         }
+    }
+
+    #[test]
+    fn many_rules_in_several_groups_match_like_one_regex_per_rule() {
+        // 2.5 groups of rules; every line is judged against each rule's own regex for reference.
+        let patterns: Vec<String> = (0..GROUP_SIZE * 5 / 2)
+            .map(|i| match i % 4 {
+                0 => format!("code={i}\\b"),
+                1 => format!("(?i)user{i} failed"),
+                2 => format!("^host-{i} "),
+                _ => format!("err(or)?{i}$"),
+            })
+            .collect();
+        let specs: Vec<(&str, &[&str])> = patterns.iter().map(|p| (p.as_str(), &[][..])).collect();
+        let m = Matcher::new(&rules(&specs), 1 << 16).unwrap();
+        assert!(m.groups.len() >= 3);
+        let mut data = String::new();
+        for i in 0..2000 {
+            let r = (i * 7919) % (GROUP_SIZE * 3);
+            data.push_str(&format!(
+                "host-{r} code={r} USER{r} FAILED error{r}\nnoise {i}\n"
+            ));
+        }
+        let data = data.into_bytes();
+        let mut got = Vec::new();
+        m.scan_lines(&data, |range, ids| got.push((range, ids.to_vec())));
+        let reference: Vec<regex::bytes::Regex> = patterns
+            .iter()
+            .map(|p| crate::rules::regex_builder(p).build().unwrap())
+            .collect();
+        let mut want = Vec::new();
+        let mut start = 0;
+        for line in data.split(|&b| b == b'\n') {
+            let ids: Vec<usize> = (0..reference.len())
+                .filter(|&i| reference[i].is_match(line))
+                .collect();
+            if !ids.is_empty() {
+                want.push((start..start + line.len(), ids));
+            }
+            start += line.len() + 1;
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn patterns_that_can_match_empty_inside_a_line_terminate() {
+        let m = Matcher::new(&rules(&[("\\b", &[]), ("z", &[])]), 1 << 16).unwrap();
+        let mut n = 0;
+        m.scan_lines(b"ab cd\n  \nz\n", |_, _| n += 1);
+        assert_eq!(n, 2);
     }
 
     #[test]
