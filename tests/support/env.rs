@@ -93,6 +93,8 @@ impl TestEnv {
             .env_remove("http_proxy")
             .env_remove("ALL_PROXY")
             .env("DINGTAIL_HOST", "test-host")
+            // Checkpoints stay in the scratch directory unless a test says otherwise.
+            .env("STATE_DIRECTORY", self.dir.path().join("state"))
             .env("DINGTAIL_LOG", "info")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
