@@ -55,8 +55,6 @@ pub fn replay(
     let mut agg: Option<Aggregator> = None;
     let mut sent = Vec::new();
     let source: Arc<str> = Arc::from("-");
-    let mut input = input;
-    let mut buf = vec![0u8; 256 * 1024];
     let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
         let wall = line_time(config.timestamp.as_ref(), &line);
         let clock = state.get_or_insert_with(|| Clock::start(wall));
@@ -78,24 +76,12 @@ pub fn replay(
         let alerts = agg.add(&matcher.match_chunk(&chunk), now);
         emit(alerts, clock.wall_at(now), config, host, out, sent)
     };
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(TestError::Read(e)),
-        };
-        if let Some(block) = framer.push(&buf[..n]) {
-            for line in lines(&block) {
-                step(line, out, &mut sent)?;
-            }
-        }
-    }
-    if let Some(block) = framer.finish() {
+    framer.read_all(input, TestError::Read, |block| {
         for line in lines(&block) {
             step(line, out, &mut sent)?;
         }
-    }
+        Ok(())
+    })?;
     let clock = state.get_or_insert_with(|| Clock::start(None));
     let agg = agg
         .get_or_insert_with(|| Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0)));

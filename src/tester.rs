@@ -32,22 +32,9 @@ pub fn run(
         per_rule: config.rules.iter().map(|r| (r.name.clone(), 0)).collect(),
         ..TestReport::default()
     };
-    let mut input = input;
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(TestError::Read(e)),
-        };
-        if let Some(block) = framer.push(&buf[..n]) {
-            scan(&matcher, &block, &mut report, out)?;
-        }
-    }
-    if let Some(block) = framer.finish() {
-        scan(&matcher, &block, &mut report, out)?;
-    }
+    framer.read_all(input, TestError::Read, |block| {
+        scan(&matcher, &block, &mut report, out).map_err(TestError::Write)
+    })?;
     write_table(&report, out)?;
     Ok(report)
 }
