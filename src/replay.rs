@@ -226,7 +226,8 @@ fn line_time(format: Option<&TimestampFormat>, line: &[u8]) -> Option<SystemTime
 }
 
 /// Parses with a strftime format: with a zone if it has one, else as local time; a format
-/// without a year (syslog) gets the current one.
+/// without a year (syslog) gets the current one, or last year's when that would put the line
+/// more than a day in the future (a December log replayed in January).
 pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
     if let Ok(t) = DateTime::parse_from_str(text, format) {
         return Some(t.into());
@@ -237,11 +238,43 @@ pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
             if format.contains("%Y") || format.contains("%y") {
                 return None;
             }
-            let year = Local::now().year();
-            NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}")).ok()
+            let now = Local::now();
+            let with_year = |year: i32| {
+                NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}"))
+                    .ok()
+            };
+            let this_year = with_year(now.year())?;
+            if this_year > now.naive_local() + chrono::Duration::days(1) {
+                // (Feb 29 of a leap year has no last year: keep this year's.)
+                with_year(now.year() - 1).or(Some(this_year))
+            } else {
+                Some(this_year)
+            }
         })?;
     Local
         .from_local_datetime(&naive)
         .earliest()
         .map(SystemTime::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration as ChronoDuration;
+
+    use super::*;
+
+    #[test]
+    fn a_yearless_timestamp_is_never_placed_in_the_future() {
+        let format = "%b %d %H:%M:%S";
+        let tomorrow_plus = Local::now() + ChronoDuration::days(3);
+        let text = tomorrow_plus.format(format).to_string();
+        let t: DateTime<Local> = parse_time(&text, format).unwrap().into();
+        assert!(t <= Local::now() + ChronoDuration::days(1), "{t}");
+
+        let earlier = Local::now() - ChronoDuration::hours(2);
+        let t: DateTime<Local> = parse_time(&earlier.format(format).to_string(), format)
+            .unwrap()
+            .into();
+        assert_eq!(t.year(), earlier.year());
+    }
 }
