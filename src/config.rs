@@ -1114,14 +1114,7 @@ fn check_robot(
     let ctx = |field: &str| format!("robot '{name}', field '{field}'");
     let problems_before = c.problems.len();
 
-    let webhook = c.inline_or_file(
-        raw,
-        name,
-        "webhook",
-        &robot.webhook,
-        &robot.webhook_file,
-        env,
-    );
+    let webhook = c.inline_or_file(name, "webhook", &robot.webhook, &robot.webhook_file, env);
     match &webhook {
         Some((at, url)) => {
             if let Err(message) = check_webhook(url) {
@@ -1138,7 +1131,7 @@ fn check_robot(
         None => {}
     }
     let secret = c
-        .inline_or_file(raw, name, "secret", &robot.secret, &robot.secret_file, env)
+        .inline_or_file(name, "secret", &robot.secret, &robot.secret_file, env)
         .and_then(|(at, s)| {
             let field = ctx(at_field(&robot.secret, "secret"));
             if s.is_empty() {
@@ -1273,7 +1266,6 @@ impl Checker<'_> {
     /// other users can read gets a warning: it holds a credential.
     fn inline_or_file<'r>(
         &mut self,
-        robot: &'r Spanned<RawRobot>,
         name: &str,
         field: &str,
         inline: &'r Option<Spanned<String>>,
@@ -1332,10 +1324,7 @@ impl Checker<'_> {
                     }
                 }
             }
-            (None, None) => {
-                let _ = robot;
-                None
-            }
+            (None, None) => None,
         }
     }
 }

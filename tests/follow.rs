@@ -74,6 +74,19 @@ fn settle() {
     std::thread::sleep(Duration::from_millis(400));
 }
 
+/// Starts `dingtail run --state-dir DIR/state PATH` and waits until it is following.
+fn follow(env: &TestEnv, path: &Path) -> Child {
+    let state = env.dir().join("state");
+    let child = env.spawn(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    settle();
+    child
+}
+
 fn stop(child: Child) -> Output {
     signal(&child, libc::SIGTERM);
     wait(child)
@@ -157,14 +170,7 @@ fn rename_rotation_with_writes_racing_it_loses_nothing() {
     let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
-    let state = env.dir().join("state");
-    let child = env.spawn(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
-    settle();
+    let child = follow(&env, &log);
     let dir = env.dir().to_owned();
     let log2 = log.clone();
     write_with_rotation(&log, 1000, 200, Duration::ZERO, move |k| {
@@ -184,14 +190,7 @@ fn copytruncate_is_read_again_from_the_start() {
     let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
-    let state = env.dir().join("state");
-    let child = env.spawn(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
-    settle();
+    let child = follow(&env, &log);
     let dir = env.dir().to_owned();
     let log2 = log.clone();
     write_with_rotation(&log, 600, 200, Duration::from_millis(300), move |k| {
@@ -219,14 +218,7 @@ fn a_deleted_file_is_followed_again_when_it_reappears() {
     let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR old\n");
-    let state = env.dir().join("state");
-    let child = env.spawn(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ]);
-    settle();
+    let child = follow(&env, &log);
     append(&log, "ERROR one\n");
     assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
     fs::remove_file(&log).unwrap();
