@@ -224,10 +224,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (source, waker) = if files {
-        let (store, checkpoints) = open_store(&opts)?;
-        // An explicit --dry-run reads checkpoints but never moves them: trying a config out
-        // must not make the real service skip lines.
-        let store = store.filter(|_| !opts.dry_run);
+        let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
+        let (store, saved) = open_store(&opts, patterns)?;
         let cfg = TailConfig {
             inputs,
             max_line: config.max_line_bytes,
@@ -237,14 +235,15 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
                 Start::End
             },
             once: opts.once,
-            checkpoints: checkpoints.clone(),
+            checkpoints: saved.files.clone(),
+            known_patterns: saved.patterns,
         };
         let (tailer, waker) =
             tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
         let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
         let keeper = tokio::spawn(checkpoint::keep(
             store,
-            Keeper::new(checkpoints),
+            Keeper::new(saved.files),
             events_rx,
             settled_rx,
             finish_rx,
@@ -342,27 +341,34 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     })
 }
 
-/// The state directory's checkpoints, and the store to write them to (`None` when no state
-/// directory can be found and this is a dry run, which does not need one).
+/// The state directory's checkpoints, and the store to write them to, locked for this instance
+/// and checked to be writable (a [`checkpoint::StoreError`] otherwise, which `main` turns into
+/// exit status 2: following files without being able to checkpoint them would re-read or skip
+/// lines on every restart).
+///
+/// An explicit `--dry-run` reads the checkpoints but neither locks nor writes them (`None`):
+/// trying a config out next to the running service must not make it skip lines; a state
+/// directory that cannot be used is then one warning.
 fn open_store(
     opts: &RunOptions,
-) -> anyhow::Result<(Option<Store>, HashMap<String, checkpoint::Entry>)> {
+    patterns: Vec<String>,
+) -> anyhow::Result<(Option<Store>, checkpoint::Saved)> {
     let opened = checkpoint::state_dir(opts.state_dir.as_deref()).and_then(Store::open);
-    let store = match opened {
-        Ok(s) => s,
+    let store = match opened.and_then(|s| if opts.dry_run { Ok(s) } else { s.lock() }) {
+        Ok(s) => s.with_patterns(patterns),
         Err(e) if opts.dry_run => {
             tracing::warn!("{e}; no checkpoints in this dry run");
-            return Ok((None, HashMap::new()));
+            return Ok((None, checkpoint::Saved::default()));
         }
         Err(e) => return Err(e.into()),
     };
-    let checkpoints = if opts.from_beginning {
-        HashMap::new()
+    let saved = if opts.from_beginning {
+        checkpoint::Saved::default()
     } else {
         store.load()?
     };
-    tracing::debug!(path = %store.path().display(), entries = checkpoints.len(), "checkpoints loaded");
-    Ok((Some(store), checkpoints))
+    tracing::debug!(path = %store.path().display(), entries = saved.files.len(), "checkpoints loaded");
+    Ok(((!opts.dry_run).then_some(store), saved))
 }
 
 /// Forwards chunks until the source ends or a shutdown signal arrives; then wakes the tailer,

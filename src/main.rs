@@ -50,7 +50,14 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("dingtail: {e:#}");
-                    ExitCode::from(EXIT_UNDELIVERED)
+                    // A state directory that cannot be used is a setup error, like a bad config.
+                    if e.downcast_ref::<dingtail::source::checkpoint::StoreError>()
+                        .is_some()
+                    {
+                        ExitCode::from(EXIT_USAGE)
+                    } else {
+                        ExitCode::from(EXIT_UNDELIVERED)
+                    }
                 }
             }
         }
