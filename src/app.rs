@@ -67,9 +67,12 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Whether anything matched was not delivered.
+    /// Whether any message (of any kind: hits, "absent", "recovered", "back") was not
+    /// delivered.
     pub fn has_failures(&self) -> bool {
-        self.deliveries.iter().any(|d| d.events_failed_total() > 0)
+        self.deliveries
+            .iter()
+            .any(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
     }
 
     /// The one-line summary printed at the end.
@@ -114,7 +117,7 @@ impl RunReport {
     pub fn failures(&self) -> Vec<String> {
         self.deliveries
             .iter()
-            .filter(|d| d.events_failed_total() > 0)
+            .filter(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
             .map(|d| {
                 let rules: Vec<String> =
                     d.events_failed.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -197,6 +200,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         receivers.push(alerts_rx);
     }
     let mut dispatchers = Vec::new();
+    // One delivery deadline for every robot, fallbacks included.
+    let shutdown_deadline = Arc::default();
     for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
         let sink = match robot {
@@ -210,7 +215,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .and_then(|r| r.fallback)
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
-        let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
+            .sharing_deadline(&shutdown_deadline);
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
@@ -272,7 +278,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
+        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now())
+            .with_absence_at_end(!files),
         hit_rx,
         routes,
         progress_tx,
@@ -466,7 +473,9 @@ async fn aggregate(
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                route(agg.expire(Instant::now()), &routes).await;
+                let alerts = agg.expire(Instant::now());
+                report_progress(&mut agg, &progress_tx, None);
+                route(alerts, &routes).await;
             }
         }
     }
@@ -483,10 +492,14 @@ fn report_progress(
     progress_tx: &Option<mpsc::UnboundedSender<Event>>,
     chunk: Option<(Mark, u64)>,
 ) {
+    let moved = agg.take_moved_holds();
     let (holds, released) = agg.take_holds();
     let Some(tx) = progress_tx else {
         return;
     };
+    if !moved.is_empty() {
+        let _ = tx.send(Event::Held(moved));
+    }
     if let Some((mark, end)) = chunk {
         let _ = tx.send(Event::Progress { mark, end, holds });
     }

@@ -467,6 +467,9 @@ pub enum Event {
     },
     /// Holds given up without a message (hits below a threshold at the end): as if settled.
     Released(Vec<Mark>),
+    /// Holds taken on chunks counted earlier (a pending below its threshold moved its hold on
+    /// to its oldest recent hit): one per entry.
+    Held(Vec<Mark>),
     /// The tailer is done with this file id (rotated away and quiet, truncated, gone, taken
     /// over under another path): nothing past `end` will come under this id. Its entry stays
     /// until everything up to `end` is counted and settled.
@@ -570,6 +573,11 @@ impl Keeper {
                 }
             }
             Event::Released(marks) => self.settled(&marks),
+            Event::Held(marks) => {
+                for mark in marks {
+                    self.hold(mark, 1);
+                }
+            }
             Event::Closed { file, end } => {
                 if let Some(t) = self.files.get_mut(&file) {
                     t.closed_at = Some(end);
