@@ -152,6 +152,9 @@ enum Source {
 /// Runs the whole pipeline over stdin, or over followed files, until end of input (or a
 /// signal), then delivers and reports.
 pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> {
+    // Handlers first: a signal that arrives while files are being taken up must be a clean
+    // stop (checkpoints written), not the default action (killed).
+    let signals = Signals::install();
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
     if !opts.dry_run && config.robots.is_empty() {
@@ -265,7 +268,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
         (Source::Stdin(reader), None)
     };
-    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
+    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, signals));
 
     // Matcher thread: synchronous, so network waits never slow matching.
     let (hit_tx, hit_rx) = mpsc::channel::<HitBatch>(BATCHES_IN_FLIGHT);
@@ -384,16 +387,21 @@ async fn gate(
     mut raw_rx: mpsc::Receiver<Chunk>,
     chunk_tx: mpsc::Sender<Chunk>,
     waker: Option<tail::Waker>,
+    signals: Signals,
 ) {
-    forward(&mut raw_rx, chunk_tx).await;
+    forward(&mut raw_rx, chunk_tx, signals).await;
     drop(raw_rx);
     if let Some(w) = waker {
         w.wake();
     }
 }
 
-async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chunk>) {
-    let signal = shutdown_signal();
+async fn forward(
+    raw_rx: &mut mpsc::Receiver<Chunk>,
+    chunk_tx: mpsc::Sender<Chunk>,
+    signals: Signals,
+) {
+    let signal = signals.recv();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -410,6 +418,30 @@ async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chun
                 });
                 return;
             }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM handlers, installed as soon as a run starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+        }
+    }
+
+    /// The first SIGINT or SIGTERM.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

@@ -202,6 +202,10 @@ pub struct Entry {
     pub identity: Identity,
     /// Everything before this byte offset is done with.
     pub offset: u64,
+    /// Where this run started reading it: a `copytruncate` copy taken up where its original
+    /// was read to starts there, and the original's entry no longer counts for it from then on.
+    #[serde(default)]
+    pub from: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -495,6 +499,8 @@ struct Tracked {
     holds: BTreeMap<u64, i64>,
     /// Set by [`Event::Closed`]: nothing is read past this.
     closed_at: Option<u64>,
+    /// Where reading started.
+    from: u64,
 }
 
 impl Tracked {
@@ -524,7 +530,13 @@ pub struct Keeper {
     carried: Vec<Entry>,
     started: bool,
     dirty: bool,
+    /// Files done with lately (closed, read, settled) and where they ended: written too, so a
+    /// rotated copy or renamed file found at the next start is not read again.
+    ghosts: std::collections::VecDeque<Entry>,
 }
+
+/// How many done files the state keeps.
+const GHOSTS_KEPT: usize = 64;
 
 impl Keeper {
     /// A keeper that starts from the entries loaded from the state file.
@@ -555,6 +567,7 @@ impl Keeper {
                         counted: offset,
                         holds: BTreeMap::new(),
                         closed_at: None,
+                        from: offset,
                     },
                 );
             }
@@ -612,6 +625,15 @@ impl Keeper {
     fn forget_if_done(&mut self, file: FileId) {
         if self.files.get(&file).is_some_and(Tracked::done) {
             let t = self.files.remove(&file).expect("checked");
+            if self.ghosts.len() == GHOSTS_KEPT {
+                self.ghosts.pop_front();
+            }
+            self.ghosts.push_back(Entry {
+                path: t.path.to_string(),
+                identity: t.identity,
+                offset: t.counted,
+                from: t.from,
+            });
             if self.current.get(&t.path) == Some(&file) {
                 self.current.remove(&t.path);
             }
@@ -626,6 +648,7 @@ impl Keeper {
             path: t.path.to_string(),
             identity: t.identity,
             offset: t.safe_offset(),
+            from: t.from,
         });
         let carried = self
             .carried
@@ -637,6 +660,15 @@ impl Keeper {
                 Some(o) if e.offset < o.offset => *o = e,
                 Some(_) => {}
                 None => out.push(e),
+            }
+        }
+        // A file still followed (taken over under another name) is not a ghost.
+        for g in &self.ghosts {
+            if !out
+                .iter()
+                .any(|o| o.identity.same_inode(&g.identity) && o.identity.fp == g.identity.fp)
+            {
+                out.push(g.clone());
             }
         }
         out
@@ -675,7 +707,18 @@ pub async fn keep(
     loop {
         tokio::select! {
             e = events_rx.recv(), if events_open => match e {
-                Some(e) => keeper.event(e),
+                Some(e) => {
+                    // A file taken up or left is written at once, not within the second: a
+                    // crash right after a rotation must find the new file's identity.
+                    let structural = matches!(e, Event::Opened { .. } | Event::Closed { .. });
+                    keeper.event(e);
+                    if structural {
+                        while let Ok(e) = events_rx.try_recv() {
+                            keeper.event(e);
+                        }
+                        save(&store, &mut keeper).await;
+                    }
+                }
                 None => events_open = false,
             },
             s = settled_rx.recv(), if settled_open => match s {
@@ -810,6 +853,7 @@ mod tests {
             path: "x".into(),
             identity: id,
             offset: 6,
+            from: 0,
         };
         store.save(vec![entry.clone()]).unwrap();
         assert_eq!(store.load().unwrap().files, [entry]);
@@ -826,6 +870,7 @@ mod tests {
                 ..ident()
             },
             offset,
+            from: 0,
         }
     }
 

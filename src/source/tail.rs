@@ -204,7 +204,13 @@ struct Tailer {
     stats: TailStats,
     /// Compressed files already reported, so each gets one notice.
     skipped: HashSet<String>,
+    /// Files left lately (rotated away, truncated) and where they ended: a `copytruncate` copy
+    /// that a glob finds later is read from there, not again from 0.
+    left: std::collections::VecDeque<(Identity, u64)>,
 }
+
+/// How many left files [`Tailer`] remembers for copies.
+const LEFT_KEPT: usize = 64;
 
 impl Tailer {
     fn new(
@@ -223,6 +229,7 @@ impl Tailer {
             buf: vec![0; BLOCK],
             stats: TailStats::default(),
             skipped: HashSet::new(),
+            left: std::collections::VecDeque::new(),
         }
     }
 
@@ -531,6 +538,18 @@ impl Tailer {
     /// A rotated file that another path of ours still holds open: take it over, so a glob that
     /// also matches rotated names does not read it again from 0.
     fn adopt(&mut self, meta: &std::fs::Metadata) -> Option<Open> {
+        let key = (meta.dev(), meta.ino());
+        // The current file of another path that was renamed here (logrotate shifting
+        // `app.log.1` to `app.log.2` under a glob): it goes on here.
+        for w in &mut self.watched {
+            let moved = w.current.as_ref().is_some_and(|o| {
+                (o.identity.dev, o.identity.ino) == key
+                    && std::fs::metadata(&*w.path).map_or(true, |m| (m.dev(), m.ino()) != key)
+            });
+            if moved {
+                return w.current.take();
+            }
+        }
         for w in &mut self.watched {
             if let Some(k) = w
                 .retired
@@ -541,6 +560,22 @@ impl Tailer {
             }
         }
         None
+    }
+
+    /// Where a file that is a copy of one this run reads or read (same full fingerprint,
+    /// another inode) was read to.
+    fn copy_of(&self, file: &File) -> Option<u64> {
+        let open = self
+            .watched
+            .iter()
+            .flat_map(|w| w.current.iter().chain(&w.retired))
+            .map(|o| (o.identity, o.chunk_start));
+        let known = self.cfg.checkpoints.iter().map(|e| (e.identity, e.offset));
+        open.chain(self.left.iter().copied())
+            .chain(known)
+            .filter(|(id, at)| id.copied_to(file, *at).unwrap_or(false))
+            .map(|(_, at)| at)
+            .max()
     }
 
     /// Another followed path whose current file is this one and still there: a second way to
@@ -556,7 +591,11 @@ impl Tailer {
     }
 
     /// Tells the keeper this id of a file is done with: nothing past its last chunk will come.
-    fn close(&self, open: &Open) {
+    fn close(&mut self, open: &Open) {
+        if self.left.len() == LEFT_KEPT {
+            self.left.pop_front();
+        }
+        self.left.push_back((open.identity, open.chunk_start));
         let _ = self.events_tx.send(Event::Closed {
             file: open.id,
             end: open.chunk_start,
@@ -596,7 +635,9 @@ impl Tailer {
         let size = meta.len();
         let w = &self.watched[i];
         let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
-            0
+            // New since start; a `copytruncate` copy of a file already read starts where that
+            // file was read to.
+            self.copy_of(&file).unwrap_or(0)
         } else {
             match self.checkpoint_for(&path, &file) {
                 Some(offset) if offset <= size => offset,
@@ -617,21 +658,34 @@ impl Tailer {
     }
 
     /// The checkpoint of the file at `path`: the earliest entry naming the same file (wherever
-    /// it was followed: it may have been renamed while dingtail was down), else the earliest
-    /// entry it is a `copytruncate` copy of; else 0 when the path had a checkpoint for another
+    /// it was followed: it may have been renamed while dingtail was down) or one it is a
+    /// `copytruncate` copy of; else 0 when the path had a checkpoint for another
     /// file (the file there is new since); else none.
     fn checkpoint_for(&self, path: &str, file: &File) -> Option<u64> {
         let cps = &self.cfg.checkpoints;
-        let earliest =
-            |f: &dyn Fn(&Entry) -> bool| cps.iter().filter(|e| f(e)).map(|e| e.offset).min();
-        earliest(&|e| e.identity.matches(file).unwrap_or(false))
-            .or_else(|| earliest(&|e| e.identity.copied_to(file, e.offset).unwrap_or(false)))
-            .or_else(|| {
-                cps.iter().any(|e| e.path == path).then(|| {
-                    tracing::info!(path = %path, "a different file than at the checkpoint: reading it from the start");
-                    0
-                })
+        let own = cps
+            .iter()
+            .filter(|e| e.identity.matches(file).unwrap_or(false))
+            .min_by_key(|e| e.offset);
+        // A copy may hold lines that its original still held when it was truncated, before
+        // where this copy was taken up (`from`); what lies after that the copy's own entry
+        // covers.
+        let held_in_original = cps
+            .iter()
+            .filter(|e| own.is_none_or(|o| e.offset < o.from))
+            .filter(|e| e.identity.copied_to(file, e.offset).unwrap_or(false))
+            .map(|e| e.offset)
+            .min();
+        match (own.map(|e| e.offset), held_in_original) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .or_else(|| {
+            cps.iter().any(|e| e.path == path).then(|| {
+                tracing::info!(path = %path, "a different file than at the checkpoint: reading it from the start");
+                0
             })
+        })
     }
 
     fn new_open(&self, i: usize, file: File, identity: Identity, pos: u64, size: u64) -> Open {
