@@ -26,6 +26,7 @@ pub mod dingtalk;
 pub mod dispatch;
 pub mod matcher;
 pub mod ratelimit;
+pub mod redact;
 pub mod replay;
 pub mod rules;
 pub mod secret;

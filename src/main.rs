@@ -203,7 +203,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every log line passes the redaction step (libraries log request URLs at debug level).
+        .with_writer(|| dingtail::redact::RedactingWriter(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
