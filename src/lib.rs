@@ -32,3 +32,4 @@ pub mod rules;
 pub mod secret;
 pub mod source;
 pub mod tester;
+pub mod yaml_units;
