@@ -148,6 +148,45 @@ fn mutate(text: &str, rng: &mut fastrand::Rng) -> String {
     lines.join("\n") + "\n"
 }
 
+/// Duration fields, and values around and far past their ranges.
+const DURATION_KEYS: &[&str] = &[
+    "window",
+    "cooldown",
+    "resolve_after",
+    "within",
+    "for",
+    "timeout",
+    "throttle_pause",
+];
+const DURATION_VALUES: &[&str] = &["30days", "31days", "18446744073709551615s"];
+
+/// Every duration a pack sets, set to each of [`DURATION_VALUES`]; and every rule given a
+/// window or a cooldown of each of them.
+fn directed(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ");
+        let key = trimmed.split(':').next().unwrap_or("");
+        for value in DURATION_VALUES {
+            let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            if DURATION_KEYS.contains(&key) && line.contains(": ") {
+                let k = line.find(": ").expect("checked");
+                edited[i] = format!("{}: {value}", &line[..k]);
+                out.push(edited.join("\n") + "\n");
+            } else if line.trim_start().starts_with("- name:") {
+                let indent = " ".repeat(line.len() - line.trim_start().len() + 2);
+                for k in ["window", "cooldown"] {
+                    let mut e = edited.clone();
+                    e.insert(i + 1, format!("{indent}{k}: {value}"));
+                    out.push(e.join("\n") + "\n");
+                }
+            }
+        }
+    }
+    out
+}
+
 fn packs() -> Vec<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
     let mut out: Vec<(String, String)> = std::fs::read_dir(dir)
@@ -175,8 +214,16 @@ fn env(name: &str) -> Option<String> {
 
 /// A sample: the bundled log plus lines made to hit windows, captures and JSON fields oddly.
 fn sample() -> Vec<u8> {
-    let mut s = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample.log"))
+    let full = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample.log"))
         .expect("examples/sample.log");
+    // Its first 80 lines are enough variety and keep hundreds of runs quick.
+    let end = full
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'\n')
+        .nth(79)
+        .map_or(full.len(), |(i, _)| i + 1);
+    let mut s = full[..end].to_vec();
     s.extend_from_slice(
         b"9999-12-31 23:59:59 ERROR far future\n1970-01-01 00:00:00 ERROR epoch\n\
           {\"log\":{\"level\":\"error\"},\"msg\":\"\xff\"}\n\
@@ -192,8 +239,9 @@ fn mutated_rule_packs_never_panic_and_accepted_ones_run_test() {
     let mut rng = fastrand::Rng::with_seed(0xd1a6_7a11);
     let (mut accepted, mut refused) = (0, 0);
     for (origin, text) in packs() {
-        for round in 0..60 {
-            let mutated = mutate(&text, &mut rng);
+        let mut cases: Vec<String> = (0..60).map(|_| mutate(&text, &mut rng)).collect();
+        cases.extend(directed(&text));
+        for (round, mutated) in cases.into_iter().enumerate() {
             let result = catch_unwind(AssertUnwindSafe(|| parse_str(&mutated, &origin, &env)));
             let config = match result {
                 Err(_) => panic!("check panicked on mutation {round} of {origin}:\n{mutated}"),
