@@ -250,14 +250,32 @@ pub fn parse_str(
     let mut problems = Vec::new();
     let mut broken_robots = Vec::new();
     for unit in &units.units {
-        match serde_saphyr::from_str::<RawConfig>(&units.text(unit)) {
-            Ok(part) => merged.absorb(part),
-            Err(e) => {
-                let mut p = schema_problem(&e, origin);
-                p.context = unit_context(unit, &units.text(unit), p.line, p.column);
-                problems.push(p);
-                if let Section::Robot(name) = &unit.section {
-                    broken_robots.push(name.clone());
+        // A unit with a schema error is tried again without the line at fault (as often as that
+        // helps), so its other fields, schema and semantic, are checked too.
+        let mut unit_text = units.text(unit);
+        for _ in 0..MAX_SCHEMA_RETRIES {
+            match serde_saphyr::from_str::<RawConfig>(&unit_text) {
+                Ok(part) => {
+                    merged.absorb(part);
+                    break;
+                }
+                Err(e) => {
+                    let mut p = schema_problem(&e, origin);
+                    p.context = unit_context(unit, &unit_text, p.line, p.column);
+                    let line = p.line as usize;
+                    // The same field may fail twice as its lines are taken away: say it once.
+                    if !problems
+                        .iter()
+                        .any(|q: &Problem| q.context == p.context && q.message == p.message)
+                    {
+                        problems.push(p);
+                    }
+                    if !blank_line(&mut unit_text, line, unit) {
+                        if let Section::Robot(name) = &unit.section {
+                            broken_robots.push(name.clone());
+                        }
+                        break;
+                    }
                 }
             }
         }
@@ -274,6 +292,50 @@ pub fn parse_str(
     Err(ConfigError::Invalid(problems))
 }
 
+/// How many schema errors one unit (a rule, a robot…) may report.
+const MAX_SCHEMA_RETRIES: usize = 16;
+
+/// Empties line `line` (1-based) of a unit's text, and the lines nested under it, so the unit
+/// can be tried again without them.
+/// False when that would not help or would change the unit's shape: no such line, an empty
+/// one, the unit's first lines (its key, a list item's `- `), or a line that starts an item.
+fn blank_line(text: &mut String, line: usize, unit: &Unit) -> bool {
+    let first_own = unit.lines.last().map_or(0, |r| *r.start());
+    let Some(content) = text.split('\n').nth(line.wrapping_sub(1)) else {
+        return false;
+    };
+    let shape = content.trim_start().starts_with('-') || line <= first_own;
+    let keeps_first = unit.lines.iter().any(|r| *r.start() == line);
+    if line == 0 || content.trim().is_empty() || shape || keeps_first {
+        return false;
+    }
+    // The line goes with everything nested under it (a block scalar, a nested mapping).
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let own = indent(content);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut end = line; // 1-based, inclusive
+    while let Some(next) = lines.get(end) {
+        if next.trim().is_empty() || indent(next) > own {
+            end += 1;
+        } else {
+            break;
+        }
+    }
+    let blanked: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if (line..=end).contains(&(i + 1)) {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect();
+    *text = blanked.join("\n");
+    true
+}
+
 /// `rule 'x', field 'y'` for a schema error at `line:column` of a unit: the unit names the rule,
 /// robot or input, the text at the location names the field (the key whose value starts there,
 /// or the key itself).
@@ -287,10 +349,21 @@ fn unit_context(unit: &Unit, text: &str, line: u64, column: u64) -> String {
         Section::Input(i) => format!("input {}", i + 1),
         Section::Key(_) => String::new(),
     };
-    let field = text
-        .lines()
-        .nth((line as usize).saturating_sub(1))
-        .and_then(|l| field_at(l, (column as usize).saturating_sub(1)));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = (line as usize).saturating_sub(1);
+    let field = lines.get(at).and_then(|l| {
+        field_at(l, (column as usize).saturating_sub(1)).or_else(|| {
+            // Inside a value (a block scalar's text): the key of the nearest line above that
+            // is indented less.
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            let own = indent(l);
+            lines[..at]
+                .iter()
+                .rev()
+                .find(|p| !p.trim().is_empty() && indent(p) < own)
+                .and_then(|p| field_at(p, p.find(':').unwrap_or(0) + 1))
+        })
+    });
     match (owner.is_empty(), field) {
         (true, None) => String::new(),
         (true, Some(f)) => format!("field '{f}'"),
@@ -310,7 +383,16 @@ fn field_at(line: &str, col: usize) -> Option<String> {
         let rev: String = b.chars().rev().take_while(|c| is_key(*c)).collect();
         rev.chars().rev().collect()
     } else {
-        chars[col..].iter().take_while(|c| is_key(**c)).collect()
+        // The key itself (an unknown field is located at its name).
+        let word: String = chars[col..].iter().take_while(|c| is_key(**c)).collect();
+        let after = chars[col + word.chars().count()..]
+            .iter()
+            .collect::<String>();
+        if after.trim_start().starts_with(':') {
+            word
+        } else {
+            String::new()
+        }
     };
     (!key.is_empty()).then_some(key)
 }
@@ -2073,8 +2155,10 @@ rules:
     match: ok
     widnow: 1s
   - name: c
-    match: ok
+    match: '(still checked'
     max_lines: many
+    exclude: |
+      not a list
   - name: d
     match: ok
     robot: [ops, nobody]
@@ -2093,18 +2177,26 @@ extra_top: 1
             ("rules.yaml:10:12: rule 'a', field 'match'", ""),
             ("rules.yaml:13:5: rule 'b', field 'widnow'", "unknown field"),
             (
+                "rules.yaml:15:12: rule 'c', field 'match'",
+                "unclosed group",
+            ),
+            (
                 "rules.yaml:16:16: rule 'c', field 'max_lines'",
                 "whole number",
             ),
             (
-                "rules.yaml:19:12: rule 'd', field 'robot'",
+                "rules.yaml:18:7: rule 'c', field 'exclude'",
+                "must be a list",
+            ),
+            (
+                "rules.yaml:21:12: rule 'd', field 'robot'",
                 "unknown robot `nobody`",
             ),
             (
-                "rules.yaml:22:13: rule 'e', field 'window'",
+                "rules.yaml:24:13: rule 'e', field 'window'",
                 "longest allowed, 1day",
             ),
-            ("rules.yaml:23:1: field 'extra_top'", "unknown field"),
+            ("rules.yaml:25:1: field 'extra_top'", "unknown field"),
         ];
         assert_eq!(shown.len(), expect.len(), "{shown:#?}");
         for ((want, says), got) in expect.iter().zip(&shown) {

@@ -10,6 +10,7 @@ use dingtail::app::{self, RunOptions};
 use dingtail::cli::{Cli, Command, ConfigArg, SendArgs};
 use dingtail::config::{self, Config};
 use dingtail::dingtalk::{Client, message};
+use dingtail::redact::redact_patterns;
 use dingtail::tester;
 
 const EXIT_UNDELIVERED: u8 = 1;
@@ -38,9 +39,10 @@ fn main() -> ExitCode {
             let result = runtime().block_on(app::run(config, opts));
             match result {
                 Ok(report) => {
-                    eprintln!("{}", report.summary());
+                    // The summary and the failures pass the redaction step like every log line.
+                    eprintln!("{}", redact_patterns(&report.summary()));
                     for line in report.failures() {
-                        eprintln!("{line}");
+                        eprintln!("{}", redact_patterns(&line));
                     }
                     if report.has_failures() {
                         ExitCode::from(EXIT_UNDELIVERED)
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("dingtail: {e:#}");
+                    eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
                     ExitCode::from(EXIT_UNDELIVERED)
                 }
             }

@@ -223,8 +223,24 @@ impl Walk<'_> {
         None
     }
 
-    /// Consumes one node; returns the last line holding any of its content.
+    /// Consumes one node; returns its last line, which is before the line where the next
+    /// event starts (a block scalar's span runs on to the next token).
     fn node(&mut self) -> Result<usize, Unsplittable> {
+        let first = self
+            .events
+            .get(self.at)
+            .map_or(0, |(_, span)| span.start.line());
+        let last = self.node_raw()?;
+        Ok(match self.events.get(self.at) {
+            Some((_, next)) if next.start.line() <= last && next.start.line() > first => {
+                next.start.line() - 1
+            }
+            _ => last,
+        })
+    }
+
+    /// Consumes one node; returns the last line holding any of its content.
+    fn node_raw(&mut self) -> Result<usize, Unsplittable> {
         let mut styles: Vec<StructureStyle> = Vec::new();
         let mut last = 0;
         loop {
