@@ -18,7 +18,16 @@
 //! - permanent (bad token or secret, disabled robot…): one clear error, then the robot is left
 //!   alone and tried again every `retry.recheck` while alerts keep gathering (someone may fix
 //!   it); when the input ends, what it holds is reported as not delivered;
-//! - too large (460101): a rendering bug; the message is rendered again smaller.
+//! - too large (460101): a rendering bug; the message is rendered again smaller;
+//! - quota spent (90030): the robot sends nothing more this month (see below).
+//!
+//! The monthly budget ([`crate::budget`]) is part of "when may I send next?": before each
+//! message the dispatcher asks it, and while the pace says wait it rests and merges, as for the
+//! rate limit. A message is counted in the ledger (on disk) before it is posted, and taken back
+//! only when DingTalk certainly refused it. A message holding a critical alert may use the
+//! reserve; while ordinary rules are held back, critical alerts go first and the others ride along
+//! in the same message. When the budget is spent, the robot holds everything until the month
+//! turns; at the end of input what it holds is reported as not delivered.
 //!
 //! Edges: when its input closes (end of input or a shutdown signal) the dispatcher has
 //! `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
@@ -28,7 +37,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -36,14 +45,21 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Alert;
+use crate::budget::month::shanghai_time;
+use crate::budget::{SharedBudget, Verdict};
 use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render;
-use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
+use crate::dingtalk::style::Severity;
+use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
 const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
+
+/// A robot held back by its budget asks again at least this often: the wall clock may be set,
+/// and the month turns.
+const BUDGET_RECHECK: Duration = Duration::from_secs(60);
 
 /// Where messages go.
 #[derive(Clone)]
@@ -160,6 +176,19 @@ enum Outcome {
     Failed(String),
     /// The shutdown deadline passed.
     TimedOut,
+    /// DingTalk says the monthly quota is used up: alerts go back to pending, the robot stops
+    /// until the month turns.
+    Spent(String),
+}
+
+/// What the budget lets the dispatcher do with what it holds.
+enum Gate {
+    /// Send (the rate limit permitting).
+    Go,
+    /// Rest (merging) until then, and ask again.
+    Wait(Instant),
+    /// The input has ended and the budget is spent: report what is held as not delivered.
+    GiveUp(String),
 }
 
 /// Delivers alerts to one robot; see the module docs.
@@ -184,6 +213,17 @@ pub struct Dispatcher {
     /// Told the holds of every alert once it is settled (delivered, or reported undelivered),
     /// so the checkpoint of a followed file may move past its lines; see `source::checkpoint`.
     settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
+    /// The monthly budget and this robot's index in it (`None`: no budget, as in dry-run).
+    budget: Option<(SharedBudget, usize)>,
+    /// What the budget last made us say ("pace", "spent"), so it is said once, not per minute.
+    budget_said: Option<&'static str>,
+    /// Some attempt of the message being delivered ended without a clear answer, so DingTalk
+    /// may have posted (and counted) it: its count in the ledger stays.
+    maybe_posted: bool,
+}
+
+fn is_critical(alert: &Alert) -> bool {
+    alert.style.severity == Some(Severity::Critical)
 }
 
 impl Dispatcher {
@@ -213,7 +253,16 @@ impl Dispatcher {
             last_error: None,
             last_said: None,
             settled_tx: None,
+            budget: None,
+            budget_said: None,
+            maybe_posted: false,
         }
+    }
+
+    /// Sends only what the monthly `budget` allows, counting as robot `robot` in it.
+    pub fn with_budget(mut self, budget: SharedBudget, robot: usize) -> Dispatcher {
+        self.budget = Some((budget, robot));
+        self
     }
 
     /// Reports settled alerts' holds to `settled_tx` (the checkpoint keeper).
@@ -265,13 +314,43 @@ impl Dispatcher {
                     continue;
                 }
             }
+            match self.budget_gate() {
+                Gate::Go => {}
+                Gate::Wait(until) => {
+                    self.rest_until(until).await;
+                    continue;
+                }
+                Gate::GiveUp(reason) => {
+                    let alerts = std::mem::take(&mut self.pending);
+                    self.report.fail(&alerts, &reason);
+                    self.settle(&alerts);
+                    continue;
+                }
+            }
             let slot = self.next_slot();
             if !self.wait_until(slot).await {
                 break;
             }
+            self.critical_first();
             let (message, used) = render(&self.pending, &self.render_context(), new_uuid());
             let alerts: Vec<Alert> = self.pending.drain(..used).collect();
-            match self.deliver(&message).await {
+            let counted = SystemTime::now();
+            if let Some((budget, robot)) = &self.budget {
+                let critical = alerts.iter().any(is_critical);
+                if budget.try_record(*robot, critical, self.input_open, counted) != Verdict::Now {
+                    // Another robot took the last of the budget meanwhile: ask again.
+                    self.requeue(alerts);
+                    continue;
+                }
+            }
+            let outcome = self.deliver(&message).await;
+            if matches!(
+                outcome,
+                Outcome::Requeue | Outcome::Broken(_) | Outcome::Spent(_)
+            ) {
+                self.refund(counted);
+            }
+            match outcome {
                 Outcome::Delivered => {
                     if self.broken.take().is_some() {
                         tracing::info!(robot = ?self.cfg.robot, "robot accepts messages again");
@@ -293,6 +372,15 @@ impl Dispatcher {
                     self.requeue(alerts);
                     break;
                 }
+                Outcome::Spent(why) => {
+                    self.requeue(alerts);
+                    if let Some((budget, robot)) = &self.budget {
+                        budget.mark_spent(*robot, &why, SystemTime::now());
+                    } else {
+                        // No ledger to remember it: hold the robot like a broken one.
+                        self.broken = Some((why, Instant::now() + self.cfg.retry.recheck));
+                    }
+                }
             }
         }
         let left = std::mem::take(&mut self.pending);
@@ -303,6 +391,72 @@ impl Dispatcher {
         self.report.fail(&left, &reason);
         self.settle(&left);
         self.report
+    }
+
+    /// Asks the budget about what is pending; see [`Gate`].
+    fn budget_gate(&mut self) -> Gate {
+        let Some((budget, robot)) = &self.budget else {
+            return Gate::Go;
+        };
+        let name = self.cfg.robot.as_deref().unwrap_or("(none)");
+        let critical = self.pending.iter().any(is_critical);
+        let now = SystemTime::now();
+        let wait = |until: SystemTime| {
+            Instant::now()
+                + until
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .min(BUDGET_RECHECK)
+        };
+        match budget.verdict(*robot, critical, self.input_open, now) {
+            Verdict::Now => {
+                if self.budget_said.take() == Some("spent") {
+                    tracing::info!(robot = name, "robot may send again: a new month");
+                }
+                Gate::Go
+            }
+            Verdict::Pace { until } => {
+                if self.budget_said.replace("pace") != Some("pace") {
+                    tracing::info!(robot = name, next = %shanghai_time(until), "pacing the monthly budget: holding and merging alerts until the next message is due");
+                }
+                Gate::Wait(wait(until))
+            }
+            Verdict::Spent { until, why } => {
+                let reason = format!(
+                    "robot {name}: {why}; nothing more is sent before the month turns ({})",
+                    shanghai_time(until)
+                );
+                if !self.input_open {
+                    return Gate::GiveUp(reason);
+                }
+                if self.budget_said.replace("spent") != Some("spent") {
+                    tracing::error!("{reason}; holding its alerts (they are reported at exit)");
+                }
+                Gate::Wait(wait(until))
+            }
+        }
+    }
+
+    /// While the budget holds ordinary rules back but lets critical ones through, critical
+    /// alerts go first into the message (the others fill what room is left).
+    fn critical_first(&mut self) {
+        let Some((budget, robot)) = &self.budget else {
+            return;
+        };
+        if self.pending.iter().any(is_critical)
+            && budget.verdict(*robot, false, self.input_open, SystemTime::now()) != Verdict::Now
+        {
+            self.pending.sort_by_key(|a| !is_critical(a));
+        }
+    }
+
+    /// Takes back the ledger's count for a message DingTalk certainly did not post.
+    fn refund(&self, counted: SystemTime) {
+        if let Some((budget, robot)) = &self.budget
+            && !self.maybe_posted
+        {
+            budget.refund(*robot, counted, SystemTime::now());
+        }
     }
 
     fn render_context(&self) -> RenderContext<'_> {
@@ -353,6 +507,7 @@ impl Dispatcher {
             Sink::Post { client, robot } => (client.clone(), robot.clone()),
         };
         let mut backoff = self.cfg.retry.initial;
+        self.maybe_posted = false;
         loop {
             let slot = self.limiter.next_slot(Instant::now());
             if !self.wait_until(slot).await {
@@ -372,6 +527,8 @@ impl Dispatcher {
                 }
                 Some(Err(e)) => e,
             };
+            // Only an errcode answer is a sure refusal; anything else may have been posted.
+            self.maybe_posted |= !matches!(error, SendError::Api { .. });
             self.last_error = Some(error.to_string());
             match error.class() {
                 ErrorClass::Retryable => {
@@ -397,6 +554,10 @@ impl Dispatcher {
                     tracing::error!(robot = %robot.name, body_bytes = message.body.len(), "message too large, shrinking and resending (a dingtail bug): {error}");
                     self.max_body = (self.max_body * 3 / 4).max(2_000);
                     return Outcome::Requeue;
+                }
+                ErrorClass::QuotaSpent => {
+                    tracing::error!(robot = %robot.name, "DingTalk says the monthly quota is used up: {error}; the robot sends nothing more this month, its alerts are held and reported at exit");
+                    return Outcome::Spent(error.to_string());
                 }
                 ErrorClass::Permanent => {
                     let now = Instant::now();

@@ -39,6 +39,9 @@ fn main() -> ExitCode {
             match result {
                 Ok(report) => {
                     eprintln!("{}", report.summary());
+                    if let Some(status) = &report.budget {
+                        eprintln!("dingtail: {status}");
+                    }
                     for line in report.failures() {
                         eprintln!("{line}");
                     }
@@ -139,7 +142,25 @@ fn check(arg: &ConfigArg) -> ExitCode {
         },
         config.rules.len()
     );
-    ExitCode::SUCCESS
+    // The budget as `run` would see it now, from the ledger in the state directory.
+    let file = dingtail::source::checkpoint::state_dir(None)
+        .ok()
+        .map(|d| dingtail::budget::ledger_file::LedgerFile::at(&d));
+    let path = file.as_ref().map(|f| f.path().display().to_string());
+    match dingtail::budget::SharedBudget::open(&config, file) {
+        Ok(budget) => {
+            println!("{}", budget.status(std::time::SystemTime::now()));
+            println!(
+                "(a natural month in Asia/Shanghai; ledger {})",
+                path.as_deref().unwrap_or("none: no state directory")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn send(args: &SendArgs) -> ExitCode {

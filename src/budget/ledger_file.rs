@@ -65,6 +65,13 @@ impl LedgerFile {
         })
     }
 
+    /// The ledger file in `dir`, without creating anything (to read it, as `dingtail check`).
+    pub fn at(dir: &Path) -> LedgerFile {
+        LedgerFile {
+            dir: dir.to_owned(),
+        }
+    }
+
     /// The file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(LEDGER_FILE)
