@@ -220,7 +220,12 @@ pub struct Dispatcher {
     /// Some attempt of the message being delivered ended without a clear answer, so DingTalk
     /// may have posted (and counted) it: its count in the ledger stays.
     maybe_posted: bool,
+    /// The wall clock the budget is asked with (tests put it on tokio's paused clock).
+    wall: WallClock,
 }
+
+/// Tells the time of day (the budget's month and pace are in wall-clock time).
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 fn is_critical(alert: &Alert) -> bool {
     alert.style.severity == Some(Severity::Critical)
@@ -256,7 +261,14 @@ impl Dispatcher {
             budget: None,
             budget_said: None,
             maybe_posted: false,
+            wall: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Asks the budget with this clock instead of the system's.
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Dispatcher {
+        self.wall = wall;
+        self
     }
 
     /// Sends only what the monthly `budget` allows, counting as robot `robot` in it.
@@ -334,7 +346,7 @@ impl Dispatcher {
             self.critical_first();
             let (message, used) = render(&self.pending, &self.render_context(), new_uuid());
             let alerts: Vec<Alert> = self.pending.drain(..used).collect();
-            let counted = SystemTime::now();
+            let counted = (self.wall)();
             if let Some((budget, robot)) = &self.budget {
                 let critical = alerts.iter().any(is_critical);
                 if budget.try_record(*robot, critical, self.input_open, counted) != Verdict::Now {
@@ -375,7 +387,7 @@ impl Dispatcher {
                 Outcome::Spent(why) => {
                     self.requeue(alerts);
                     if let Some((budget, robot)) = &self.budget {
-                        budget.mark_spent(*robot, &why, SystemTime::now());
+                        budget.mark_spent(*robot, &why, (self.wall)());
                     } else {
                         // No ledger to remember it: hold the robot like a broken one.
                         self.broken = Some((why, Instant::now() + self.cfg.retry.recheck));
@@ -400,7 +412,7 @@ impl Dispatcher {
         };
         let name = self.cfg.robot.as_deref().unwrap_or("(none)");
         let critical = self.pending.iter().any(is_critical);
-        let now = SystemTime::now();
+        let now = (self.wall)();
         let wait = |until: SystemTime| {
             Instant::now()
                 + until
@@ -444,7 +456,7 @@ impl Dispatcher {
             return;
         };
         if self.pending.iter().any(is_critical)
-            && budget.verdict(*robot, false, self.input_open, SystemTime::now()) != Verdict::Now
+            && budget.verdict(*robot, false, self.input_open, (self.wall)()) != Verdict::Now
         {
             self.pending.sort_by_key(|a| !is_critical(a));
         }
@@ -455,7 +467,7 @@ impl Dispatcher {
         if let Some((budget, robot)) = &self.budget
             && !self.maybe_posted
         {
-            budget.refund(*robot, counted, SystemTime::now());
+            budget.refund(*robot, counted, (self.wall)());
         }
     }
 
@@ -736,5 +748,144 @@ mod tests {
         assert_eq!(d.pending.len(), 2);
         assert_eq!(d.pending[0].count, 12);
         drop(tx);
+    }
+
+    /// Records each write (one dry-run line) with the time on tokio's clock.
+    #[derive(Clone, Default)]
+    struct Timed(Arc<Mutex<Vec<(Instant, String)>>>);
+    impl Write for Timed {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).into_owned();
+            self.0.lock().unwrap().push((Instant::now(), text));
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The budget in the dispatcher, on tokio's paused clock through a whole November: a budget
+    /// of 30 (3 kept for critical rules), storms of 60 rules an hour for days, quiet days, and
+    /// critical alerts in the middle of storms; the input ends on December 1st.
+    #[tokio::test(start_paused = true)]
+    async fn on_the_simulated_clock_a_month_of_storms_keeps_to_the_budget_and_loses_nothing() {
+        use crate::budget::{Budget, Ledger, Month};
+        use crate::config::{Quota, Reserve};
+        use crate::dingtalk::style::Style;
+
+        let nov = Month {
+            year: 2026,
+            month: 11,
+        };
+        let t0 = Instant::now();
+        let wall0 = nov.start();
+        let wall: WallClock = Arc::new(move || wall0 + (Instant::now() - t0));
+        let quota = Quota {
+            monthly: 30,
+            reserve: Reserve::Count(3),
+            robot_monthly: Vec::new(),
+        };
+        let budget = SharedBudget::new(
+            Budget::new(&quota, &["ops".to_owned()], Ledger::default()),
+            None,
+        );
+        let out = Timed::default();
+        let (tx, rx) = mpsc::channel(64);
+        let d = Dispatcher::new(
+            config(),
+            Sink::DryRun(Arc::new(Mutex::new(out.clone()))),
+            rx,
+            None,
+        )
+        .with_budget(budget.clone(), 0)
+        .with_wall_clock(wall.clone());
+        let task = tokio::spawn(d.run());
+
+        let critical = Arc::new(Style {
+            severity: Some(Severity::Critical),
+            ..Style::default()
+        });
+        let storm_days = [0, 1, 2, 10, 11, 20];
+        let critical_at = [(1, 12), (5, 3), (11, 12), (20, 12)];
+        let (mut generated, mut critical_sent_at) = (0u64, Vec::new());
+        for hour in 0..30 * 24 {
+            let (day, h) = (hour / 24, hour % 24);
+            let mut batch = Vec::new();
+            if storm_days.contains(&day) {
+                batch.extend((0..60).map(|r| alert(r, 1 + (r as u64 % 3))));
+            } else if h % 6 == 0 {
+                batch.push(alert(0, 1));
+            }
+            if critical_at.contains(&(day, h)) {
+                let mut a = alert(100, 1);
+                a.style = critical.clone();
+                batch.push(a);
+                critical_sent_at.push(Instant::now());
+            }
+            generated += batch.iter().map(|a| a.count).sum::<u64>();
+            tx.send(batch).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        // The month turns; then the input ends.
+        assert!(wall() >= nov.end());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(tx);
+        let report = task.await.unwrap();
+
+        let lines = out.0.lock().unwrap().clone();
+        let parsed: Vec<(Instant, serde_json::Value)> = lines
+            .iter()
+            .map(|(t, l)| (*t, serde_json::from_str(l).unwrap()))
+            .collect();
+        let november: Vec<&(Instant, serde_json::Value)> = parsed
+            .iter()
+            .filter(|(t, _)| wall0 + (*t - t0) < nov.end())
+            .collect();
+        assert!(
+            november.len() <= 30,
+            "{} messages in November",
+            november.len()
+        );
+        let ordinary = november
+            .iter()
+            .filter(|(_, v)| !v["rules"].as_array().unwrap().contains(&"rule-100".into()))
+            .count();
+        assert!(
+            ordinary <= 27,
+            "ordinary rules ate into the reserve: {ordinary}"
+        );
+        // Never ahead of the pace by more than a day's share (1) and the reserve (3).
+        for (i, (t, _)) in november.iter().enumerate() {
+            let e = nov.elapsed_ms(wall0 + (*t - t0)) as u128;
+            let pace = (27 * e / nov.len_ms() as u128) as usize;
+            assert!(i < pace + 1 + 3, "message {} ran ahead of the pace", i + 1);
+        }
+        // Every critical alert went out at the moment it arrived, storm or not.
+        for at in &critical_sent_at {
+            assert!(
+                parsed
+                    .iter()
+                    .any(|(t, v)| t == at
+                        && v["rules"].as_array().unwrap().contains(&"rule-100".into())),
+                "a critical alert waited"
+            );
+        }
+        // Every count is in some message, and the storms were merged into few.
+        let counted: u64 = parsed
+            .iter()
+            .map(|(_, v)| v["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, generated);
+        assert_eq!(report.events_sent, generated);
+        assert_eq!(report.events_failed_total(), 0);
+        assert!(
+            november.len() >= 20,
+            "the budget was used: {}",
+            november.len()
+        );
+        // December's ledger holds only December's messages.
+        let status = budget.status(wall());
+        assert_eq!(status.month, "2026-12");
+        assert_eq!(status.used as usize, parsed.len() - november.len());
     }
 }
