@@ -358,11 +358,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
 /// The monthly budget with its ledger from the state directory (in memory only, with a
 /// warning, when there is no state directory to be found).
 fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
-    let file = match checkpoint::state_dir(opts.state_dir.as_deref()) {
-        Ok(dir) => Some(LedgerFile::open(&dir)?),
+    let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
+    let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
+        Ok(file) => Some(file),
+        // Alerting without a disk beats no alerting; a ledger that exists but cannot be read
+        // stops the start instead (starting from zero would under-count the month).
         Err(e) => {
             tracing::warn!(
-                "{e}; the monthly budget is counted in memory only (a restart forgets it)"
+                "{e:#}; the monthly budget is counted in memory only (a restart forgets it)"
             );
             None
         }

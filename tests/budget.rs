@@ -232,6 +232,17 @@ fn a_quota_error_from_dingtalk_stops_the_robot_until_the_month_turns() {
 }
 
 #[test]
+fn a_message_sent_by_hand_counts_in_the_ledger() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    let env = TestEnv::new().config(&config(&emu, "{ monthly: 10 }"));
+    let out = env.run(&["send", "hello from the on-call"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(emu.posts().len(), 1);
+    assert_eq!(ledger(&env)["total"], 1);
+    assert_eq!(ledger(&env)["robots"]["ops"], 1);
+}
+
+#[test]
 fn replay_prints_a_forecast_against_the_budget() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");

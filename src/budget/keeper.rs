@@ -73,6 +73,16 @@ impl SharedBudget {
         v
     }
 
+    /// Counts a message whatever the budget says (`dingtail send`: the user asked for it) and
+    /// saves the ledger; returns what the budget would have said.
+    pub fn record_anyway(&self, robot: usize, now: SystemTime) -> Verdict {
+        let mut inner = self.lock();
+        let v = inner.budget.verdict(robot, true, false, now);
+        inner.budget.record(robot, now);
+        inner.save(now);
+        v
+    }
+
     /// See [`Budget::refund`].
     pub fn refund(&self, robot: usize, counted: SystemTime, now: SystemTime) {
         let mut inner = self.lock();

@@ -136,6 +136,12 @@ impl Cap {
         }
     }
 
+    /// `⌊N·e⌋`: what an even pace would have spent by `now`.
+    fn at_pace(&self, month: Month, now: SystemTime) -> u64 {
+        ((self.cap - self.reserve) as u128 * month.elapsed_ms(now) as u128 / month.len_ms() as u128)
+            as u64
+    }
+
     /// Messages the pace allows by `now` (ordinary rules), for status lines.
     fn allowance(&self, month: Month, now: SystemTime) -> u64 {
         let normal = self.cap - self.reserve;
@@ -370,13 +376,9 @@ impl Budget {
     /// replay forecast, which starts in the middle of a month).
     pub fn assume_on_pace(&mut self, now: SystemTime) {
         let month = self.roll(now);
-        let at_pace = |cap: &Cap| {
-            ((cap.cap - cap.reserve) as u128 * month.elapsed_ms(now) as u128
-                / month.len_ms() as u128) as u64
-        };
-        self.ledger.total = at_pace(&self.org);
+        self.ledger.total = self.org.at_pace(month, now);
         for (name, cap) in &self.robots {
-            let used = cap.as_ref().map_or(0, at_pace);
+            let used = cap.as_ref().map_or(0, |c| c.at_pace(month, now));
             self.ledger.robots.insert(name.clone(), used);
         }
     }

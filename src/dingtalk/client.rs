@@ -69,7 +69,11 @@ impl SendError {
                 ErrorClass::Retryable
             }
             SendError::Http { .. } => ErrorClass::Permanent,
-            SendError::Api { errmsg, .. } if is_quota_message(errmsg) => ErrorClass::QuotaSpent,
+            SendError::Api { errcode, errmsg }
+                if classify(*errcode) == ErrorClass::Permanent && is_quota_message(errmsg) =>
+            {
+                ErrorClass::QuotaSpent
+            }
             SendError::Api { errcode, .. } => classify(*errcode),
         }
     }
@@ -86,8 +90,8 @@ pub fn classify(errcode: i64) -> ErrorClass {
     }
 }
 
-/// The quota's errcode is not documented (90030 is what users report): an answer whose message
-/// speaks of the quota or of a monthly limit is taken as one too, whatever its code.
+/// The quota's errcode is not documented (90030 is what users report): a refusal with an
+/// unknown or permanent code whose message speaks of the quota is taken as one too.
 fn is_quota_message(errmsg: &str) -> bool {
     let m = errmsg.to_ascii_lowercase();
     m.contains("quota") || m.contains("over limit") || errmsg.contains("额度")
