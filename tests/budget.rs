@@ -295,3 +295,43 @@ rules:
     );
     assert!(forecast.contains("% of the budget of 300"), "{forecast}");
 }
+
+#[test]
+fn quota_mistakes_are_config_errors_with_their_line() {
+    let env = TestEnv::new().config(
+        r#"robots:
+  ops:
+    webhook: "http://127.0.0.1:9/robot/send?access_token=x"
+    monthly: 0
+quota:
+  monthly: 100
+  reserve: ten percent
+rules:
+  - { name: err, match: ERROR }
+"#,
+    );
+    let out = env.run(&["check"], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("rules.yaml:4:14: robot 'ops', field 'monthly': must be at least 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("rules.yaml:7:12: quota, field 'reserve': `ten percent` is not a reserve"),
+        "{}",
+        out.stderr
+    );
+    let env = TestEnv::new()
+        .config("quota: { monthly: 100, reserve: 100 }\nrules:\n  - { name: err, match: ERROR }\n");
+    let out = env.run(&["check"], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("keeps all 100 messages for critical rules"),
+        "{}",
+        out.stderr
+    );
+}
