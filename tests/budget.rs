@@ -10,8 +10,8 @@ use std::io::Write;
 use std::process::Child;
 use std::time::Duration;
 
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, TestEnv, header_total, wait};
+use support::emulator::{Emulator, Fault, RobotSpec};
+use support::env::{Output, TestEnv, header_total, signal, wait};
 
 const TOKEN: &str = "tok-budget-0123456789";
 const LIMIT: Duration = Duration::from_secs(60);
@@ -229,6 +229,23 @@ fn a_quota_error_from_dingtalk_stops_the_robot_until_the_month_turns() {
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn a_crash_while_a_message_is_in_flight_never_under_counts() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    // DingTalk posts the message at once but answers only much later.
+    emu.push_fault(TOKEN, Fault::Delay(Duration::from_secs(30)));
+    let env = TestEnv::new().config(&config(&emu, "{ monthly: 10 }"));
+    let mut child = env.spawn(&["run"]);
+    write(&mut child, "x E01 failed\n");
+    emu.wait_for_posts(1, LIMIT);
+    signal(&child, libc::SIGKILL);
+    let out = wait(child);
+    assert_eq!(out.code, -1);
+    // Counted before it was sent: the ledger knows of the message the crash interrupted.
+    assert_eq!(ledger(&env)["total"], 1);
+    assert_eq!(emu.posts().len(), 1);
 }
 
 #[test]
