@@ -22,6 +22,9 @@ use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names}
 use crate::secret::Secret;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod quota;
+pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
+
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
@@ -124,6 +127,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
+    pub quota: Quota,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -505,6 +510,8 @@ struct RawConfig {
     timestamp: Option<RawTimestamp>,
     #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
+    #[serde(default)]
+    quota: Option<Spanned<quota::RawQuota>>,
 }
 
 impl RawConfig {
@@ -562,6 +569,8 @@ struct RawRobot {
     retry: Option<RawRetry>,
     #[serde(default)]
     throttle_pause: Option<Spanned<String>>,
+    #[serde(default)]
+    monthly: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1029,6 +1038,10 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let robot_monthly: Vec<_> = (raw.robots.iter())
+        .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
+        .collect();
+    let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -1040,6 +1053,7 @@ fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            quota,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).
