@@ -523,6 +523,7 @@ impl RawConfig {
         self.defaults = self.defaults.take().or(part.defaults);
         self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
         self.timestamp = self.timestamp.take().or(part.timestamp);
+        self.quota = self.quota.take().or(part.quota);
     }
 }
 

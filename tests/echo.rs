@@ -90,7 +90,7 @@ fn assert_nothing_leaks(emu: &Emulator, out: &Output, what: &str) {
     }
 }
 
-const ECHOES: [Fault; 12] = [
+const ECHOES: [Fault; 13] = [
     Fault::EchoPage(200),
     Fault::EchoPage(500),
     Fault::EchoPage(403),
@@ -99,6 +99,7 @@ const ECHOES: [Fault; 12] = [
     Fault::EchoErrcode(130101),
     Fault::EchoErrcode(460101),
     Fault::EchoErrcode(0),
+    Fault::EchoErrcode(90030),
     Fault::EchoHeaders(200),
     Fault::EchoHeaders(502),
     Fault::EchoRedirect(302),
@@ -154,6 +155,7 @@ fn permanent_echoes_reported_at_exit_print_no_secret() {
     for fault in [
         Fault::EchoErrcode(310000),
         Fault::EchoErrcode(400102),
+        Fault::EchoErrcode(90030),
         Fault::EchoPage(403),
         Fault::EchoHeaders(404),
         Fault::EchoRedirect(302),
