@@ -87,7 +87,8 @@ fn main() -> ExitCode {
                 dingtail::replay::replay(&config, input, &mut out, &hostname(), args.line_interval)
                     .map(|_| ())
             } else {
-                tester::run(&config, input, &mut out).map(|_| ())
+                let multiline = tester::multiline_for(&config, args.path.as_deref());
+                tester::run_events(&config, input, multiline, &mut out).map(|_| ())
             };
             let _ = out.flush();
             match result {
