@@ -63,6 +63,7 @@ fn render_messages(c: &mut Criterion) {
         host: "web-01",
         keyword: Some("告警"),
         max_body: MAX_BODY_BYTES,
+        zone: dingtail::timezone::Zone::parse("Asia/Shanghai").expect("known zone"),
     };
     let mut group = c.benchmark_group("render");
     group

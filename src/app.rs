@@ -210,7 +210,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .and_then(|r| r.fallback)
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
-        let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        cfg.zone = config.timezone;
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());

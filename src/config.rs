@@ -20,6 +20,7 @@ use serde_saphyr::Spanned;
 use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
+use crate::timezone::Zone;
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
@@ -123,6 +124,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// `timezone:`, else `TZ`, else the host's zone: every time in a message is written in it.
+    pub timezone: Zone,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -274,6 +277,8 @@ struct RawConfig {
     timestamp: Option<RawTimestamp>,
     #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
+    #[serde(default)]
+    timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -720,6 +725,7 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let timezone = check_timezone(&mut c, raw.timezone.as_ref());
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -731,12 +737,32 @@ fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            timezone,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).
         c.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(c.problems))
     }
+}
+
+/// `timezone:` must be an IANA name the compiled-in database knows; without it, `TZ` or the
+/// host's zone (see [`Zone::from_env`]).
+fn check_timezone(c: &mut Checker, raw: Option<&Spanned<String>>) -> Zone {
+    let Some(raw) = raw else {
+        return Zone::from_env();
+    };
+    Zone::parse(&raw.value).unwrap_or_else(|| {
+        c.problem(
+            raw,
+            "field 'timezone'",
+            format!(
+                "unknown time zone `{}`: use an IANA name such as Asia/Shanghai or UTC",
+                raw.value
+            ),
+        );
+        Zone::Host
+    })
 }
 
 fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputConfig> {
@@ -1480,6 +1506,17 @@ rules:
         assert_eq!(c.rules[0].max_lines, 3);
         assert_eq!(c.rules[1].window, Duration::from_millis(500));
         assert_eq!(c.rules[1].robots, [0]);
+    }
+
+    #[test]
+    fn timezone_is_an_iana_name_located_when_wrong() {
+        let c = parse(&format!("timezone: Asia/Shanghai\n{GOOD}")).unwrap();
+        assert_eq!(c.timezone, Zone::parse("Asia/Shanghai").unwrap());
+        let problems = parse(&format!("timezone: Beijing\n{GOOD}")).unwrap_err();
+        assert_eq!(
+            problems[0].to_string(),
+            "rules.yaml:1:11: field 'timezone': unknown time zone `Beijing`: use an IANA name such as Asia/Shanghai or UTC"
+        );
     }
 
     #[test]

@@ -41,6 +41,7 @@ use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
+use crate::timezone::Zone;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
 const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
@@ -76,6 +77,8 @@ pub struct DispatchConfig {
     pub throttle_pause: Duration,
     /// Time allowed to deliver after the input ends.
     pub shutdown_timeout: Duration,
+    /// The zone message times are written in (`timezone:`); the host's until set.
+    pub zone: Zone,
 }
 
 impl DispatchConfig {
@@ -93,6 +96,7 @@ impl DispatchConfig {
             retry: robot.map(|r| r.retry).unwrap_or_default(),
             throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
             shutdown_timeout,
+            zone: Zone::Host,
         }
     }
 }
@@ -310,6 +314,7 @@ impl Dispatcher {
             host: &self.cfg.host,
             keyword: self.cfg.keyword.as_deref(),
             max_body: self.max_body,
+            zone: self.cfg.zone,
         }
     }
 

@@ -31,3 +31,4 @@ pub mod rules;
 pub mod secret;
 pub mod source;
 pub mod tester;
+pub mod timezone;

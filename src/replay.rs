@@ -169,6 +169,7 @@ fn emit(
             host,
             keyword: robot_cfg.and_then(|r| r.keyword.as_deref()),
             max_body: MAX_BODY_BYTES,
+            zone: config.timezone,
         };
         while !rest.is_empty() {
             let (message, used) = render(&rest, &ctx, "replay".to_owned());
@@ -179,11 +180,10 @@ fn emit(
                 .as_str()
                 .or_else(|| body["markdown"]["text"].as_str())
                 .unwrap_or_default();
-            let local: DateTime<Local> = at.into();
             writeln!(
                 out,
                 "--- {} · robot {} · {}",
-                local.format("%Y-%m-%d %H:%M:%S%.3f"),
+                config.timezone.format(at, "%Y-%m-%d %H:%M:%S%.3f"),
                 robot_cfg.map_or("(none)", |r| r.name.as_str()),
                 body["msgtype"].as_str().unwrap_or_default()
             )?;
