@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub once: bool,
     /// `--state-dir`: where the checkpoint file lives (see [`checkpoint::state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// `--listen`: serve metrics and probes here (overrides the config's `listen:`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// What a run did: the summary line and the exit status come from this.
@@ -160,6 +162,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
+    let ops = crate::operate::Operate::start(&config, &opts).await?;
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -216,6 +219,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
         }
+        dispatcher = dispatcher.with_metrics(ops.metrics.robot(robot.map(|r| r.name.as_str())));
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
 
@@ -261,14 +265,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
         (Source::Stdin(reader), None)
     };
+    ops.metrics.set_reading(true);
     let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
 
     // Matcher thread: synchronous, so network waits never slow matching.
     let (hit_tx, hit_rx) = mpsc::channel::<HitBatch>(BATCHES_IN_FLIGHT);
     let rule_count = config.rules.len();
+    let counted = ops.counter();
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
-        .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count))
+        .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count, &counted))
         .context("cannot start the matcher thread")?;
 
     let progress_tx = files.then(|| events_tx.clone());
@@ -286,6 +292,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
+    ops.metrics.set_reading(false);
     let (lines, bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
@@ -419,6 +426,7 @@ fn match_all(
     mut chunk_rx: mpsc::Receiver<Chunk>,
     hit_tx: mpsc::Sender<HitBatch>,
     rule_count: usize,
+    counted: &crate::operate::Counter,
 ) -> (u64, u64, Vec<u64>) {
     let (mut lines, mut bytes) = (0, 0);
     let mut per_rule = vec![0u64; rule_count];
@@ -429,6 +437,7 @@ fn match_all(
         for hit in &batch.hits {
             per_rule[hit.rule] += 1;
         }
+        counted.record(&batch);
         if hit_tx.blocking_send(batch).is_err() {
             break;
         }

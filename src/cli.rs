@@ -64,6 +64,10 @@ pub struct RunArgs {
     /// $XDG_STATE_HOME/dingtail, then ~/.local/state/dingtail].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /readyz and the silences API on this address (e.g.
+    /// 127.0.0.1:9177; port 0 picks one) [default: the config's `listen:`, else off].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// `dingtail test`.

@@ -126,6 +126,9 @@ pub struct Config {
     pub inputs: Vec<InputConfig>,
     /// `timezone:`, else `TZ`, else the host's zone: every time in a message is written in it.
     pub timezone: Zone,
+    /// `listen:`: where to serve metrics, probes and silences (`--listen` overrides); off when
+    /// `None`.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -279,6 +282,8 @@ struct RawConfig {
     inputs: Vec<Spanned<RawInput>>,
     #[serde(default)]
     timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -726,6 +731,19 @@ fn check(
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
+    let listen = raw.listen.as_ref().and_then(|l| {
+        l.value
+            .trim()
+            .parse()
+            .map_err(|_| {
+                c.problem(
+                    l,
+                    "field 'listen'",
+                    "expected an address with a port, such as 127.0.0.1:9177 or [::]:9177",
+                )
+            })
+            .ok()
+    });
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -738,6 +756,7 @@ fn check(
             warnings: c.warnings,
             inputs,
             timezone,
+            listen,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

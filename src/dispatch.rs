@@ -38,7 +38,8 @@ use tokio::time::{Instant, sleep_until};
 use crate::aggregate::Alert;
 use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render;
-use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
+use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
+use crate::metrics::RobotMetrics;
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
 use crate::timezone::Zone;
@@ -188,6 +189,8 @@ pub struct Dispatcher {
     /// Told the holds of every alert once it is settled (delivered, or reported undelivered),
     /// so the checkpoint of a followed file may move past its lines; see `source::checkpoint`.
     settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
+    /// Where the counters, pending gauges and latencies go (`--listen`).
+    metrics: Option<RobotMetrics>,
 }
 
 impl Dispatcher {
@@ -217,6 +220,29 @@ impl Dispatcher {
             last_error: None,
             last_said: None,
             settled_tx: None,
+            metrics: None,
+        }
+    }
+
+    /// Feeds this robot's metrics as it works (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: RobotMetrics) -> Dispatcher {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Brings the metrics up to date: counters from the report, pending, pause, failing.
+    fn publish(&mut self) {
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        m.publish(&self.report);
+        m.set_pending(
+            self.pending.len(),
+            self.pending.iter().map(|a| a.count).sum(),
+        );
+        m.set_failing(self.broken.is_some());
+        if !self.limiter.paused(Instant::now()) {
+            m.set_paused(None);
         }
     }
 
@@ -243,6 +269,7 @@ impl Dispatcher {
     /// Runs until the input closes and everything is delivered or the deadline passes.
     pub async fn run(mut self) -> DeliveryReport {
         loop {
+            self.publish();
             if self.pending.is_empty() {
                 if !self.input_open {
                     break;
@@ -282,6 +309,12 @@ impl Dispatcher {
                     }
                     self.report.messages_sent += 1;
                     self.report.events_sent += message.count;
+                    if let (Some(m), Some(first)) =
+                        (&self.metrics, alerts.iter().map(|a| a.first).min())
+                    {
+                        let latency = std::time::SystemTime::now().duration_since(first);
+                        m.record_latency(latency.unwrap_or_default());
+                    }
                     self.settle(&alerts);
                 }
                 Outcome::Requeue => self.requeue(alerts),
@@ -306,6 +339,7 @@ impl Dispatcher {
         };
         self.report.fail(&left, &reason);
         self.settle(&left);
+        self.publish();
         self.report
     }
 
@@ -378,8 +412,14 @@ impl Dispatcher {
                 Some(Err(e)) => e,
             };
             self.last_error = Some(error.to_string());
+            if let (Some(m), SendError::Api { errcode, .. }) = (&self.metrics, &error) {
+                m.record_errcode(*errcode);
+            }
             match error.class() {
                 ErrorClass::Retryable => {
+                    if let Some(m) = &self.metrics {
+                        m.record_retry();
+                    }
                     let wait = jitter(backoff);
                     tracing::warn!(robot = %robot.name, retry_in = ?wait, "delivery failed, will retry: {error}");
                     if !self.wait_until(Instant::now() + wait).await {
@@ -396,6 +436,9 @@ impl Dispatcher {
                     };
                     tracing::warn!(robot = %robot.name, ?pause, "robot throttled by DingTalk, pausing it ({to}): {error}");
                     self.limiter.pause(Instant::now() + pause);
+                    if let Some(m) = &self.metrics {
+                        m.set_paused(Some(std::time::SystemTime::now() + pause));
+                    }
                     return Outcome::Requeue;
                 }
                 ErrorClass::TooLarge => {

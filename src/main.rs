@@ -34,6 +34,7 @@ fn main() -> ExitCode {
                 from_beginning: args.from_beginning,
                 once: args.once,
                 state_dir: args.state_dir,
+                listen: args.listen,
             };
             let result = runtime().block_on(app::run(config, opts));
             match result {

@@ -3,7 +3,15 @@
 
 mod support;
 
-use support::env::TestEnv;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::emulator::{Emulator, RobotSpec};
+use support::env::{TestEnv, header_total};
+
+const TOKEN: &str = "tok-0123456789abcdef";
 
 /// The host (and the log) say UTC; the config says Shanghai: messages say Shanghai time.
 #[test]
@@ -32,4 +40,306 @@ fn message_times_are_written_in_the_configured_zone() {
         "{}",
         out.stdout
     );
+}
+
+/// A `dingtail run` in the background: its stderr is read line by line as it comes, so a test
+/// can wait for a line (`listening on ADDR`, a reload) instead of sleeping.
+struct Running {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Running {
+    fn start(env: &TestEnv, args: &[&str]) -> Running {
+        let mut child = env.spawn(args);
+        let stdin = child.stdin.take();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut out = child.stdout.take().expect("stdout");
+        let (e, o) = (stderr.clone(), stdout.clone());
+        let readers = vec![
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while err.read_line(&mut line).unwrap_or(0) > 0 {
+                    e.lock().unwrap().push(std::mem::take(&mut line));
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    o.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }),
+        ];
+        Running {
+            child,
+            stdin,
+            stderr,
+            readers,
+            stdout,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().concat()
+    }
+
+    /// Waits until a stderr line contains `needle` (at least `n` such lines); returns the last.
+    fn wait_for_line(&mut self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            {
+                let lines = self.stderr.lock().unwrap();
+                let found: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+                if found.len() >= n {
+                    return found[n - 1].clone();
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "dingtail exited ({status}) before `{needle}`: {}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` on stderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The address from `listening on ADDR`.
+    fn listen_addr(&mut self) -> String {
+        let line = self.wait_for_line("listening on ", 1);
+        line.split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        self.stdin
+            .as_mut()
+            .expect("stdin open")
+            .write_all(data)
+            .unwrap();
+    }
+
+    /// Closes stdin (end of input) and waits for the exit: (code, stdout, stderr).
+    fn finish(mut self) -> (i32, String, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("dingtail did not exit: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let stdout = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+        (status.code().unwrap_or(-1), stdout, self.stderr())
+    }
+}
+
+/// The longest a test waits for anything before failing.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap())
+}
+
+/// promtool from Debian's `prometheus` package (.ci/run installs it); the test fails without it.
+fn promtool_check(text: &str) {
+    let promtool = ["promtool", "/usr/bin/promtool"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .expect("promtool not found: install Debian's `prometheus` package (.ci/run does)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of one sample (`name{labels}` exactly as written) in a metrics text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A number in the summary line after `prefix` (`read `, `messages: `).
+fn summary_number(stderr: &str, prefix: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("dingtail: read "))
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let rest = &line[line
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix} in {line}"))
+        + prefix.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_pass_promtool_and_agree_with_the_summary() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    let yaml = format!(
+        "robots:\n  ops:\n    webhook: \"{}\"\nrules:\n  - {{name: err, match: ERROR, window: 50ms}}\n  - {{name: warn, match: WARN, window: 50ms}}\n  - {{name: never, match: NEVER_THERE}}\n",
+        emu.webhook(TOKEN)
+    );
+    let env = TestEnv::new().config(&yaml);
+    let mut run = Running::start(&env, &["run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let mut input = String::new();
+    for i in 0..300 {
+        input.push_str(match i % 3 {
+            0 => "2026 ERROR disk full\n",
+            1 => "2026 WARN slow\n",
+            _ => "2026 INFO fine\n",
+        });
+    }
+    run.write(input.as_bytes());
+    // Wait until DingTalk has every hit: nothing is in flight when the metrics are read.
+    let deadline = Instant::now() + LIMIT;
+    while emu
+        .posts()
+        .iter()
+        .map(|p| header_total(&p.text()))
+        .sum::<u64>()
+        < 200
+    {
+        assert!(Instant::now() < deadline, "posts: {:?}", emu.posts());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, ready) = http_get(&format!("http://{addr}/readyz"));
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    let (status, health) = http_get(&format!("http://{addr}/healthz"));
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    let (status, text) = http_get(&format!("http://{addr}/metrics"));
+    assert_eq!(status, 200);
+    promtool_check(&text);
+
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        sample(&text, "dingtail_lines_read_total{source=\"-\"}") as u64,
+        summary_number(&stderr, "read ")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_bytes_read_total{source=\"-\"}") as u64,
+        summary_number(&stderr, "lines (")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_hits_total{rule=\"err\"}") as u64,
+        summary_number(&stderr, "err ")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_hits_total{rule=\"warn\"}") as u64,
+        summary_number(&stderr, "warn ")
+    );
+    assert_eq!(sample(&text, "dingtail_hits_total{rule=\"never\"}"), 0.0);
+    let sent = emu.posts().len() as u64;
+    assert_eq!(summary_number(&stderr, "messages: "), sent);
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_messages_total{robot=\"ops\",result=\"sent\"}"
+        ) as u64,
+        sent
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_events_total{robot=\"ops\",result=\"sent\"}"
+        ) as u64,
+        200
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_delivery_latency_seconds_count{robot=\"ops\"}"
+        ) as u64,
+        sent
+    );
+    assert_eq!(sample(&text, "dingtail_pending_hits{robot=\"ops\"}"), 0.0);
+    assert_eq!(sample(&text, "dingtail_robot_failing{robot=\"ops\"}"), 0.0);
+}
+
+#[test]
+fn readyz_says_so_while_a_robot_fails_permanently() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret("SECright")]);
+    let yaml = format!(
+        "robots:\n  ops:\n    webhook: \"{}\"\n    secret: SECwrong\nrules:\n  - {{name: err, match: ERROR, window: 10ms}}\n",
+        emu.webhook(TOKEN)
+    );
+    let env = TestEnv::new().config(&yaml);
+    let mut run = Running::start(
+        &env,
+        &["run", "--listen", "127.0.0.1:0", "--shutdown-timeout", "1s"],
+    );
+    let addr = run.listen_addr();
+    run.write(b"ERROR x\n");
+    emu.wait_for_requests(1, LIMIT);
+    run.wait_for_line("holding this robot's alerts", 1);
+    let (status, body) = http_get(&format!("http://{addr}/readyz"));
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("robot failing permanently: ops"), "{body}");
+    let (_, text) = http_get(&format!("http://{addr}/metrics"));
+    assert_eq!(sample(&text, "dingtail_robot_failing{robot=\"ops\"}"), 1.0);
+    assert_eq!(sample(&text, "dingtail_pending_hits{robot=\"ops\"}"), 1.0);
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("dingtail_dingtalk_errcodes_total{robot=\"ops\",errcode=\"310000\"} 1")),
+        "{text}"
+    );
+    let (code, _, _) = run.finish();
+    assert_eq!(code, 1);
 }

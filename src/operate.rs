@@ -1,0 +1,59 @@
+//! What `app::run` starts for operating dingtail as a service, beside the pipeline: the metrics
+//! every stage feeds and the optional HTTP listener. Kept apart from the wiring in `app.rs`, which
+//! only calls [`Operate::start`] and hands out the handles.
+
+use std::sync::Arc;
+
+use crate::app::RunOptions;
+use crate::config::Config;
+use crate::listen::{self, ListenState};
+use crate::matcher::HitBatch;
+use crate::metrics::Metrics;
+
+/// The service side of a run.
+pub struct Operate {
+    /// The process's metrics, fed by every stage.
+    pub metrics: Arc<Metrics>,
+    /// Rule names by rule id, for per-rule labels.
+    rules: Arc<[String]>,
+}
+
+impl Operate {
+    /// Creates the metrics and, with `--listen` or `listen:`, starts the listener (an address
+    /// that cannot be bound is an error: the run does not start).
+    pub async fn start(config: &Config, opts: &RunOptions) -> anyhow::Result<Operate> {
+        let metrics = Arc::new(Metrics::new());
+        let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
+        metrics.declare_rules(&rules);
+        if let Some(addr) = opts.listen.or(config.listen) {
+            let state = ListenState {
+                metrics: metrics.clone(),
+            };
+            listen::start(addr, state)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+        }
+        Ok(Operate { metrics, rules })
+    }
+
+    /// The handle the matcher thread counts with.
+    pub fn counter(&self) -> Counter {
+        Counter {
+            metrics: self.metrics.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+/// Counts lines, bytes and hits for the metrics, from the matcher thread.
+pub struct Counter {
+    metrics: Arc<Metrics>,
+    rules: Arc<[String]>,
+}
+
+impl Counter {
+    /// Counts one matched chunk.
+    pub fn record(&self, batch: &HitBatch) {
+        self.metrics.record_batch(batch, &self.rules);
+    }
+}
