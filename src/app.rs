@@ -21,7 +21,8 @@ use crate::aggregate::{Aggregator, Alert};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
-use crate::matcher::{HitBatch, Matcher};
+use crate::matcher::Matcher;
+use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
@@ -47,6 +48,10 @@ pub struct RunOptions {
     pub state_dir: Option<PathBuf>,
     /// `--listen`: serve metrics and probes here (overrides the config's `listen:`).
     pub listen: Option<std::net::SocketAddr>,
+    /// The config file, which SIGHUP reloads (`None`: the built-in rules).
+    pub config_path: Option<PathBuf>,
+    /// `--watch-config`: reload when the config file changes, too.
+    pub watch_config: bool,
 }
 
 /// What a run did: the summary line and the exit status come from this.
@@ -162,7 +167,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
-    let ops = crate::operate::Operate::start(&config, &opts).await?;
+    let mut ops = crate::operate::Operate::start(&config, &opts).await?;
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -199,6 +204,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         routes.insert(target, alerts_tx);
         receivers.push(alerts_rx);
     }
+    let mut fleet = Fleet::new(DispatcherFactory {
+        dry_run,
+        stdout: stdout.clone(),
+        host: opts.host.clone(),
+        shutdown_timeout: opts.shutdown_timeout,
+        settled_tx: files.then(|| settled_tx.clone()),
+        metrics: ops.metrics.clone(),
+    });
     let mut dispatchers = Vec::new();
     for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
@@ -219,7 +232,10 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
         }
-        dispatcher = dispatcher.with_metrics(ops.metrics.robot(robot.map(|r| r.name.as_str())));
+        let name = robot.map(|r| r.name.as_str());
+        dispatcher = dispatcher
+            .with_metrics(ops.metrics.robot(name))
+            .with_updates(fleet.adopt(name, routes[&target].clone()));
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
 
@@ -227,7 +243,15 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
 
     // Source: stdin thread or tailer thread → gate (watches signals) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
+    let reloader = tokio::spawn(reload::run(
+        ops.take_triggers(),
+        opts.config_path.clone(),
+        opts.watch_config,
+        Arc::new(config.clone()),
+        chunk_tx.downgrade(),
+        ops.metrics.clone(),
+    ));
     let (source, waker) = if files {
         let (store, checkpoints) = open_store(&opts)?;
         // An explicit --dry-run reads checkpoints but never moves them: trying a config out
@@ -269,12 +293,12 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
 
     // Matcher thread: synchronous, so network waits never slow matching.
-    let (hit_tx, hit_rx) = mpsc::channel::<HitBatch>(BATCHES_IN_FLIGHT);
+    let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
     let rule_count = config.rules.len();
     let counted = ops.counter();
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
-        .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count, &counted))
+        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
         .context("cannot start the matcher thread")?;
 
     let progress_tx = files.then(|| events_tx.clone());
@@ -283,15 +307,17 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
         hit_rx,
         routes,
+        fleet,
         progress_tx,
     ));
 
-    let held = aggregator.await.context("aggregator task")?;
+    let (held, added) = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
-    for d in dispatchers {
+    for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
+    reloader.abort();
     ops.metrics.set_reading(false);
     let (lines, bytes, per_rule) = matcher_thread
         .join()
@@ -333,20 +359,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         lines,
         bytes,
         cut_lines,
-        matches: config
-            .rules
-            .iter()
-            .map(|r| r.name.clone())
-            .zip(per_rule)
-            .collect(),
+        matches: per_rule,
         deliveries,
-        held_below_threshold: config
-            .rules
-            .iter()
-            .map(|r| r.name.clone())
-            .zip(held)
-            .filter(|(_, n)| *n > 0)
-            .collect(),
+        held_below_threshold: held,
     })
 }
 
@@ -377,7 +392,7 @@ fn open_store(
 /// if there is one, so it notices at once that nobody reads any more.
 async fn gate(
     mut raw_rx: mpsc::Receiver<Chunk>,
-    chunk_tx: mpsc::Sender<Chunk>,
+    chunk_tx: mpsc::Sender<Feed>,
     waker: Option<tail::Waker>,
 ) {
     forward(&mut raw_rx, chunk_tx).await;
@@ -387,13 +402,13 @@ async fn gate(
     }
 }
 
-async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chunk>) {
+async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Feed>) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             chunk = raw_rx.recv() => match chunk {
-                Some(c) => if chunk_tx.send(c).await.is_err() { return },
+                Some(c) => if chunk_tx.send(Feed::Chunk(c)).await.is_err() { return },
                 None => return,
             },
             () = &mut signal => {
@@ -420,17 +435,54 @@ async fn shutdown_signal() {
     }
 }
 
-/// The matcher thread's loop; returns lines, bytes and matching lines per rule.
+/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
+/// reload removed included, in the order they were first configured).
+///
+/// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
+/// told in the same channel, after the batches matched with the old rules.
 fn match_all(
-    matcher: &Matcher,
-    mut chunk_rx: mpsc::Receiver<Chunk>,
-    hit_tx: mpsc::Sender<HitBatch>,
+    mut matcher: Matcher,
+    mut chunk_rx: mpsc::Receiver<Feed>,
+    hit_tx: mpsc::Sender<Matched>,
     rule_count: usize,
-    counted: &crate::operate::Counter,
-) -> (u64, u64, Vec<u64>) {
+    mut counted: crate::operate::Counter,
+) -> (u64, u64, Vec<(String, u64)>) {
     let (mut lines, mut bytes) = (0, 0);
+    let mut names: Vec<String> = counted.rules().to_vec();
     let mut per_rule = vec![0u64; rule_count];
-    while let Some(chunk) = chunk_rx.blocking_recv() {
+    // Rules a reload removed, with what they matched.
+    let mut retired: Vec<(String, u64)> = Vec::new();
+    while let Some(item) = chunk_rx.blocking_recv() {
+        let chunk = match item {
+            Feed::Chunk(c) => c,
+            Feed::Reload(reload) => {
+                let new: Vec<String> = reload.config.rules.iter().map(|r| r.name.clone()).collect();
+                let mut counts = vec![0u64; new.len()];
+                for (name, n) in names.drain(..).zip(per_rule.drain(..)) {
+                    match new.iter().position(|x| *x == name) {
+                        Some(i) => counts[i] = n,
+                        None => retired.push((name, n)),
+                    }
+                }
+                retired.retain(|(name, n)| match new.iter().position(|x| x == name) {
+                    Some(i) => {
+                        counts[i] += n;
+                        false
+                    }
+                    None => true,
+                });
+                (names, per_rule) = (new, counts);
+                matcher = reload.matcher;
+                counted = counted.with_rules(&names);
+                if hit_tx
+                    .blocking_send(Matched::Reload(reload.config))
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+        };
         let batch = matcher.match_chunk(&chunk);
         lines += batch.lines;
         bytes += batch.bytes;
@@ -438,34 +490,52 @@ fn match_all(
             per_rule[hit.rule] += 1;
         }
         counted.record(&batch);
-        if hit_tx.blocking_send(batch).is_err() {
+        if hit_tx.blocking_send(Matched::Batch(batch)).is_err() {
             break;
         }
     }
-    (lines, bytes, per_rule)
+    let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
+    matches.extend(retired);
+    (lines, bytes, matches)
 }
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
-/// of input closes every window and lets the dispatchers finish.
+/// of input closes every window and lets the dispatchers finish. Returns the hits held below a
+/// threshold per rule, and the dispatchers reloads started.
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
 async fn aggregate(
     mut agg: Aggregator,
-    mut hit_rx: mpsc::Receiver<HitBatch>,
-    routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut hit_rx: mpsc::Receiver<Matched>,
+    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut fleet: Fleet,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
-) -> Vec<u64> {
+) -> (
+    Vec<(String, u64)>,
+    Vec<tokio::task::JoinHandle<DeliveryReport>>,
+) {
     loop {
         let deadline = agg.next_deadline();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
-                Some(b) => {
+                Some(Matched::Batch(b)) => {
                     let alerts = agg.add(&b, Instant::now());
                     // Registered before any alert holding this chunk can reach a dispatcher.
                     report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
                     route(alerts, &routes).await;
+                }
+                Some(Matched::Reload(config)) => {
+                    // Rules that are gone deliver what they hold, by the old routes.
+                    let alerts = agg.retire(&config.rules);
+                    report_progress(&mut agg, &progress_tx, None);
+                    route(alerts, &routes).await;
+                    match fleet.apply(&config) {
+                        Ok(new_routes) => routes = new_routes,
+                        Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
+                    }
+                    agg.reconfigure(&config.rules, Instant::now());
                 }
                 None => break,
             },
@@ -477,7 +547,14 @@ async fn aggregate(
     let alerts = agg.flush(Instant::now());
     report_progress(&mut agg, &progress_tx, None);
     route(alerts, &routes).await;
-    agg.held_below_threshold().to_vec()
+    let held = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.held_below_threshold().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish())
 }
 
 /// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds

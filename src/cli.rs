@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// 127.0.0.1:9177; port 0 picks one) [default: the config's `listen:`, else off].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Reload the config when its file changes (SIGHUP always reloads); watches the file's
+    /// directory, so a Kubernetes ConfigMap update (a symlink swap) is seen.
+    #[arg(long)]
+    pub watch_config: bool,
 }
 
 /// `dingtail test`.

@@ -41,6 +41,7 @@ use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
 use crate::metrics::RobotMetrics;
 use crate::ratelimit::SlidingWindow;
+use crate::reload::{RobotUpdate, UpdateRx};
 use crate::source::Mark;
 use crate::timezone::Zone;
 
@@ -191,6 +192,10 @@ pub struct Dispatcher {
     settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
     /// Where the counters, pending gauges and latencies go (`--listen`).
     metrics: Option<RobotMetrics>,
+    /// New settings from a config reload (see `reload.rs`).
+    updates_rx: Option<UpdateRx>,
+    /// The update applied last.
+    applied: Option<Arc<RobotUpdate>>,
 }
 
 impl Dispatcher {
@@ -221,6 +226,45 @@ impl Dispatcher {
             last_said: None,
             settled_tx: None,
             metrics: None,
+            updates_rx: None,
+            applied: None,
+        }
+    }
+
+    /// Takes new settings from config reloads: they apply from the next message on, to what
+    /// is pending too; a robot that failed permanently is tried again at once.
+    pub fn with_updates(mut self, updates_rx: UpdateRx) -> Dispatcher {
+        self.updates_rx = Some(updates_rx);
+        self
+    }
+
+    /// Applies the newest [`RobotUpdate`], if one came.
+    fn take_update(&mut self) {
+        let Some(rx) = &mut self.updates_rx else {
+            return;
+        };
+        let Some(update) = rx.borrow_and_update().clone() else {
+            return;
+        };
+        if self
+            .applied
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(a, &update))
+        {
+            return;
+        }
+        self.applied = Some(update.clone());
+        if update.cfg.rate != self.cfg.rate {
+            self.limiter = SlidingWindow::new(update.cfg.rate);
+        }
+        // The shutdown timeout is the run's, not the config's.
+        let shutdown_timeout = self.cfg.shutdown_timeout;
+        self.cfg = update.cfg.clone();
+        self.cfg.shutdown_timeout = shutdown_timeout;
+        self.sink = update.sink.clone();
+        self.max_body = MAX_BODY_BYTES;
+        if self.broken.take().is_some() {
+            tracing::info!(robot = ?self.cfg.robot, "robot settings reloaded: trying it again");
         }
     }
 
@@ -269,6 +313,7 @@ impl Dispatcher {
     /// Runs until the input closes and everything is delivered or the deadline passes.
     pub async fn run(mut self) -> DeliveryReport {
         loop {
+            self.take_update();
             self.publish();
             if self.pending.is_empty() {
                 if !self.input_open {
@@ -470,12 +515,22 @@ impl Dispatcher {
     /// A broken robot rests until its recheck, receiving alerts; the rest ends early when the
     /// input closes (nothing more will come to make the recheck worth waiting for).
     async fn rest_until(&mut self, t: Instant) {
+        let mut updates_rx = self.updates_rx.take();
         while self.input_open && Instant::now() < t {
+            let update = async {
+                match &mut updates_rx {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = sleep_until(t) => {}
+                true = update => break,
                 batch = self.alerts_rx.recv() => self.on_receive(batch),
             }
         }
+        self.updates_rx = updates_rx;
+        self.take_update();
     }
 
     /// Runs `fut` to completion while receiving alerts; `None` if the deadline passes first.

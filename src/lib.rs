@@ -29,6 +29,7 @@ pub mod matcher;
 pub mod metrics;
 pub mod operate;
 pub mod ratelimit;
+pub mod reload;
 pub mod replay;
 pub mod rules;
 pub mod secret;

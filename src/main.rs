@@ -35,6 +35,8 @@ fn main() -> ExitCode {
                 once: args.once,
                 state_dir: args.state_dir,
                 listen: args.listen,
+                config_path: config_path(&args.config),
+                watch_config: args.watch_config,
             };
             let result = runtime().block_on(app::run(config, opts));
             match result {

@@ -1,5 +1,6 @@
 //! What `app::run` starts for operating dingtail as a service, beside the pipeline: the metrics
-//! every stage feeds and the optional HTTP listener. Kept apart from the wiring in `app.rs`, which
+//! every stage feeds, the optional HTTP listener and the reload triggers (SIGHUP is taken over
+//! here, first thing, so that it never ends the process). Kept apart from the wiring in `app.rs`, which
 //! only calls [`Operate::start`] and hands out the handles.
 
 use std::sync::Arc;
@@ -16,12 +17,14 @@ pub struct Operate {
     pub metrics: Arc<Metrics>,
     /// Rule names by rule id, for per-rule labels.
     rules: Arc<[String]>,
+    triggers: Option<crate::reload::Triggers>,
 }
 
 impl Operate {
     /// Creates the metrics and, with `--listen` or `listen:`, starts the listener (an address
     /// that cannot be bound is an error: the run does not start).
     pub async fn start(config: &Config, opts: &RunOptions) -> anyhow::Result<Operate> {
+        let triggers = crate::reload::Triggers::install()?;
         let metrics = Arc::new(Metrics::new());
         let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
         metrics.declare_rules(&rules);
@@ -33,7 +36,16 @@ impl Operate {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
         }
-        Ok(Operate { metrics, rules })
+        Ok(Operate {
+            metrics,
+            rules,
+            triggers: Some(triggers),
+        })
+    }
+
+    /// The reload triggers, for the reloader task (once).
+    pub fn take_triggers(&mut self) -> crate::reload::Triggers {
+        self.triggers.take().expect("triggers are taken once")
     }
 
     /// The handle the matcher thread counts with.
@@ -52,6 +64,20 @@ pub struct Counter {
 }
 
 impl Counter {
+    /// The rule names, by rule id.
+    pub fn rules(&self) -> &[String] {
+        &self.rules
+    }
+
+    /// The same metrics, for the rules of a reloaded config.
+    pub fn with_rules(self, rules: &[String]) -> Counter {
+        self.metrics.declare_rules(rules);
+        Counter {
+            metrics: self.metrics,
+            rules: rules.iter().cloned().collect(),
+        }
+    }
+
     /// Counts one matched chunk.
     pub fn record(&self, batch: &HitBatch) {
         self.metrics.record_batch(batch, &self.rules);
