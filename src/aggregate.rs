@@ -150,9 +150,11 @@ impl Alert {
     }
 
     /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
-    /// be merged into one entry of a message.
+    /// be merged into one entry of a message. Rule ids are those of one config, so the name is
+    /// compared too: across a reload the same id may name another rule.
     pub fn same_stream(&self, other: &Alert) -> bool {
         self.rule == other.rule
+            && self.rule_name == other.rule_name
             && self.group == other.group
             && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_total};
+use support::env::{TestEnv, header_total, signal};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 
@@ -111,6 +111,19 @@ impl Running {
             assert!(
                 Instant::now() < deadline,
                 "no `{needle}` on stderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until stdout contains `needle`.
+    fn wait_for_stdout(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !String::from_utf8_lossy(&self.stdout.lock().unwrap()).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` on stdout: {}",
                 self.stderr()
             );
             std::thread::sleep(Duration::from_millis(5));
@@ -342,4 +355,203 @@ fn readyz_says_so_while_a_robot_fails_permanently() {
     );
     let (code, _, _) = run.finish();
     assert_eq!(code, 1);
+}
+
+/// The dry-run messages' `【rule】×N` totals, per rule.
+fn printed_totals(stdout: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let text = v["body"]["text"]["content"].as_str().unwrap_or_default();
+        for (rule, n) in support::env::header_counts(text) {
+            *totals.entry(rule).or_default() += n;
+        }
+    }
+    totals
+}
+
+#[test]
+fn sighup_reloads_under_load_refuses_bad_configs_and_loses_no_count() {
+    const ERR: &str = "  - {name: err, match: ERROR, window: 20ms}\n";
+    const WARN: &str =
+        "  - {name: warn, match: WARN, window: 20ms, threshold: {count: 100000, within: 1h}}\n";
+    let env = TestEnv::new().config(&format!("rules:\n{ERR}"));
+    let path = env.config_path().to_owned();
+    let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let mut stdin = run.stdin.take().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_w = stop.clone();
+    // About 1,000 lines a second until told to stop; returns how many of each it wrote.
+    let writer = std::thread::spawn(move || {
+        let (mut errors, mut warns) = (0u64, 0u64);
+        let mut i = 0u64;
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
+            let line = match i % 3 {
+                0 => {
+                    errors += 1;
+                    format!("{i} ERROR db down\n")
+                }
+                1 => {
+                    warns += 1;
+                    format!("{i} WARN slow\n")
+                }
+                _ => format!("{i} INFO fine\n"),
+            };
+            stdin.write_all(line.as_bytes()).unwrap();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (errors, warns)
+    });
+    let lines_read = || {
+        let (_, text) = http_get(&format!("http://{addr}/metrics"));
+        text.lines()
+            .find_map(|l| l.strip_prefix("dingtail_lines_read_total{source=\"-\"} "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    for i in 0..10 {
+        // Reload while lines flow: wait until another 100 were read.
+        let seen = lines_read();
+        let deadline = Instant::now() + LIMIT;
+        while lines_read() < seen + 100 {
+            assert!(Instant::now() < deadline, "lines stopped flowing");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let yaml = if i % 2 == 0 {
+            // Invalid: an unclosed group and a window that is no duration.
+            format!("rules:\n{ERR}  - {{name: bad, match: '(oops', window: soon}}\n")
+        } else if (i / 2) % 2 == 0 {
+            // `warn` holds its hits below a threshold never met: removing it must deliver them.
+            format!("rules:\n{ERR}{WARN}")
+        } else {
+            format!("rules:\n{ERR}")
+        };
+        std::fs::write(&path, yaml).unwrap();
+        signal(&run.child, libc::SIGHUP);
+        run.wait_for_line("config reload", i + 1);
+    }
+    let (_, text) = http_get(&format!("http://{addr}/metrics"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (errors, warns) = writer.join().unwrap();
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("config reloaded (SIGHUP)").count(),
+        5,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("refused, still running").count(),
+        5,
+        "{stderr}"
+    );
+    // Every problem of a refused config is named, with its place.
+    assert!(stderr.contains("rule 'bad', field 'window'"), "{stderr}");
+    assert!(stderr.contains("rule 'bad', field 'match'"), "{stderr}");
+    assert_eq!(
+        sample(&text, "dingtail_config_reloads_total{result=\"applied\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, "dingtail_config_reloads_total{result=\"refused\"}"),
+        5.0
+    );
+    assert_eq!(sample(&text, "dingtail_config_last_reload_successful"), 1.0);
+    let totals = printed_totals(&stdout);
+    assert_eq!(totals.get("err").copied(), Some(errors), "{stderr}");
+    assert_eq!(summary_number(&stderr, "err "), errors);
+    // `warn` was in force for part of the run: every hit it counted went out (it was removed
+    // twice and in force at the end: what it held then is below its threshold, so reported).
+    let warn_matched = summary_number(&stderr, "warn ");
+    assert!(
+        warn_matched > 0 && warn_matched < warns,
+        "{warn_matched} of {warns}"
+    );
+    let held = stderr
+        .split("below threshold, not sent: warn ")
+        .nth(1)
+        .map_or(0, |r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        });
+    assert_eq!(
+        totals.get("warn").copied().unwrap_or(0) + held,
+        warn_matched,
+        "{stderr}"
+    );
+    assert!(
+        totals.get("warn").copied().unwrap_or(0) > 0,
+        "removed rules deliver: {stderr}"
+    );
+}
+
+#[test]
+fn watch_config_follows_a_configmap_symlink_swap() {
+    let env = TestEnv::new();
+    let dir = env.dir().join("config");
+    let version = |n: u32, yaml: &str| {
+        let d = dir.join(format!("..2026_11_29_{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("dingtail.yaml"), yaml).unwrap();
+        d
+    };
+    let v1 = version(1, "rules:\n  - {name: old, match: OLD, window: 10ms}\n");
+    std::os::unix::fs::symlink(v1.file_name().unwrap(), dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/dingtail.yaml", dir.join("dingtail.yaml")).unwrap();
+    let config = dir.join("dingtail.yaml");
+    let mut run = Running::start(
+        &env,
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--dry-run",
+            "--watch-config",
+        ],
+    );
+    run.wait_for_line("watching the config", 1);
+    run.write(b"NEW one\nOLD one\n");
+    run.wait_for_stdout("【old】×1");
+    // What kubelet does: write the new version, point a new symlink at it, rename it over ..data.
+    let v2 = version(2, "rules:\n  - {name: new, match: NEW, window: 10ms}\n");
+    std::os::unix::fs::symlink(v2.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    run.wait_for_line("config reloaded (config file changed)", 1);
+    run.write(b"NEW two\nOLD two\n");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    let totals = printed_totals(&stdout);
+    assert_eq!(totals.get("old"), Some(&1), "{stdout}\n{stderr}");
+    assert_eq!(totals.get("new"), Some(&1), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn a_robot_fixed_by_a_reload_delivers_what_it_held() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret("SECright")]);
+    let yaml = |secret: &str| {
+        format!(
+            "robots:\n  ops:\n    webhook: \"{}\"\n    secret: {secret}\nrules:\n  - {{name: err, match: ERROR, window: 10ms}}\n",
+            emu.webhook(TOKEN)
+        )
+    };
+    let env = TestEnv::new().config(&yaml("SECwrong"));
+    let mut run = Running::start(&env, &["run", "--listen", "127.0.0.1:0"]);
+    run.listen_addr();
+    run.write(b"ERROR one\nERROR two\n");
+    run.wait_for_line("holding this robot's alerts", 1);
+    std::fs::write(env.config_path(), yaml("SECright")).unwrap();
+    signal(&run.child, libc::SIGHUP);
+    run.wait_for_line("config reloaded", 1);
+    let posts = emu.wait_for_posts(1, LIMIT);
+    assert_eq!(header_total(&posts[0].text()), 2, "{}", posts[0].text());
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("messages: 1 sent, 0 failed"), "{stderr}");
+    assert!(!stderr.contains("SECright"), "{stderr}");
 }
