@@ -39,6 +39,7 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
         captures: Vec::new(),
         style: Arc::new(Style::default()),
         holds: Vec::new(),
+        silenced: 0,
     }
 }
 

@@ -129,6 +129,9 @@ pub struct Alert {
     /// the checkpoint keeper and is released once), so this grows with the number of alerts
     /// merged, never with the number of hits.
     pub holds: Vec<Mark>,
+    /// Hits of this stream that a silence or mute window covered since its last message (not
+    /// counted in `count`): the message says `while silenced: ×N`.
+    pub silenced: u64,
 }
 
 impl Alert {
@@ -147,6 +150,7 @@ impl Alert {
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
         self.holds.extend(later.holds);
+        self.silenced += later.silenced;
     }
 
     /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
@@ -459,6 +463,7 @@ impl Aggregator {
                 captures: p.captures,
                 style: rule.style.clone(),
                 holds: p.holds,
+                silenced: 0,
             };
             fan_out(alert, rule, out);
         }
@@ -637,6 +642,7 @@ impl Aggregator {
             captures: Vec::new(),
             style: r.style.clone(),
             holds: Vec::new(),
+            silenced: 0,
         }
     }
 }
@@ -689,6 +695,7 @@ impl Aggregator {
                 captures: p.captures,
                 style: rule.style.clone(),
                 holds: p.holds,
+                silenced: 0,
             };
             fan_out(alert, rule, &mut out);
         }

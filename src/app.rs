@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -21,6 +21,7 @@ use crate::aggregate::{Aggregator, Alert};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
+use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
@@ -71,6 +72,8 @@ pub struct RunReport {
     pub deliveries: Vec<DeliveryReport>,
     /// Rules whose threshold was not met by the end of input, with the hits not sent.
     pub held_below_threshold: Vec<(String, u64)>,
+    /// Hits a silence or mute window covered, per rule (counted, not sent).
+    pub silenced: Vec<(String, u64)>,
 }
 
 impl RunReport {
@@ -98,6 +101,16 @@ impl RunReport {
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect();
             format!("; below threshold, not sent: {}", rules.join(", "))
+        };
+        let held = if self.silenced.is_empty() {
+            held
+        } else {
+            let rules: Vec<String> = self
+                .silenced
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            format!("{held}; silenced, not sent: {}", rules.join(", "))
         };
         format!(
             "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
@@ -308,10 +321,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         hit_rx,
         routes,
         fleet,
+        ops.hush(&config),
         progress_tx,
     ));
 
-    let (held, added) = aggregator.await.context("aggregator task")?;
+    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
     for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -362,6 +376,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         matches: per_rule,
         deliveries,
         held_below_threshold: held,
+        silenced,
     })
 }
 
@@ -510,13 +525,19 @@ async fn aggregate(
     mut hit_rx: mpsc::Receiver<Matched>,
     mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
     mut fleet: Fleet,
+    mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
+    Vec<(String, u64)>,
 ) {
     loop {
-        let deadline = agg.next_deadline();
+        // Quiet hours ending is a deadline too (on the wall clock).
+        let quiet_end = hush
+            .next_deadline()
+            .map(|t| Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default());
+        let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
@@ -524,28 +545,33 @@ async fn aggregate(
                     let alerts = agg.add(&b, Instant::now());
                     // Registered before any alert holding this chunk can reach a dispatcher.
                     report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
                     route(alerts, &routes).await;
                 }
                 Some(Matched::Reload(config)) => {
                     // Rules that are gone deliver what they hold, by the old routes.
                     let alerts = agg.retire(&config.rules);
                     report_progress(&mut agg, &progress_tx, None);
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
                     route(alerts, &routes).await;
                     match fleet.apply(&config) {
                         Ok(new_routes) => routes = new_routes,
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                route(agg.expire(Instant::now()), &routes).await;
+                let alerts = hushed(&mut hush, agg.expire(Instant::now()), &progress_tx, false);
+                route(alerts, &routes).await;
             }
         }
     }
     let alerts = agg.flush(Instant::now());
     report_progress(&mut agg, &progress_tx, None);
+    let alerts = hushed(&mut hush, alerts, &progress_tx, true);
     route(alerts, &routes).await;
     let held = agg
         .rule_names()
@@ -554,7 +580,27 @@ async fn aggregate(
         .zip(agg.held_below_threshold().iter().copied())
         .filter(|(_, n)| *n > 0)
         .collect();
-    (held, fleet.finish())
+    (held, fleet.finish(), hush.silenced())
+}
+
+/// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those
+/// to send now, with those whose quiet hours ended (all of them at end of input, `all`); the
+/// holds of silenced alerts are released.
+fn hushed(
+    hush: &mut Hush,
+    alerts: Vec<Alert>,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    all: bool,
+) -> Vec<Alert> {
+    let now = SystemTime::now();
+    let (mut send, released) = hush.filter(alerts, now);
+    if let Some(tx) = progress_tx
+        && !released.is_empty()
+    {
+        let _ = tx.send(Event::Released(released));
+    }
+    send.extend(hush.due(now, all));
+    send
 }
 
 /// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds

@@ -25,6 +25,61 @@ pub enum Command {
     Test(TestArgs),
     /// Send one text message now and print DingTalk's answer.
     Send(SendArgs),
+    /// Quiet a rule for a while (a running instance over its listener, else the state directory).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+/// `dingtail silence …`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence a rule (or one group of it) for a while.
+    Add(SilenceAddArgs),
+    /// List the silences in force.
+    List(SilenceTarget),
+    /// End a silence now.
+    Expire {
+        /// Where the silences are.
+        #[command(flatten)]
+        target: SilenceTarget,
+        /// The silence's id (from `add` or `list`).
+        id: String,
+    },
+}
+
+/// Which silences: a running instance's, or the state directory's.
+#[derive(Debug, Clone, Args)]
+pub struct SilenceTarget {
+    /// The config option (its `listen:` names the running instance).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The running instance's listener [default: the config's `listen:`]; when nothing answers
+    /// there, the state directory's file is changed.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The state directory [default: as `run`].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `dingtail silence add`.
+#[derive(Debug, Args)]
+pub struct SilenceAddArgs {
+    /// Where the silences are.
+    #[command(flatten)]
+    pub target: SilenceTarget,
+    /// The rule to silence.
+    #[arg(long)]
+    pub rule: String,
+    /// Only the group with this `group_by` value (`KEY=VALUE`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub group: Option<String>,
+    /// How long (`30m`, `2h`).
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Why (shown by `list`).
+    #[arg(long, default_value = "")]
+    pub comment: String,
 }
 
 /// Where the config comes from.

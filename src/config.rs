@@ -22,6 +22,8 @@ use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names}
 use crate::secret::Secret;
 use crate::timezone::Zone;
 
+mod mute_config;
+
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
@@ -129,6 +131,10 @@ pub struct Config {
     /// `listen:`: where to serve metrics, probes and silences (`--listen` overrides); off when
     /// `None`.
     pub listen: Option<std::net::SocketAddr>,
+    /// `mute:`: recurring windows in which rules (or severities) send nothing.
+    pub mutes: Vec<crate::mute::MuteWindow>,
+    /// `quiet_hours:`: low-severity alerts wait for their end and go out as one digest.
+    pub quiet_hours: Option<crate::mute::QuietHours>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -284,6 +290,10 @@ struct RawConfig {
     timezone: Option<Spanned<String>>,
     #[serde(default)]
     listen: Option<Spanned<String>>,
+    #[serde(default)]
+    mute: Vec<Spanned<mute_config::RawMute>>,
+    #[serde(default)]
+    quiet_hours: Option<Spanned<mute_config::RawQuietHours>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -731,6 +741,13 @@ fn check(
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
+    let rule_names: Vec<&str> = raw
+        .rules
+        .iter()
+        .map(|r| r.value.name.value.trim())
+        .collect();
+    let mutes = mute_config::check_mutes(&mut c, &raw.mute, &rule_names);
+    let quiet_hours = mute_config::check_quiet_hours(&mut c, raw.quiet_hours.as_ref());
     let listen = raw.listen.as_ref().and_then(|l| {
         l.value
             .trim()
@@ -757,6 +774,8 @@ fn check(
             inputs,
             timezone,
             listen,
+            mutes,
+            quiet_hours,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -613,6 +613,7 @@ mod tests {
             source: "-".into(),
             samples: vec![Sample::from_line(b"line")],
             holds: Vec::new(),
+            silenced: 0,
             max_lines: 3,
             group: None,
             kind: crate::aggregate::AlertKind::Hits,

@@ -18,12 +18,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use crate::metrics::Metrics;
+use crate::silence::{self, Silences};
 
 /// What the handlers read.
 #[derive(Clone)]
 pub struct ListenState {
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// The silences in force (shared with the aggregator task).
+    pub silences: Silences,
 }
 
 /// The content type of the OpenMetrics text `prometheus-client` writes.
@@ -40,6 +43,7 @@ pub async fn start(addr: SocketAddr, state: ListenState) -> std::io::Result<Sock
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .merge(silence::routes())
         .with_state(state);
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {

@@ -7,9 +7,12 @@ use std::sync::Arc;
 
 use crate::app::RunOptions;
 use crate::config::Config;
+use crate::hush::Hush;
 use crate::listen::{self, ListenState};
 use crate::matcher::HitBatch;
 use crate::metrics::Metrics;
+use crate::silence::Silences;
+use crate::source::checkpoint;
 
 /// The service side of a run.
 pub struct Operate {
@@ -18,6 +21,8 @@ pub struct Operate {
     /// Rule names by rule id, for per-rule labels.
     rules: Arc<[String]>,
     triggers: Option<crate::reload::Triggers>,
+    /// Runtime silences (state directory, and the listener's API).
+    silences: Silences,
 }
 
 impl Operate {
@@ -28,9 +33,18 @@ impl Operate {
         let metrics = Arc::new(Metrics::new());
         let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
         metrics.declare_rules(&rules);
+        let dir = checkpoint::state_dir(opts.state_dir.as_deref()).ok();
+        let silences = match Silences::open(dir.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("{e}; starting without silences");
+                Silences::open(None).expect("in memory")
+            }
+        };
         if let Some(addr) = opts.listen.or(config.listen) {
             let state = ListenState {
                 metrics: metrics.clone(),
+                silences: silences.clone(),
             };
             listen::start(addr, state)
                 .await
@@ -40,7 +54,19 @@ impl Operate {
             metrics,
             rules,
             triggers: Some(triggers),
+            silences,
         })
+    }
+
+    /// The filter of silences, mute windows and quiet hours for the aggregator task.
+    pub fn hush(&self, config: &Config) -> Hush {
+        Hush::new(
+            self.silences.clone(),
+            config.mutes.clone(),
+            config.quiet_hours.clone(),
+            config.timezone,
+        )
+        .with_metrics(self.metrics.clone())
     }
 
     /// The reload triggers, for the reloader task (once).

@@ -555,3 +555,149 @@ fn a_robot_fixed_by_a_reload_delivers_what_it_held() {
     assert!(stderr.contains("messages: 1 sent, 0 failed"), "{stderr}");
     assert!(!stderr.contains("SECright"), "{stderr}");
 }
+
+const REPLAY_HEAD: &str =
+    "timezone: Asia/Shanghai\ntimestamp:\n  regex: '^(\\S+ \\S+)'\n  format: '%Y-%m-%d %H:%M:%S'\n";
+
+/// Replay messages: (header time, text).
+fn replayed(stdout: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("--- ") {
+            out.push((rest.split(" · ").next().unwrap().to_owned(), String::new()));
+        } else if line.starts_with("===") {
+            break;
+        } else if let Some(last) = out.last_mut() {
+            last.1.push_str(line);
+            last.1.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn replay_honours_a_mute_window_in_the_configured_zone_and_counts_what_it_covered() {
+    // 10:00–11:00 in Shanghai is 02:00–03:00 in the log's UTC.
+    let yaml = format!(
+        "{REPLAY_HEAD}rules:\n  - {{name: err, match: ERROR, window: 1s}}\nmute:\n  - {{name: batch, rules: [err], from: '10:00', to: '11:00'}}\n"
+    );
+    let env = TestEnv::new().config(&yaml).env("TZ", "UTC");
+    let log = "2026-01-05 01:59:00 ERROR a\n2026-01-05 02:00:00 ERROR b\n2026-01-05 02:10:00 ERROR c\n2026-01-05 02:59:00 ERROR d\n2026-01-05 03:00:05 ERROR e\n";
+    let out = env.run(&["test", "--replay"], log.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let msgs = replayed(&out.stdout);
+    assert_eq!(msgs.len(), 2, "{}", out.stdout);
+    assert_eq!(header_total(&msgs[0].1), 1);
+    assert_eq!(header_total(&msgs[1].1), 1);
+    assert!(
+        msgs[1].0.starts_with("2026-01-05 11:00:05"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        msgs[1].1.contains("while silenced: ×3 (not sent)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("silenced, not sent: err 3"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn replay_holds_low_severity_alerts_in_quiet_hours_and_sends_one_digest_at_their_end() {
+    let yaml = format!(
+        "{REPLAY_HEAD}rules:\n  - {{name: warn, match: WARN, window: 1s, severity: warning}}\n  - {{name: crit, match: CRIT, window: 1s, severity: critical}}\nquiet_hours: {{from: '22:00', to: '08:00'}}\n"
+    );
+    let env = TestEnv::new().config(&yaml).env("TZ", "Asia/Shanghai");
+    let log = "2026-01-05 23:00:00 WARN a\n2026-01-05 23:30:00 WARN b\n2026-01-05 23:45:00 CRIT c\n2026-01-06 09:00:00 INFO d\n";
+    let out = env.run(&["test", "--replay"], log.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let msgs = replayed(&out.stdout);
+    assert_eq!(msgs.len(), 2, "{}", out.stdout);
+    assert!(
+        msgs[0].0.starts_with("2026-01-05 23:45:0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        support::env::header_counts(&msgs[0].1),
+        [("crit".to_owned(), 1)]
+    );
+    assert!(
+        msgs[1].0.starts_with("2026-01-06 08:00:00"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(header_total(&msgs[1].1), 2, "{}", out.stdout);
+}
+
+fn silence_cmd(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.run(args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+}
+
+#[test]
+fn a_silence_over_the_listener_counts_what_it_covered_and_the_next_message_says_so() {
+    let env = TestEnv::new().config("rules:\n  - {name: err, match: ERROR, window: 10ms}\n");
+    let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let added = silence_cmd(
+        &env,
+        &[
+            "silence",
+            "add",
+            "--listen",
+            &addr,
+            "--rule",
+            "err",
+            "--for",
+            "1h",
+            "--comment",
+            "db migration",
+        ],
+    );
+    let id = added.split_whitespace().next().unwrap().to_owned();
+    let listed = silence_cmd(&env, &["silence", "list", "--listen", &addr]);
+    assert!(
+        listed.contains(&id) && listed.contains("db migration"),
+        "{listed}"
+    );
+    assert!(env.dir().join("state/silences.json").exists(), "persisted");
+    run.write(b"ERROR one\nERROR two\nERROR three\n");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (_, text) = http_get(&format!("http://{addr}/metrics"));
+        if sample(&text, "dingtail_silenced_hits_total{rule=\"err\"}") == 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    silence_cmd(&env, &["silence", "expire", "--listen", &addr, &id]);
+    run.write(b"ERROR four\n");
+    run.wait_for_stdout("while silenced");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("while silenced: ×3 (not sent)"), "{stdout}");
+    assert_eq!(printed_totals(&stdout).get("err"), Some(&1));
+    assert!(stderr.contains("matches: err 4"), "{stderr}");
+    assert!(stderr.contains("silenced, not sent: err 3"), "{stderr}");
+}
+
+#[test]
+fn a_silence_written_while_nothing_runs_is_honoured_at_start() {
+    let env = TestEnv::new().config("rules:\n  - {name: err, match: ERROR, window: 10ms}\n");
+    silence_cmd(&env, &["silence", "add", "--rule", "err", "--for", "1h"]);
+    let out = env.run(&["run", "--dry-run"], b"ERROR one\nERROR two\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "", "nothing sent");
+    assert!(
+        out.stderr.contains("silenced, not sent: err 2"),
+        "{}",
+        out.stderr
+    );
+}

@@ -343,6 +343,13 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         h.push_str(&flavor.untrusted(g));
     }
     h.push_str(flavor.eol());
+    if alert.silenced > 0 {
+        h.push_str(&format!(
+            "while silenced: ×{} (not sent){}",
+            alert.silenced,
+            flavor.eol()
+        ));
+    }
     h
 }
 
@@ -678,6 +685,7 @@ mod tests {
             source: "-".into(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
             holds: Vec::new(),
+            silenced: 0,
             max_lines,
             group: None,
             kind: AlertKind::Hits,
