@@ -24,6 +24,9 @@ use crate::timezone::Zone;
 
 mod mute_config;
 
+mod quota;
+pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
+
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
@@ -135,6 +138,8 @@ pub struct Config {
     pub mutes: Vec<crate::mute::MuteWindow>,
     /// `quiet_hours:`: low-severity alerts wait for their end and go out as one digest.
     pub quiet_hours: Option<crate::mute::QuietHours>,
+    /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
+    pub quota: Quota,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -294,6 +299,7 @@ struct RawConfig {
     mute: Vec<Spanned<mute_config::RawMute>>,
     #[serde(default)]
     quiet_hours: Option<Spanned<mute_config::RawQuietHours>>,
+    quota: Option<Spanned<quota::RawQuota>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -339,6 +345,8 @@ struct RawRobot {
     retry: Option<RawRetry>,
     #[serde(default)]
     throttle_pause: Option<Spanned<String>>,
+    #[serde(default)]
+    monthly: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -761,6 +769,10 @@ fn check(
             })
             .ok()
     });
+    let robot_monthly: Vec<_> = (raw.robots.iter())
+        .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
+        .collect();
+    let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -776,6 +788,7 @@ fn check(
             listen,
             mutes,
             quiet_hours,
+            quota,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -342,7 +342,15 @@ fn readyz_says_so_while_a_robot_fails_permanently() {
     run.write(b"ERROR x\n");
     emu.wait_for_requests(1, LIMIT);
     run.wait_for_line("holding this robot's alerts", 1);
-    let (status, body) = http_get(&format!("http://{addr}/readyz"));
+    // The log line comes just before the robot is marked failing: wait for the probe to say so.
+    let deadline = Instant::now() + LIMIT;
+    let (status, body) = loop {
+        let (status, body) = http_get(&format!("http://{addr}/readyz"));
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("robot failing permanently: ops"), "{body}");
     let (_, text) = http_get(&format!("http://{addr}/metrics"));
