@@ -25,6 +25,7 @@ use crate::config::{Config, TimestampFormat};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
 use crate::matcher::Matcher;
+use crate::pretty::{Presentation, write_message};
 use crate::source::{Chunk, LineFramer};
 use crate::tester::TestError;
 
@@ -49,6 +50,26 @@ pub fn replay(
     host: &str,
     line_interval: Duration,
 ) -> Result<Vec<Replayed>, TestError> {
+    replay_as(
+        config,
+        input,
+        out,
+        host,
+        line_interval,
+        Presentation::MACHINE,
+    )
+}
+
+/// [`replay`], printing each message for people when `p.human` (see [`crate::pretty`]); the
+/// messages returned are the same.
+pub fn replay_as(
+    config: &Config,
+    input: impl Read,
+    out: &mut impl Write,
+    host: &str,
+    line_interval: Duration,
+    p: Presentation,
+) -> Result<Vec<Replayed>, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let mut framer = LineFramer::new(config.max_line_bytes);
     let mut state: Option<Clock> = None;
@@ -64,7 +85,7 @@ pub fn replay(
         });
         while let Some(due) = agg.next_deadline().filter(|&d| d <= now) {
             let alerts = agg.expire(due);
-            emit(alerts, clock.wall_at(due), config, host, out, sent)?;
+            emit(alerts, clock.wall_at(due), config, host, p, out, sent)?;
         }
         let chunk = Chunk {
             source: source.clone(),
@@ -74,7 +95,7 @@ pub fn replay(
             mark: None,
         };
         let alerts = agg.add(&matcher.match_chunk(&chunk), now);
-        emit(alerts, clock.wall_at(now), config, host, out, sent)
+        emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
     framer.read_all(input, TestError::Read, |block| {
         for line in lines(&block) {
@@ -87,7 +108,7 @@ pub fn replay(
         .get_or_insert_with(|| Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0)));
     let end = clock.now;
     let alerts = agg.flush(end);
-    emit(alerts, clock.wall_at(end), config, host, out, &mut sent)?;
+    emit(alerts, clock.wall_at(end), config, host, p, out, &mut sent)?;
     let held: Vec<String> = agg
         .held_below_threshold()
         .iter()
@@ -151,6 +172,7 @@ fn emit(
     at: SystemTime,
     config: &Config,
     host: &str,
+    p: Presentation,
     out: &mut dyn Write,
     sent: &mut Vec<Replayed>,
 ) -> io::Result<()> {
@@ -180,6 +202,25 @@ fn emit(
                 .or_else(|| body["markdown"]["text"].as_str())
                 .unwrap_or_default();
             let local: DateTime<Local> = at.into();
+            if p.human {
+                let when = local.format("%Y-%m-%d %H:%M:%S%.3f").to_string();
+                write_message(
+                    out,
+                    p,
+                    robot_cfg.map(|r| r.name.as_str()),
+                    &message.rules,
+                    message.count,
+                    &body,
+                    Some(&when),
+                )?;
+                sent.push(Replayed {
+                    at,
+                    robot: robot_cfg.map(|r| r.name.clone()),
+                    body,
+                    count: message.count,
+                });
+                continue;
+            }
             writeln!(
                 out,
                 "--- {} · robot {} · {}",

@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 
 use crate::config::Config;
 use crate::matcher::{Matcher, MatcherError};
+use crate::pretty::{self, Presentation};
 use crate::source::LineFramer;
 
 /// Counts from a test run.
@@ -17,6 +18,8 @@ pub struct TestReport {
     pub matched_lines: u64,
     /// Matching lines per rule, in config order.
     pub per_rule: Vec<(String, u64)>,
+    /// Bytes read.
+    pub bytes: u64,
 }
 
 /// Reads `input` to its end, writing `rule[,rule…]<TAB>line` for every matching line and then a
@@ -26,17 +29,60 @@ pub fn run(
     input: impl Read,
     out: &mut impl Write,
 ) -> Result<TestReport, TestError> {
+    run_as(config, input, out, Presentation::MACHINE, &mut |_| {})
+}
+
+/// [`run`], for people when `p.human`: each matching line with the rules' names before it and
+/// the matched part highlighted, then the counts as a table. `progress` is told the bytes of
+/// each block read (for a progress bar).
+pub fn run_as(
+    config: &Config,
+    input: impl Read,
+    out: &mut impl Write,
+    p: Presentation,
+    progress: &mut dyn FnMut(&TestReport),
+) -> Result<TestReport, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let mut framer = LineFramer::new(config.max_line_bytes);
     let mut report = TestReport {
         per_rule: config.rules.iter().map(|r| (r.name.clone(), 0)).collect(),
         ..TestReport::default()
     };
+    // Highlighting finds the matched part again, per rule, on matching lines only.
+    let highlighters: Vec<Option<regex::bytes::Regex>> = if p.colour {
+        config
+            .rules
+            .iter()
+            .map(|r| {
+                r.field
+                    .is_none()
+                    .then(|| crate::rules::regex_builder(&r.pattern).build().ok())
+                    .flatten()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let show = Show { p, highlighters };
     framer.read_all(input, TestError::Read, |block| {
-        scan(&matcher, &block, &mut report, out).map_err(TestError::Write)
+        report.bytes += block.len() as u64;
+        let r = scan(&matcher, &block, &mut report, out, &show).map_err(TestError::Write);
+        progress(&report);
+        r
     })?;
-    write_table(&report, out)?;
+    if p.human {
+        write_human_table(&report, out, p)?;
+    } else {
+        write_table(&report, out)?;
+    }
     Ok(report)
+}
+
+/// How matching lines are shown.
+struct Show {
+    p: Presentation,
+    /// Per rule, the regex that finds its matched part (empty: no highlighting).
+    highlighters: Vec<Option<regex::bytes::Regex>>,
 }
 
 fn scan(
@@ -44,6 +90,7 @@ fn scan(
     block: &[u8],
     report: &mut TestReport,
     out: &mut impl Write,
+    show: &Show,
 ) -> io::Result<()> {
     report.lines += memchr::memchr_iter(b'\n', block).count() as u64;
     let mut result = Ok(());
@@ -57,10 +104,29 @@ fn scan(
         for &r in rules {
             report.per_rule[r].1 += 1;
         }
-        let line = String::from_utf8_lossy(&block[range]);
-        if result.is_ok() {
-            result = writeln!(out, "{}\t{}", names.join(","), line.trim_end_matches('\r'));
+        let bytes = &block[range];
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.trim_end_matches('\r');
+        if result.is_err() {
+            return;
         }
+        result = if show.p.human {
+            let mut ranges: Vec<std::ops::Range<usize>> = rules
+                .iter()
+                .filter_map(|&r| show.highlighters.get(r)?.as_ref())
+                .flat_map(|re| re.find_iter(bytes).map(|m| m.range()))
+                .filter(|r| !r.is_empty())
+                .collect();
+            ranges.sort_by_key(|r| r.start);
+            writeln!(
+                out,
+                "{}  {}",
+                pretty::rule_names(show.p, &names.join(",")),
+                pretty::highlight(show.p, line, &ranges)
+            )
+        } else {
+            writeln!(out, "{}\t{}", names.join(","), line)
+        };
     });
     result
 }
@@ -82,6 +148,53 @@ fn write_table(report: &TestReport, out: &mut impl Write) -> io::Result<()> {
         out,
         "{} of {} lines matched at least one rule",
         report.matched_lines, report.lines
+    )
+}
+
+/// The counts for people: a table with each rule's share of the lines read.
+fn write_human_table(report: &TestReport, out: &mut impl Write, p: Presentation) -> io::Result<()> {
+    let width = report
+        .per_rule
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let rule = "─".repeat(width + 2 + 10 + 2 + 8);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        pretty::bold(
+            p,
+            &format!("{:<width$}  {:>10}  {:>8}", "rule", "lines", "share")
+        )
+    )?;
+    writeln!(out, "{rule}")?;
+    for (name, n) in &report.per_rule {
+        let share = if report.lines == 0 {
+            0.0
+        } else {
+            *n as f64 * 100.0 / report.lines as f64
+        };
+        let row = format!("{name:<width$}  {n:>10}  {share:>7.2}%");
+        if *n == 0 {
+            writeln!(out, "{row}")?;
+        } else {
+            writeln!(out, "{}", pretty::rule_names(p, &row))?;
+        }
+    }
+    writeln!(out, "{rule}")?;
+    writeln!(
+        out,
+        "{}",
+        pretty::bold(
+            p,
+            &format!(
+                "{} of {} lines matched at least one rule",
+                report.matched_lines, report.lines
+            )
+        )
     )
 }
 
