@@ -66,7 +66,7 @@ pub const PACKS: &[Pack] = &[
         file: "sshd.yaml",
         text: include_str!("../rules/sshd.yaml"),
         // Nov 29 10:44:54 host sshd[123]: …
-        signature: r"^\w{3} [ \d]\d \d{2}:\d{2}:\d{2} \S+ sshd(?:\([\w-]+\))?\[\d+\]: ",
+        signature: r"^\w{3} [ \d]\d \d{2}:\d{2}:\d{2} \S+ sshd\[\d+\]: ",
     },
     Pack {
         file: "systemd-kernel.yaml",
@@ -127,7 +127,7 @@ pub fn recognise(input: impl Read) -> std::io::Result<(Vec<Fit>, usize)> {
         })
         .filter(|f| f.matched > 0 && f.matched * FIT_ONE_IN >= f.lines)
         .collect();
-    fits.sort_by(|a, b| b.matched.cmp(&a.matched));
+    fits.sort_by_key(|f| std::cmp::Reverse(f.matched));
     Ok((fits, lines.len()))
 }
 

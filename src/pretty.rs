@@ -353,6 +353,7 @@ mod tests {
             human: true,
             colour: false,
         };
-        assert_eq!(highlight(plain, "an ERROR", &[3..8]), "an ERROR");
+        let one = [std::ops::Range { start: 3, end: 8 }];
+        assert_eq!(highlight(plain, "an ERROR", &one), "an ERROR");
     }
 }
