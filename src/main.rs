@@ -76,7 +76,14 @@ fn main() -> ExitCode {
                         return ExitCode::from(EXIT_USAGE);
                     }
                 },
-                None => Box::new(std::io::stdin().lock()),
+                None => {
+                    // Redirected from a file (`< big.log`): its size, for the progress bar.
+                    size = std::fs::metadata("/dev/stdin")
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len());
+                    Box::new(std::io::stdin().lock())
+                }
             };
             let result = if args.replay {
                 dingtail::replay::replay_as(
