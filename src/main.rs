@@ -64,7 +64,7 @@ fn main() -> ExitCode {
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
             let presentation = Presentation::for_stdout(args.format);
-            let mut size = None;
+            let size;
             let input: Box<dyn std::io::Read> = match &args.path {
                 Some(p) => match std::fs::File::open(p) {
                     Ok(f) => {
