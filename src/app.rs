@@ -17,6 +17,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::{Aggregator, Alert};
+use crate::budget::ledger_file::LedgerFile;
+use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
@@ -65,6 +67,8 @@ pub struct RunReport {
     pub deliveries: Vec<DeliveryReport>,
     /// Rules whose threshold was not met by the end of input, with the hits not sent.
     pub held_below_threshold: Vec<(String, u64)>,
+    /// The monthly budget after the run (`None` in dry-run).
+    pub budget: Option<Status>,
 }
 
 impl RunReport {
@@ -197,6 +201,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         routes.insert(target, alerts_tx);
         receivers.push(alerts_rx);
     }
+    let budget = if dry_run {
+        None
+    } else {
+        Some(open_budget(&config, &opts)?)
+    };
     let mut dispatchers = Vec::new();
     for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
@@ -215,6 +224,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
+        }
+        if let (Some(b), Some(id)) = (&budget, target) {
+            dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
@@ -340,7 +352,26 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .zip(held)
             .filter(|(_, n)| *n > 0)
             .collect(),
+        budget: budget.map(|b| b.status(std::time::SystemTime::now())),
     })
+}
+
+/// The monthly budget with its ledger from the state directory (in memory only, with a
+/// warning, when there is no state directory to be found).
+fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+    let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
+    let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
+        Ok(file) => Some(file),
+        // Alerting without a disk beats no alerting; a ledger that exists but cannot be read
+        // stops the start instead (starting from zero would under-count the month).
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}; the monthly budget is counted in memory only (a restart forgets it)"
+            );
+            None
+        }
+    };
+    Ok(SharedBudget::open(config, file)?)
 }
 
 /// The state directory's checkpoints, and the store to write them to (`None` when no state

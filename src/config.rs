@@ -21,6 +21,9 @@ use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Te
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
 
+mod quota;
+pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
+
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 
@@ -123,6 +126,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
+    pub quota: Quota,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -274,6 +279,8 @@ struct RawConfig {
     timestamp: Option<RawTimestamp>,
     #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
+    #[serde(default)]
+    quota: Option<Spanned<quota::RawQuota>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +326,8 @@ struct RawRobot {
     retry: Option<RawRetry>,
     #[serde(default)]
     throttle_pause: Option<Spanned<String>>,
+    #[serde(default)]
+    monthly: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -720,6 +729,10 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let robot_monthly: Vec<_> = (raw.robots.iter())
+        .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
+        .collect();
+    let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -731,6 +744,7 @@ fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            quota,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

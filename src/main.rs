@@ -41,6 +41,9 @@ fn main() -> ExitCode {
             match result {
                 Ok(report) => {
                     eprintln!("{}", report.summary());
+                    if let Some(status) = &report.budget {
+                        eprintln!("dingtail: {status}");
+                    }
                     for line in report.failures() {
                         eprintln!("{line}");
                     }
@@ -193,7 +196,25 @@ fn check(arg: &ConfigArg) -> ExitCode {
         },
         config.rules.len()
     );
-    ExitCode::SUCCESS
+    // The budget as `run` would see it now, from the ledger in the state directory.
+    let file = dingtail::source::checkpoint::state_dir(None)
+        .ok()
+        .map(|d| dingtail::budget::ledger_file::LedgerFile::at(&d));
+    let path = file.as_ref().map(|f| f.path().display().to_string());
+    match dingtail::budget::SharedBudget::open(&config, file) {
+        Ok(budget) => {
+            println!("{}", budget.status(std::time::SystemTime::now()));
+            println!(
+                "(a natural month in Asia/Shanghai; ledger {})",
+                path.as_deref().unwrap_or("none: no state directory")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn send(args: &SendArgs) -> ExitCode {
@@ -227,10 +248,28 @@ fn send(args: &SendArgs) -> ExitCode {
         robot.keyword.as_deref(),
         &uuid::Uuid::new_v4().to_string(),
     );
+    // A message sent by hand spends the month's quota too: counted before it goes.
+    let robot_id = config.robot_id(&robot.name).unwrap_or_default();
+    let budget = dingtail::source::checkpoint::state_dir(None)
+        .ok()
+        .and_then(|d| dingtail::budget::ledger_file::LedgerFile::open(&d).ok())
+        .and_then(|f| dingtail::budget::SharedBudget::open(&config, Some(f)).ok());
+    let counted = std::time::SystemTime::now();
+    if let Some(b) = &budget
+        && let dingtail::budget::Verdict::Spent { why, .. } = b.record_anyway(robot_id, counted)
+    {
+        eprintln!(
+            "dingtail: warning: robot {}: {why}; sending anyway as asked",
+            robot.name
+        );
+    }
     let result = runtime().block_on(async {
         let client = Client::for_robot(&robot)?;
         client.post(&robot, body).await
     });
+    if let (Some(b), Err(dingtail::dingtalk::SendError::Api { .. })) = (&budget, &result) {
+        b.refund(robot_id, counted, std::time::SystemTime::now());
+    }
     match result {
         Ok(answer) => {
             println!("{}", answer.raw);

@@ -10,7 +10,8 @@
 //!
 //! What differs from `run`: no rate limit and no merging while waiting (each batch of alerts
 //! that fall due together is rendered on its own), so the output shows what the rules decide,
-//! message by message, and nothing is sent.
+//! message by message, and nothing is sent. Then a forecast (`crate::budget::forecast`) shows
+//! what the monthly budget's pacing would make of those messages.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone};
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregator, Alert};
+use crate::budget::forecast::{Forecast, Planned, forecast};
 use crate::config::{Config, TimestampFormat};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
@@ -40,6 +42,8 @@ pub struct Replayed {
     pub body: serde_json::Value,
     /// Matching lines it stands for.
     pub count: u64,
+    /// It holds an alert of a `severity: critical` rule.
+    pub critical: bool,
 }
 
 /// Replays `input` through `config`'s rules, writing each message to `out` and returning them.
@@ -130,7 +134,30 @@ pub fn replay_as(
             )
         }
     )?;
+    write!(out, "{}", budget_forecast(config, &sent))?;
     Ok(sent)
+}
+
+/// The replayed messages run through the monthly budget's pacing.
+fn budget_forecast(config: &Config, sent: &[Replayed]) -> Forecast {
+    let mut names: Vec<String> = config.robots.iter().map(|r| r.name.clone()).collect();
+    if names.is_empty() {
+        names.push("(none)".to_owned());
+    }
+    let planned: Vec<Planned> = sent
+        .iter()
+        .map(|m| Planned {
+            at: m.at,
+            robot: m
+                .robot
+                .as_deref()
+                .and_then(|n| config.robot_id(n))
+                .unwrap_or(0),
+            critical: m.critical,
+            count: m.count,
+        })
+        .collect();
+    forecast(&config.quota, &names, &planned)
 }
 
 /// The simulated clock: `t0` is the first line's time.
@@ -194,7 +221,9 @@ fn emit(
         };
         while !rest.is_empty() {
             let (message, used) = render(&rest, &ctx, "replay".to_owned());
-            rest.drain(..used);
+            let critical = rest
+                .drain(..used)
+                .any(|a| a.style.severity == Some(crate::dingtalk::style::Severity::Critical));
             let body: serde_json::Value =
                 serde_json::from_str(&message.body).expect("rendered bodies are JSON");
             let text = body["text"]["content"]
@@ -213,30 +242,25 @@ fn emit(
                     &body,
                     Some(&when),
                 )?;
-                sent.push(Replayed {
-                    at,
-                    robot: robot_cfg.map(|r| r.name.clone()),
-                    body,
-                    count: message.count,
-                });
-                continue;
-            }
-            writeln!(
-                out,
-                "--- {} · robot {} · {}",
-                local.format("%Y-%m-%d %H:%M:%S%.3f"),
-                robot_cfg.map_or("(none)", |r| r.name.as_str()),
-                body["msgtype"].as_str().unwrap_or_default()
-            )?;
-            writeln!(out, "{text}")?;
-            if let Some(at) = body.get("at") {
-                writeln!(out, "(at: {at})")?;
+            } else {
+                writeln!(
+                    out,
+                    "--- {} · robot {} · {}",
+                    local.format("%Y-%m-%d %H:%M:%S%.3f"),
+                    robot_cfg.map_or("(none)", |r| r.name.as_str()),
+                    body["msgtype"].as_str().unwrap_or_default()
+                )?;
+                writeln!(out, "{text}")?;
+                if let Some(at) = body.get("at") {
+                    writeln!(out, "(at: {at})")?;
+                }
             }
             sent.push(Replayed {
                 at,
                 robot: robot_cfg.map(|r| r.name.clone()),
                 body,
                 count: message.count,
+                critical,
             });
         }
     }

@@ -24,6 +24,9 @@ pub enum ErrorClass {
     Permanent,
     /// The body was too large: shrink and resend (a bug in rendering if it happens).
     TooLarge,
+    /// The monthly webhook quota is used up (90030, or an errmsg about the quota): nothing more
+    /// goes out until the month turns.
+    QuotaSpent,
 }
 
 /// Why a message was not accepted.
@@ -66,6 +69,11 @@ impl SendError {
                 ErrorClass::Retryable
             }
             SendError::Http { .. } => ErrorClass::Permanent,
+            SendError::Api { errcode, errmsg }
+                if classify(*errcode) == ErrorClass::Permanent && is_quota_message(errmsg) =>
+            {
+                ErrorClass::QuotaSpent
+            }
             SendError::Api { errcode, .. } => classify(*errcode),
         }
     }
@@ -77,8 +85,16 @@ pub fn classify(errcode: i64) -> ErrorClass {
         -1 => ErrorClass::Retryable,
         130101 | 410100 => ErrorClass::Throttled,
         460101 | 101002 => ErrorClass::TooLarge,
+        90030 => ErrorClass::QuotaSpent,
         _ => ErrorClass::Permanent,
     }
+}
+
+/// The quota's errcode is not documented (90030 is what users report): a refusal with an
+/// unknown or permanent code whose message speaks of the quota is taken as one too.
+fn is_quota_message(errmsg: &str) -> bool {
+    let m = errmsg.to_ascii_lowercase();
+    m.contains("quota") || m.contains("over limit") || errmsg.contains("额度")
 }
 
 /// What the operator should do about an errcode.
@@ -318,7 +334,7 @@ mod tests {
             (310000, ErrorClass::Permanent),
             (300001, ErrorClass::Permanent),
             (400102, ErrorClass::Permanent),
-            (90030, ErrorClass::Permanent),
+            (90030, ErrorClass::QuotaSpent),
         ];
         for (code, class) in table {
             assert_eq!(classify(code), class, "{code}");
@@ -330,6 +346,22 @@ mod tests {
         assert_eq!(
             SendError::Http { status: 404 }.class(),
             ErrorClass::Permanent
+        );
+        let quota = |errcode, errmsg: &str| SendError::Api {
+            errcode,
+            errmsg: errmsg.into(),
+        };
+        assert_eq!(
+            quota(400999, "monthly quota exceeded").class(),
+            ErrorClass::QuotaSpent
+        );
+        assert_eq!(
+            quota(90030, "webhook over limit").class(),
+            ErrorClass::QuotaSpent
+        );
+        assert_eq!(
+            quota(130101, "send too fast, exceed 20 times per minute").class(),
+            ErrorClass::Throttled
         );
     }
 

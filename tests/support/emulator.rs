@@ -25,6 +25,9 @@
 //! 8. body not a JSON object or no `msgtype`: 40035; unknown `msgtype`:
 //!    400105; `text.content`, `markdown.title` or `markdown.text` missing: 40035;
 //! 9. keywords (robots with keywords): 310000;
+//!    then the monthly quota (robots with [`RobotSpec::quota_after`]): once the
+//!    robot has posted N messages, every send gets the quota error (90030 by
+//!    default) and nothing is posted or counted;
 //! 10. rate limit: only requests that passed 1-9 count (they are "sends",
 //!     including `msgUuid` duplicates). The one that would be number N+1
 //!     within the sliding window gets 130101 and starts the block;
@@ -77,6 +80,9 @@ pub struct RobotSpec {
     pub per: Duration,
     /// How long the robot refuses everything once the rate is exceeded.
     pub block: Duration,
+    /// After this many posts, every send gets this errcode and errmsg (the
+    /// organisation's monthly quota is used up).
+    pub quota: Option<(usize, i64, String)>,
 }
 
 impl RobotSpec {
@@ -89,7 +95,20 @@ impl RobotSpec {
             rate: 20,
             per: Duration::from_secs(60),
             block: Duration::from_secs(600),
+            quota: None,
         }
+    }
+
+    /// The monthly quota runs out after `n` posts: then 90030 "webhook over
+    /// limit", as users report it.
+    pub fn quota_after(self, n: usize) -> Self {
+        self.quota_error(n, 90030, "webhook over limit")
+    }
+
+    /// The monthly quota runs out after `n` posts, answered with this errcode.
+    pub fn quota_error(mut self, n: usize, code: i64, msg: impl Into<String>) -> Self {
+        self.quota = Some((n, code, msg.into()));
+        self
     }
 
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
@@ -217,6 +236,7 @@ impl Emulator {
                 window: VecDeque::new(),
                 blocked_until: None,
                 seen_uuids: HashSet::new(),
+                posted: 0,
             };
             assert!(
                 map.insert(token.clone(), robot).is_none(),
@@ -372,6 +392,8 @@ struct Robot {
     window: VecDeque<Instant>,
     blocked_until: Option<Instant>,
     seen_uuids: HashSet<String>,
+    /// Messages posted, for the monthly quota.
+    posted: usize,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -551,6 +573,7 @@ fn send(
         record.duplicate = true;
         return Answer::Errcode(0, "ok".into());
     }
+    robot.posted += 1;
     posts.push(Post {
         token: robot.spec.token.clone(),
         body,
@@ -612,6 +635,11 @@ fn check(
         if !spec.keywords.iter().any(|k| content.contains(k.as_str())) {
             return errcode(310000, "keywords not in content");
         }
+    }
+    if let Some((n, code, msg)) = &spec.quota
+        && robot.posted >= *n
+    {
+        return errcode(*code, msg);
     }
     while robot
         .window
