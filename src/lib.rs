@@ -36,4 +36,5 @@ pub mod replay;
 pub mod rules;
 pub mod secret;
 pub mod source;
+pub mod startup;
 pub mod tester;

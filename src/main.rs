@@ -22,10 +22,31 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(c) => check(&c),
         Command::Run(args) => {
-            let config = match load(&args.config) {
+            // A dry run sends nothing, so it does not need the robots' secrets.
+            let loaded = if args.dry_run {
+                load_without_secrets(&args.config)
+            } else {
+                load(&args.config)
+            };
+            let config = match loaded {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let startup = dingtail::startup::describe(
+                &config,
+                &args.paths,
+                args.once,
+                args.dry_run,
+                dingtail::startup::Stdin::detect(),
+            );
+            eprintln!("{}", startup.line);
+            for warning in &startup.warnings {
+                eprintln!("dingtail: warning: {warning}");
+            }
+            if startup.nothing_to_read {
+                eprintln!("dingtail: --once and no file to read");
+                return ExitCode::from(EXIT_USAGE);
+            }
             let opts = RunOptions {
                 dry_run: args.dry_run,
                 tee: args.tee,
@@ -60,7 +81,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Test(args) => {
-            let config = match load(&args.config) {
+            let config = match load_without_secrets(&args.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
@@ -177,6 +198,43 @@ fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
             Ok(config)
         }
     }
+}
+
+/// [`load`] for commands that send nothing (`test`, `run --dry-run`): an unset `${VAR}` is
+/// not an error there, since nothing needs the robots' tokens and secrets to render a message.
+/// Unset variables stand for a placeholder and are named in one note on stderr.
+fn load_without_secrets(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    let Some(path) = config_path(arg) else {
+        return Ok(Config::builtin());
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return load(arg); // the same error as every other command
+    };
+    let unset = std::cell::RefCell::new(Vec::<String>::new());
+    let env = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            unset.borrow_mut().push(name.to_owned());
+            // Passes the checks a real value passes (a signing secret starts with SEC).
+            Some(format!("SEC-unset-{name}"))
+        })
+    };
+    let config = config::parse_str(&text, &path.display().to_string(), &env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let mut unset = unset.into_inner();
+    unset.sort();
+    unset.dedup();
+    if !unset.is_empty() {
+        eprintln!(
+            "dingtail: note: {} not set; fine here (nothing is sent), needed by `dingtail run` and `send`",
+            unset.join(", ")
+        );
+    }
+    Ok(config)
 }
 
 fn check(arg: &ConfigArg) -> ExitCode {
