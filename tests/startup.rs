@@ -32,7 +32,8 @@ fn dingtail(dir: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = c.spawn().unwrap();
     if let Some(input) = stdin {
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
+        // A run that refuses to start exits before reading: a broken pipe is its answer.
+        let _ = child.stdin.take().unwrap().write_all(input);
     }
     child.wait_with_output().unwrap()
 }
@@ -137,4 +138,33 @@ fn run_says_what_it_follows_and_where_messages_go() {
         stderr.contains("warning: standard input is not read while following files"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_machine_without_ca_certificates_is_told_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("certs");
+    std::fs::create_dir(&empty).unwrap();
+    std::fs::write(
+        dir.path().join("dingtail.yaml"),
+        "robots:\n  ops:\n    webhook: \"https://127.0.0.1:1/robot/send?access_token=t0k3n\"\nrules: []\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["send", "hello"])
+        .current_dir(dir.path())
+        .env_remove("DINGTAIL_CONFIG")
+        .env("SSL_CERT_DIR", &empty)
+        .env("SSL_CERT_FILE", empty.join("none.pem"))
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("no usable CA certificates on this machine")
+            && stderr.contains("ca-certificates"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("t0k3n"), "{stderr}");
 }
