@@ -298,14 +298,18 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
-    let (lines, bytes, per_rule) = matcher_thread
+    let (lines, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
     let cut_lines = match source {
         // The reader has finished unless a signal stopped us while it waits for input; then it
         // is left behind, and the process exits.
         Source::Stdin(reader) if reader.is_finished() => match reader.join() {
-            Ok(Ok(stats)) => stats.cut_lines,
+            Ok(Ok(stats)) => {
+                // The reader counted every byte, the skipped tails of cut lines included.
+                bytes = stats.bytes;
+                stats.cut_lines
+            }
             Ok(Err(e)) => return Err(e).context("cannot read stdin"),
             Err(_) => anyhow::bail!("the stdin thread panicked"),
         },
@@ -456,7 +460,12 @@ fn match_all(
     while let Some(chunk) = chunk_rx.blocking_recv() {
         let batch = matcher.match_chunk(&chunk);
         lines += batch.lines;
-        bytes += batch.bytes;
+        // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
+        // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
+        bytes += match chunk.mark {
+            Some(mark) => chunk.end_offset.saturating_sub(mark.start),
+            None => batch.bytes,
+        };
         for hit in &batch.hits {
             per_rule[hit.rule] += 1;
         }

@@ -11,6 +11,7 @@ use dingtail::cli::{Cli, Command, ConfigArg, InitArgs, SendArgs};
 use dingtail::config::{self, Config};
 use dingtail::dingtalk::{Client, message};
 use dingtail::pretty::Presentation;
+use dingtail::redact::redact_patterns;
 use dingtail::tester;
 
 const EXIT_UNDELIVERED: u8 = 1;
@@ -61,12 +62,13 @@ fn main() -> ExitCode {
             let result = runtime().block_on(app::run(config, opts));
             match result {
                 Ok(report) => {
-                    eprintln!("{}", report.summary());
+                    // The summary and the failures pass the redaction step like every log line.
+                    eprintln!("{}", redact_patterns(&report.summary()));
                     if let Some(status) = &report.budget {
                         eprintln!("dingtail: {status}");
                     }
                     for line in report.failures() {
-                        eprintln!("{line}");
+                        eprintln!("{}", redact_patterns(&line));
                     }
                     if report.has_failures() {
                         ExitCode::from(EXIT_UNDELIVERED)
@@ -75,7 +77,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("dingtail: {e:#}");
+                    eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
                     ExitCode::from(EXIT_UNDELIVERED)
                 }
             }
@@ -470,7 +472,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every log line passes the redaction step (libraries log request URLs at debug level).
+        .with_writer(|| dingtail::redact::RedactingWriter(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()

@@ -177,19 +177,25 @@ impl Clock {
         }
     }
 
-    /// Moves to the line's time (never backwards), or one interval on when it has none.
+    /// Moves to the line's time (never backwards), or one interval on when it has none. Log
+    /// times are anyone's: arithmetic saturates (the clock stays put) instead of overflowing.
     fn advance(&mut self, wall: Option<SystemTime>, interval: Duration) -> Instant {
         let next = match wall {
-            Some(w) => self.t0 + w.duration_since(self.wall0).unwrap_or_default(),
+            Some(w) => self
+                .t0
+                .checked_add(w.duration_since(self.wall0).unwrap_or_default())
+                .unwrap_or(self.now),
             None if self.now == self.t0 && interval.is_zero() => self.t0,
-            None => self.now + interval,
+            None => self.now.checked_add(interval).unwrap_or(self.now),
         };
         self.now = self.now.max(next);
         self.now
     }
 
     fn wall_at(&self, t: Instant) -> SystemTime {
-        self.wall0 + (t - self.t0)
+        self.wall0
+            .checked_add(t.saturating_duration_since(self.t0))
+            .unwrap_or(self.wall0)
     }
 }
 

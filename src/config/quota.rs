@@ -128,12 +128,18 @@ pub(super) fn check_quota(
 /// `10%`, `2.5%` or a count.
 fn parse_reserve(text: &str) -> Result<Reserve, String> {
     let text = text.trim();
-    let bad = || format!("`{text}` is not a reserve; write a share like 10% or a count like 300");
+    let bad = || {
+        format!(
+            "{} is not a reserve; write a share like 10% or a count like 300",
+            super::quoted(text)
+        )
+    };
     if let Some(p) = text.strip_suffix('%') {
         let p: f64 = p.trim().parse().map_err(|_| bad())?;
         if !(0.0..100.0).contains(&p) {
             return Err(format!(
-                "`{text}`: a share from 0% to below 100% (the rest must be usable)"
+                "{}: a share from 0% to below 100% (the rest must be usable)",
+                super::quoted(text)
             ));
         }
         return Ok(Reserve::Percent(p));

@@ -156,6 +156,17 @@ pub enum Fault {
     Html,
     /// HTTP 200 with the API firewall's `{"status":1111,...}`, no errcode.
     Firewall,
+    /// This HTTP status with an HTML page that echoes the request (as captive portals and
+    /// corporate proxies do): the raw URL, each query value form-decoded, CR/LF and an ESC.
+    EchoPage(u16),
+    /// HTTP 200 with this errcode and an `errmsg` that echoes the request URL and its decoded
+    /// query values (DingTalk does for some errors); nothing is posted.
+    EchoErrcode(i64),
+    /// This HTTP status, a short body, and headers that echo the request URL and token
+    /// (`X-Request-Url`, `Set-Cookie`, `Link`).
+    EchoHeaders(u16),
+    /// This redirect status with a `Location` that echoes the request URL.
+    EchoRedirect(u16),
 }
 
 /// A message DingTalk accepted and would have shown in the group.
@@ -410,6 +421,12 @@ enum Answer {
         content_type: &'static str,
         body: String,
     },
+    /// A verbatim answer with extra headers.
+    WithHeaders {
+        status: StatusCode,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    },
 }
 
 /// What the async side must do after the decision.
@@ -455,7 +472,7 @@ impl Answer {
     fn status(&self) -> u16 {
         match self {
             Answer::Errcode(..) => 200,
-            Answer::Raw { status, .. } => status.as_u16(),
+            Answer::Raw { status, .. } | Answer::WithHeaders { status, .. } => status.as_u16(),
         }
     }
 }
@@ -473,6 +490,19 @@ impl IntoResponse for Answer {
                 content_type,
                 body,
             } => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+            Answer::WithHeaders {
+                status,
+                headers,
+                body,
+            } => {
+                let mut response = (status, body).into_response();
+                for (name, value) in headers {
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                        response.headers_mut().append(name, v);
+                    }
+                }
+                response
+            }
         }
     }
 }
@@ -551,7 +581,60 @@ fn route(state: &mut State, req: &Incoming, record: &mut RequestRecord, now: Ins
         Some(Fault::Firewall) => {
             Action::Answer(raw(StatusCode::OK, "application/json", FIREWALL_BODY))
         }
+        Some(Fault::EchoPage(status)) => Action::Answer(Answer::Raw {
+            status: status_code(status),
+            content_type: "text/html",
+            body: format!(
+                "<html>\r\n<body>\r\nYou asked for {}\r\n\u{1b}[2Jvalues: {}\r\n</body></html>",
+                echo_url(req),
+                echo_values(req)
+            ),
+        }),
+        Some(Fault::EchoErrcode(code)) => Action::Answer(Answer::Errcode(
+            code,
+            format!(
+                "description: bad request {} ({});solution: check the URL\n",
+                echo_url(req),
+                echo_values(req)
+            ),
+        )),
+        Some(Fault::EchoHeaders(status)) => Action::Answer(Answer::WithHeaders {
+            status: status_code(status),
+            headers: vec![
+                ("x-request-url", echo_url(req)),
+                (
+                    "set-cookie",
+                    format!("seen={}; Path=/", record.token.clone().unwrap_or_default()),
+                ),
+                ("link", format!("<{}>; rel=self", echo_url(req))),
+                ("content-type", "text/plain".to_owned()),
+            ],
+            body: format!("blocked {}", echo_values(req)),
+        }),
+        Some(Fault::EchoRedirect(status)) => Action::Answer(Answer::WithHeaders {
+            status: status_code(status),
+            headers: vec![("location", echo_url(req))],
+            body: format!("moved to {}", echo_url(req)),
+        }),
     }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).expect("a valid HTTP status")
+}
+
+/// The request's path and query as received (what echoing servers print).
+fn echo_url(req: &Incoming) -> String {
+    format!("{}?{}", req.path, req.raw_query)
+}
+
+/// Every query value, form-decoded, space-separated.
+fn echo_values(req: &Incoming) -> String {
+    req.query
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Normal handling of a send: all checks, then the post (or a duplicate).
