@@ -107,6 +107,7 @@ fn systemd_unit_passes_systemd_analyze_verify() {
         "ProtectSystem=strict",
         "ReadOnlyPaths=/var/log",
         "Restart=on-failure",
+        "ExecReload=/bin/kill -HUP $MAINPID",
     ] {
         assert!(shipped.contains(needed), "the unit lacks {needed}");
     }
