@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -49,6 +49,8 @@ pub struct RunOptions {
     pub once: bool,
     /// `--state-dir`: where the checkpoint file lives (see [`checkpoint::state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// How dry-run messages are printed: JSON lines, or for people (see [`crate::pretty`]).
+    pub presentation: crate::pretty::Presentation,
     /// `--listen`: serve metrics and probes here (overrides the config's `listen:`).
     pub listen: Option<std::net::SocketAddr>,
     /// The config file, which SIGHUP reloads (`None`: the built-in rules).
@@ -214,7 +216,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
 
     // Dispatchers: one per robot, or one for "no robot" when the config has none. All channels
     // exist before any dispatcher starts, so each can hold its fallback's sender.
-    let stdout: Arc<Mutex<dyn std::io::Write + Send>> = Arc::new(Mutex::new(std::io::stdout()));
+    let stdout = crate::pretty::dry_run_stdout(opts.presentation);
     let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
         vec![None]
     } else {

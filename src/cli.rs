@@ -30,6 +30,55 @@ pub enum Command {
     /// Quiet a rule for a while (a running instance over its listener, else the state directory).
     #[command(subcommand)]
     Silence(SilenceCommand),
+    /// Write a commented starter dingtail.yaml; given sample logs, pick the bundled rule packs
+    /// that fit them and show what would have been sent.
+    Init(InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish or powershell) to stdout.
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) to stdout: `dingtail man > /usr/local/share/man/man1/dingtail.1`.
+    Man,
+}
+
+/// `dingtail completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `dingtail init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Sample log files: their formats choose the rule packs, and they are replayed through the
+    /// new config.
+    #[arg(value_name = "LOG")]
+    pub samples: Vec<PathBuf>,
+    /// Where to write the config.
+    #[arg(
+        short = 'o',
+        long,
+        value_name = "FILE",
+        default_value = "dingtail.yaml"
+    )]
+    pub output: PathBuf,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the config to stdout instead of writing a file.
+    #[arg(long, conflicts_with_all = ["output", "force"])]
+    pub stdout: bool,
+}
+
+/// How messages and matches are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// For people on a terminal (colours, messages as DingTalk shows them); JSON when piped.
+    Auto,
+    /// For people, even when piped (no colours unless on a terminal).
+    Text,
+    /// Machine-readable: one JSON object per message (`--dry-run`), tab-separated lines (`test`).
+    Json,
 }
 
 /// `dingtail silence …`.
@@ -98,9 +147,13 @@ pub struct RunArgs {
     /// The config file option.
     #[command(flatten)]
     pub config: ConfigArg,
-    /// Print each message as a JSON line instead of sending it.
+    /// Print each message instead of sending it: as DingTalk would show it on a terminal, one
+    /// JSON line per message when piped or with --format json.
     #[arg(long)]
     pub dry_run: bool,
+    /// How --dry-run prints messages.
+    #[arg(long, value_enum, default_value = "auto", value_name = "FORMAT")]
+    pub format: OutputFormat,
     /// Copy every input line, unchanged, to stdout.
     #[arg(long, conflicts_with = "dry_run")]
     pub tee: bool,
@@ -146,6 +199,10 @@ pub struct TestArgs {
     /// With --replay: time between lines that have no readable timestamp.
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = line_interval, requires = "replay")]
     pub line_interval: Duration,
+    /// How matches are printed: highlighted with a table on a terminal; `json`/piped: the plain
+    /// `rule<TAB>line` form.
+    #[arg(long, value_enum, default_value = "auto", value_name = "FORMAT")]
+    pub format: OutputFormat,
 }
 
 /// `dingtail send`.

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dingtail::app::{self, RunOptions};
-use dingtail::cli::{Cli, Command, ConfigArg, SendArgs};
+use dingtail::cli::{Cli, Command, ConfigArg, InitArgs, SendArgs};
 use dingtail::config::{self, Config};
 use dingtail::dingtalk::{Client, message};
+use dingtail::pretty::Presentation;
 use dingtail::redact::redact_patterns;
 use dingtail::tester;
 
@@ -22,10 +23,31 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check(c) => check(&c),
         Command::Run(args) => {
-            let config = match load(&args.config) {
+            // A dry run sends nothing, so it does not need the robots' secrets.
+            let loaded = if args.dry_run {
+                load_without_secrets(&args.config)
+            } else {
+                load(&args.config)
+            };
+            let config = match loaded {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            let startup = dingtail::startup::describe(
+                &config,
+                &args.paths,
+                args.once,
+                args.dry_run,
+                dingtail::startup::Stdin::detect(),
+            );
+            eprintln!("{}", startup.line);
+            for warning in &startup.warnings {
+                eprintln!("dingtail: warning: {warning}");
+            }
+            if startup.nothing_to_read {
+                eprintln!("dingtail: --once and no file to read");
+                return ExitCode::from(EXIT_USAGE);
+            }
             let opts = RunOptions {
                 dry_run: args.dry_run,
                 tee: args.tee,
@@ -35,6 +57,7 @@ fn main() -> ExitCode {
                 from_beginning: args.from_beginning,
                 once: args.once,
                 state_dir: args.state_dir,
+                presentation: dingtail::pretty::Presentation::for_stdout(args.format),
                 listen: args.listen,
                 config_path: config_path(&args.config),
                 watch_config: args.watch_config,
@@ -70,28 +93,64 @@ fn main() -> ExitCode {
             }
         }
         Command::Test(args) => {
-            let config = match load(&args.config) {
+            let config = match load_without_secrets(&args.config) {
                 Ok(c) => c,
                 Err(code) => return code,
             };
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
+            let presentation = Presentation::for_stdout(args.format);
+            let size;
             let input: Box<dyn std::io::Read> = match &args.path {
                 Some(p) => match std::fs::File::open(p) {
-                    Ok(f) => Box::new(f),
+                    Ok(f) => {
+                        size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                        Box::new(f)
+                    }
                     Err(e) => {
                         eprintln!("dingtail: cannot open {}: {e}", p.display());
                         return ExitCode::from(EXIT_USAGE);
                     }
                 },
-                None => Box::new(std::io::stdin().lock()),
+                None => {
+                    // Redirected from a file (`< big.log`): its size, for the progress bar.
+                    size = std::fs::metadata("/dev/stdin")
+                        .ok()
+                        .filter(|m| m.is_file())
+                        .map(|m| m.len());
+                    Box::new(std::io::stdin().lock())
+                }
             };
             let result = if args.replay {
-                dingtail::replay::replay(&config, input, &mut out, &hostname(), args.line_interval)
-                    .map(|_| ())
+                dingtail::replay::replay_as(
+                    &config,
+                    input,
+                    &mut out,
+                    &hostname(),
+                    args.line_interval,
+                    presentation,
+                )
+                .map(|_| ())
             } else {
+                let bar = dingtail::progress::bar(size);
+                let started = std::time::Instant::now();
+                let mut tick = |r: &tester::TestReport| {
+                    if let Some(bar) = &bar {
+                        bar.set_position(r.bytes);
+                        bar.set_message(dingtail::progress::message(
+                            r.lines,
+                            r.matched_lines,
+                            started.elapsed().as_secs_f64(),
+                        ));
+                    }
+                };
                 let multiline = tester::multiline_for(&config, args.path.as_deref());
-                tester::run_events(&config, input, multiline, &mut out).map(|_| ())
+                let result =
+                    tester::run_as(&config, input, multiline, &mut out, presentation, &mut tick);
+                if let Some(bar) = bar {
+                    bar.finish_and_clear();
+                }
+                result.map(|_| ())
             };
             let _ = out.flush();
             match result {
@@ -103,6 +162,23 @@ fn main() -> ExitCode {
             }
         }
         Command::Send(args) => send(&args),
+        Command::Completions(args) => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(args.shell, &mut cmd, "dingtail", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = std::io::stdout().lock();
+            match dingtail::manpage::render(cmd, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("dingtail: cannot write the man page: {e}");
+                    ExitCode::from(EXIT_UNDELIVERED)
+                }
+            }
+        }
+        Command::Init(args) => init(&args),
         Command::Silence(cmd) => silence(cmd),
     }
 }
@@ -184,6 +260,43 @@ fn load(arg: &ConfigArg) -> Result<Config, ExitCode> {
             Ok(config)
         }
     }
+}
+
+/// [`load`] for commands that send nothing (`test`, `run --dry-run`): an unset `${VAR}` is
+/// not an error there, since nothing needs the robots' tokens and secrets to render a message.
+/// Unset variables stand for a placeholder and are named in one note on stderr.
+fn load_without_secrets(arg: &ConfigArg) -> Result<Config, ExitCode> {
+    let Some(path) = config_path(arg) else {
+        return Ok(Config::builtin());
+    };
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return load(arg); // the same error as every other command
+    };
+    let unset = std::cell::RefCell::new(Vec::<String>::new());
+    let env = |name: &str| {
+        std::env::var(name).ok().or_else(|| {
+            unset.borrow_mut().push(name.to_owned());
+            // Passes the checks a real value passes (a signing secret starts with SEC).
+            Some(format!("SEC-unset-{name}"))
+        })
+    };
+    let config = config::parse_str(&text, &path.display().to_string(), &env).map_err(|e| {
+        eprintln!("{e}");
+        ExitCode::from(EXIT_USAGE)
+    })?;
+    for warning in &config.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let mut unset = unset.into_inner();
+    unset.sort();
+    unset.dedup();
+    if !unset.is_empty() {
+        eprintln!(
+            "dingtail: note: {} not set; fine here (nothing is sent), needed by `dingtail run` and `send`",
+            unset.join(", ")
+        );
+    }
+    Ok(config)
 }
 
 fn check(arg: &ConfigArg) -> ExitCode {
@@ -287,6 +400,122 @@ fn send(args: &SendArgs) -> ExitCode {
             ExitCode::from(EXIT_UNDELIVERED)
         }
     }
+}
+
+/// `dingtail init`: recognise the samples, write the starter config, replay each sample through it.
+fn init(args: &InitArgs) -> ExitCode {
+    use dingtail::init;
+    let samples = match init::survey(&args.samples) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let inputs: Vec<PathBuf> = args.samples.iter().map(|p| init::absolute(p)).collect();
+    let text = init::starter(&samples, &inputs, None);
+    let origin = args.output.display().to_string();
+    let config = match config::parse_str(&text, &origin, &|_| None) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("dingtail: bug: init made a config that does not load:\n{e}");
+            return ExitCode::from(EXIT_UNDELIVERED);
+        }
+    };
+    for s in &samples {
+        let packs: Vec<String> = s
+            .fits
+            .iter()
+            .map(|f| format!("{} ({} of {} lines)", f.pack.file, f.matched, f.lines))
+            .collect();
+        eprintln!(
+            "dingtail: {}: {}",
+            s.path.display(),
+            if packs.is_empty() {
+                "no known format; using the built-in rules".to_owned()
+            } else {
+                format!("recognised {}", packs.join(", "))
+            }
+        );
+    }
+    if args.stdout {
+        print!("{text}");
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .create_new(!args.force)
+            .open(&args.output);
+        let written = file.and_then(|mut f| f.write_all(text.as_bytes()));
+        match written {
+            Ok(()) => eprintln!(
+                "dingtail: wrote {} ({} rules); next: set up a robot in it, then `dingtail check`",
+                args.output.display(),
+                config.rules.len()
+            ),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                eprintln!(
+                    "dingtail: {} exists; not replacing it (use --force, or -o another file)",
+                    args.output.display()
+                );
+                return ExitCode::from(EXIT_USAGE);
+            }
+            Err(e) => {
+                eprintln!("dingtail: cannot write {}: {e}", args.output.display());
+                return ExitCode::from(EXIT_UNDELIVERED);
+            }
+        }
+    }
+    // What each sample would have sent, replayed with its own format's timestamps. With
+    // --stdout the config owns stdout, so the replay goes to stderr.
+    let presentation = if args.stdout {
+        Presentation::MACHINE
+    } else {
+        Presentation::for_stdout(dingtail::cli::OutputFormat::Auto)
+    };
+    for s in &samples {
+        let own = s.fits.first().map_or(&init::FALLBACK, |f| f.pack);
+        let text = init::starter(&samples, &inputs, Some(own));
+        let config = match config::parse_str(&text, &origin, &|_| None) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("dingtail: bug: init made a config that does not load:\n{e}");
+                return ExitCode::from(EXIT_UNDELIVERED);
+            }
+        };
+        let file = match std::fs::File::open(&s.path) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("dingtail: cannot read {}: {e}", s.path.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        };
+        let mut out: Box<dyn Write> = if args.stdout {
+            Box::new(std::io::stderr().lock())
+        } else {
+            Box::new(std::io::BufWriter::new(std::io::stdout().lock()))
+        };
+        let _ = writeln!(
+            out,
+            "\n=== dingtail test --replay {}: what these rules would have sent",
+            s.path.display()
+        );
+        let replayed = dingtail::replay::replay_as(
+            &config,
+            file,
+            &mut out,
+            &hostname(),
+            std::time::Duration::from_secs(1),
+            presentation,
+        );
+        let _ = out.flush();
+        if let Err(e) = replayed {
+            eprintln!("dingtail: {}: {e}", s.path.display());
+            return ExitCode::from(EXIT_UNDELIVERED);
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn runtime() -> tokio::runtime::Runtime {

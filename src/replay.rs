@@ -28,6 +28,7 @@ use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
 use crate::hush::Hush;
 use crate::matcher::Matcher;
+use crate::pretty::{Presentation, write_message};
 use crate::source::{Chunk, LineFramer};
 use crate::tester::TestError;
 
@@ -53,6 +54,26 @@ pub fn replay(
     out: &mut impl Write,
     host: &str,
     line_interval: Duration,
+) -> Result<Vec<Replayed>, TestError> {
+    replay_as(
+        config,
+        input,
+        out,
+        host,
+        line_interval,
+        Presentation::MACHINE,
+    )
+}
+
+/// [`replay`], printing each message for people when `p.human` (see [`crate::pretty`]); the
+/// messages returned are the same.
+pub fn replay_as(
+    config: &Config,
+    input: impl Read,
+    out: &mut impl Write,
+    host: &str,
+    line_interval: Duration,
+    p: Presentation,
 ) -> Result<Vec<Replayed>, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let mut framer = LineFramer::new(config.max_line_bytes);
@@ -85,9 +106,9 @@ pub fn replay(
             match (due, quiet_end) {
                 (Some(d), q) if q.is_none_or(|q| clock.wall_at(d) <= q) => {
                     let (alerts, _) = hush.filter(agg.expire(d), clock.wall_at(d));
-                    emit(alerts, clock.wall_at(d), config, host, out, sent)?;
+                    emit(alerts, clock.wall_at(d), config, host, p, out, sent)?;
                 }
-                (_, Some(q)) => emit(hush.due(q, false), q, config, host, out, sent)?,
+                (_, Some(q)) => emit(hush.due(q, false), q, config, host, p, out, sent)?,
                 (None, None) => break,
                 (Some(_), None) => unreachable!("matched by the first arm"),
             }
@@ -103,7 +124,7 @@ pub fn replay(
             agg.add(&matcher.match_chunk(&chunk), now),
             clock.wall_at(now),
         );
-        emit(alerts, clock.wall_at(now), config, host, out, sent)
+        emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
     framer.read_all(input, TestError::Read, |block| {
         for line in lines(&block) {
@@ -117,7 +138,7 @@ pub fn replay(
     let end = clock.now;
     let (mut alerts, _) = hush.filter(agg.flush(end), clock.wall_at(end));
     alerts.extend(hush.due(clock.wall_at(end), true));
-    emit(alerts, clock.wall_at(end), config, host, out, &mut sent)?;
+    emit(alerts, clock.wall_at(end), config, host, p, out, &mut sent)?;
     let silenced: Vec<String> = hush
         .silenced()
         .iter()
@@ -220,6 +241,7 @@ fn emit(
     at: SystemTime,
     config: &Config,
     host: &str,
+    p: Presentation,
     out: &mut dyn Write,
     sent: &mut Vec<Replayed>,
 ) -> io::Result<()> {
@@ -251,16 +273,32 @@ fn emit(
                 .as_str()
                 .or_else(|| body["markdown"]["text"].as_str())
                 .unwrap_or_default();
-            writeln!(
-                out,
-                "--- {} · robot {} · {}",
-                config.timezone.format(at, "%Y-%m-%d %H:%M:%S%.3f"),
-                robot_cfg.map_or("(none)", |r| r.name.as_str()),
-                body["msgtype"].as_str().unwrap_or_default()
-            )?;
-            writeln!(out, "{text}")?;
-            if let Some(at) = body.get("at") {
-                writeln!(out, "(at: {at})")?;
+            if p.human {
+                let when = config
+                    .timezone
+                    .format(at, "%Y-%m-%d %H:%M:%S%.3f")
+                    .to_string();
+                write_message(
+                    out,
+                    p,
+                    robot_cfg.map(|r| r.name.as_str()),
+                    &message.rules,
+                    message.count,
+                    &body,
+                    Some(&when),
+                )?;
+            } else {
+                writeln!(
+                    out,
+                    "--- {} · robot {} · {}",
+                    config.timezone.format(at, "%Y-%m-%d %H:%M:%S%.3f"),
+                    robot_cfg.map_or("(none)", |r| r.name.as_str()),
+                    body["msgtype"].as_str().unwrap_or_default()
+                )?;
+                writeln!(out, "{text}")?;
+                if let Some(at) = body.get("at") {
+                    writeln!(out, "(at: {at})")?;
+                }
             }
             sent.push(Replayed {
                 at,

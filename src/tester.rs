@@ -6,6 +6,7 @@ use std::io::{self, Read, Write};
 
 use crate::config::{Config, Multiline};
 use crate::matcher::{Matcher, MatcherError};
+use crate::pretty::{self, Presentation};
 use crate::source::LineFramer;
 use crate::source::multiline::{Assembler, EVENT_LINE_SEP};
 
@@ -20,6 +21,8 @@ pub struct TestReport {
     pub matched_lines: u64,
     /// Matching lines per rule, in config order.
     pub per_rule: Vec<(String, u64)>,
+    /// Bytes read.
+    pub bytes: u64,
 }
 
 /// Reads `input` to its end, writing `rule[,rule…]<TAB>line` for every matching line and then a
@@ -29,39 +32,67 @@ pub fn run(
     input: impl Read,
     out: &mut impl Write,
 ) -> Result<TestReport, TestError> {
-    run_events(config, input, None, out)
+    run_as(config, input, None, out, Presentation::MACHINE, &mut |_| {})
 }
 
-/// [`run`], gathering lines into events as `run` does for an input with `multiline` (the same
-/// [`Assembler`]), so a stack trace counts once here as it does there. The assembler's timeout
-/// does not apply: the input is read to its end, and its last event ends there.
-pub fn run_events(
+/// [`run`], for people when `p.human`: each matching line with the rules' names before it and
+/// the matched part highlighted, then the counts as a table. `progress` is told the bytes of
+/// each block read (for a progress bar). With `multiline`, lines are gathered into events as
+/// `run` does for such an input (the same [`Assembler`]), so a stack trace counts once here as it
+/// does there; the assembler's timeout does not apply: the input is read to its end, and its last
+/// event ends there.
+pub fn run_as(
     config: &Config,
     input: impl Read,
     multiline: Option<&Multiline>,
     out: &mut impl Write,
+    p: Presentation,
+    progress: &mut dyn FnMut(&TestReport),
 ) -> Result<TestReport, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let mut framer = LineFramer::new(config.max_line_bytes);
-    let mut assembler = multiline.map(|m| Assembler::new(m, config.max_line_bytes));
     let mut report = TestReport {
         per_rule: config.rules.iter().map(|r| (r.name.clone(), 0)).collect(),
         ..TestReport::default()
     };
+    // Highlighting finds the matched part again, per rule, on matching lines only.
+    let highlighters: Vec<Option<regex::bytes::Regex>> = if p.colour {
+        config
+            .rules
+            .iter()
+            .map(|r| {
+                r.field
+                    .is_none()
+                    .then(|| crate::rules::regex_builder(&r.pattern).build().ok())
+                    .flatten()
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let show = Show { p, highlighters };
+    let mut assembler = multiline.map(|m| Assembler::new(m, config.max_line_bytes));
     let now = std::time::Instant::now();
     framer.read_all(input, TestError::Read, |block| {
+        report.bytes += block.len() as u64;
         report.lines += memchr::memchr_iter(b'\n', &block).count() as u64;
         let events = match &mut assembler {
             Some(a) => a.push(&block, 0, 0, now).0,
             None => block,
         };
-        scan(&matcher, &events, &mut report, out).map_err(TestError::Write)
+        let r = scan(&matcher, &events, &mut report, out, &show).map_err(TestError::Write);
+        progress(&report);
+        r
     })?;
     if let Some(a) = &mut assembler {
         let last = a.flush();
-        scan(&matcher, &last, &mut report, out)?;
+        scan(&matcher, &last, &mut report, out, &show)?;
     }
-    write_table(&report, out)?;
+    if p.human {
+        write_human_table(&report, out, p)?;
+    } else {
+        write_table(&report, out)?;
+    }
     Ok(report)
 }
 
@@ -87,11 +118,19 @@ pub fn multiline_for<'a>(
     }
 }
 
+/// How matching lines are shown.
+struct Show {
+    p: Presentation,
+    /// Per rule, the regex that finds its matched part (empty: no highlighting).
+    highlighters: Vec<Option<regex::bytes::Regex>>,
+}
+
 fn scan(
     matcher: &Matcher,
     block: &[u8],
     report: &mut TestReport,
     out: &mut impl Write,
+    show: &Show,
 ) -> io::Result<()> {
     report.events += memchr::memchr_iter(b'\n', block).count() as u64;
     let mut result = Ok(());
@@ -105,14 +144,31 @@ fn scan(
         for &r in rules {
             report.per_rule[r].1 += 1;
         }
-        let line = String::from_utf8_lossy(&block[range]);
+        let bytes = &block[range];
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.trim_end_matches('\r');
         // a multi-line event shows as its lines, the later ones indented
-        let shown = line
-            .trim_end_matches('\r')
-            .replace(char::from(EVENT_LINE_SEP), "\n\t");
-        if result.is_ok() {
-            result = writeln!(out, "{}\t{shown}", names.join(","));
+        let sep = char::from(EVENT_LINE_SEP);
+        if result.is_err() {
+            return;
         }
+        result = if show.p.human {
+            let mut ranges: Vec<std::ops::Range<usize>> = rules
+                .iter()
+                .filter_map(|&r| show.highlighters.get(r)?.as_ref())
+                .flat_map(|re| re.find_iter(bytes).map(|m| m.range()))
+                .filter(|r| !r.is_empty())
+                .collect();
+            ranges.sort_by_key(|r| r.start);
+            writeln!(
+                out,
+                "{}  {}",
+                pretty::rule_names(show.p, &names.join(",")),
+                pretty::highlight(show.p, line, &ranges).replace(sep, "\n\t")
+            )
+        } else {
+            writeln!(out, "{}\t{}", names.join(","), line.replace(sep, "\n\t"))
+        };
     });
     result
 }
@@ -130,19 +186,60 @@ fn write_table(report: &TestReport, out: &mut impl Write) -> io::Result<()> {
     for (name, n) in &report.per_rule {
         writeln!(out, "{name:<width$}  {n:>10}")?;
     }
+    writeln!(out, "{}", matched_summary(report))
+}
+
+/// The last line of either table: how many lines (and events, when `multiline` gathered them)
+/// matched at least one rule.
+fn matched_summary(report: &TestReport) -> String {
     if report.events != report.lines {
-        writeln!(
-            out,
+        format!(
             "{} of {} events ({} lines) matched at least one rule",
             report.matched_lines, report.events, report.lines
         )
     } else {
-        writeln!(
-            out,
+        format!(
             "{} of {} lines matched at least one rule",
             report.matched_lines, report.lines
         )
     }
+}
+
+/// The counts for people: a table with each rule's share of the lines read.
+fn write_human_table(report: &TestReport, out: &mut impl Write, p: Presentation) -> io::Result<()> {
+    let width = report
+        .per_rule
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    let rule = "─".repeat(width + 2 + 10 + 2 + 8);
+    writeln!(out)?;
+    writeln!(
+        out,
+        "{}",
+        pretty::bold(
+            p,
+            &format!("{:<width$}  {:>10}  {:>8}", "rule", "lines", "share")
+        )
+    )?;
+    writeln!(out, "{rule}")?;
+    for (name, n) in &report.per_rule {
+        let share = if report.lines == 0 {
+            0.0
+        } else {
+            *n as f64 * 100.0 / report.lines as f64
+        };
+        let row = format!("{name:<width$}  {n:>10}  {share:>7.2}%");
+        if *n == 0 {
+            writeln!(out, "{row}")?;
+        } else {
+            writeln!(out, "{}", pretty::rule_names(p, &row))?;
+        }
+    }
+    writeln!(out, "{rule}")?;
+    writeln!(out, "{}", pretty::bold(p, &matched_summary(report)))
 }
 
 /// Why a test run failed.
@@ -195,7 +292,15 @@ mod tests {
         assert!(ml.is_some());
         let input = b"1 start\n2 java.lang.IllegalStateException: boom\n  at a.B(C.java:1)\n  at d.E(F.java:2)\n3 ok\n";
         let mut out = Vec::new();
-        let report = run_events(&config, &input[..], ml, &mut out).unwrap();
+        let report = run_as(
+            &config,
+            &input[..],
+            ml,
+            &mut out,
+            Presentation::MACHINE,
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(
             report.per_rule,
             [("exc".to_owned(), 1)],

@@ -161,6 +161,30 @@ pub struct Accepted {
     pub raw: String,
 }
 
+/// Why the HTTP client could not be built, with its causes ("builder error" alone helps nobody);
+/// a machine without CA certificates is told so, and what to install.
+fn setup_error(e: reqwest::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    let lower = text.to_lowercase();
+    if lower.contains("certificate")
+        || lower.contains("root store")
+        || lower.contains("trust anchor")
+    {
+        text.push_str(
+            " (no usable CA certificates on this machine, so HTTPS to DingTalk cannot be trusted: \
+             install them, e.g. `apt-get install ca-certificates` or `apk add ca-certificates`, \
+             or set SSL_CERT_FILE to a PEM bundle)",
+        );
+    }
+    text
+}
+
 /// An HTTP client for robot webhooks (reqwest with rustls, timeouts, proxies from the usual
 /// environment variables).
 #[derive(Debug, Clone)]
@@ -206,7 +230,7 @@ impl Client {
             detail: format!(
                 "cannot set up the HTTP client: {}",
                 one_line(
-                    &redactor(robot).redact(&e.without_url().to_string()),
+                    &redactor(robot).redact(&setup_error(e.without_url())),
                     MAX_DETAIL_CHARS
                 )
             ),
