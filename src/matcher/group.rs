@@ -87,7 +87,7 @@ impl RuleGroup {
             };
             let start = memchr::memrchr(b'\n', &data[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
-            let judged = &data[start..end.min(start + max_line)];
+            let judged = &data[start..super::judged_end(data, start, end, max_line)];
             set.clear();
             self.which
                 .which_overlapping_matches(&Input::new(judged), &mut set);

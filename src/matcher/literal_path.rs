@@ -164,7 +164,7 @@ impl LiteralPath {
             };
             let start = memchr::memrchr(b'\n', &data[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
-            let judged_end = end.min(start + max_line);
+            let judged_end = super::judged_end(data, start, end, max_line);
             if at < judged_end {
                 candidates.clear();
                 for check in &self.checks {

@@ -120,6 +120,18 @@ pub struct Plan {
     pub field_rules: usize,
 }
 
+/// Where the judged part of the line `data[start..end]` ends: at most `max_line` bytes, and
+/// without the `\r` of a CRLF ending, so a CRLF log is judged exactly like the same log with LF
+/// endings (`[^ ]$` does not match `"abc \r"` by its `\r`).
+fn judged_end(data: &[u8], start: usize, end: usize, max_line: usize) -> usize {
+    let end = if end > start && data[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    end.min(start + max_line)
+}
+
 /// A rule that matches a JSON field's value, and how its candidate lines are found.
 #[derive(Debug)]
 struct FieldRule {
@@ -333,8 +345,7 @@ impl Matcher {
         let mut out = Vec::new();
         for start in starts {
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let line = &data[start..end];
-            let judged = &line[..line.len().min(self.max_line)];
+            let judged = &data[start..judged_end(data, start, end, self.max_line)];
             let body = judged.trim_ascii();
             if !body.starts_with(b"{") {
                 continue;
