@@ -14,9 +14,10 @@
 //!
 //! Up to [`SMALL_SET`] line rules, one combined automaton (with its own literal prefilter) was
 //! measured faster than the literal path on the benchmark rule sets, and it decides everything
-//! in the same pass, so such sets all take the automaton path ([`Strategy::Auto`]); past it,
-//! where the automaton path needs one pass per group, every rule with a usable literal takes
-//! the literal path.
+//! in the same pass, so such sets take the automaton path ([`Strategy::Auto`]), except heavy
+//! rules (Unicode word boundaries, wide gaps like `.*` or `[^\n]{0,40}`: `shape.rs`), which
+//! would slow the shared automaton for all. Past it, where the automaton path needs one pass per
+//! group, every rule with a usable literal takes the literal path.
 //!
 //! Either way a line is judged on its first `max_line` bytes and `exclude` patterns are checked
 //! only on lines a rule matched. `field` rules are found by their quoted key, then the line is
@@ -27,6 +28,7 @@ mod group;
 mod json_field;
 mod literal_path;
 pub mod literals;
+mod shape;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -95,7 +97,8 @@ pub struct LineMatch<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
     /// The literal path for every rule with a usable literal once there are more than
-    /// [`SMALL_SET`] line rules; one combined automaton below that.
+    /// [`SMALL_SET`] line rules; below that, for heavy rules only (a Unicode word boundary or a
+    /// wide gap, see `shape.rs`), the others sharing one combined automaton.
     #[default]
     Auto,
     /// The literal path for every rule with a usable literal, whatever the count.
@@ -182,16 +185,18 @@ impl Matcher {
         let line_rules: Vec<RuleId> = (0..rules.len())
             .filter(|&r| rules[r].field.is_none())
             .collect();
-        let use_literals = match strategy {
-            Strategy::Auto => line_rules.len() > SMALL_SET,
-            Strategy::Literals => true,
-            Strategy::Automata => false,
-        };
+        let large = line_rules.len() > SMALL_SET;
         let mut by_literal = Vec::new();
         let mut by_automaton = Vec::new();
         for r in line_rules {
+            let pattern = &rules[r].pattern;
+            let use_literals = match strategy {
+                Strategy::Auto => large || shape::is_heavy(pattern),
+                Strategy::Literals => true,
+                Strategy::Automata => false,
+            };
             match use_literals
-                .then(|| literals::required(&rules[r].pattern))
+                .then(|| literals::required(pattern))
                 .flatten()
             {
                 Some(lits) => by_literal.push((r, lits)),
