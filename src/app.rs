@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::{Aggregator, Alert};
+use crate::budget::ledger_file::LedgerFile;
+use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
@@ -64,6 +66,8 @@ pub struct RunReport {
     pub deliveries: Vec<DeliveryReport>,
     /// Rules whose threshold was not met by the end of input, with the hits not sent.
     pub held_below_threshold: Vec<(String, u64)>,
+    /// The monthly budget after the run (`None` in dry-run).
+    pub budget: Option<Status>,
 }
 
 impl RunReport {
@@ -196,6 +200,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         routes.insert(target, alerts_tx);
         receivers.push(alerts_rx);
     }
+    let budget = if dry_run {
+        None
+    } else {
+        Some(open_budget(&config, &opts)?)
+    };
     let mut dispatchers = Vec::new();
     for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
@@ -214,6 +223,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
+        }
+        if let (Some(b), Some(id)) = (&budget, target) {
+            dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
@@ -285,14 +297,18 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
-    let (lines, bytes, per_rule) = matcher_thread
+    let (lines, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
     let cut_lines = match source {
         // The reader has finished unless a signal stopped us while it waits for input; then it
         // is left behind, and the process exits.
         Source::Stdin(reader) if reader.is_finished() => match reader.join() {
-            Ok(Ok(stats)) => stats.cut_lines,
+            Ok(Ok(stats)) => {
+                // The reader counted every byte, the skipped tails of cut lines included.
+                bytes = stats.bytes;
+                stats.cut_lines
+            }
             Ok(Err(e)) => return Err(e).context("cannot read stdin"),
             Err(_) => anyhow::bail!("the stdin thread panicked"),
         },
@@ -339,7 +355,26 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .zip(held)
             .filter(|(_, n)| *n > 0)
             .collect(),
+        budget: budget.map(|b| b.status(std::time::SystemTime::now())),
     })
+}
+
+/// The monthly budget with its ledger from the state directory (in memory only, with a
+/// warning, when there is no state directory to be found).
+fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+    let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
+    let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
+        Ok(file) => Some(file),
+        // Alerting without a disk beats no alerting; a ledger that exists but cannot be read
+        // stops the start instead (starting from zero would under-count the month).
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}; the monthly budget is counted in memory only (a restart forgets it)"
+            );
+            None
+        }
+    };
+    Ok(SharedBudget::open(config, file)?)
 }
 
 /// The state directory's checkpoints, and the store to write them to (`None` when no state
@@ -424,7 +459,12 @@ fn match_all(
     while let Some(chunk) = chunk_rx.blocking_recv() {
         let batch = matcher.match_chunk(&chunk);
         lines += batch.lines;
-        bytes += batch.bytes;
+        // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
+        // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
+        bytes += match chunk.mark {
+            Some(mark) => chunk.end_offset.saturating_sub(mark.start),
+            None => batch.bytes,
+        };
         for hit in &batch.hits {
             per_rule[hit.rule] += 1;
         }

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::config::{limits, parse_duration_in};
+
 use clap::{Args, Parser, Subcommand};
 
 /// Watches logs and tells people on DingTalk when something goes wrong.
@@ -49,7 +51,7 @@ pub struct RunArgs {
     pub tee: bool,
     /// After input ends or a signal, time allowed to deliver what is pending; what is still
     /// pending then is reported as not delivered (exit 1).
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = shutdown_timeout)]
     pub shutdown_timeout: Duration,
     /// Files or globs to follow like `tail -F` (added to the config's `inputs`); none: stdin.
     #[arg(value_name = "PATH")]
@@ -79,7 +81,7 @@ pub struct TestArgs {
     #[arg(long)]
     pub replay: bool,
     /// With --replay: time between lines that have no readable timestamp.
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = humantime::parse_duration, requires = "replay")]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = line_interval, requires = "replay")]
     pub line_interval: Duration,
 }
 
@@ -94,4 +96,17 @@ pub struct SendArgs {
     pub robot: Option<String>,
     /// The message text.
     pub text: String,
+}
+
+/// `--shutdown-timeout`: zero (give up at once) up to [`limits::SHUTDOWN_TIMEOUT`].
+fn shutdown_timeout(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Ok(d),
+        _ => parse_duration_in(text, limits::SHUTDOWN_TIMEOUT),
+    }
+}
+
+/// `--line-interval`: above zero, up to [`limits::LINE_INTERVAL`].
+fn line_interval(text: &str) -> Result<Duration, String> {
+    parse_duration_in(text, limits::LINE_INTERVAL)
 }

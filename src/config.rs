@@ -20,6 +20,10 @@ use serde_saphyr::Spanned;
 use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
+use crate::yaml_units::{Section, Unit, YamlUnits};
+
+mod quota;
+pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
@@ -123,6 +127,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
+    pub quota: Quota,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -227,23 +233,198 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Parses and checks YAML text; `origin` names it in errors and `env` resolves `${VAR}`.
 ///
-/// This is the one function that knows which YAML library is used.
+/// This is the one function that knows which YAML library is used. serde stops at the first
+/// schema error (an unknown field, a wrong type), so when the whole file does not deserialize,
+/// it is split into units (each robot, rule, input and other top-level key, see
+/// [`YamlUnits`]) and each is deserialized alone: the schema errors of every unit are reported,
+/// and the units that deserialize are checked as usual, so one run of `dingtail check` lists
+/// every problem, schema and semantic, each at its line and column.
 pub fn parse_str(
     text: &str,
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, ConfigError> {
-    let raw: RawConfig = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        ConfigError::Invalid(vec![Problem {
-            file: origin.to_owned(),
-            line,
-            column,
-            context: String::new(),
-            message: first_line(&e.without_snippet().to_string()),
-        }])
-    })?;
-    check(raw, origin, env)
+    let first = match serde_saphyr::from_str::<RawConfig>(text) {
+        Ok(raw) => return check(raw, origin, env, &[]),
+        Err(e) => schema_problem(&e, origin),
+    };
+    let Some(units) = YamlUnits::split(text) else {
+        return Err(ConfigError::Invalid(vec![first]));
+    };
+    let mut merged = RawConfig::default();
+    let mut problems = Vec::new();
+    let mut broken_robots = Vec::new();
+    for unit in &units.units {
+        // A unit with a schema error is tried again without the line at fault (as often as that
+        // helps), so its other fields, schema and semantic, are checked too.
+        let mut unit_text = units.text(unit);
+        for _ in 0..MAX_SCHEMA_RETRIES {
+            match serde_saphyr::from_str::<RawConfig>(&unit_text) {
+                Ok(part) => {
+                    merged.absorb(part);
+                    break;
+                }
+                Err(e) => {
+                    let mut p = schema_problem(&e, origin);
+                    p.context = unit_context(unit, &unit_text, p.line, p.column);
+                    let line = p.line as usize;
+                    // The same field may fail twice as its lines are taken away: say it once.
+                    if !problems
+                        .iter()
+                        .any(|q: &Problem| q.context == p.context && q.message == p.message)
+                    {
+                        problems.push(p);
+                    }
+                    if !blank_line(&mut unit_text, line, unit) {
+                        if let Section::Robot(name) = &unit.section {
+                            broken_robots.push(name.clone());
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        // Every unit is fine alone but the whole is not (e.g. a key given twice).
+        problems.push(first);
+    }
+    if let Err(ConfigError::Invalid(more)) = check(merged, origin, env, &broken_robots) {
+        problems.extend(more);
+    }
+    problems.sort_by_key(|p| (p.line, p.column));
+    problems.dedup();
+    Err(ConfigError::Invalid(problems))
+}
+
+/// How many schema errors one unit (a rule, a robot…) may report.
+const MAX_SCHEMA_RETRIES: usize = 16;
+
+/// Empties line `line` (1-based) of a unit's text, and the lines nested under it, so the unit
+/// can be tried again without them.
+/// False when that would not help or would change the unit's shape: no such line, an empty
+/// one, the unit's first lines (its key, a list item's `- `), or a line that starts an item.
+fn blank_line(text: &mut String, line: usize, unit: &Unit) -> bool {
+    let first_own = unit.lines.last().map_or(0, |r| *r.start());
+    let Some(content) = text.split('\n').nth(line.wrapping_sub(1)) else {
+        return false;
+    };
+    let shape = content.trim_start().starts_with('-') || line <= first_own;
+    let keeps_first = unit.lines.iter().any(|r| *r.start() == line);
+    if line == 0 || content.trim().is_empty() || shape || keeps_first {
+        return false;
+    }
+    // The line goes with everything nested under it (a block scalar, a nested mapping).
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let own = indent(content);
+    let lines: Vec<&str> = text.split('\n').collect();
+    let mut end = line; // 1-based, inclusive
+    while let Some(next) = lines.get(end) {
+        if next.trim().is_empty() || indent(next) > own {
+            end += 1;
+        } else {
+            break;
+        }
+    }
+    let blanked: Vec<&str> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            if (line..=end).contains(&(i + 1)) {
+                ""
+            } else {
+                l
+            }
+        })
+        .collect();
+    *text = blanked.join("\n");
+    true
+}
+
+/// `rule 'x', field 'y'` for a schema error at `line:column` of a unit: the unit names the rule,
+/// robot or input, the text at the location names the field (the key whose value starts there,
+/// or the key itself).
+fn unit_context(unit: &Unit, text: &str, line: u64, column: u64) -> String {
+    let owner = match &unit.section {
+        Section::Rule(i) => match &unit.name {
+            Some(n) => format!("rule '{n}'"),
+            None => format!("rule {}", i + 1),
+        },
+        Section::Robot(name) => format!("robot '{name}'"),
+        Section::Input(i) => format!("input {}", i + 1),
+        Section::Key(_) => String::new(),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let at = (line as usize).saturating_sub(1);
+    let field = lines.get(at).and_then(|l| {
+        field_at(l, (column as usize).saturating_sub(1)).or_else(|| {
+            // Inside a value (a block scalar's text): the key of the nearest line above that
+            // is indented less.
+            let indent = |l: &str| l.len() - l.trim_start().len();
+            let own = indent(l);
+            lines[..at]
+                .iter()
+                .rev()
+                .find(|p| !p.trim().is_empty() && indent(p) < own)
+                .and_then(|p| field_at(p, p.find(':').unwrap_or(0) + 1))
+        })
+    });
+    match (owner.is_empty(), field) {
+        (true, None) => String::new(),
+        (true, Some(f)) => format!("field '{f}'"),
+        (false, None) => owner,
+        (false, Some(f)) => format!("{owner}, field '{f}'"),
+    }
+}
+
+/// The YAML key at or just before character `col` of `line`.
+fn field_at(line: &str, col: usize) -> Option<String> {
+    let is_key = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let chars: Vec<char> = line.chars().collect();
+    let col = col.min(chars.len());
+    let before: String = chars[..col].iter().collect();
+    let before = before.trim_end();
+    let key: String = if let Some(b) = before.strip_suffix(':') {
+        let rev: String = b.chars().rev().take_while(|c| is_key(*c)).collect();
+        rev.chars().rev().collect()
+    } else {
+        // The key itself (an unknown field is located at its name).
+        let word: String = chars[col..].iter().take_while(|c| is_key(**c)).collect();
+        let after = chars[col + word.chars().count()..]
+            .iter()
+            .collect::<String>();
+        if after.trim_start().starts_with(':') {
+            word
+        } else {
+            String::new()
+        }
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+/// A serde-saphyr error as a [`Problem`], its message scrubbed of values that should not be
+/// quoted (see [`shown`]).
+fn schema_problem(e: &serde_saphyr::Error, origin: &str) -> Problem {
+    let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+    Problem {
+        file: origin.to_owned(),
+        line,
+        column,
+        context: String::new(),
+        message: plain(&scrub(&first_line(&e.without_snippet().to_string()))),
+    }
+}
+
+/// A few of serde-saphyr's terse messages in the words of the config's reader.
+fn plain(message: &str) -> String {
+    match message {
+        m if m.starts_with("invalid u") || m.starts_with("invalid i") => {
+            "must be a whole number (in range)".to_owned()
+        }
+        "expected mapping start" => "must be a mapping (`key: value` lines or `{…}`)".to_owned(),
+        "expected sequence start" => "must be a list (`- item` lines or `[…]`)".to_owned(),
+        m => m.to_owned(),
+    }
 }
 
 /// serde-saphyr's message repeats the location on its first line; keep only the message.
@@ -256,10 +437,65 @@ fn first_line(message: &str) -> String {
     }
 }
 
+/// Replaces every quoted value in a library's message (`"…"` or `` `…` ``) that [`shown`] would
+/// not quote with `…`: a secret pasted into a numeric field must not be quoted back.
+fn scrub(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '`']) {
+        let quote = rest[i..].chars().next().expect("found");
+        out.push_str(&rest[..i + 1]);
+        let after = &rest[i + 1..];
+        match after.find(quote) {
+            Some(end) => {
+                let inner = &after[..end];
+                out.push_str(if shown(inner) { inner } else { "…" });
+                out.push(quote);
+                rest = &after[end + 1..];
+            }
+            None => {
+                out.push_str(if shown(after) { after } else { "…" });
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Longest value a config error quotes back.
+const MAX_SHOWN_CHARS: usize = 40;
+
+/// Whether a config error may quote `value`: short, on one line, with nothing invisible, and
+/// not shaped like a credential (a `SEC…` secret, a URL with a token, a long run of token
+/// characters). Values of secret-bearing fields and `${VAR}` expansions are never passed here.
+fn shown(value: &str) -> bool {
+    let longest_word = value
+        .split(|c: char| !(c.is_ascii_alphanumeric() || "+/=_-%".contains(c)))
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    value.chars().count() <= MAX_SHOWN_CHARS
+        && !value.chars().any(crate::dingtalk::neutral::is_hazard)
+        && !value.trim_start().starts_with("SEC")
+        && !value.contains("access_token")
+        && longest_word < 24
+}
+
+/// `` `value` `` when [`shown`] allows it, else `the value`, for messages like "… is not a
+/// duration".
+fn quoted(value: &str) -> String {
+    if shown(value) {
+        format!("`{value}`")
+    } else {
+        "the value".to_owned()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Raw schema: what the YAML file says, field for field.
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     #[serde(default)]
@@ -274,6 +510,21 @@ struct RawConfig {
     timestamp: Option<RawTimestamp>,
     #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
+    #[serde(default)]
+    quota: Option<Spanned<quota::RawQuota>>,
+}
+
+impl RawConfig {
+    /// Adds the parts of a config holding one unit (see [`parse_str`]).
+    fn absorb(&mut self, part: RawConfig) {
+        self.robots.extend(part.robots);
+        self.rules.extend(part.rules);
+        self.inputs.extend(part.inputs);
+        self.defaults = self.defaults.take().or(part.defaults);
+        self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
+        self.timestamp = self.timestamp.take().or(part.timestamp);
+        self.quota = self.quota.take().or(part.quota);
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -319,6 +570,8 @@ struct RawRobot {
     retry: Option<RawRetry>,
     #[serde(default)]
     throttle_pause: Option<Spanned<String>>,
+    #[serde(default)]
+    monthly: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -462,6 +715,55 @@ impl<'de> Deserialize<'de> for OneOrMany {
 // ---------------------------------------------------------------------------------------------
 // Checking: raw → Config, gathering every problem.
 
+/// The range of every duration: above zero and at most these. Time arithmetic on instants
+/// overflows (and panics) far beyond them, so nothing a config can say makes dingtail panic;
+/// the README's tables list them.
+pub mod limits {
+    use std::time::Duration;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    /// `window`, `defaults.window`, `threshold.within`: a window holds hits in memory.
+    pub const WINDOW: Duration = DAY;
+    /// `cooldown`, `resolve_after`, `absent.for`.
+    pub const LONG: Duration = Duration::from_secs(30 * 86_400);
+    /// `inputs[].multiline.timeout`.
+    pub const MULTILINE_TIMEOUT: Duration = HOUR;
+    /// `timeout.connect`.
+    pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+    /// `timeout.request`.
+    pub const REQUEST_TIMEOUT: Duration = HOUR;
+    /// `retry.initial`.
+    pub const RETRY_INITIAL: Duration = HOUR;
+    /// `retry.max`, `retry.recheck`, `throttle_pause`, the period of `rate`.
+    pub const ROBOT_WAIT: Duration = DAY;
+    /// Largest count of `rate`.
+    pub const RATE_COUNT: u32 = 10_000;
+    /// `--shutdown-timeout`.
+    pub const SHUTDOWN_TIMEOUT: Duration = HOUR;
+    /// `--line-interval` of `test --replay`.
+    pub const LINE_INTERVAL: Duration = DAY;
+}
+
+/// Parses a duration (`500ms`, `10s`, `5m`, `1h 30m`) that must be above zero and at most
+/// `max`; the error quotes the text only when it is safe to (see [`shown`]).
+pub fn parse_duration_in(text: &str, max: Duration) -> Result<Duration, String> {
+    match humantime::parse_duration(text.trim()) {
+        Ok(d) if d.is_zero() => Err("must be longer than zero".to_owned()),
+        Ok(d) if d > max => Err(format!(
+            "{} is longer than the longest allowed, {}",
+            quoted(text.trim()),
+            humantime::format_duration(max)
+        )),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!(
+            "{} is not a duration ({e}); write e.g. 500ms, 10s, 5m",
+            quoted(text.trim())
+        )),
+    }
+}
+
 /// Default window when neither the rule nor `defaults` sets one.
 pub const DEFAULT_WINDOW: Duration = Duration::from_secs(10);
 /// Default number of lines quoted per message.
@@ -470,6 +772,8 @@ pub const DEFAULT_MAX_LINES: usize = 20;
 pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
 /// Longest rule name accepted: the name goes into every message header.
 const MAX_RULE_NAME: usize = 100;
+/// Longest template accepted: a template's text goes into every message of its rule.
+const MAX_TEMPLATE_CHARS: usize = 4000;
 
 struct Checker<'a> {
     origin: &'a str,
@@ -493,22 +797,17 @@ impl Checker<'_> {
         });
     }
 
-    fn duration(&mut self, raw: &Spanned<String>, context: &str) -> Option<Duration> {
-        match humantime::parse_duration(raw.value.trim()) {
-            Ok(d) if !d.is_zero() => Some(d),
-            Ok(_) => {
-                self.problem(raw, context, "must be longer than zero");
-                None
-            }
+    /// A duration field: above zero and at most `max` (see [`limits`]).
+    fn duration(
+        &mut self,
+        raw: &Spanned<String>,
+        context: &str,
+        max: Duration,
+    ) -> Option<Duration> {
+        match parse_duration_in(&raw.value, max) {
+            Ok(d) => Some(d),
             Err(e) => {
-                self.problem(
-                    raw,
-                    context,
-                    format!(
-                        "`{}` is not a duration ({e}); write e.g. 500ms, 10s, 5m",
-                        raw.value
-                    ),
-                );
+                self.problem(raw, context, e);
                 None
             }
         }
@@ -523,10 +822,13 @@ impl Checker<'_> {
     }
 }
 
+/// Checks `raw` into a [`Config`]. `broken_robots` are robots whose own schema errors were
+/// reported already: naming them elsewhere is not a problem of its own.
 fn check(
     raw: RawConfig,
     origin: &str,
     env: &dyn Fn(&str) -> Option<String>,
+    broken_robots: &[String],
 ) -> Result<Config, ConfigError> {
     let mut c = Checker {
         origin,
@@ -543,16 +845,19 @@ fn check(
     let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
     let find_robot = |c: &mut Checker, raw: &Spanned<String>, context: &str| {
         let found = robot_names.iter().position(|n| *n == raw.value);
-        if found.is_none() {
-            let known = if robot_names.is_empty() {
+        if found.is_none() && !broken_robots.contains(&raw.value) {
+            let mut all: Vec<&str> = robot_names.clone();
+            all.extend(broken_robots.iter().map(String::as_str));
+            all.sort_unstable();
+            let known = if all.is_empty() {
                 "no robots are defined".to_owned()
             } else {
-                format!("robots are: {}", robot_names.join(", "))
+                format!("robots are: {}", all.join(", "))
             };
             c.problem(
                 raw,
                 context,
-                format!("unknown robot `{}` ({known})", raw.value),
+                format!("unknown robot {} ({known})", quoted(&raw.value)),
             );
         }
         found
@@ -604,7 +909,7 @@ fn check(
     };
     let default_window = defaults
         .and_then(|d| d.window.as_ref())
-        .and_then(|w| c.duration(w, "defaults, field 'window'"))
+        .and_then(|w| c.duration(w, "defaults, field 'window'", limits::WINDOW))
         .unwrap_or(DEFAULT_WINDOW);
     let default_max_lines = defaults
         .and_then(|d| d.max_lines.as_ref())
@@ -634,17 +939,24 @@ fn check(
         let rule = &spanned.value;
         let name = rule.name.value.trim().to_owned();
         let ctx = |field: &str| format!("rule '{name}', field '{field}'");
-        if name.is_empty() || name.chars().count() > MAX_RULE_NAME || name.contains(['\n', '\r']) {
+        if name.is_empty()
+            || name.chars().count() > MAX_RULE_NAME
+            || name.contains(['【', '】'])
+            || name.chars().any(crate::dingtalk::neutral::is_hazard)
+        {
             c.problem(
                 &rule.name,
                 ctx("name"),
-                format!("a rule name is one line of 1 to {MAX_RULE_NAME} characters"),
+                format!(
+                    "a rule name is one line of 1 to {MAX_RULE_NAME} characters, without 【】 \
+                     (it is shown as 【name】) or control, bidi and zero-width characters"
+                ),
             );
         } else if !names.insert(name.clone()) {
             c.problem(&rule.name, ctx("name"), "another rule has the same name");
         }
         let window = match &rule.window {
-            Some(w) => c.duration(w, &ctx("window")),
+            Some(w) => c.duration(w, &ctx("window"), limits::WINDOW),
             None => Some(default_window),
         };
         let max_lines = match &rule.max_lines {
@@ -665,7 +977,7 @@ fn check(
                     };
                     if let Some(id) = find_robot(&mut c, &at, &ctx("robot")) {
                         if ids.contains(&id) {
-                            c.problem(list, ctx("robot"), format!("names `{r}` twice"));
+                            c.problem(list, ctx("robot"), format!("names {} twice", quoted(r)));
                         } else {
                             ids.push(id);
                         }
@@ -675,7 +987,14 @@ fn check(
             }
             None => default_robot.into_iter().collect(),
         };
-        if robots.is_empty() && rule.robot.is_none() && robot_names.len() > 1 {
+        let default_broken = defaults
+            .and_then(|d| d.robot.as_ref())
+            .is_some_and(|r| broken_robots.contains(&r.value));
+        if robots.is_empty()
+            && rule.robot.is_none()
+            && !default_broken
+            && robot_names.len() + broken_robots.len() > 1
+        {
             c.problem(
                 &rule.name,
                 ctx("robot"),
@@ -720,6 +1039,10 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let robot_monthly: Vec<_> = (raw.robots.iter())
+        .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
+        .collect();
+    let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -731,6 +1054,7 @@ fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            quota,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).
@@ -775,7 +1099,7 @@ fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputCon
             };
             let timeout = match &m.timeout {
                 None => Some(DEFAULT_MULTILINE_TIMEOUT),
-                Some(t) => c.duration(t, &ctx("multiline.timeout")),
+                Some(t) => c.duration(t, &ctx("multiline.timeout"), limits::MULTILINE_TIMEOUT),
             };
             match (start, max_lines, timeout) {
                 (Some(start), Some(max_lines), Some(timeout)) => Some(Multiline {
@@ -823,7 +1147,10 @@ fn check_msgtype(c: &mut Checker, raw: &Spanned<String>, context: &str) -> Optio
             c.problem(
                 raw,
                 context,
-                format!("`{other}` is not a message type; write text or markdown"),
+                format!(
+                    "{} is not a message type; write text or markdown",
+                    quoted(other)
+                ),
             );
             None
         }
@@ -875,7 +1202,10 @@ fn check_mention(c: &mut Checker, raw: &Spanned<RawMention>, context: &str) -> M
             c.problem(
                 mobile,
                 context,
-                format!("`{v}` is not a phone number (digits, optionally + and -)"),
+                format!(
+                    "{} is not a phone number (digits, optionally + and -)",
+                    quoted(v)
+                ),
             );
         } else if !out.mobiles.iter().any(|x| x == v) {
             out.mobiles.push(v.to_owned());
@@ -926,7 +1256,10 @@ fn check_timestamp(c: &mut Checker, raw: &RawTimestamp) -> Option<TimestampForma
         c.problem(
             &raw.format,
             "timestamp, field 'format'",
-            format!("`{format}` is not a strftime format, e.g. %Y-%m-%d %H:%M:%S"),
+            format!(
+                "{} is not a strftime format, e.g. %Y-%m-%d %H:%M:%S",
+                quoted(&format)
+            ),
         );
         return None;
     }
@@ -951,7 +1284,7 @@ fn check_rule_fields<'r>(
     let pattern_at = match (&rule.pattern, &rule.absent) {
         (Some(p), None) => p,
         (None, Some(a)) => {
-            spec.absent_for = c.duration(&a.value.duration, &ctx("absent.for"));
+            spec.absent_for = c.duration(&a.value.duration, &ctx("absent.for"), limits::LONG);
             let not_here = [
                 ("threshold", rule.threshold.is_some()),
                 ("cooldown", rule.cooldown.is_some()),
@@ -1003,8 +1336,8 @@ fn check_rule_fields<'r>(
                 s,
                 ctx("severity"),
                 format!(
-                    "`{}` is not a severity; write {}",
-                    s.value,
+                    "{} is not a severity; write {}",
+                    quoted(&s.value),
                     Severity::NAMES.join(", ")
                 ),
             );
@@ -1019,7 +1352,7 @@ fn check_rule_fields<'r>(
                 format!("must be between 1 and {MAX_THRESHOLD_COUNT}"),
             );
         }
-        let within = c.duration(&t.value.within, &ctx("threshold.within"));
+        let within = c.duration(&t.value.within, &ctx("threshold.within"), limits::WINDOW);
         if let Some(within) = within {
             spec.threshold = Some(Threshold {
                 count: count.clamp(1, MAX_THRESHOLD_COUNT),
@@ -1028,7 +1361,7 @@ fn check_rule_fields<'r>(
         }
     }
     if let Some(cd) = &rule.cooldown {
-        spec.cooldown = c.duration(cd, &ctx("cooldown"));
+        spec.cooldown = c.duration(cd, &ctx("cooldown"), limits::LONG);
     }
     for g in &rule.group_by {
         if !captures.iter().any(|n| **n == *g.value) {
@@ -1041,12 +1374,16 @@ fn check_rule_fields<'r>(
                 g,
                 ctx("group_by"),
                 format!(
-                    "`{}` is not a named capture of the pattern ({known})",
-                    g.value
+                    "{} is not a named capture of the pattern ({known})",
+                    quoted(&g.value)
                 ),
             );
         } else if spec.group_by.contains(&g.value) {
-            c.problem(g, ctx("group_by"), format!("names `{}` twice", g.value));
+            c.problem(
+                g,
+                ctx("group_by"),
+                format!("names {} twice", quoted(&g.value)),
+            );
         } else {
             spec.group_by.push(g.value.clone());
         }
@@ -1065,9 +1402,27 @@ fn check_rule_fields<'r>(
         }
     }
     if let Some(t) = &rule.template {
-        match Template::parse(&t.value, &captures) {
-            Ok(t) => style.template = Some(t),
-            Err(e) => c.problem(t, ctx("template"), e),
+        let hazard = t.value.chars().any(|ch| {
+            ch == '【' || ch == '】' || (ch != '\n' && crate::dingtalk::neutral::is_hazard(ch))
+        });
+        if t.value.chars().count() > MAX_TEMPLATE_CHARS {
+            c.problem(
+                t,
+                ctx("template"),
+                format!("is longer than {MAX_TEMPLATE_CHARS} characters"),
+            );
+        } else if hazard {
+            c.problem(
+                t,
+                ctx("template"),
+                "contains 【, 】 or a control, bidi or zero-width character: only the header a \
+                 message starts with may look like 【rule】",
+            );
+        } else {
+            match Template::parse(&t.value, &captures) {
+                Ok(t) => style.template = Some(t),
+                Err(e) => c.problem(t, ctx("template"), e),
+            }
         }
     }
     style.mention = match &rule.mention {
@@ -1089,8 +1444,8 @@ fn check_rule_fields<'r>(
                 f,
                 ctx("field"),
                 format!(
-                    "`{}` is not a field path; write e.g. level or log.level",
-                    f.value
+                    "{} is not a field path; write e.g. level or log.level",
+                    quoted(&f.value)
                 ),
             );
         } else {
@@ -1098,7 +1453,7 @@ fn check_rule_fields<'r>(
         }
     }
     if let Some(r) = &rule.resolve_after {
-        spec.resolve_after = c.duration(r, &ctx("resolve_after"));
+        spec.resolve_after = c.duration(r, &ctx("resolve_after"), limits::LONG);
     }
     spec.style = style;
     Some(pattern_at)
@@ -1158,6 +1513,14 @@ fn check_robot(
                 c.problem(k, ctx("keyword"), "is empty");
                 None
             }
+            Ok(v) if v.chars().any(crate::dingtalk::neutral::is_hazard) => {
+                c.problem(
+                    k,
+                    ctx("keyword"),
+                    "contains a control, bidi or zero-width character",
+                );
+                None
+            }
             Ok(v) => Some(v.trim().to_owned()),
             Err(e) => {
                 c.problem(k, ctx("keyword"), e);
@@ -1191,9 +1554,15 @@ fn check_robot(
         }
     });
     let mut duration = |value: &Option<Spanned<String>>, field: &str, default: Duration| {
+        let max = match field {
+            "timeout.connect" => limits::CONNECT_TIMEOUT,
+            "timeout.request" => limits::REQUEST_TIMEOUT,
+            "retry.initial" => limits::RETRY_INITIAL,
+            _ => limits::ROBOT_WAIT,
+        };
         value
             .as_ref()
-            .and_then(|v| c.duration(v, &ctx(field)))
+            .and_then(|v| c.duration(v, &ctx(field), max))
             .unwrap_or(default)
     };
     let timeout = robot.timeout.as_ref();
@@ -1312,14 +1681,15 @@ impl Checker<'_> {
                                 context: fctx,
                                 message: format!(
                                     "{} is readable by other users (mode {mode:o}); chmod 600 it",
-                                    path.display()
+                                    shown_path(&f.value, &path, Some(value.trim()))
                                 ),
                             });
                         }
                         Some((f, value.trim().to_owned()))
                     }
                     Err(e) => {
-                        self.problem(f, fctx, format!("cannot read {}: {e}", path.display()));
+                        let shown = shown_path(&f.value, &path, None);
+                        self.problem(f, fctx, format!("cannot read {shown}: {e}"));
                         None
                     }
                 }
@@ -1327,6 +1697,17 @@ impl Checker<'_> {
             (None, None) => None,
         }
     }
+}
+
+/// A `webhook_file`/`secret_file` path as an error may show it: only when written without
+/// `${VAR}`, when no part of it looks like a credential (see [`shown`]) and it does not hold
+/// the value read from the file; otherwise `the file` (the line and column point at it).
+fn shown_path(raw: &str, path: &Path, value: Option<&str>) -> String {
+    let text = path.display().to_string();
+    let safe = !raw.contains('$')
+        && text.split('/').all(|part| part.is_empty() || shown(part))
+        && value.is_none_or(|v| v.is_empty() || !text.contains(v));
+    if safe { text } else { "the file".to_owned() }
 }
 
 #[cfg(unix)]
@@ -1365,9 +1746,16 @@ fn check_webhook(url: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parses `20/min`, `5/10s`, `1/s`, `100/hour`.
+/// Parses `20/min`, `5/10s`, `1/s`, `100/hour`: a count of 1 to [`limits::RATE_COUNT`] per a
+/// period of at most [`limits::ROBOT_WAIT`]. Errors quote the text only when it is safe to
+/// (a secret pasted into `rate:` is not quoted back).
 pub fn parse_rate(text: &str) -> Result<Rate, String> {
-    let bad = || format!("`{text}` is not a rate; write e.g. 20/min or 5/10s");
+    let bad = || {
+        format!(
+            "{} is not a rate; write e.g. 20/min or 5/10s",
+            quoted(text.trim())
+        )
+    };
     let (count, per) = text.trim().split_once('/').ok_or_else(bad)?;
     let count: u32 = count.trim().parse().map_err(|_| bad())?;
     let per = per.trim();
@@ -1379,7 +1767,16 @@ pub fn parse_rate(text: &str) -> Result<Rate, String> {
     };
     if count == 0 || per.is_zero() {
         return Err(format!(
-            "`{text}` allows nothing; the count and period must be above zero"
+            "{} allows nothing; the count and period must be above zero",
+            quoted(text.trim())
+        ));
+    }
+    if count > limits::RATE_COUNT || per > limits::ROBOT_WAIT {
+        return Err(format!(
+            "{} is out of range: at most {} messages per period, and a period of at most {}",
+            quoted(text.trim()),
+            limits::RATE_COUNT,
+            humantime::format_duration(limits::ROBOT_WAIT)
         ));
     }
     Ok(Rate { count, per })
@@ -1753,6 +2150,269 @@ timestamp: { regex: '^\S+', format: '%Y-%Q' }
                     .iter()
                     .any(|s| s.starts_with(want) && s.contains(says)),
                 "no `{want}…{says}` in {shown:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn schema_errors_are_reported_with_the_semantic_ones_all_at_once() {
+        let text = r#"robots:
+  ops:
+    webhook: "http://h/robot/send?access_token=x"
+    retry: 5
+  pager:
+    webhook: "http://h/robot/send?access_token=y"
+defaults: { robot: ops }
+rules:
+  - name: a
+    match: '(unclosed'
+  - name: b
+    match: ok
+    widnow: 1s
+  - name: c
+    match: '(still checked'
+    max_lines: many
+    exclude: |
+      not a list
+  - name: d
+    match: ok
+    robot: [ops, nobody]
+  - name: e
+    match: ok
+    window: 2d
+extra_top: 1
+"#;
+        let problems = parse(text).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        let expect = [
+            (
+                "rules.yaml:4:12: robot 'ops', field 'retry'",
+                "must be a mapping",
+            ),
+            ("rules.yaml:10:12: rule 'a', field 'match'", ""),
+            ("rules.yaml:13:5: rule 'b', field 'widnow'", "unknown field"),
+            (
+                "rules.yaml:15:12: rule 'c', field 'match'",
+                "unclosed group",
+            ),
+            (
+                "rules.yaml:16:16: rule 'c', field 'max_lines'",
+                "whole number",
+            ),
+            (
+                "rules.yaml:18:7: rule 'c', field 'exclude'",
+                "must be a list",
+            ),
+            (
+                "rules.yaml:21:12: rule 'd', field 'robot'",
+                "unknown robot `nobody`",
+            ),
+            (
+                "rules.yaml:24:13: rule 'e', field 'window'",
+                "longest allowed, 1day",
+            ),
+            ("rules.yaml:25:1: field 'extra_top'", "unknown field"),
+        ];
+        assert_eq!(shown.len(), expect.len(), "{shown:#?}");
+        for ((want, says), got) in expect.iter().zip(&shown) {
+            assert!(
+                got.starts_with(want) && got.contains(says),
+                "`{got}` is not `{want}…{says}`:\n{shown:#?}"
+            );
+        }
+        // A rule naming a robot whose own block had a schema error is not blamed for it.
+        assert!(!shown.iter().any(|s| s.contains("unknown robot `ops`")));
+    }
+
+    #[test]
+    fn every_duration_is_checked_at_its_maximum_and_one_past_it() {
+        let robot = |field: &str, value: &str| {
+            let (outer, inner) = field.split_once('.').unwrap_or((field, ""));
+            let v = if inner.is_empty() {
+                format!("    {outer}: {value}\n")
+            } else {
+                format!("    {outer}: {{ {inner}: {value} }}\n")
+            };
+            format!(
+                "robots:\n  ops:\n    webhook: \"http://h/robot/send?access_token=x\"\n{v}rules: []\n"
+            )
+        };
+        let rule = |field: &str, value: &str| {
+            let body = match field {
+                "threshold.within" => {
+                    format!("match: x\n    threshold: {{ count: 2, within: {value} }}")
+                }
+                "absent.for" => format!("absent: {{ match: x, for: {value} }}"),
+                f => format!("match: x\n    {f}: {value}"),
+            };
+            format!("rules:\n  - name: r\n    {body}\n")
+        };
+        type Case = (String, Box<dyn Fn(&str) -> String>, Duration);
+        let cases: Vec<Case> = vec![
+            (
+                "defaults, field 'window'".into(),
+                Box::new(|v: &str| format!("defaults: {{ window: {v} }}\n")),
+                limits::WINDOW,
+            ),
+            (
+                "rule 'r', field 'window'".into(),
+                Box::new(move |v: &str| rule("window", v)),
+                limits::WINDOW,
+            ),
+            (
+                "rule 'r', field 'threshold.within'".into(),
+                Box::new(move |v: &str| rule("threshold.within", v)),
+                limits::WINDOW,
+            ),
+            (
+                "rule 'r', field 'cooldown'".into(),
+                Box::new(move |v: &str| rule("cooldown", v)),
+                limits::LONG,
+            ),
+            (
+                "rule 'r', field 'resolve_after'".into(),
+                Box::new(move |v: &str| rule("resolve_after", v)),
+                limits::LONG,
+            ),
+            (
+                "rule 'r', field 'absent.for'".into(),
+                Box::new(move |v: &str| rule("absent.for", v)),
+                limits::LONG,
+            ),
+            (
+                "input 1, field 'multiline.timeout'".into(),
+                Box::new(|v: &str| {
+                    format!(
+                        "inputs:\n  - path: /x\n    multiline: {{ start: '^a', timeout: {v} }}\n"
+                    )
+                }),
+                limits::MULTILINE_TIMEOUT,
+            ),
+            (
+                "robot 'ops', field 'timeout.connect'".into(),
+                Box::new(move |v: &str| robot("timeout.connect", v)),
+                limits::CONNECT_TIMEOUT,
+            ),
+            (
+                "robot 'ops', field 'timeout.request'".into(),
+                Box::new(move |v: &str| robot("timeout.request", v)),
+                limits::REQUEST_TIMEOUT,
+            ),
+            (
+                "robot 'ops', field 'retry.initial'".into(),
+                Box::new(move |v: &str| robot("retry.initial", v)),
+                limits::RETRY_INITIAL,
+            ),
+            (
+                "robot 'ops', field 'retry.max'".into(),
+                Box::new(move |v: &str| robot("retry.max", v)),
+                limits::ROBOT_WAIT,
+            ),
+            (
+                "robot 'ops', field 'retry.recheck'".into(),
+                Box::new(move |v: &str| robot("retry.recheck", v)),
+                limits::ROBOT_WAIT,
+            ),
+            (
+                "robot 'ops', field 'throttle_pause'".into(),
+                Box::new(move |v: &str| robot("throttle_pause", v)),
+                limits::ROBOT_WAIT,
+            ),
+            (
+                "robot 'ops', field 'rate'".into(),
+                Box::new(move |v: &str| robot("rate", &format!("5/{v}"))),
+                limits::ROBOT_WAIT,
+            ),
+        ];
+        for (field, yaml, max) in &cases {
+            let at_max = format!("{}ms", max.as_millis());
+            let past = format!("{}ms", max.as_millis() + 1);
+            if let Err(p) = parse(&yaml(&at_max)) {
+                panic!("{field} at {at_max}: {p:#?}");
+            }
+            for bad in [past.as_str(), "18446744073709551615s", "0s"] {
+                let problems = parse(&yaml(bad)).unwrap_err();
+                assert_eq!(problems.len(), 1, "{field} {bad}: {problems:#?}");
+                assert_eq!(problems[0].context, *field, "{bad}: {problems:#?}");
+                assert!(problems[0].line > 0 && problems[0].column > 0);
+            }
+        }
+        assert!(parse_rate("10000/s").is_ok());
+        assert!(parse_rate("10001/s").is_err());
+    }
+
+    #[test]
+    fn config_errors_do_not_quote_secret_shaped_values() {
+        let secret = "SEC0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd";
+        for text in [
+            format!(
+                "robots:\n  ops:\n    webhook: \"http://h/robot/send?access_token=x\"\n    rate: {secret}\nrules: []\n"
+            ),
+            format!("rules:\n  - name: r\n    match: x\n    max_lines: {secret}\n"),
+            format!("rules:\n  - name: r\n    match: x\n    window: {secret}\n"),
+            format!("rules:\n  - name: r\n    match: x\n    severity: {secret}\n"),
+            "rules:\n  - name: r\n    match: x\n    window: 0123456789abcdef0123456789abcdef\n"
+                .to_owned(),
+        ] {
+            let problems = parse(&text).unwrap_err();
+            let shown = format!("{problems:?} {}", ConfigError::Invalid(problems.clone()));
+            assert!(!shown.contains("0123456789abcdef"), "{shown}");
+            assert!(problems[0].line > 0, "{shown}");
+        }
+        // short, ordinary values are still quoted
+        let problems = parse("rules:\n  - name: r\n    match: x\n    window: soon\n").unwrap_err();
+        assert!(problems[0].message.contains("`soon`"), "{problems:?}");
+    }
+
+    #[test]
+    fn a_webhook_file_path_holding_the_token_is_not_printed() {
+        let dir = tempfile::tempdir().unwrap();
+        let token_dir = dir.path().join("tok0123456789abcdef0123456789");
+        std::fs::create_dir(&token_dir).unwrap();
+        let origin = dir.path().join("rules.yaml");
+        let text =
+            "robots:\n  ops:\n    webhook_file: tok0123456789abcdef0123456789/webhook\nrules: []\n";
+        let problems = match parse_str(text, &origin.display().to_string(), &env) {
+            Err(ConfigError::Invalid(p)) => p,
+            other => panic!("{other:?}"),
+        };
+        let shown = problems[0].to_string();
+        assert!(shown.contains("cannot read the file"), "{shown}");
+        assert!(!shown.contains("tok0123456789abcdef"), "{shown}");
+        assert_eq!((problems[0].line, problems[0].column), (3, 19), "{shown}");
+        // ${VAR} in the path: not printed either
+        let text = "robots:\n  ops:\n    webhook_file: \"/run/${TOKEN}/webhook\"\nrules: []\n";
+        let shown = parse(text).unwrap_err()[0].to_string();
+        assert!(!shown.contains("t0k3n"), "{shown}");
+    }
+
+    #[test]
+    fn names_templates_and_keywords_cannot_forge_headers() {
+        for (text, field) in [
+            (
+                "rules:\n  - name: \"a】×5 host\\n【b\"\n    match: x\n",
+                "name",
+            ),
+            ("rules:\n  - name: \"a\\u202eb\"\n    match: x\n", "name"),
+            (
+                "rules:\n  - name: a\n    match: x\n    template: \"ok\\n【fake】×9 h\"\n",
+                "template",
+            ),
+            (
+                "rules:\n  - name: a\n    match: x\n    template: \"ok\\rno\"\n",
+                "template",
+            ),
+            (
+                "robots:\n  ops:\n    webhook: \"http://h/robot/send?access_token=x\"\n    keyword: \"a\\rb\"\nrules: []\n",
+                "keyword",
+            ),
+        ] {
+            let problems = parse(text).unwrap_err();
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.context.ends_with(&format!("field '{field}'"))),
+                "{text}: {problems:#?}"
             );
         }
     }

@@ -18,7 +18,16 @@
 //! - permanent (bad token or secret, disabled robot…): one clear error, then the robot is left
 //!   alone and tried again every `retry.recheck` while alerts keep gathering (someone may fix
 //!   it); when the input ends, what it holds is reported as not delivered;
-//! - too large (460101): a rendering bug; the message is rendered again smaller.
+//! - too large (460101): a rendering bug; the message is rendered again smaller;
+//! - quota spent (90030): the robot sends nothing more this month (see below).
+//!
+//! The monthly budget ([`crate::budget`]) is part of "when may I send next?": before each
+//! message the dispatcher asks it, and while the pace says wait it rests and merges, as for the
+//! rate limit. A message is counted in the ledger (on disk) before it is posted, and taken back
+//! only when DingTalk certainly refused it. A message holding a critical alert may use the
+//! reserve; while ordinary rules are held back, critical alerts go first and the others ride along
+//! in the same message. When the budget is spent, the robot holds everything until the month
+//! turns; at the end of input what it holds is reported as not delivered.
 //!
 //! Edges: when its input closes (end of input or a shutdown signal) the dispatcher has
 //! `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
@@ -28,7 +37,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -36,14 +45,21 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::Alert;
+use crate::budget::month::shanghai_time;
+use crate::budget::{SharedBudget, Verdict};
 use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render;
-use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext};
+use crate::dingtalk::style::Severity;
+use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
 const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
+
+/// A robot held back by its budget asks again at least this often: the wall clock may be set,
+/// and the month turns.
+const BUDGET_RECHECK: Duration = Duration::from_secs(60);
 
 /// Where messages go.
 #[derive(Clone)]
@@ -160,6 +176,19 @@ enum Outcome {
     Failed(String),
     /// The shutdown deadline passed.
     TimedOut,
+    /// DingTalk says the monthly quota is used up: alerts go back to pending, the robot stops
+    /// until the month turns.
+    Spent(String),
+}
+
+/// What the budget lets the dispatcher do with what it holds.
+enum Gate {
+    /// Send (the rate limit permitting).
+    Go,
+    /// Rest (merging) until then, and ask again.
+    Wait(Instant),
+    /// The input has ended and the budget is spent: report what is held as not delivered.
+    GiveUp(String),
 }
 
 /// Delivers alerts to one robot; see the module docs.
@@ -184,6 +213,22 @@ pub struct Dispatcher {
     /// Told the holds of every alert once it is settled (delivered, or reported undelivered),
     /// so the checkpoint of a followed file may move past its lines; see `source::checkpoint`.
     settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
+    /// The monthly budget and this robot's index in it (`None`: no budget, as in dry-run).
+    budget: Option<(SharedBudget, usize)>,
+    /// What the budget last made us say ("pace", "spent"), so it is said once, not per minute.
+    budget_said: Option<&'static str>,
+    /// Some attempt of the message being delivered ended without a clear answer, so DingTalk
+    /// may have posted (and counted) it: its count in the ledger stays.
+    maybe_posted: bool,
+    /// The wall clock the budget is asked with (tests put it on tokio's paused clock).
+    wall: WallClock,
+}
+
+/// Tells the time of day (the budget's month and pace are in wall-clock time).
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+fn is_critical(alert: &Alert) -> bool {
+    alert.style.severity == Some(Severity::Critical)
 }
 
 impl Dispatcher {
@@ -213,7 +258,23 @@ impl Dispatcher {
             last_error: None,
             last_said: None,
             settled_tx: None,
+            budget: None,
+            budget_said: None,
+            maybe_posted: false,
+            wall: Arc::new(SystemTime::now),
         }
+    }
+
+    /// Asks the budget with this clock instead of the system's.
+    pub fn with_wall_clock(mut self, wall: WallClock) -> Dispatcher {
+        self.wall = wall;
+        self
+    }
+
+    /// Sends only what the monthly `budget` allows, counting as robot `robot` in it.
+    pub fn with_budget(mut self, budget: SharedBudget, robot: usize) -> Dispatcher {
+        self.budget = Some((budget, robot));
+        self
     }
 
     /// Reports settled alerts' holds to `settled_tx` (the checkpoint keeper).
@@ -265,13 +326,43 @@ impl Dispatcher {
                     continue;
                 }
             }
+            match self.budget_gate() {
+                Gate::Go => {}
+                Gate::Wait(until) => {
+                    self.rest_until(until).await;
+                    continue;
+                }
+                Gate::GiveUp(reason) => {
+                    let alerts = std::mem::take(&mut self.pending);
+                    self.report.fail(&alerts, &reason);
+                    self.settle(&alerts);
+                    continue;
+                }
+            }
             let slot = self.next_slot();
             if !self.wait_until(slot).await {
                 break;
             }
+            self.critical_first();
             let (message, used) = render(&self.pending, &self.render_context(), new_uuid());
             let alerts: Vec<Alert> = self.pending.drain(..used).collect();
-            match self.deliver(&message).await {
+            let counted = (self.wall)();
+            if let Some((budget, robot)) = &self.budget {
+                let critical = alerts.iter().any(is_critical);
+                if budget.try_record(*robot, critical, self.input_open, counted) != Verdict::Now {
+                    // Another robot took the last of the budget meanwhile: ask again.
+                    self.requeue(alerts);
+                    continue;
+                }
+            }
+            let outcome = self.deliver(&message).await;
+            if matches!(
+                outcome,
+                Outcome::Requeue | Outcome::Broken(_) | Outcome::Spent(_)
+            ) {
+                self.refund(counted);
+            }
+            match outcome {
                 Outcome::Delivered => {
                     if self.broken.take().is_some() {
                         tracing::info!(robot = ?self.cfg.robot, "robot accepts messages again");
@@ -293,6 +384,15 @@ impl Dispatcher {
                     self.requeue(alerts);
                     break;
                 }
+                Outcome::Spent(why) => {
+                    self.requeue(alerts);
+                    if let Some((budget, robot)) = &self.budget {
+                        budget.mark_spent(*robot, &why, (self.wall)());
+                    } else {
+                        // No ledger to remember it: hold the robot like a broken one.
+                        self.broken = Some((why, Instant::now() + self.cfg.retry.recheck));
+                    }
+                }
             }
         }
         let left = std::mem::take(&mut self.pending);
@@ -303,6 +403,72 @@ impl Dispatcher {
         self.report.fail(&left, &reason);
         self.settle(&left);
         self.report
+    }
+
+    /// Asks the budget about what is pending; see [`Gate`].
+    fn budget_gate(&mut self) -> Gate {
+        let Some((budget, robot)) = &self.budget else {
+            return Gate::Go;
+        };
+        let name = self.cfg.robot.as_deref().unwrap_or("(none)");
+        let critical = self.pending.iter().any(is_critical);
+        let now = (self.wall)();
+        let wait = |until: SystemTime| {
+            Instant::now()
+                + until
+                    .duration_since(now)
+                    .unwrap_or_default()
+                    .min(BUDGET_RECHECK)
+        };
+        match budget.verdict(*robot, critical, self.input_open, now) {
+            Verdict::Now => {
+                if self.budget_said.take() == Some("spent") {
+                    tracing::info!(robot = name, "robot may send again: a new month");
+                }
+                Gate::Go
+            }
+            Verdict::Pace { until } => {
+                if self.budget_said.replace("pace") != Some("pace") {
+                    tracing::info!(robot = name, next = %shanghai_time(until), "pacing the monthly budget: holding and merging alerts until the next message is due");
+                }
+                Gate::Wait(wait(until))
+            }
+            Verdict::Spent { until, why } => {
+                let reason = format!(
+                    "robot {name}: {why}; nothing more is sent before the month turns ({})",
+                    shanghai_time(until)
+                );
+                if !self.input_open {
+                    return Gate::GiveUp(reason);
+                }
+                if self.budget_said.replace("spent") != Some("spent") {
+                    tracing::error!("{reason}; holding its alerts (they are reported at exit)");
+                }
+                Gate::Wait(wait(until))
+            }
+        }
+    }
+
+    /// While the budget holds ordinary rules back but lets critical ones through, critical
+    /// alerts go first into the message (the others fill what room is left).
+    fn critical_first(&mut self) {
+        let Some((budget, robot)) = &self.budget else {
+            return;
+        };
+        if self.pending.iter().any(is_critical)
+            && budget.verdict(*robot, false, self.input_open, (self.wall)()) != Verdict::Now
+        {
+            self.pending.sort_by_key(|a| !is_critical(a));
+        }
+    }
+
+    /// Takes back the ledger's count for a message DingTalk certainly did not post.
+    fn refund(&self, counted: SystemTime) {
+        if let Some((budget, robot)) = &self.budget
+            && !self.maybe_posted
+        {
+            budget.refund(*robot, counted, (self.wall)());
+        }
     }
 
     fn render_context(&self) -> RenderContext<'_> {
@@ -353,6 +519,7 @@ impl Dispatcher {
             Sink::Post { client, robot } => (client.clone(), robot.clone()),
         };
         let mut backoff = self.cfg.retry.initial;
+        self.maybe_posted = false;
         loop {
             let slot = self.limiter.next_slot(Instant::now());
             if !self.wait_until(slot).await {
@@ -372,6 +539,8 @@ impl Dispatcher {
                 }
                 Some(Err(e)) => e,
             };
+            // Only an errcode answer is a sure refusal; anything else may have been posted.
+            self.maybe_posted |= !matches!(error, SendError::Api { .. });
             self.last_error = Some(error.to_string());
             match error.class() {
                 ErrorClass::Retryable => {
@@ -397,6 +566,10 @@ impl Dispatcher {
                     tracing::error!(robot = %robot.name, body_bytes = message.body.len(), "message too large, shrinking and resending (a dingtail bug): {error}");
                     self.max_body = (self.max_body * 3 / 4).max(2_000);
                     return Outcome::Requeue;
+                }
+                ErrorClass::QuotaSpent => {
+                    tracing::error!(robot = %robot.name, "DingTalk says the monthly quota is used up: {error}; the robot sends nothing more this month, its alerts are held and reported at exit");
+                    return Outcome::Spent(error.to_string());
                 }
                 ErrorClass::Permanent => {
                     let now = Instant::now();
@@ -575,5 +748,144 @@ mod tests {
         assert_eq!(d.pending.len(), 2);
         assert_eq!(d.pending[0].count, 12);
         drop(tx);
+    }
+
+    /// Records each write (one dry-run line) with the time on tokio's clock.
+    #[derive(Clone, Default)]
+    struct Timed(Arc<Mutex<Vec<(Instant, String)>>>);
+    impl Write for Timed {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let text = String::from_utf8_lossy(b).into_owned();
+            self.0.lock().unwrap().push((Instant::now(), text));
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The budget in the dispatcher, on tokio's paused clock through a whole November: a budget
+    /// of 30 (3 kept for critical rules), storms of 60 rules an hour for days, quiet days, and
+    /// critical alerts in the middle of storms; the input ends on December 1st.
+    #[tokio::test(start_paused = true)]
+    async fn on_the_simulated_clock_a_month_of_storms_keeps_to_the_budget_and_loses_nothing() {
+        use crate::budget::{Budget, Ledger, Month};
+        use crate::config::{Quota, Reserve};
+        use crate::dingtalk::style::Style;
+
+        let nov = Month {
+            year: 2026,
+            month: 11,
+        };
+        let t0 = Instant::now();
+        let wall0 = nov.start();
+        let wall: WallClock = Arc::new(move || wall0 + (Instant::now() - t0));
+        let quota = Quota {
+            monthly: 30,
+            reserve: Reserve::Count(3),
+            robot_monthly: Vec::new(),
+        };
+        let budget = SharedBudget::new(
+            Budget::new(&quota, &["ops".to_owned()], Ledger::default()),
+            None,
+        );
+        let out = Timed::default();
+        let (tx, rx) = mpsc::channel(64);
+        let d = Dispatcher::new(
+            config(),
+            Sink::DryRun(Arc::new(Mutex::new(out.clone()))),
+            rx,
+            None,
+        )
+        .with_budget(budget.clone(), 0)
+        .with_wall_clock(wall.clone());
+        let task = tokio::spawn(d.run());
+
+        let critical = Arc::new(Style {
+            severity: Some(Severity::Critical),
+            ..Style::default()
+        });
+        let storm_days = [0, 1, 2, 10, 11, 20];
+        let critical_at = [(1, 12), (5, 3), (11, 12), (20, 12)];
+        let (mut generated, mut critical_sent_at) = (0u64, Vec::new());
+        for hour in 0..30 * 24 {
+            let (day, h) = (hour / 24, hour % 24);
+            let mut batch = Vec::new();
+            if storm_days.contains(&day) {
+                batch.extend((0..60).map(|r| alert(r, 1 + (r as u64 % 3))));
+            } else if h % 6 == 0 {
+                batch.push(alert(0, 1));
+            }
+            if critical_at.contains(&(day, h)) {
+                let mut a = alert(100, 1);
+                a.style = critical.clone();
+                batch.push(a);
+                critical_sent_at.push(Instant::now());
+            }
+            generated += batch.iter().map(|a| a.count).sum::<u64>();
+            tx.send(batch).await.unwrap();
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+        // The month turns; then the input ends.
+        assert!(wall() >= nov.end());
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(tx);
+        let report = task.await.unwrap();
+
+        let lines = out.0.lock().unwrap().clone();
+        let parsed: Vec<(Instant, serde_json::Value)> = lines
+            .iter()
+            .map(|(t, l)| (*t, serde_json::from_str(l).unwrap()))
+            .collect();
+        let november: Vec<&(Instant, serde_json::Value)> = parsed
+            .iter()
+            .filter(|(t, _)| wall0 + (*t - t0) < nov.end())
+            .collect();
+        assert!(
+            november.len() <= 30,
+            "{} messages in November",
+            november.len()
+        );
+        let ordinary = november
+            .iter()
+            .filter(|(_, v)| !v["rules"].as_array().unwrap().contains(&"rule-100".into()))
+            .count();
+        assert!(
+            ordinary <= 27,
+            "ordinary rules ate into the reserve: {ordinary}"
+        );
+        // Never ahead of the pace by more than a day's share (1) and the reserve (3).
+        for (i, (t, _)) in november.iter().enumerate() {
+            let e = nov.elapsed_ms(wall0 + (*t - t0)) as u128;
+            let pace = (27 * e / nov.len_ms() as u128) as usize;
+            assert!(i < pace + 1 + 3, "message {} ran ahead of the pace", i + 1);
+        }
+        // Every critical alert went out at the moment it arrived, storm or not.
+        for at in &critical_sent_at {
+            assert!(
+                parsed
+                    .iter()
+                    .any(|(t, v)| t == at
+                        && v["rules"].as_array().unwrap().contains(&"rule-100".into())),
+                "a critical alert waited"
+            );
+        }
+        // Every count is in some message, and the storms were merged into few.
+        let counted: u64 = parsed
+            .iter()
+            .map(|(_, v)| v["count"].as_u64().unwrap())
+            .sum();
+        assert_eq!(counted, generated);
+        assert_eq!(report.events_sent, generated);
+        assert_eq!(report.events_failed_total(), 0);
+        assert!(
+            november.len() >= 20,
+            "the budget was used: {}",
+            november.len()
+        );
+        // December's ledger holds only December's messages.
+        let status = budget.status(wall());
+        assert_eq!(status.month, "2026-12");
+        assert_eq!(status.used as usize, parsed.len() - november.len());
     }
 }

@@ -10,6 +10,7 @@
 //! - [`matcher`]: one combined search per block, then which rules match the candidate lines.
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads it.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries.
+//! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
 //! - [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes.
 //! - [`app`]: wires the stages with bounded channels and owns shutdown.
 //!
@@ -20,14 +21,17 @@
 
 pub mod aggregate;
 pub mod app;
+pub mod budget;
 pub mod cli;
 pub mod config;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod matcher;
 pub mod ratelimit;
+pub mod redact;
 pub mod replay;
 pub mod rules;
 pub mod secret;
 pub mod source;
 pub mod tester;
+pub mod yaml_units;

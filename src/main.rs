@@ -10,6 +10,7 @@ use dingtail::app::{self, RunOptions};
 use dingtail::cli::{Cli, Command, ConfigArg, SendArgs};
 use dingtail::config::{self, Config};
 use dingtail::dingtalk::{Client, message};
+use dingtail::redact::redact_patterns;
 use dingtail::tester;
 
 const EXIT_UNDELIVERED: u8 = 1;
@@ -38,9 +39,13 @@ fn main() -> ExitCode {
             let result = runtime().block_on(app::run(config, opts));
             match result {
                 Ok(report) => {
-                    eprintln!("{}", report.summary());
+                    // The summary and the failures pass the redaction step like every log line.
+                    eprintln!("{}", redact_patterns(&report.summary()));
+                    if let Some(status) = &report.budget {
+                        eprintln!("dingtail: {status}");
+                    }
                     for line in report.failures() {
-                        eprintln!("{line}");
+                        eprintln!("{}", redact_patterns(&line));
                     }
                     if report.has_failures() {
                         ExitCode::from(EXIT_UNDELIVERED)
@@ -49,7 +54,7 @@ fn main() -> ExitCode {
                     }
                 }
                 Err(e) => {
-                    eprintln!("dingtail: {e:#}");
+                    eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
                     ExitCode::from(EXIT_UNDELIVERED)
                 }
             }
@@ -139,7 +144,25 @@ fn check(arg: &ConfigArg) -> ExitCode {
         },
         config.rules.len()
     );
-    ExitCode::SUCCESS
+    // The budget as `run` would see it now, from the ledger in the state directory.
+    let file = dingtail::source::checkpoint::state_dir(None)
+        .ok()
+        .map(|d| dingtail::budget::ledger_file::LedgerFile::at(&d));
+    let path = file.as_ref().map(|f| f.path().display().to_string());
+    match dingtail::budget::SharedBudget::open(&config, file) {
+        Ok(budget) => {
+            println!("{}", budget.status(std::time::SystemTime::now()));
+            println!(
+                "(a natural month in Asia/Shanghai; ledger {})",
+                path.as_deref().unwrap_or("none: no state directory")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn send(args: &SendArgs) -> ExitCode {
@@ -173,10 +196,28 @@ fn send(args: &SendArgs) -> ExitCode {
         robot.keyword.as_deref(),
         &uuid::Uuid::new_v4().to_string(),
     );
+    // A message sent by hand spends the month's quota too: counted before it goes.
+    let robot_id = config.robot_id(&robot.name).unwrap_or_default();
+    let budget = dingtail::source::checkpoint::state_dir(None)
+        .ok()
+        .and_then(|d| dingtail::budget::ledger_file::LedgerFile::open(&d).ok())
+        .and_then(|f| dingtail::budget::SharedBudget::open(&config, Some(f)).ok());
+    let counted = std::time::SystemTime::now();
+    if let Some(b) = &budget
+        && let dingtail::budget::Verdict::Spent { why, .. } = b.record_anyway(robot_id, counted)
+    {
+        eprintln!(
+            "dingtail: warning: robot {}: {why}; sending anyway as asked",
+            robot.name
+        );
+    }
     let result = runtime().block_on(async {
         let client = Client::for_robot(&robot)?;
         client.post(&robot, body).await
     });
+    if let (Some(b), Err(dingtail::dingtalk::SendError::Api { .. })) = (&budget, &result) {
+        b.refund(robot_id, counted, std::time::SystemTime::now());
+    }
     match result {
         Ok(answer) => {
             println!("{}", answer.raw);
@@ -203,7 +244,8 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Every log line passes the redaction step (libraries log request URLs at debug level).
+        .with_writer(|| dingtail::redact::RedactingWriter(std::io::stderr()))
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()

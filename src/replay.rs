@@ -10,7 +10,8 @@
 //!
 //! What differs from `run`: no rate limit and no merging while waiting (each batch of alerts
 //! that fall due together is rendered on its own), so the output shows what the rules decide,
-//! message by message, and nothing is sent.
+//! message by message, and nothing is sent. Then a forecast (`crate::budget::forecast`) shows
+//! what the monthly budget's pacing would make of those messages.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone};
 use tokio::time::Instant;
 
 use crate::aggregate::{Aggregator, Alert};
+use crate::budget::forecast::{Forecast, Planned, forecast};
 use crate::config::{Config, TimestampFormat};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
@@ -39,6 +41,8 @@ pub struct Replayed {
     pub body: serde_json::Value,
     /// Matching lines it stands for.
     pub count: u64,
+    /// It holds an alert of a `severity: critical` rule.
+    pub critical: bool,
 }
 
 /// Replays `input` through `config`'s rules, writing each message to `out` and returning them.
@@ -109,7 +113,30 @@ pub fn replay(
             )
         }
     )?;
+    write!(out, "{}", budget_forecast(config, &sent))?;
     Ok(sent)
+}
+
+/// The replayed messages run through the monthly budget's pacing.
+fn budget_forecast(config: &Config, sent: &[Replayed]) -> Forecast {
+    let mut names: Vec<String> = config.robots.iter().map(|r| r.name.clone()).collect();
+    if names.is_empty() {
+        names.push("(none)".to_owned());
+    }
+    let planned: Vec<Planned> = sent
+        .iter()
+        .map(|m| Planned {
+            at: m.at,
+            robot: m
+                .robot
+                .as_deref()
+                .and_then(|n| config.robot_id(n))
+                .unwrap_or(0),
+            critical: m.critical,
+            count: m.count,
+        })
+        .collect();
+    forecast(&config.quota, &names, &planned)
 }
 
 /// The simulated clock: `t0` is the first line's time.
@@ -129,19 +156,25 @@ impl Clock {
         }
     }
 
-    /// Moves to the line's time (never backwards), or one interval on when it has none.
+    /// Moves to the line's time (never backwards), or one interval on when it has none. Log
+    /// times are anyone's: arithmetic saturates (the clock stays put) instead of overflowing.
     fn advance(&mut self, wall: Option<SystemTime>, interval: Duration) -> Instant {
         let next = match wall {
-            Some(w) => self.t0 + w.duration_since(self.wall0).unwrap_or_default(),
+            Some(w) => self
+                .t0
+                .checked_add(w.duration_since(self.wall0).unwrap_or_default())
+                .unwrap_or(self.now),
             None if self.now == self.t0 && interval.is_zero() => self.t0,
-            None => self.now + interval,
+            None => self.now.checked_add(interval).unwrap_or(self.now),
         };
         self.now = self.now.max(next);
         self.now
     }
 
     fn wall_at(&self, t: Instant) -> SystemTime {
-        self.wall0 + (t - self.t0)
+        self.wall0
+            .checked_add(t.saturating_duration_since(self.t0))
+            .unwrap_or(self.wall0)
     }
 }
 
@@ -172,7 +205,9 @@ fn emit(
         };
         while !rest.is_empty() {
             let (message, used) = render(&rest, &ctx, "replay".to_owned());
-            rest.drain(..used);
+            let critical = rest
+                .drain(..used)
+                .any(|a| a.style.severity == Some(crate::dingtalk::style::Severity::Critical));
             let body: serde_json::Value =
                 serde_json::from_str(&message.body).expect("rendered bodies are JSON");
             let text = body["text"]["content"]
@@ -196,6 +231,7 @@ fn emit(
                 robot: robot_cfg.map(|r| r.name.clone()),
                 body,
                 count: message.count,
+                critical,
             });
         }
     }

@@ -4,7 +4,10 @@
 //! other answer becomes a [`SendError`] whose [`ErrorClass`] tells the dispatcher what to do
 //! (retry, pause the robot, give up, shrink), and whose text tells the operator what to fix.
 //! Nothing here ever prints the webhook, the secret or the signature: reqwest errors are stripped
-//! of their URL, and any text that could still hold one is redacted.
+//! of their URL, and every text that leaves here, dingtail's own or a server's, goes through the
+//! robot's [`Redactor`] (server text quoted on one line, at most 200 characters, controls
+//! escaped). Redirects are not followed: DingTalk never redirects, and a `Location` that echoes
+//! the signed URL is neither followed nor printed.
 
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use serde::Deserialize;
 
 use crate::config::RobotConfig;
 use crate::dingtalk::sign;
+use crate::redact::{MAX_QUOTED_CHARS, Redactor, one_line};
 
 /// What the dispatcher should do after a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,6 +28,9 @@ pub enum ErrorClass {
     Permanent,
     /// The body was too large: shrink and resend (a bug in rendering if it happens).
     TooLarge,
+    /// The monthly webhook quota is used up (90030, or an errmsg about the quota): nothing more
+    /// goes out until the month turns.
+    QuotaSpent,
 }
 
 /// Why a message was not accepted.
@@ -35,24 +42,36 @@ pub enum SendError {
         /// What failed, with the URL removed.
         detail: String,
     },
-    /// An HTTP status other than 200.
+    /// An HTTP status other than 200 (and not a redirect). The body is not shown.
     #[error("DingTalk answered HTTP {status}")]
     Http {
         /// The status code.
         status: u16,
     },
+    /// A redirect: DingTalk never redirects, so a captive portal, a proxy or a wrong webhook
+    /// URL is in the way. Not followed, and its `Location` (which may echo the signed URL) is
+    /// not shown.
+    #[error(
+        "redirected (HTTP {status}); DingTalk never redirects: check the webhook URL and any proxy or captive portal in between"
+    )]
+    Redirected {
+        /// The status code.
+        status: u16,
+    },
     /// DingTalk refused the message with an errcode.
-    #[error("DingTalk refused the message: errcode {errcode}: {errmsg} ({})", hint(*.errcode, .errmsg))]
+    #[error("DingTalk refused the message: errcode {errcode}: {errmsg} ({hint})")]
     Api {
         /// DingTalk's errcode.
         errcode: i64,
-        /// DingTalk's explanation, as sent.
+        /// DingTalk's explanation, redacted and quoted (see [`Redactor::quote`]).
         errmsg: String,
+        /// What to do about it.
+        hint: &'static str,
     },
     /// HTTP 200 but not a DingTalk answer (a firewall, proxy or captive portal in between).
     #[error("the answer is not DingTalk's (a firewall or proxy in between?): {snippet}")]
     Unrecognized {
-        /// The start of the body.
+        /// The start of the body, redacted and quoted (see [`Redactor::quote`]).
         snippet: String,
     },
 }
@@ -65,7 +84,12 @@ impl SendError {
             SendError::Http { status } if *status >= 500 || *status == 429 || *status == 408 => {
                 ErrorClass::Retryable
             }
-            SendError::Http { .. } => ErrorClass::Permanent,
+            SendError::Http { .. } | SendError::Redirected { .. } => ErrorClass::Permanent,
+            SendError::Api {
+                errcode, errmsg, ..
+            } if classify(*errcode) == ErrorClass::Permanent && is_quota_message(errmsg) => {
+                ErrorClass::QuotaSpent
+            }
             SendError::Api { errcode, .. } => classify(*errcode),
         }
     }
@@ -77,8 +101,16 @@ pub fn classify(errcode: i64) -> ErrorClass {
         -1 => ErrorClass::Retryable,
         130101 | 410100 => ErrorClass::Throttled,
         460101 | 101002 => ErrorClass::TooLarge,
+        90030 => ErrorClass::QuotaSpent,
         _ => ErrorClass::Permanent,
     }
+}
+
+/// The quota's errcode is not documented (90030 is what users report): a refusal with an
+/// unknown or permanent code whose message speaks of the quota is taken as one too.
+fn is_quota_message(errmsg: &str) -> bool {
+    let m = errmsg.to_ascii_lowercase();
+    m.contains("quota") || m.contains("over limit") || errmsg.contains("额度")
 }
 
 /// What the operator should do about an errcode.
@@ -122,10 +154,10 @@ struct Answer {
     errmsg: Option<String>,
 }
 
-/// DingTalk's answer to a successful post: its raw JSON, for `dingtail send` to print.
+/// DingTalk's answer to a successful post, for `dingtail send` to print.
 #[derive(Debug, Clone)]
 pub struct Accepted {
-    /// The body DingTalk sent back.
+    /// The body DingTalk sent back, redacted, on one line, at most 200 characters.
     pub raw: String,
 }
 
@@ -152,6 +184,7 @@ impl Client {
         let mut builder = reqwest::Client::builder()
             .connect_timeout(connect_timeout)
             .timeout(request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("dingtail/", env!("CARGO_PKG_VERSION")));
         if let Some(proxy) = proxy {
             builder =
@@ -172,7 +205,10 @@ impl Client {
         .map_err(|e| SendError::Transport {
             detail: format!(
                 "cannot set up the HTTP client: {}",
-                redact(&e.without_url().to_string(), robot)
+                one_line(
+                    &redactor(robot).redact(&e.without_url().to_string()),
+                    MAX_DETAIL_CHARS
+                )
             ),
         })
     }
@@ -186,6 +222,8 @@ impl Client {
                     detail: format!("the webhook is not a valid URL: {e}"),
                 }
             })?;
+        // This attempt's timestamp and signature are as secret as the token.
+        let redactor = redactor(robot).hide(url.as_str());
         let result = self
             .http
             .post(url)
@@ -196,24 +234,26 @@ impl Client {
             .body(body)
             .send()
             .await;
-        let response = result.map_err(|e| transport(e, robot))?;
+        let response = result.map_err(|e| transport(e, &redactor))?;
         let status = response.status().as_u16();
-        let text = response.text().await.map_err(|e| transport(e, robot))?;
+        if response.status().is_redirection() {
+            return Err(SendError::Redirected { status });
+        }
+        let text = response.text().await.map_err(|e| transport(e, &redactor))?;
         if status != 200 {
             return Err(SendError::Http { status });
         }
-        read_answer(&text)
+        read_answer(&text, &redactor)
     }
 }
 
-/// Interprets a 200 answer's body.
-fn read_answer(text: &str) -> Result<Accepted, SendError> {
+/// Longest transport error detail, in characters.
+const MAX_DETAIL_CHARS: usize = 400;
+
+/// Interprets a 200 answer's body; every text kept from it is redacted and quoted.
+fn read_answer(text: &str, redactor: &Redactor) -> Result<Accepted, SendError> {
     let unrecognized = || SendError::Unrecognized {
-        snippet: text
-            .chars()
-            .take(120)
-            .collect::<String>()
-            .replace('\n', " "),
+        snippet: redactor.quote(text),
     };
     let answer: Answer = serde_json::from_str(text).map_err(|_| unrecognized())?;
     let errcode = match answer.errcode {
@@ -224,18 +264,20 @@ fn read_answer(text: &str) -> Result<Accepted, SendError> {
     .ok_or_else(unrecognized)?;
     if errcode == 0 {
         Ok(Accepted {
-            raw: text.to_owned(),
+            raw: one_line(&redactor.redact(text.trim()), MAX_QUOTED_CHARS),
         })
     } else {
+        let errmsg = answer.errmsg.unwrap_or_default();
         Err(SendError::Api {
             errcode,
-            errmsg: answer.errmsg.unwrap_or_default(),
+            hint: hint(errcode, &errmsg),
+            errmsg: redactor.quote(&errmsg),
         })
     }
 }
 
 /// A reqwest error as text without the URL (it holds the token and signature), with its causes.
-fn transport(err: reqwest::Error, robot: &RobotConfig) -> SendError {
+fn transport(err: reqwest::Error, redactor: &Redactor) -> SendError {
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -252,29 +294,21 @@ fn transport(err: reqwest::Error, robot: &RobotConfig) -> SendError {
         source = s.source();
     }
     SendError::Transport {
-        detail: redact(&detail, robot),
+        detail: one_line(&redactor.redact(&detail), MAX_DETAIL_CHARS),
     }
 }
 
-/// Replaces anything secret about `robot` that appears in `text` with `***`.
-pub fn redact(text: &str, robot: &RobotConfig) -> String {
-    let mut out = text.to_owned();
-    let webhook = robot.webhook.expose();
-    let token = url::Url::parse(webhook).ok().and_then(|u| {
-        u.query_pairs()
-            .find(|(k, _)| k == "access_token")
-            .map(|(_, v)| v.into_owned())
-    });
-    let secrets = [
-        Some(webhook.to_owned()),
-        token,
-        robot.secret.as_ref().map(|s| s.expose().to_owned()),
-        robot.proxy.as_ref().map(|s| s.expose().to_owned()),
-    ];
-    for s in secrets.into_iter().flatten().filter(|s| s.len() >= 4) {
-        out = out.replace(&s, "***");
+/// A redactor that hides everything secret about `robot`: the webhook and its token, the
+/// secret, the proxy URL and its credentials.
+pub fn redactor(robot: &RobotConfig) -> Redactor {
+    let mut r = Redactor::new().hide(robot.webhook.expose());
+    if let Some(s) = &robot.secret {
+        r = r.hide(s.expose());
     }
-    out
+    if let Some(p) = &robot.proxy {
+        r = r.hide(p.expose());
+    }
+    r
 }
 
 #[cfg(test)]
@@ -285,9 +319,10 @@ mod tests {
 
     #[test]
     fn answers_are_read_leniently() {
-        assert!(read_answer(r#"{"errcode":0,"errmsg":"ok"}"#).is_ok());
-        assert!(read_answer(r#"{"errcode":"0","errmsg":"ok"}"#).is_ok());
-        match read_answer(r#"{"errcode":310000,"errmsg":"sign not match"}"#) {
+        let r = Redactor::new();
+        assert!(read_answer(r#"{"errcode":0,"errmsg":"ok"}"#, &r).is_ok());
+        assert!(read_answer(r#"{"errcode":"0","errmsg":"ok"}"#, &r).is_ok());
+        match read_answer(r#"{"errcode":310000,"errmsg":"sign not match"}"#, &r) {
             Err(
                 e @ SendError::Api {
                     errcode: 310000, ..
@@ -302,7 +337,7 @@ mod tests {
             "<html>blocked</html>",
             r#"{"status":1111,"source":"x5","punish":"deny","wait":5}"#,
         ] {
-            let e = read_answer(body).unwrap_err();
+            let e = read_answer(body, &r).unwrap_err();
             assert!(matches!(e, SendError::Unrecognized { .. }), "{e:?}");
             assert_eq!(e.class(), ErrorClass::Retryable);
         }
@@ -318,7 +353,7 @@ mod tests {
             (310000, ErrorClass::Permanent),
             (300001, ErrorClass::Permanent),
             (400102, ErrorClass::Permanent),
-            (90030, ErrorClass::Permanent),
+            (90030, ErrorClass::QuotaSpent),
         ];
         for (code, class) in table {
             assert_eq!(classify(code), class, "{code}");
@@ -330,6 +365,23 @@ mod tests {
         assert_eq!(
             SendError::Http { status: 404 }.class(),
             ErrorClass::Permanent
+        );
+        let quota = |errcode, errmsg: &str| SendError::Api {
+            errcode,
+            errmsg: errmsg.into(),
+            hint: hint(errcode, errmsg),
+        };
+        assert_eq!(
+            quota(400999, "monthly quota exceeded").class(),
+            ErrorClass::QuotaSpent
+        );
+        assert_eq!(
+            quota(90030, "webhook over limit").class(),
+            ErrorClass::QuotaSpent
+        );
+        assert_eq!(
+            quota(130101, "send too fast, exceed 20 times per minute").class(),
+            ErrorClass::Throttled
         );
     }
 
@@ -358,6 +410,26 @@ mod tests {
         };
         let text = "error for https://x/robot/send?access_token=tok123456 tok123456 SECsecret \
                     via http://user:pw@proxy:3128";
-        assert_eq!(redact(text, &robot), "error for *** *** *** via ***");
+        assert_eq!(
+            redactor(&robot).redact(text),
+            "error for *** *** *** via ***"
+        );
+        // An echo of this attempt's signed URL in errmsg, with newlines and a bidi override.
+        let signed =
+            sign::signed_url(robot.webhook.expose(), Some("SECsecret"), 1_700_000_000_000).unwrap();
+        let r = redactor(&robot).hide(signed.as_str());
+        let sig = sign::signature("SECsecret", 1_700_000_000_000);
+        let body = format!(
+            r#"{{"errcode":310000,"errmsg":"bad request {signed}\n\u202e sig {sig} ts 1700000000000"}}"#
+        );
+        let shown = read_answer(&body, &r).unwrap_err().to_string();
+        for leak in ["tok123456", &sig, "1700000000000", "SECsecret"] {
+            assert!(!shown.contains(leak), "{leak} in {shown}");
+        }
+        assert!(shown.contains(r"\n\u{202e} sig"), "{shown}");
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{202e}'),
+            "{shown}"
+        );
     }
 }

@@ -14,18 +14,19 @@
 //! then (only when one message cannot even hold every header) later alerts are left for the next
 //! message. A count is never dropped and a UTF-8 character is never split.
 //!
-//! Log text is never trusted: `@` in a quoted line or capture value becomes `＠`, so a line
-//! cannot mention anyone, and in markdown the characters that make markup (`*_[]()#<>|!~` and
-//! backticks) become their full-width twins, which no markdown renderer treats as markup (we do
-//! not know which escapes DingTalk's renderer honours, so backslash escapes are not relied on).
+//! Log text is never trusted: quoted lines, capture values, group keys, source and host names
+//! all pass [`neutralise`] (no control, bidi or zero-width character, no `【】`, no `@`, no
+//! markdown markup), so the only lines that start with `【` are real headers. Values that go
+//! into headers and templates are also cut to [`MAX_VALUE_CHARS`], so one alert's fixed text
+//! always fits in a message.
 
-use std::borrow::Cow;
 use std::time::SystemTime;
 
 use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::aggregate::{Alert, AlertKind};
+use crate::dingtalk::neutral::{MAX_VALUE_CHARS, neutralise, neutralise_short};
 use crate::dingtalk::style::{Mention, MsgType, Piece, Placeholder};
 
 /// DingTalk's limit on a request body, in bytes.
@@ -101,6 +102,13 @@ enum Flavor {
 }
 
 impl Flavor {
+    fn of(msgtype: MsgType) -> Flavor {
+        match msgtype {
+            MsgType::Text => Flavor::Text,
+            MsgType::Markdown => Flavor::Markdown,
+        }
+    }
+
     /// End of a line: markdown needs two spaces before `\n` for a line break.
     fn eol(self) -> &'static str {
         match self {
@@ -109,31 +117,15 @@ impl Flavor {
         }
     }
 
-    /// Log-derived text made safe: no mentions, and in markdown no markup.
+    /// Log-derived text made harmless (see [`neutral`](super::neutral)).
     fn untrusted(self, text: &str) -> String {
-        text.chars()
-            .map(|c| match (self, c) {
-                (_, '@') => '＠',
-                (Flavor::Markdown, '*') => '＊',
-                (Flavor::Markdown, '_') => '＿',
-                (Flavor::Markdown, '[') => '［',
-                (Flavor::Markdown, ']') => '］',
-                (Flavor::Markdown, '(') => '（',
-                (Flavor::Markdown, ')') => '）',
-                (Flavor::Markdown, '#') => '＃',
-                (Flavor::Markdown, '<') => '＜',
-                (Flavor::Markdown, '>') => '＞',
-                (Flavor::Markdown, '|') => '｜',
-                (Flavor::Markdown, '!') => '！',
-                (Flavor::Markdown, '~') => '～',
-                (Flavor::Markdown, '`') => '｀',
-                (Flavor::Markdown, '\\') => '＼',
-                (Flavor::Markdown, '-') => '－',
-                (Flavor::Markdown, '+') => '＋',
-                (Flavor::Markdown, '=') => '＝',
-                _ => c,
-            })
-            .collect()
+        neutralise(text, self == Flavor::Markdown)
+    }
+
+    /// [`Flavor::untrusted`], cut to [`MAX_VALUE_CHARS`]: for values that go into headers and
+    /// templates (captures, group keys, the host name).
+    fn untrusted_value(self, text: &str) -> String {
+        neutralise_short(text, self == Flavor::Markdown, MAX_VALUE_CHARS)
     }
 }
 
@@ -150,9 +142,81 @@ struct Part {
 /// them when their headers fit and they share the first one's message type) and returns it with
 /// how many alerts it used. Mentions of all the alerts used are put together (at most 50).
 ///
+/// The sizes are computed exactly, so the body fits at the first try. Should it ever not (a bug),
+/// fewer alerts are put in, and a single alert too large for a message has its text after the
+/// header cut: its count is never dropped, and the other alerts go into the next message.
+///
 /// # Panics
 /// When `alerts` is empty.
 pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Message, usize) {
+    let mut alerts = alerts;
+    loop {
+        let (message, used, content) = render_within(alerts, ctx, msg_uuid.clone());
+        if message.body.len() <= ctx.max_body {
+            return (message, used);
+        }
+        tracing::debug!(
+            body_bytes = message.body.len(),
+            used,
+            "rendered message over the limit; rendering fewer alerts (a dingtail bug)"
+        );
+        if used > 1 {
+            alerts = &alerts[..used - 1];
+            continue;
+        }
+        return (squeeze(&alerts[0], ctx, msg_uuid, &content), 1);
+    }
+}
+
+/// One alert whose own text does not fit: its header, then as much of the rest as fits.
+fn squeeze(alert: &Alert, ctx: &RenderContext, msg_uuid: String, content: &str) -> Message {
+    let flavor = Flavor::of(alert.style.msgtype);
+    let title = title(alert);
+    let keyword_part = keyword_line(ctx.keyword);
+    let head = head(alert, ctx.host, flavor);
+    let rest = content.strip_prefix(head.as_str()).unwrap_or("");
+    let fixed = body_json(flavor, &msg_uuid, &title, "", &Mention::default()).len()
+        + escaped_len(&head)
+        + escaped_len(&keyword_part)
+        + ELLIPSIS.len();
+    let room = ctx.max_body.saturating_sub(fixed);
+    let mut text = head.trim_end().to_owned();
+    text.push_str(flavor.eol());
+    let mut used = 0;
+    for c in rest.chars() {
+        let n = escaped_char_len(c);
+        if used + n > room {
+            break;
+        }
+        used += n;
+        text.push(c);
+    }
+    text.push_str(ELLIPSIS);
+    text.push_str(&keyword_part);
+    Message {
+        msg_uuid: msg_uuid.clone(),
+        body: body_json(flavor, &msg_uuid, &title, &text, &Mention::default()),
+        rules: vec![alert.rule_name.to_string()],
+        count: alert.count,
+    }
+}
+
+/// The line that carries the robot's keyword. A keyword that starts with `【` is set off so
+/// that only real headers start a line with it.
+fn keyword_line(keyword: Option<&str>) -> String {
+    match keyword {
+        Some(k) if k.starts_with('【') => format!("\n· {k}"),
+        Some(k) => format!("\n{k}"),
+        None => String::new(),
+    }
+}
+
+/// The message as sized, how many alerts it used, and its content (for [`squeeze`]).
+fn render_within(
+    alerts: &[Alert],
+    ctx: &RenderContext,
+    msg_uuid: String,
+) -> (Message, usize, String) {
     assert!(!alerts.is_empty(), "nothing to render");
     let msgtype = alerts[0].style.msgtype;
     let same_type = alerts
@@ -160,13 +224,9 @@ pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Messa
         .take_while(|a| a.style.msgtype == msgtype)
         .count();
     let alerts = &alerts[..same_type];
-    let flavor = match msgtype {
-        MsgType::Text => Flavor::Text,
-        MsgType::Markdown => Flavor::Markdown,
-    };
+    let flavor = Flavor::of(msgtype);
     let title = title(&alerts[0]);
-    let keyword_part = ctx.keyword.map(|k| format!("\n{k}")).unwrap_or_default();
-
+    let keyword_part = keyword_line(ctx.keyword);
     // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
     let parts: Vec<Part> = alerts.iter().map(|a| layout(a, ctx.host, flavor)).collect();
     let mut mention = Mention::default();
@@ -187,7 +247,12 @@ pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Messa
             } else {
                 0
             }
-            + usize::from(i > 0);
+            + if i > 0 { escaped_len("\n") } else { 0 }
+            + if flavor == Flavor::Markdown && !p.lines.is_empty() {
+                escaped_len("\n")
+            } else {
+                0
+            };
         if used > 0 && fixed + cost > b {
             break;
         }
@@ -227,28 +292,14 @@ pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Messa
     content.push_str(&mention_line(&mention));
     content.push_str(&keyword_part);
 
-    let mut body = body_json(flavor, &msg_uuid, &title, &content, &mention);
-    if body.len() > ctx.max_body {
-        // Cannot happen if the arithmetic above is right (a test hammers it); if it ever does,
-        // send the headers alone rather than a body DingTalk refuses.
-        tracing::error!(
-            body_bytes = body.len(),
-            "rendered message over the limit; sending headers only (this is a bug, please report it)"
-        );
-        let mut bare = String::new();
-        for a in alerts {
-            bare.push_str(&head(a, ctx.host, flavor));
-        }
-        bare.push_str(&keyword_part);
-        body = body_json(flavor, &msg_uuid, &title, &bare, &Mention::default());
-    }
+    let body = body_json(flavor, &msg_uuid, &title, &content, &mention);
     let message = Message {
         msg_uuid,
         body,
         rules: alerts.iter().map(|a| a.rule_name.to_string()).collect(),
         count: alerts.iter().map(|a| a.count).sum(),
     };
-    (message, used)
+    (message, used, content)
 }
 
 /// The full request body.
@@ -326,7 +377,12 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         AlertKind::Absent { .. } => "absent".to_owned(),
         AlertKind::Back => "back".to_owned(),
     };
-    let mut h = format!("【{}】{news} {host}", alert.rule_name);
+    // The host name is the operator's (not log text): no markup twins, but nothing hidden.
+    let mut h = format!(
+        "【{}】{news} {}",
+        alert.rule_name,
+        neutralise_short(host, false, MAX_VALUE_CHARS)
+    );
     if let Some(s) = alert.style.severity {
         match flavor {
             Flavor::Text => h.push_str(&format!(" · {s}")),
@@ -335,7 +391,7 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
     }
     if let Some(g) = &alert.group {
         h.push_str(" · ");
-        h.push_str(&flavor.untrusted(g));
+        h.push_str(&flavor.untrusted_value(g));
     }
     h.push_str(flavor.eol());
     h
@@ -463,14 +519,14 @@ fn value(a: &Alert, v: Placeholder, host: &str, flavor: Flavor) -> String {
     match v {
         Placeholder::Rule => a.rule_name.to_string(),
         Placeholder::Count => a.count.to_string(),
-        Placeholder::Host => host.to_owned(),
+        Placeholder::Host => neutralise_short(host, false, MAX_VALUE_CHARS),
         Placeholder::Source => flavor.untrusted(source_name(a)),
         Placeholder::Severity => a.style.severity.map(|s| s.to_string()).unwrap_or_default(),
         Placeholder::First => time(a.first),
         Placeholder::Last => time(a.last),
         Placeholder::Lines => String::new(),
         Placeholder::Capture(i) => {
-            flavor.untrusted(&clean(a.captures.get(i).map_or("", String::as_str)))
+            flavor.untrusted_value(a.captures.get(i).map_or("", String::as_str))
         }
     }
 }
@@ -517,7 +573,7 @@ impl Quoted {
         // lines goes on a line of its own, indented under the `> ` that marks one counted event.
         let text = raw
             .split(|&b| b == b'\r')
-            .map(|l| flavor.untrusted(&clean(&String::from_utf8_lossy(l))))
+            .map(|l| flavor.untrusted(&String::from_utf8_lossy(l)))
             .collect::<Vec<_>>()
             .join(&format!("{}  ", flavor.eol()));
         let len = escaped_len(PREFIX)
@@ -607,32 +663,6 @@ fn fit_lines(lines: &[&[Quoted]], budget: usize) -> Vec<(usize, usize)> {
         size -= lines[i][counts[i]].len_cut(MIN_LINE_BYTES);
     }
     counts.iter().map(|&n| (n, MIN_LINE_BYTES)).collect()
-}
-
-/// Makes a log line presentable: strips ANSI colour sequences (common in `kubectl logs`) and
-/// replaces other control characters, which DingTalk would show as garbage, with `�`. Tabs stay.
-fn clean(text: &str) -> Cow<'_, str> {
-    if !text.chars().any(|c| c.is_control() && c != '\t') {
-        return Cow::Borrowed(text);
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' && chars.peek() == Some(&'[') {
-            chars.next();
-            // CSI: parameters and intermediates, then one final byte in @..~
-            for f in chars.by_ref() {
-                if ('@'..='~').contains(&f) {
-                    break;
-                }
-            }
-        } else if c.is_control() && c != '\t' {
-            out.push('\u{fffd}');
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
 }
 
 /// Bytes `c` takes in a JSON string as serde_json writes it.
@@ -807,15 +837,6 @@ mod tests {
     }
 
     #[test]
-    fn ansi_colours_are_stripped_and_controls_replaced() {
-        assert_eq!(
-            clean("\u{1b}[31mERROR\u{1b}[0m x\u{7}y\tz"),
-            "ERROR x\u{fffd}y\tz"
-        );
-        assert_eq!(clean("plain"), "plain");
-    }
-
-    #[test]
     fn escaped_len_agrees_with_serde_json() {
         let s = "a\"b\\c\nd\te\u{1}f\u{7f}数\u{fffd}🎉\r\u{8}\u{c}";
         assert_eq!(escaped_len(s) + 2, serde_json::to_string(s).unwrap().len());
@@ -861,6 +882,198 @@ mod tests {
             }
             prop_assert_eq!(total, alerts.iter().map(|a| a.count).sum::<u64>());
         }
+    }
+
+    /// Every line that starts with `【` (after any leading whitespace) must be one of the real
+    /// headers, in order; returns the sum of their counts.
+    fn real_headers_only(text: &str, alerts: &[Alert]) -> Result<u64, TestCaseError> {
+        let headers: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('【'))
+            .collect();
+        prop_assert_eq!(headers.len(), alerts.len(), "{}", text);
+        let mut total = 0;
+        for (h, a) in headers.iter().zip(alerts) {
+            let want = format!("【{}】×{} ", a.rule_name, a.count);
+            prop_assert!(h.starts_with(&want), "{:?} is not {:?}", h, want);
+            total += a.count;
+        }
+        Ok(total)
+    }
+
+    fn hostile_text() -> impl Strategy<Value = Vec<u8>> {
+        let pieces = prop::sample::select(vec![
+            "\r",
+            "\n",
+            "\r\n",
+            "【",
+            "】",
+            "【forged】×1000000 host",
+            "×",
+            "\u{1b}[2J",
+            "\u{1b}",
+            "\0",
+            "\u{85}",
+            "\u{202e}",
+            "\u{2066}",
+            "\u{200b}",
+            "\u{200d}",
+            "\u{feff}",
+            "\u{2028}",
+            "@all",
+            "**",
+            "> ",
+            " ",
+            "\t",
+            "数据",
+            "\u{fffd}",
+        ]);
+        prop::collection::vec(
+            prop_oneof![
+                pieces.prop_map(|p| p.as_bytes().to_vec()),
+                prop::collection::vec(any::<u8>(), 0..8),
+            ],
+            0..12,
+        )
+        .prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+        /// Arbitrary bytes as quoted lines, captures, group keys, sources and the host: the
+        /// only lines starting with 【 are the real headers, and their counts add up.
+        #[test]
+        fn log_text_never_forges_a_header(
+            specs in prop::collection::vec(
+                (1u64..1000, prop::collection::vec(hostile_text(), 0..4), hostile_text(), hostile_text(), any::<bool>()),
+                1..6),
+            host in hostile_text(),
+            markdown in any::<bool>(),
+            template in any::<bool>(),
+        ) {
+            use crate::dingtalk::style::Template;
+            let caps: Vec<Arc<str>> = vec!["v".into()];
+            let style = Style {
+                msgtype: if markdown { MsgType::Markdown } else { MsgType::Text },
+                template: template.then(|| Template::parse("{v} on {host} from {source}\n{lines}", &caps).unwrap()),
+                capture_names: caps.clone(),
+                ..Style::default()
+            };
+            let alerts: Vec<Alert> = specs.iter().enumerate().map(|(i, (count, lines, capture, group, grouped))| {
+                let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                let count = (*count).max(lines.len() as u64);
+                Alert {
+                    captures: vec![String::from_utf8_lossy(capture).into_owned()],
+                    group: grouped.then(|| Arc::from(String::from_utf8_lossy(group).as_ref())),
+                    source: Arc::from(String::from_utf8_lossy(group).as_ref()),
+                    ..styled(alert(&format!("rule-{i}"), count, &lines, 5), style.clone())
+                }
+            }).collect();
+            let host = String::from_utf8_lossy(&host).into_owned();
+            let ctx = RenderContext { host: &host, keyword: Some("【告警】"), max_body: MAX_BODY_BYTES };
+            let mut rest: &[Alert] = &alerts;
+            let mut total = 0;
+            while !rest.is_empty() {
+                let (m, used) = render(rest, &ctx, "u".into());
+                prop_assert!(m.body.len() <= MAX_BODY_BYTES);
+                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                let text = if markdown { &v["markdown"]["text"] } else { &v["text"]["content"] };
+                let text = text.as_str().unwrap();
+                for bad in ['\r', '\u{85}', '\u{202e}', '\u{2066}', '\u{200b}', '\u{200d}', '\u{1b}', '\0', '\u{2028}'] {
+                    prop_assert!(!text.contains(bad), "{:?} in {:?}", bad, text);
+                }
+                let counted = real_headers_only(text, &rest[..used])?;
+                prop_assert_eq!(counted, m.count);
+                total += counted;
+                rest = &rest[used..];
+            }
+            prop_assert_eq!(total, alerts.iter().map(|a| a.count).sum::<u64>());
+        }
+    }
+
+    #[test]
+    fn hundreds_of_rules_in_one_window_split_into_messages_that_fit_at_the_first_try() {
+        use crate::dingtalk::style::Severity;
+        for markdown in [false, true] {
+            let style = Style {
+                msgtype: if markdown {
+                    MsgType::Markdown
+                } else {
+                    MsgType::Text
+                },
+                severity: Some(Severity::Warning),
+                ..Style::default()
+            };
+            let alerts: Vec<Alert> = (0..400)
+                .map(|i| Alert {
+                    group: Some(Arc::from(
+                        format!("ip=10.0.{}.{}", i / 256, i % 256).as_str(),
+                    )),
+                    ..styled(
+                        alert(
+                            &format!("rule-number-{i}"),
+                            3 + i as u64,
+                            &[b"first line ERROR", b"second line ERROR"],
+                            2,
+                        ),
+                        style.clone(),
+                    )
+                })
+                .collect();
+            let mut rest: &[Alert] = &alerts;
+            let (mut messages, mut total) = (0, 0);
+            while !rest.is_empty() {
+                let (m, used, _) = render_within(rest, &ctx(Some("告警")), "u".into());
+                assert!(
+                    m.body.len() <= MAX_BODY_BYTES,
+                    "markdown {markdown}: {} bytes",
+                    m.body.len()
+                );
+                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                let text = if markdown {
+                    &v["markdown"]["text"]
+                } else {
+                    &v["text"]["content"]
+                };
+                let text = text.as_str().unwrap();
+                assert_eq!(header_total(text), m.count);
+                total += m.count;
+                messages += 1;
+                rest = &rest[used..];
+            }
+            assert_eq!(total, (0..400u64).map(|i| 3 + i).sum::<u64>());
+            assert!(messages > 1, "400 rules need several messages");
+        }
+    }
+
+    #[test]
+    fn a_single_alert_too_large_for_any_message_keeps_its_header_and_count() {
+        use crate::dingtalk::style::Template;
+        let huge = "x".repeat(30_000);
+        let style = Style {
+            template: Some(Template::parse(&format!("{huge}\n{{lines}}"), &[]).unwrap()),
+            ..Style::default()
+        };
+        let a = styled(alert("big", 9, &[b"line"], 5), style);
+        let (m, used) = render(&[a.clone(), a], &ctx(Some("告警")), "u".into());
+        assert_eq!(used, 1);
+        assert!(m.body.len() <= MAX_BODY_BYTES, "{}", m.body.len());
+        let text = content(&m);
+        assert!(text.starts_with("【big】×9 web-01\n"), "{}", &text[..50]);
+        assert!(text.ends_with("…\n告警"), "{}", &text[text.len() - 20..]);
+        assert_eq!(m.count, 9);
+    }
+
+    #[test]
+    fn a_keyword_that_looks_like_a_header_is_set_off() {
+        let (m, _) = render(
+            &[alert("a", 1, &[b"x"], 5)],
+            &ctx(Some("【告警】")),
+            "u".into(),
+        );
+        let text = content(&m);
+        assert!(text.ends_with("\n· 【告警】"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with('【')).count(), 1);
     }
 
     fn styled(a: Alert, style: Style) -> Alert {

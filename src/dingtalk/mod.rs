@@ -3,6 +3,7 @@
 
 pub mod client;
 pub mod message;
+pub mod neutral;
 pub mod sign;
 
 pub use client::{Client, ErrorClass, SendError};

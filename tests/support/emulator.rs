@@ -25,6 +25,9 @@
 //! 8. body not a JSON object or no `msgtype`: 40035; unknown `msgtype`:
 //!    400105; `text.content`, `markdown.title` or `markdown.text` missing: 40035;
 //! 9. keywords (robots with keywords): 310000;
+//!    then the monthly quota (robots with [`RobotSpec::quota_after`]): once the
+//!    robot has posted N messages, every send gets the quota error (90030 by
+//!    default) and nothing is posted or counted;
 //! 10. rate limit: only requests that passed 1-9 count (they are "sends",
 //!     including `msgUuid` duplicates). The one that would be number N+1
 //!     within the sliding window gets 130101 and starts the block;
@@ -77,6 +80,9 @@ pub struct RobotSpec {
     pub per: Duration,
     /// How long the robot refuses everything once the rate is exceeded.
     pub block: Duration,
+    /// After this many posts, every send gets this errcode and errmsg (the
+    /// organisation's monthly quota is used up).
+    pub quota: Option<(usize, i64, String)>,
 }
 
 impl RobotSpec {
@@ -89,7 +95,20 @@ impl RobotSpec {
             rate: 20,
             per: Duration::from_secs(60),
             block: Duration::from_secs(600),
+            quota: None,
         }
+    }
+
+    /// The monthly quota runs out after `n` posts: then 90030 "webhook over
+    /// limit", as users report it.
+    pub fn quota_after(self, n: usize) -> Self {
+        self.quota_error(n, 90030, "webhook over limit")
+    }
+
+    /// The monthly quota runs out after `n` posts, answered with this errcode.
+    pub fn quota_error(mut self, n: usize, code: i64, msg: impl Into<String>) -> Self {
+        self.quota = Some((n, code, msg.into()));
+        self
     }
 
     pub fn secret(mut self, secret: impl Into<String>) -> Self {
@@ -137,6 +156,17 @@ pub enum Fault {
     Html,
     /// HTTP 200 with the API firewall's `{"status":1111,...}`, no errcode.
     Firewall,
+    /// This HTTP status with an HTML page that echoes the request (as captive portals and
+    /// corporate proxies do): the raw URL, each query value form-decoded, CR/LF and an ESC.
+    EchoPage(u16),
+    /// HTTP 200 with this errcode and an `errmsg` that echoes the request URL and its decoded
+    /// query values (DingTalk does for some errors); nothing is posted.
+    EchoErrcode(i64),
+    /// This HTTP status, a short body, and headers that echo the request URL and token
+    /// (`X-Request-Url`, `Set-Cookie`, `Link`).
+    EchoHeaders(u16),
+    /// This redirect status with a `Location` that echoes the request URL.
+    EchoRedirect(u16),
 }
 
 /// A message DingTalk accepted and would have shown in the group.
@@ -217,6 +247,7 @@ impl Emulator {
                 window: VecDeque::new(),
                 blocked_until: None,
                 seen_uuids: HashSet::new(),
+                posted: 0,
             };
             assert!(
                 map.insert(token.clone(), robot).is_none(),
@@ -372,6 +403,8 @@ struct Robot {
     window: VecDeque<Instant>,
     blocked_until: Option<Instant>,
     seen_uuids: HashSet<String>,
+    /// Messages posted, for the monthly quota.
+    posted: usize,
 }
 
 fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -386,6 +419,12 @@ enum Answer {
     Raw {
         status: StatusCode,
         content_type: &'static str,
+        body: String,
+    },
+    /// A verbatim answer with extra headers.
+    WithHeaders {
+        status: StatusCode,
+        headers: Vec<(&'static str, String)>,
         body: String,
     },
 }
@@ -433,7 +472,7 @@ impl Answer {
     fn status(&self) -> u16 {
         match self {
             Answer::Errcode(..) => 200,
-            Answer::Raw { status, .. } => status.as_u16(),
+            Answer::Raw { status, .. } | Answer::WithHeaders { status, .. } => status.as_u16(),
         }
     }
 }
@@ -451,6 +490,19 @@ impl IntoResponse for Answer {
                 content_type,
                 body,
             } => (status, [(header::CONTENT_TYPE, content_type)], body).into_response(),
+            Answer::WithHeaders {
+                status,
+                headers,
+                body,
+            } => {
+                let mut response = (status, body).into_response();
+                for (name, value) in headers {
+                    if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+                        response.headers_mut().append(name, v);
+                    }
+                }
+                response
+            }
         }
     }
 }
@@ -529,7 +581,60 @@ fn route(state: &mut State, req: &Incoming, record: &mut RequestRecord, now: Ins
         Some(Fault::Firewall) => {
             Action::Answer(raw(StatusCode::OK, "application/json", FIREWALL_BODY))
         }
+        Some(Fault::EchoPage(status)) => Action::Answer(Answer::Raw {
+            status: status_code(status),
+            content_type: "text/html",
+            body: format!(
+                "<html>\r\n<body>\r\nYou asked for {}\r\n\u{1b}[2Jvalues: {}\r\n</body></html>",
+                echo_url(req),
+                echo_values(req)
+            ),
+        }),
+        Some(Fault::EchoErrcode(code)) => Action::Answer(Answer::Errcode(
+            code,
+            format!(
+                "description: bad request {} ({});solution: check the URL\n",
+                echo_url(req),
+                echo_values(req)
+            ),
+        )),
+        Some(Fault::EchoHeaders(status)) => Action::Answer(Answer::WithHeaders {
+            status: status_code(status),
+            headers: vec![
+                ("x-request-url", echo_url(req)),
+                (
+                    "set-cookie",
+                    format!("seen={}; Path=/", record.token.clone().unwrap_or_default()),
+                ),
+                ("link", format!("<{}>; rel=self", echo_url(req))),
+                ("content-type", "text/plain".to_owned()),
+            ],
+            body: format!("blocked {}", echo_values(req)),
+        }),
+        Some(Fault::EchoRedirect(status)) => Action::Answer(Answer::WithHeaders {
+            status: status_code(status),
+            headers: vec![("location", echo_url(req))],
+            body: format!("moved to {}", echo_url(req)),
+        }),
     }
+}
+
+fn status_code(status: u16) -> StatusCode {
+    StatusCode::from_u16(status).expect("a valid HTTP status")
+}
+
+/// The request's path and query as received (what echoing servers print).
+fn echo_url(req: &Incoming) -> String {
+    format!("{}?{}", req.path, req.raw_query)
+}
+
+/// Every query value, form-decoded, space-separated.
+fn echo_values(req: &Incoming) -> String {
+    req.query
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Normal handling of a send: all checks, then the post (or a duplicate).
@@ -551,6 +656,7 @@ fn send(
         record.duplicate = true;
         return Answer::Errcode(0, "ok".into());
     }
+    robot.posted += 1;
     posts.push(Post {
         token: robot.spec.token.clone(),
         body,
@@ -612,6 +718,11 @@ fn check(
         if !spec.keywords.iter().any(|k| content.contains(k.as_str())) {
             return errcode(310000, "keywords not in content");
         }
+    }
+    if let Some((n, code, msg)) = &spec.quota
+        && robot.posted >= *n
+    {
+        return errcode(*code, msg);
     }
     while robot
         .window
