@@ -108,7 +108,7 @@ const WORDS: &[&str] = &[
 
 fn atom() -> impl Strategy<Value = String> {
     prop_oneof![
-        4 => prop::sample::select(WORDS).prop_map(|w| regex::escape(w)),
+        4 => prop::sample::select(WORDS).prop_map(regex::escape),
         1 => prop::sample::select(&[
             r"\d", r"\d+", r"[a-c]", r"\w", r"\w+", r"\s", r"\s*", r"[^ ]", r"\S+", r".*",
             r"[^\n]{0,5}", r"\W+", r"\pL", r"[0-9]{2}", r"(?-u:\w)",

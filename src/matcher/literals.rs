@@ -203,7 +203,7 @@ fn class_exact(class: &Class) -> Option<Vec<Literal>> {
     if let [a, b] = members.as_slice()
         && let ([a], [b]) = (a.as_slice(), b.as_slice())
         && a.is_ascii_alphabetic()
-        && a.to_ascii_lowercase() == b.to_ascii_lowercase()
+        && a.eq_ignore_ascii_case(b)
         && a != b
     {
         return Some(vec![Literal {

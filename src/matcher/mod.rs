@@ -195,10 +195,7 @@ impl Matcher {
                 Strategy::Literals => true,
                 Strategy::Automata => false,
             };
-            match use_literals
-                .then(|| literals::required(pattern))
-                .flatten()
-            {
+            match use_literals.then(|| literals::required(pattern)).flatten() {
                 Some(lits) => by_literal.push((r, lits)),
                 None => by_automaton.push(r),
             }

@@ -72,7 +72,12 @@ fn wide(hir: &Hir) -> bool {
                     let (start, end) = (u32::from(r.start()), u32::from(r.end()));
                     // a range may span the surrogates, which are no characters
                     let surrogates = end.min(0xDFFF).saturating_sub(start.max(0xD800) - 1);
-                    end - start + 1 - if start <= 0xDFFF && end >= 0xD800 { surrogates } else { 0 }
+                    end - start + 1
+                        - if start <= 0xDFFF && end >= 0xD800 {
+                            surrogates
+                        } else {
+                            0
+                        }
                 })
                 .sum::<u32>()
                 >= WIDE_CHARS
