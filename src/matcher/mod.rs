@@ -701,6 +701,23 @@ mod tests {
     }
 
     #[test]
+    fn field_rules_judge_lines_nested_past_serde_json_s_recursion_limit() {
+        // Regression: lines nested deeper than ~127 levels used to be skipped without a word.
+        let m = compiled(vec![RuleSpec {
+            pattern: "^error$".into(),
+            field: Some(vec!["level".into()]),
+            ..RuleSpec::default()
+        }]);
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let data = format!("{{\"payload\":{deep},\"level\":\"error\"}}\n{{\"level\":\"info\"}}\n");
+        let mut got = Vec::new();
+        m.scan(data.as_bytes(), |l| {
+            got.push((l.range.start, l.rules.to_vec()))
+        });
+        assert_eq!(got, [(0, vec![0])]);
+    }
+
+    #[test]
     fn match_chunk_counts_lines_and_strips_cr() {
         let m = Matcher::new(&rules(&[("E", &[])]), 1 << 16).unwrap();
         let chunk = Chunk {
