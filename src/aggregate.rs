@@ -124,10 +124,9 @@ pub struct Alert {
     pub style: Arc<Style>,
     /// Per followed file, the start of the first chunk this alert counts a hit from: until the
     /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
-    /// before it. One entry per file per pending alert, not per hit, because later hits of the
-    /// same file lie after it anyway; merged alerts keep all entries (each was registered with
-    /// the checkpoint keeper and is released once), so this grows with the number of alerts
-    /// merged, never with the number of hits.
+    /// before it. One entry per file, not per hit, because later hits of the same file lie after
+    /// it anyway; merging keeps the earliest per file and hands back the others to be settled
+    /// ([`Alert::merge`]), so this never grows with the number of alerts merged.
     pub holds: Vec<Mark>,
     /// Hits of this stream that a silence or mute window covered since its last message (not
     /// counted in `count`): the message says `while silenced: ×N`.
@@ -136,8 +135,11 @@ pub struct Alert {
 
 impl Alert {
     /// Folds a later alert of the same stream into this one: counts add up, the time span widens,
-    /// samples fill up to `max_lines`, captures and kind are the later ones.
-    pub fn merge(&mut self, later: Alert) {
+    /// samples fill up to `max_lines`, captures and kind are the later ones. Holds stay one per
+    /// file, the earliest: the later ones are returned, to be settled at once (the earlier hold
+    /// keeps the file's checkpoint before them anyway), so however many alerts merge while
+    /// DingTalk is down, an alert holds at most one position per file.
+    pub fn merge(&mut self, later: Alert) -> Vec<Mark> {
         debug_assert!(self.same_stream(&later));
         self.count += later.count;
         self.first = self.first.min(later.first);
@@ -149,8 +151,18 @@ impl Alert {
         }
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
-        self.holds.extend(later.holds);
+        let mut surplus = Vec::new();
+        for h in later.holds {
+            match self.holds.iter_mut().find(|m| m.file == h.file) {
+                Some(m) => {
+                    surplus.push((*m).max(h));
+                    *m = (*m).min(h);
+                }
+                None => self.holds.push(h),
+            }
+        }
         self.silenced += later.silenced;
+        surplus
     }
 
     /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
@@ -186,8 +198,9 @@ struct Pending {
 #[derive(Debug)]
 struct Group {
     pending: Option<Pending>,
-    /// Threshold rules: times of the most recent hits, at most `threshold.count`.
-    recent: VecDeque<Instant>,
+    /// Threshold rules: times of the most recent hits, at most `threshold.count`, with the
+    /// chunk each came in (for followed files): a pending below the threshold holds only these.
+    recent: VecDeque<(Instant, Option<Mark>)>,
     /// The gathering window is open and closes then.
     closes_at: Option<Instant>,
     /// A message went out; hits are gathered until then.
@@ -227,8 +240,15 @@ pub struct Aggregator {
     held: Vec<u64>,
     /// Holds taken since [`Aggregator::take_holds`] was last called (one per alert copy).
     new_holds: u32,
-    /// Holds of hits dropped without a message (below a threshold at the end), to release.
+    /// Holds of hits dropped without a message (below a threshold at the end, or no longer
+    /// within a threshold's reach), to release.
     released: Vec<Mark>,
+    /// Holds moved to an earlier chunk than the one being reported (a below-threshold pending
+    /// whose oldest hits left the threshold's reach), to register, one entry per copy.
+    moved: Vec<Mark>,
+    /// Whether [`Aggregator::flush`] reports absence not yet due: yes at the end of a finite
+    /// input (stdin read to its end holds no such line), no for a stop of followed files.
+    absence_at_end: bool,
 }
 
 impl Aggregator {
@@ -247,6 +267,8 @@ impl Aggregator {
             held: vec![0; rules.len()],
             new_holds: 0,
             released: Vec::new(),
+            moved: Vec::new(),
+            absence_at_end: true,
         };
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for {
@@ -338,15 +360,14 @@ impl Aggregator {
         let open = match rule.threshold {
             None => true,
             Some(t) => {
-                group.recent.push_back(now);
+                group.recent.push_back((now, batch.mark));
                 while group.recent.len() > t.count {
                     group.recent.pop_front();
                 }
                 group.recent.len() >= t.count
-                    && group
-                        .recent
-                        .front()
-                        .is_some_and(|&oldest| now.saturating_duration_since(oldest) < t.within)
+                    && group.recent.front().is_some_and(|&(oldest, _)| {
+                        now.saturating_duration_since(oldest) < t.within
+                    })
             }
         };
         if open && group.closes_at.is_none() && group.cooldown_until.is_none() {
@@ -493,8 +514,41 @@ impl Aggregator {
             return;
         };
         if let Some(t) = rule.threshold {
-            while group.recent.front().is_some_and(|&e| e + t.within <= now) {
+            while group
+                .recent
+                .front()
+                .is_some_and(|&(e, _)| e + t.within <= now)
+            {
                 group.recent.pop_front();
+            }
+            if group.closes_at.is_none()
+                && group.cooldown_until.is_none()
+                && let Some(p) = &mut group.pending
+            {
+                // Below the threshold: only the recent hits can still count towards it, so
+                // the checkpoint is held at the earliest of them, not at the first hit ever.
+                let copies = rule.robots.len().max(1);
+                let mut needed: Vec<Mark> = Vec::new();
+                for m in group.recent.iter().filter_map(|&(_, m)| m) {
+                    match needed.iter_mut().find(|n| n.file == m.file) {
+                        Some(n) => *n = (*n).min(m),
+                        None => needed.push(m),
+                    }
+                }
+                for h in std::mem::take(&mut p.holds) {
+                    let keep = needed.contains(&h);
+                    if !keep {
+                        (0..copies).for_each(|_| self.released.push(h));
+                    } else {
+                        p.holds.push(h);
+                    }
+                }
+                for n in needed {
+                    if !p.holds.contains(&n) {
+                        (0..copies).for_each(|_| self.moved.push(n));
+                        p.holds.push(n);
+                    }
+                }
             }
         }
         let quiet_now = group.closes_at.is_none() && group.pending.is_none();
@@ -510,7 +564,13 @@ impl Aggregator {
             // Idle: wait only until the threshold no longer needs the recent hit times.
             next = rule
                 .threshold
-                .and_then(|t| group.recent.back().map(|&newest| newest + t.within));
+                .and_then(|t| group.recent.back().map(|&(newest, _)| newest + t.within));
+        } else if next.is_none() {
+            // Below the threshold: look again when the oldest recent hit leaves its reach,
+            // to move the hold on (see above).
+            next = rule
+                .threshold
+                .and_then(|t| group.recent.front().map(|&(oldest, _)| oldest + t.within));
         }
         if group.scheduled != next {
             if let Some(old) = group.scheduled.take() {
@@ -570,7 +630,10 @@ impl Aggregator {
             let watch = &self.watches[&rule];
             let silence = self.rules[rule].absent_for.expect("an absence rule");
             let since = watch.last_seen.map_or(self.started, |(t, _)| t);
-            let silent = watch.last_seen.is_none() || now >= since + silence;
+            // Only what is due: a stop (every deploy) must not page for a line that simply
+            // had not had its `for:` yet.
+            let silent =
+                (self.absence_at_end && watch.last_seen.is_none()) || now >= since + silence;
             if !watch.alerted && silent {
                 self.absence_due(rule, now, &mut out);
             }
@@ -582,6 +645,14 @@ impl Aggregator {
             w.scheduled = None;
         }
         out
+    }
+
+    /// Whether the end of input (a [`Self::flush`]) reports absence rules whose line was never
+    /// seen though their `for:` has not passed: true by default (a finite input read to its
+    /// end), false for followed files, where the end is a stop (a deploy) and must not page.
+    pub fn with_absence_at_end(mut self, yes: bool) -> Aggregator {
+        self.absence_at_end = yes;
+        self
     }
 
     /// Hits counted and not yet sent.
@@ -601,6 +672,12 @@ impl Aggregator {
             std::mem::take(&mut self.new_holds),
             std::mem::take(&mut self.released),
         )
+    }
+
+    /// For the checkpoint keeper: holds moved to an earlier chunk than the current one (one
+    /// entry per alert copy), to register before the releases of [`Self::take_holds`].
+    pub fn take_moved_holds(&mut self) -> Vec<Mark> {
+        std::mem::take(&mut self.moved)
     }
 
     /// Per rule: hits that stayed below the rule's threshold until [`Self::flush`], so were
@@ -1083,6 +1160,67 @@ mod tests {
             assert_eq!(got, want, "{name}");
             assert_eq!(agg.pending_hits(), 0, "{name}: nothing left pending");
         }
+    }
+
+    #[test]
+    fn a_hit_below_a_threshold_holds_its_file_only_while_the_threshold_can_reach_it() {
+        let rules = [rule(|s| s.threshold = threshold(3, 1000))];
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH;
+        let mut agg = Aggregator::new(&rules, t0, w0);
+        let at = |file, start| {
+            let mut b = batch(&rules[0], 0, "x", w0);
+            b.mark = Some(Mark { file, start });
+            b
+        };
+        assert!(agg.add(&at(1, 0), t0).is_empty());
+        assert_eq!(
+            agg.take_holds(),
+            (1, vec![]),
+            "the first hit holds its chunk"
+        );
+        assert!(agg.add(&at(1, 100), t0 + dur(600)).is_empty());
+        assert_eq!(agg.take_holds(), (0, vec![]));
+        // the first hit leaves the threshold's reach: the hold moves on to the second
+        let due = agg.next_deadline().expect("a timer to move the hold");
+        assert!(agg.expire(due).is_empty());
+        assert_eq!(
+            agg.take_moved_holds(),
+            [Mark {
+                file: 1,
+                start: 100
+            }]
+        );
+        assert_eq!(agg.take_holds(), (0, vec![Mark { file: 1, start: 0 }]));
+        // and once no hit is within reach, nothing is held, though the count is kept
+        let due = agg.next_deadline().expect("a timer");
+        agg.expire(due);
+        assert_eq!(
+            agg.take_holds(),
+            (
+                0,
+                vec![Mark {
+                    file: 1,
+                    start: 100
+                }]
+            )
+        );
+        assert_eq!(agg.pending_hits(), 2);
+    }
+
+    #[test]
+    fn a_stop_of_followed_files_sends_no_absence_that_was_not_due() {
+        let absent = rule(|s| {
+            s.pattern = "heartbeat".into();
+            s.absent_for = Some(1000 * MS);
+        });
+        let t0 = Instant::now();
+        let mut agg = Aggregator::new(std::slice::from_ref(&absent), t0, SystemTime::UNIX_EPOCH)
+            .with_absence_at_end(false);
+        assert!(agg.flush(t0 + dur(500)).is_empty(), "not due yet");
+        let mut agg =
+            Aggregator::new(&[absent], t0, SystemTime::UNIX_EPOCH).with_absence_at_end(false);
+        assert_eq!(agg.flush(t0 + dur(1500)).len(), 1, "due");
     }
 
     #[test]

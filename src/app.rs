@@ -81,9 +81,12 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Whether anything matched was not delivered.
+    /// Whether any message (of any kind: hits, "absent", "recovered", "back") was not
+    /// delivered.
     pub fn has_failures(&self) -> bool {
-        self.deliveries.iter().any(|d| d.events_failed_total() > 0)
+        self.deliveries
+            .iter()
+            .any(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
     }
 
     /// The one-line summary printed at the end.
@@ -138,7 +141,7 @@ impl RunReport {
     pub fn failures(&self) -> Vec<String> {
         self.deliveries
             .iter()
-            .filter(|d| d.events_failed_total() > 0)
+            .filter(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
             .map(|d| {
                 let rules: Vec<String> =
                     d.events_failed.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -173,6 +176,9 @@ enum Source {
 /// Runs the whole pipeline over stdin, or over followed files, until end of input (or a
 /// signal), then delivers and reports.
 pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> {
+    // Handlers first: a signal that arrives while files are being taken up must be a clean
+    // stop (checkpoints written), not the default action (killed).
+    let signals = Signals::install();
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
     if !opts.dry_run && config.robots.is_empty() {
@@ -235,6 +241,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         Some(open_budget(&config, &opts)?)
     };
     let mut dispatchers = Vec::new();
+    // One delivery deadline for every robot, fallbacks included.
+    let shutdown_deadline = Arc::default();
     for (target, alerts_rx) in targets.into_iter().zip(receivers) {
         let robot = target.map(|id| &config.robots[id]);
         let sink = match robot {
@@ -248,7 +256,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .and_then(|r| r.fallback)
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
-        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
+            .sharing_deadline(&shutdown_deadline);
         cfg.zone = config.timezone;
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
@@ -278,10 +287,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         ops.metrics.clone(),
     ));
     let (source, waker) = if files {
-        let (store, checkpoints) = open_store(&opts)?;
-        // An explicit --dry-run reads checkpoints but never moves them: trying a config out
-        // must not make the real service skip lines.
-        let store = store.filter(|_| !opts.dry_run);
+        let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
+        let (store, saved) = open_store(&opts, patterns)?;
         let cfg = TailConfig {
             inputs,
             max_line: config.max_line_bytes,
@@ -291,14 +298,15 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
                 Start::End
             },
             once: opts.once,
-            checkpoints: checkpoints.clone(),
+            checkpoints: saved.files.clone(),
+            known_patterns: saved.patterns,
         };
         let (tailer, waker) =
             tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
         let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
         let keeper = tokio::spawn(checkpoint::keep(
             store,
-            Keeper::new(checkpoints),
+            Keeper::new(saved.files),
             events_rx,
             settled_rx,
             finish_rx,
@@ -315,7 +323,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         (Source::Stdin(reader), None)
     };
     ops.metrics.set_reading(true);
-    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
+    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, signals));
 
     // Matcher thread: synchronous, so network waits never slow matching.
     let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
@@ -329,7 +337,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
+        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now())
+            .with_absence_at_end(!files),
         hit_rx,
         routes,
         fleet,
@@ -415,27 +424,34 @@ fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudge
     Ok(SharedBudget::open(config, file)?)
 }
 
-/// The state directory's checkpoints, and the store to write them to (`None` when no state
-/// directory can be found and this is a dry run, which does not need one).
+/// The state directory's checkpoints, and the store to write them to, locked for this instance
+/// and checked to be writable (a [`checkpoint::StoreError`] otherwise, which `main` turns into
+/// exit status 2: following files without being able to checkpoint them would re-read or skip
+/// lines on every restart).
+///
+/// An explicit `--dry-run` reads the checkpoints but neither locks nor writes them (`None`):
+/// trying a config out next to the running service must not make it skip lines; a state
+/// directory that cannot be used is then one warning.
 fn open_store(
     opts: &RunOptions,
-) -> anyhow::Result<(Option<Store>, HashMap<String, checkpoint::Entry>)> {
+    patterns: Vec<String>,
+) -> anyhow::Result<(Option<Store>, checkpoint::Saved)> {
     let opened = checkpoint::state_dir(opts.state_dir.as_deref()).and_then(Store::open);
-    let store = match opened {
-        Ok(s) => s,
+    let store = match opened.and_then(|s| if opts.dry_run { Ok(s) } else { s.lock() }) {
+        Ok(s) => s.with_patterns(patterns),
         Err(e) if opts.dry_run => {
             tracing::warn!("{e}; no checkpoints in this dry run");
-            return Ok((None, HashMap::new()));
+            return Ok((None, checkpoint::Saved::default()));
         }
         Err(e) => return Err(e.into()),
     };
-    let checkpoints = if opts.from_beginning {
-        HashMap::new()
+    let saved = if opts.from_beginning {
+        checkpoint::Saved::default()
     } else {
         store.load()?
     };
-    tracing::debug!(path = %store.path().display(), entries = checkpoints.len(), "checkpoints loaded");
-    Ok((Some(store), checkpoints))
+    tracing::debug!(path = %store.path().display(), entries = saved.files.len(), "checkpoints loaded");
+    Ok(((!opts.dry_run).then_some(store), saved))
 }
 
 /// Forwards chunks until the source ends or a shutdown signal arrives; then wakes the tailer,
@@ -444,16 +460,21 @@ async fn gate(
     mut raw_rx: mpsc::Receiver<Chunk>,
     chunk_tx: mpsc::Sender<Feed>,
     waker: Option<tail::Waker>,
+    signals: Signals,
 ) {
-    forward(&mut raw_rx, chunk_tx).await;
+    forward(&mut raw_rx, chunk_tx, signals).await;
     drop(raw_rx);
     if let Some(w) = waker {
         w.wake();
     }
 }
 
-async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Feed>) {
-    let signal = shutdown_signal();
+async fn forward(
+    raw_rx: &mut mpsc::Receiver<Chunk>,
+    chunk_tx: mpsc::Sender<Feed>,
+    signals: Signals,
+) {
+    let signal = signals.recv();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -470,6 +491,30 @@ async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Feed
                 });
                 return;
             }
+        }
+    }
+}
+
+/// SIGINT and SIGTERM handlers, installed as soon as a run starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{SignalKind, signal};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+        }
+    }
+
+    /// The first SIGINT or SIGTERM.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }
@@ -605,6 +650,7 @@ async fn aggregate(
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
                 let alerts = hushed(&mut hush, agg.expire(Instant::now()), &progress_tx, false);
+                report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
         }
@@ -650,10 +696,14 @@ fn report_progress(
     progress_tx: &Option<mpsc::UnboundedSender<Event>>,
     chunk: Option<(Mark, u64)>,
 ) {
+    let moved = agg.take_moved_holds();
     let (holds, released) = agg.take_holds();
     let Some(tx) = progress_tx else {
         return;
     };
+    if !moved.is_empty() {
+        let _ = tx.send(Event::Held(moved));
+    }
     if let Some((mark, end)) = chunk {
         let _ = tx.send(Event::Progress { mark, end, holds });
     }

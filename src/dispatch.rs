@@ -95,6 +95,10 @@ pub struct DispatchConfig {
     pub throttle_pause: Duration,
     /// Time allowed to deliver after the input ends.
     pub shutdown_timeout: Duration,
+    /// The one deadline every dispatcher of a run shares: set by the first whose input closes,
+    /// so a fallback robot (whose input closes only when its primaries are done) does not add
+    /// another `shutdown_timeout`. Share it with [`DispatchConfig::sharing_deadline`].
+    pub shutdown_deadline: Arc<std::sync::OnceLock<Instant>>,
     /// The zone message times are written in (`timezone:`); the host's until set.
     pub zone: Zone,
 }
@@ -114,8 +118,15 @@ impl DispatchConfig {
             retry: robot.map(|r| r.retry).unwrap_or_default(),
             throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
             shutdown_timeout,
+            shutdown_deadline: Arc::default(),
             zone: Zone::Host,
         }
+    }
+
+    /// The same settings, with a shutdown deadline shared with other dispatchers.
+    pub fn sharing_deadline(mut self, deadline: &Arc<std::sync::OnceLock<Instant>>) -> Self {
+        self.shutdown_deadline = deadline.clone();
+        self
     }
 }
 
@@ -726,18 +737,28 @@ impl Dispatcher {
             Some(alerts) => self.merge(alerts),
             None => {
                 self.input_open = false;
-                self.deadline = Some(Instant::now() + self.cfg.shutdown_timeout);
+                let timeout = self.cfg.shutdown_timeout;
+                self.deadline = Some(
+                    *self
+                        .cfg
+                        .shutdown_deadline
+                        .get_or_init(|| Instant::now() + timeout),
+                );
             }
         }
     }
 
     /// Folds alerts into pending: one entry per rule, counts added.
     fn merge(&mut self, alerts: Vec<Alert>) {
+        let mut surplus = Vec::new();
         for alert in alerts {
             match self.pending.iter_mut().find(|p| p.same_stream(&alert)) {
-                Some(p) => p.merge(alert),
+                Some(p) => surplus.extend(p.merge(alert)),
                 None => self.pending.push(alert),
             }
+        }
+        if let (Some(tx), false) = (&self.settled_tx, surplus.is_empty()) {
+            let _ = tx.send(surplus);
         }
     }
 }

@@ -58,7 +58,14 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
-                    ExitCode::from(EXIT_UNDELIVERED)
+                    // A state directory that cannot be used is a setup error, like a bad config.
+                    if e.downcast_ref::<dingtail::source::checkpoint::StoreError>()
+                        .is_some()
+                    {
+                        ExitCode::from(EXIT_USAGE)
+                    } else {
+                        ExitCode::from(EXIT_UNDELIVERED)
+                    }
                 }
             }
         }
@@ -83,7 +90,8 @@ fn main() -> ExitCode {
                 dingtail::replay::replay(&config, input, &mut out, &hostname(), args.line_interval)
                     .map(|_| ())
             } else {
-                tester::run(&config, input, &mut out).map(|_| ())
+                let multiline = tester::multiline_for(&config, args.path.as_deref());
+                tester::run_events(&config, input, multiline, &mut out).map(|_| ())
             };
             let _ = out.flush();
             match result {

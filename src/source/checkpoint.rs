@@ -18,9 +18,39 @@
 //! runs on a blocking thread), at most one `Progress` exists per chunk (≤ 256 KiB of input), and
 //! at most one settle message per message sent or reported.
 //!
+//! ## Why a ledger, not snapshots
+//!
+//! Two designs give "no line lost": this ledger (Vector's ordered finalizer: positions are
+//! registered when counted and released when delivered, and one owner computes each file's safe
+//! offset), or snapshots (read offsets and the whole alert state written together, Flink-style).
+//! We keep the ledger because the alert state it would have to snapshot includes what each
+//! dispatcher holds in flight (merged pending alerts, a message being retried with its
+//! `msgUuid`): snapshotting that consistently means stopping every stage at a barrier, and a
+//! restored in-flight message can still be sent twice. The ledger needs none of that: it only
+//! ever makes the checkpoint *later*, so its failure mode is a re-read (a duplicate after
+//! SIGKILL), never a skip. Its memory is bounded by merging: an alert holds at most one position
+//! per file (the earliest), and merged alerts release the later ones at once.
+//!
+//! ## Files by identity
+//!
+//! Entries are per file, not per path: a file rotated away stays in the state file (under the
+//! path it was followed at, with its device, inode and fingerprint) until everything it holds is
+//! settled, so a restart finds it among the files of its directory and reads it to its end
+//! (see `source::tail`). The state also records the patterns followed, so a file that a followed
+//! pattern gained while dingtail was stopped is read from its first byte.
+//!
+//! ## The state directory
+//!
+//! It is locked (`flock` on `lock`) by the instance that uses it; a second instance gets
+//! [`StoreError::Locked`]. It is probed for writing at start ([`StoreError::Unwritable`]), so a
+//! read-only mount fails at once instead of silently never moving the checkpoint.
+//!
 //! The state file is JSON, written at most once a second when something moved, and once more at
-//! the end, atomically: write a temporary file, fsync it, rename it over the old one, fsync the
-//! directory. A crash leaves either the old or the new file, never a mix.
+//! the end, atomically: write a temporary file, fsync it, move the current file to
+//! `checkpoints.json.prev` (the last good copy), rename the temporary over it, fsync the
+//! directory. A crash leaves the old or the new file, never a mix; a file that cannot be parsed
+//! (a disk error, a hand edit) is moved aside to `checkpoints.json.corrupt` with a warning and
+//! the last good copy is used: never a crash loop under a supervisor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -40,6 +70,15 @@ pub const FINGERPRINT_BYTES: usize = 256;
 
 /// Name of the state file inside the state directory.
 pub const STATE_FILE: &str = "checkpoints.json";
+
+/// The last good copy of the state file.
+pub const PREV_FILE: &str = "checkpoints.json.prev";
+
+/// Where a state file that cannot be parsed is moved.
+pub const CORRUPT_FILE: &str = "checkpoints.json.corrupt";
+
+/// The lock file that keeps a second instance out of the state directory.
+pub const LOCK_FILE: &str = "lock";
 
 /// How often the state file is rewritten while things move.
 const WRITE_EVERY: Duration = Duration::from_secs(1);
@@ -84,6 +123,50 @@ impl Identity {
         let n = read_head(file, &mut head[..want])?;
         Ok(n == want && fnv1a(&head[..n]) == self.fp)
     }
+
+    /// Whether `file` is a copy of this file that holds at least `offset` bytes: same device,
+    /// another inode, the same full fingerprint. That is what `copytruncate` leaves behind
+    /// (`app.log.1`), so lines held in the original before it was truncated are found there.
+    /// Only a full fingerprint ([`FINGERPRINT_BYTES`]) is trusted for this.
+    pub fn copied_to(&self, file: &File, offset: u64) -> io::Result<bool> {
+        if self.fp_len as usize != FINGERPRINT_BYTES {
+            return Ok(false);
+        }
+        let meta = file.metadata()?;
+        if meta.dev() != self.dev || meta.ino() == self.ino || meta.len() < offset {
+            return Ok(false);
+        }
+        let mut head = [0u8; FINGERPRINT_BYTES];
+        let n = read_head(file, &mut head)?;
+        Ok(n == FINGERPRINT_BYTES && fnv1a(&head) == self.fp)
+    }
+
+    /// Same device and inode (the content may have been truncated since).
+    pub fn same_inode(&self, other: &Identity) -> bool {
+        (self.dev, self.ino) == (other.dev, other.ino)
+    }
+}
+
+/// The compression format named by a file's first bytes, if any: such files (logrotate's
+/// `app.log.2.gz`) are skipped, not read as text.
+pub fn compressed(head: &[u8]) -> Option<&'static str> {
+    const MAGICS: [(&[u8], &str); 4] = [
+        (&[0x1f, 0x8b], "gzip"),
+        (&[0x28, 0xb5, 0x2f, 0xfd], "zstd"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0x00], "xz"),
+        (b"BZh", "bzip2"),
+    ];
+    MAGICS
+        .iter()
+        .find(|(m, _)| head.starts_with(m))
+        .map(|&(_, name)| name)
+}
+
+/// The compression format of an open file, by its magic bytes.
+pub fn compressed_file(file: &File) -> io::Result<Option<&'static str>> {
+    let mut head = [0u8; 6];
+    let n = read_head(file, &mut head)?;
+    Ok(compressed(&head[..n]))
 }
 
 /// Reads up to `buf.len()` bytes from offset 0 without moving the file position.
@@ -107,22 +190,40 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// One followed path's checkpoint: which file was there and how far it is safely done.
+/// One followed file's checkpoint: which file, where it was followed, and how far it is safely
+/// done.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
-    /// The path as followed (as the glob produced it).
+    /// The path it was followed at (as the glob produced it); after a rotation the file may
+    /// live under another name in the same directory.
     pub path: String,
     /// The file that was at the path.
     #[serde(flatten)]
     pub identity: Identity,
     /// Everything before this byte offset is done with.
     pub offset: u64,
+    /// Where this run started reading it: a `copytruncate` copy taken up where its original
+    /// was read to starts there, and the original's entry no longer counts for it from then on.
+    #[serde(default)]
+    pub from: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 struct StateFile {
     version: u32,
     files: Vec<Entry>,
+    /// The paths and globs followed when this was written.
+    #[serde(default)]
+    patterns: Vec<String>,
+}
+
+/// What the state file says.
+#[derive(Debug, Clone, Default)]
+pub struct Saved {
+    /// One entry per file.
+    pub files: Vec<Entry>,
+    /// The paths and globs followed then: a file they match now that has no entry is newer.
+    pub patterns: Vec<String>,
 }
 
 /// Why the state directory or file cannot be used.
@@ -139,13 +240,27 @@ pub enum StoreError {
         /// Why.
         source: io::Error,
     },
-    /// The state file exists but cannot be read or parsed.
-    #[error("cannot read the checkpoint file {}: {message} (move it away to start afresh)", .path.display())]
+    /// The state file exists but cannot be read (permissions, I/O error).
+    #[error("cannot read the checkpoint file {}: {message}", .path.display())]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
         message: String,
+    },
+    /// The directory cannot be written: checkpoints would never move.
+    #[error("the state directory {} is not writable: {source} (give --state-dir, or fix its owner or mount)", .dir.display())]
+    Unwritable {
+        /// The directory.
+        dir: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another dingtail uses this directory.
+    #[error("the state directory {} is in use by another dingtail (it holds {}); give each instance its own --state-dir", .dir.display(), LOCK_FILE)]
+    Locked {
+        /// The directory.
+        dir: PathBuf,
     },
 }
 
@@ -180,16 +295,59 @@ pub fn state_dir(given: Option<&Path>) -> Result<PathBuf, StoreError> {
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// The followed patterns, written with every save.
+    patterns: Arc<Vec<String>>,
+    /// Held open while this instance owns the directory (the `flock` goes with it).
+    _lock: Option<Arc<File>>,
 }
 
 impl Store {
-    /// Opens (creating) the state directory.
+    /// Opens (creating) the state directory, without locking it (a dry run only reads).
     pub fn open(dir: PathBuf) -> Result<Store, StoreError> {
         std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
             dir: dir.clone(),
             source,
         })?;
-        Ok(Store { dir })
+        Ok(Store {
+            dir,
+            patterns: Arc::default(),
+            _lock: None,
+        })
+    }
+
+    /// Takes the directory for this instance: checks it can be written and locks it.
+    pub fn lock(mut self) -> Result<Store, StoreError> {
+        let unwritable = |source| StoreError::Unwritable {
+            dir: self.dir.clone(),
+            source,
+        };
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(self.dir.join(LOCK_FILE))
+            .map_err(unwritable)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { dir: self.dir });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(unwritable(e)),
+        }
+        // The lock file may exist from before while the directory no longer takes new files.
+        let probe = self.dir.join(format!("{STATE_FILE}.probe"));
+        File::create(&probe)
+            .and_then(|mut f| f.write_all(b"probe"))
+            .map_err(unwritable)?;
+        let _ = std::fs::remove_file(&probe);
+        self._lock = Some(Arc::new(lock));
+        Ok(self)
+    }
+
+    /// Records the patterns followed, written with every save.
+    pub fn with_patterns(mut self, patterns: Vec<String>) -> Store {
+        self.patterns = Arc::new(patterns);
+        self
     }
 
     /// The state file's path.
@@ -197,45 +355,86 @@ impl Store {
         self.dir.join(STATE_FILE)
     }
 
-    /// The saved entries by path; none when there is no state file yet.
-    pub fn load(&self) -> Result<HashMap<String, Entry>, StoreError> {
+    /// What the state file says; nothing when there is none yet. A state file that cannot be
+    /// parsed is moved aside to [`CORRUPT_FILE`] with a warning, and the last good copy
+    /// ([`PREV_FILE`]) is used instead (`warn` is told what happened, for the log).
+    pub fn load(&self) -> Result<Saved, StoreError> {
         let path = self.path();
-        let text = match std::fs::read(&path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(HashMap::new()),
-            Err(e) => {
-                return Err(StoreError::Read {
-                    path,
-                    message: e.to_string(),
-                });
+        match read_state(&path)? {
+            Some(Ok(s)) => return Ok(s),
+            Some(Err(why)) => {
+                let aside = self.dir.join(CORRUPT_FILE);
+                let moved = std::fs::rename(&path, &aside);
+                tracing::warn!(
+                    "the checkpoint file {} is corrupt ({why}); {}; going on from the last good copy {}",
+                    path.display(),
+                    match moved {
+                        Ok(()) => format!("kept aside as {}", aside.display()),
+                        Err(e) => format!("cannot move it aside ({e})"),
+                    },
+                    self.dir.join(PREV_FILE).display(),
+                );
             }
-        };
-        let state: StateFile = serde_json::from_slice(&text).map_err(|e| StoreError::Read {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
-        Ok(state
-            .files
-            .into_iter()
-            .map(|e| (e.path.clone(), e))
-            .collect())
+            None => {}
+        }
+        // No current file: first start, or a crash between the two renames of a save.
+        let prev = self.dir.join(PREV_FILE);
+        match read_state(&prev)? {
+            Some(Ok(s)) => Ok(s),
+            Some(Err(why)) => {
+                tracing::warn!(
+                    "the last good copy {} is corrupt too ({why}): no checkpoints; files present now start at their end",
+                    prev.display()
+                );
+                Ok(Saved::default())
+            }
+            None => Ok(Saved::default()),
+        }
     }
 
-    /// Replaces the state file atomically: write, fsync, rename, fsync the directory.
+    /// Replaces the state file atomically: write, fsync, keep the old one as the last good
+    /// copy, rename, fsync the directory.
     pub fn save(&self, mut entries: Vec<Entry>) -> io::Result<()> {
-        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries.sort_by(|a, b| a.path.cmp(&b.path).then(a.offset.cmp(&b.offset)));
         let state = StateFile {
-            version: 1,
+            version: 2,
             files: entries,
+            patterns: self.patterns.to_vec(),
         };
         let tmp = self.dir.join(format!("{STATE_FILE}.tmp"));
         let mut f = File::create(&tmp)?;
         f.write_all(&serde_json::to_vec_pretty(&state).map_err(io::Error::other)?)?;
         f.sync_all()?;
         drop(f);
+        match std::fs::rename(self.path(), self.dir.join(PREV_FILE)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         std::fs::rename(&tmp, self.path())?;
         File::open(&self.dir)?.sync_all()
     }
+}
+
+/// One state file: `None` when missing, `Some(Err(why))` when it cannot be parsed.
+fn read_state(path: &Path) -> Result<Option<Result<Saved, String>>, StoreError> {
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(StoreError::Read {
+                path: path.to_owned(),
+                message: e.to_string(),
+            });
+        }
+    };
+    Ok(Some(
+        serde_json::from_slice::<StateFile>(&text)
+            .map(|s| Saved {
+                files: s.files,
+                patterns: s.patterns,
+            })
+            .map_err(|e| e.to_string()),
+    ))
 }
 
 /// What the tailer and the aggregator tell the keeper.
@@ -272,6 +471,21 @@ pub enum Event {
     },
     /// Holds given up without a message (hits below a threshold at the end): as if settled.
     Released(Vec<Mark>),
+    /// Holds taken on chunks counted earlier (a pending below its threshold moved its hold on
+    /// to its oldest recent hit): one per entry.
+    Held(Vec<Mark>),
+    /// The tailer is done with this file id (rotated away and quiet, truncated, gone, taken
+    /// over under another path): nothing past `end` will come under this id. Its entry stays
+    /// until everything up to `end` is counted and settled.
+    Closed {
+        /// The file.
+        file: FileId,
+        /// Offset just past its last chunk.
+        end: u64,
+    },
+    /// The tailer's first look is done, including the files it recovered by identity: entries
+    /// loaded at start that nothing took up by now may be dropped once their file is gone.
+    Started,
 }
 
 /// The keeper's view of one file of this run.
@@ -283,6 +497,10 @@ struct Tracked {
     counted: u64,
     /// Chunk start → alerts holding it (signed: a release may come before its registration).
     holds: BTreeMap<u64, i64>,
+    /// Set by [`Event::Closed`]: nothing is read past this.
+    closed_at: Option<u64>,
+    /// Where reading started.
+    from: u64,
 }
 
 impl Tracked {
@@ -292,6 +510,12 @@ impl Tracked {
             .find(|&(_, &n)| n > 0)
             .map_or(self.counted, |(&start, _)| start.min(self.counted))
     }
+
+    /// Closed, everything read counted, nothing held.
+    fn done(&self) -> bool {
+        self.closed_at.is_some_and(|end| self.counted >= end)
+            && self.holds.values().all(|&n| n <= 0)
+    }
 }
 
 /// The keeper's state; plain data so it can be tested without tasks.
@@ -300,15 +524,23 @@ pub struct Keeper {
     files: HashMap<FileId, Tracked>,
     /// The file now followed at each path.
     current: HashMap<Arc<str>, FileId>,
-    /// Entries loaded at start for paths not (yet) followed in this run: kept, so a file that is
-    /// missing or unreadable for a while keeps its place.
-    carried: HashMap<String, Entry>,
+    /// Entries loaded at start that no file of this run took up (yet): kept while their file
+    /// is still at its path (missing or unreadable for a while, it keeps its place), and all of
+    /// them until the tailer has [`Event::Started`].
+    carried: Vec<Entry>,
+    started: bool,
     dirty: bool,
+    /// Files done with lately (closed, read, settled) and where they ended: written too, so a
+    /// rotated copy or renamed file found at the next start is not read again.
+    ghosts: std::collections::VecDeque<Entry>,
 }
+
+/// How many done files the state keeps.
+const GHOSTS_KEPT: usize = 64;
 
 impl Keeper {
     /// A keeper that starts from the entries loaded from the state file.
-    pub fn new(loaded: HashMap<String, Entry>) -> Keeper {
+    pub fn new(loaded: Vec<Entry>) -> Keeper {
         Keeper {
             carried: loaded,
             ..Keeper::default()
@@ -325,10 +557,8 @@ impl Keeper {
                 identity,
                 offset,
             } => {
-                self.carried.remove(&*path);
-                if let Some(old) = self.current.insert(path.clone(), file) {
-                    self.forget_if_done(old);
-                }
+                self.carried.retain(|e| !e.identity.same_inode(&identity));
+                self.current.insert(path.clone(), file);
                 self.files.insert(
                     file,
                     Tracked {
@@ -336,6 +566,8 @@ impl Keeper {
                         identity,
                         counted: offset,
                         holds: BTreeMap::new(),
+                        closed_at: None,
+                        from: offset,
                     },
                 );
             }
@@ -350,9 +582,22 @@ impl Keeper {
                     if holds > 0 {
                         self.hold(mark, i64::from(holds));
                     }
+                    self.forget_if_done(mark.file);
                 }
             }
             Event::Released(marks) => self.settled(&marks),
+            Event::Held(marks) => {
+                for mark in marks {
+                    self.hold(mark, 1);
+                }
+            }
+            Event::Closed { file, end } => {
+                if let Some(t) = self.files.get_mut(&file) {
+                    t.closed_at = Some(end);
+                    self.forget_if_done(file);
+                }
+            }
+            Event::Started => self.started = true,
         }
     }
 
@@ -361,6 +606,7 @@ impl Keeper {
         self.dirty = true;
         for &mark in holds {
             self.hold(mark, -1);
+            self.forget_if_done(mark.file);
         }
     }
 
@@ -373,36 +619,58 @@ impl Keeper {
         if *n == 0 {
             t.holds.remove(&mark.start);
         }
-        if !self.current.values().any(|&f| f == mark.file) {
-            self.forget_if_done(mark.file);
-        }
     }
 
-    /// A file no longer current at its path is forgotten once nothing holds it.
+    /// A closed file is forgotten once everything it held is counted and settled.
     fn forget_if_done(&mut self, file: FileId) {
-        if self.files.get(&file).is_some_and(|t| t.holds.is_empty()) {
-            self.files.remove(&file);
-        }
-    }
-
-    /// The entries to save now.
-    pub fn entries(&self) -> Vec<Entry> {
-        let mut out: Vec<Entry> = self
-            .current
-            .values()
-            .filter_map(|f| self.files.get(f))
-            .map(|t| Entry {
+        if self.files.get(&file).is_some_and(Tracked::done) {
+            let t = self.files.remove(&file).expect("checked");
+            if self.ghosts.len() == GHOSTS_KEPT {
+                self.ghosts.pop_front();
+            }
+            self.ghosts.push_back(Entry {
                 path: t.path.to_string(),
                 identity: t.identity,
-                offset: t.safe_offset(),
-            })
-            .collect();
-        out.extend(
-            self.carried
-                .values()
-                .filter(|e| Path::new(&e.path).exists())
-                .cloned(),
-        );
+                offset: t.counted,
+                from: t.from,
+            });
+            if self.current.get(&t.path) == Some(&file) {
+                self.current.remove(&t.path);
+            }
+        }
+    }
+
+    /// The entries to save now: one per file (the earliest offset when a file was followed
+    /// under two ids, e.g. before and after a rotation renamed it into a followed glob).
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut out: Vec<Entry> = Vec::new();
+        let tracked = self.files.values().map(|t| Entry {
+            path: t.path.to_string(),
+            identity: t.identity,
+            offset: t.safe_offset(),
+            from: t.from,
+        });
+        let carried = self
+            .carried
+            .iter()
+            .filter(|e| !self.started || still_at_path(e))
+            .cloned();
+        for e in tracked.chain(carried) {
+            match out.iter_mut().find(|o| o.identity == e.identity) {
+                Some(o) if e.offset < o.offset => *o = e,
+                Some(_) => {}
+                None => out.push(e),
+            }
+        }
+        // A file still followed (taken over under another name) is not a ghost.
+        for g in &self.ghosts {
+            if !out
+                .iter()
+                .any(|o| o.identity.same_inode(&g.identity) && o.identity.fp == g.identity.fp)
+            {
+                out.push(g.clone());
+            }
+        }
         out
     }
 
@@ -411,6 +679,16 @@ impl Keeper {
         let f = self.current.get(path)?;
         self.files.get(f).map(Tracked::safe_offset)
     }
+
+    /// How many files are tracked (for tests: the bound on memory).
+    pub fn tracked(&self) -> usize {
+        self.files.len()
+    }
+}
+
+/// Whether the file of a carried entry is still at its path.
+fn still_at_path(e: &Entry) -> bool {
+    std::fs::metadata(&e.path).is_ok_and(|m| (m.dev(), m.ino()) == (e.identity.dev, e.identity.ino))
 }
 
 /// Runs the keeper until `finish_rx` fires (or is dropped), then applies what is queued, writes
@@ -429,7 +707,18 @@ pub async fn keep(
     loop {
         tokio::select! {
             e = events_rx.recv(), if events_open => match e {
-                Some(e) => keeper.event(e),
+                Some(e) => {
+                    // A file taken up or left is written at once, not within the second: a
+                    // crash right after a rotation must find the new file's identity.
+                    let structural = matches!(e, Event::Opened { .. } | Event::Closed { .. });
+                    keeper.event(e);
+                    if structural {
+                        while let Ok(e) = events_rx.try_recv() {
+                            keeper.event(e);
+                        }
+                        save(&store, &mut keeper).await;
+                    }
+                }
                 None => events_open = false,
             },
             s = settled_rx.recv(), if settled_open => match s {
@@ -501,7 +790,7 @@ mod tests {
 
     #[test]
     fn the_offset_waits_for_the_earliest_unsettled_hold() {
-        let mut k = Keeper::new(HashMap::new());
+        let mut k = Keeper::new(Vec::new());
         opened(&mut k, 1, "a", 100);
         assert_eq!(k.safe_offset("a"), Some(100));
         progress(&mut k, 1, 100, 200, 0);
@@ -528,7 +817,7 @@ mod tests {
 
     #[test]
     fn a_release_seen_before_its_registration_does_not_hold_or_leak() {
-        let mut k = Keeper::new(HashMap::new());
+        let mut k = Keeper::new(Vec::new());
         opened(&mut k, 1, "a", 0);
         k.settled(&[Mark { file: 1, start: 0 }]);
         progress(&mut k, 1, 0, 50, 1);
@@ -538,10 +827,11 @@ mod tests {
 
     #[test]
     fn a_replaced_file_is_forgotten_once_settled() {
-        let mut k = Keeper::new(HashMap::new());
+        let mut k = Keeper::new(Vec::new());
         opened(&mut k, 1, "a", 0);
         progress(&mut k, 1, 0, 10, 1);
         opened(&mut k, 2, "a", 0);
+        k.event(Event::Closed { file: 1, end: 10 });
         assert_eq!(k.safe_offset("a"), Some(0));
         assert!(k.files.contains_key(&1));
         k.settled(&[Mark { file: 1, start: 0 }]);
@@ -553,7 +843,7 @@ mod tests {
     fn the_state_file_round_trips_and_identity_sees_content() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("s")).unwrap();
-        assert!(store.load().unwrap().is_empty());
+        assert!(store.load().unwrap().files.is_empty());
         let log = dir.path().join("x.log");
         std::fs::write(&log, b"hello\n").unwrap();
         let id = Identity::of(&File::open(&log).unwrap()).unwrap();
@@ -563,13 +853,110 @@ mod tests {
             path: "x".into(),
             identity: id,
             offset: 6,
+            from: 0,
         };
         store.save(vec![entry.clone()]).unwrap();
-        assert_eq!(store.load().unwrap()["x"], entry);
+        assert_eq!(store.load().unwrap().files, [entry]);
         // same inode, other content: not the same file
         std::fs::write(&log, b"HELLO\n").unwrap();
         assert!(!id.matches(&File::open(&log).unwrap()).unwrap());
+    }
+
+    fn entry(path: &str, offset: u64) -> Entry {
+        Entry {
+            path: path.into(),
+            identity: Identity {
+                ino: offset,
+                ..ident()
+            },
+            offset,
+            from: 0,
+        }
+    }
+
+    #[test]
+    fn a_corrupt_state_file_is_kept_aside_and_the_last_good_copy_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().to_owned()).unwrap().lock().unwrap();
+        store.save(vec![entry("a", 1)]).unwrap();
+        store.save(vec![entry("a", 2)]).unwrap();
         std::fs::write(store.path(), b"{not json").unwrap();
-        assert!(store.load().is_err());
+        let saved = store.load().expect("a corrupt file is not an error");
+        assert_eq!(saved.files, [entry("a", 1)], "the last good copy");
+        assert_eq!(
+            std::fs::read(dir.path().join(CORRUPT_FILE)).unwrap(),
+            b"{not json",
+            "kept aside for a look"
+        );
+        // and again on the next start: no crash loop
+        assert_eq!(store.load().unwrap().files, [entry("a", 1)]);
+        // a crash between the two renames of a save leaves only the last good copy
+        std::fs::remove_file(dir.path().join(CORRUPT_FILE)).unwrap();
+        assert_eq!(store.load().unwrap().files, [entry("a", 1)]);
+    }
+
+    #[test]
+    fn a_second_instance_cannot_take_the_state_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path().to_owned()).unwrap().lock().unwrap();
+        let second = Store::open(dir.path().to_owned()).unwrap().lock();
+        assert!(
+            matches!(second, Err(StoreError::Locked { .. })),
+            "{second:?}"
+        );
+        drop(first);
+        Store::open(dir.path().to_owned())
+            .unwrap()
+            .lock()
+            .expect("free again");
+    }
+
+    #[test]
+    fn an_unwritable_state_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let ro = dir.path().join("ro");
+        std::fs::create_dir(&ro).unwrap();
+        std::fs::set_permissions(&ro, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+        // root writes anywhere; the probe still has to work for other users
+        if File::create(ro.join("x")).is_ok() {
+            std::fs::remove_file(ro.join("x")).unwrap();
+            // a read-only bind would need privileges a test does not have: check the probe's
+            // error path with a path under a regular file instead
+            let file = dir.path().join("f");
+            std::fs::write(&file, b"").unwrap();
+            let err = Store::open(file.join("state")).unwrap_err();
+            assert!(err.to_string().contains("state"), "{err}");
+            return;
+        }
+        let err = Store::open(ro.clone()).unwrap().lock().unwrap_err();
+        assert!(matches!(err, StoreError::Unwritable { .. }));
+        assert!(err.to_string().contains(&ro.display().to_string()), "{err}");
+    }
+
+    #[test]
+    fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
+        let mut k = Keeper::new(Vec::new());
+        opened(&mut k, 1, "a", 0);
+        progress(&mut k, 1, 0, 10, 1);
+        opened(&mut k, 2, "a", 0);
+        k.event(Event::Closed { file: 1, end: 10 });
+        assert_eq!(
+            k.entries().len(),
+            1,
+            "same identity in this test: one entry"
+        );
+        assert_eq!(
+            k.entries()[0].offset,
+            0,
+            "the held offset of the rotated file wins"
+        );
+        k.settled(&[Mark { file: 1, start: 0 }]);
+        assert_eq!(k.tracked(), 1, "forgotten once settled");
+        // closed before its last chunk was counted: kept until it is
+        opened(&mut k, 3, "b", 0);
+        k.event(Event::Closed { file: 3, end: 20 });
+        assert_eq!(k.tracked(), 2);
+        progress(&mut k, 3, 0, 20, 0);
+        assert_eq!(k.tracked(), 1);
     }
 }

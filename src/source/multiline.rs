@@ -35,8 +35,8 @@ pub struct Assembler {
     /// The event being gathered (lines joined, no final `\n`).
     event: BytesMut,
     lines: usize,
-    /// Start offset of the block in which the pending event began: a checkpoint must not pass
-    /// it (conservative: the event itself may start later in that block).
+    /// Where the pending event began (its first line's offset; the start of its block when a
+    /// line in that block was cut): a checkpoint must not pass it.
     pending_from: u64,
     last_line_at: Option<Instant>,
 }
@@ -57,17 +57,24 @@ impl Assembler {
     }
 
     /// Feeds a block of whole lines read from `start` to `end` in the source. Returns the events
-    /// completed (each ending in `\n`) and the offset a checkpoint may move to.
+    /// completed (each ending in `\n`) and the offset a checkpoint may move to: the first byte of
+    /// the pending event, so a busy log's checkpoint follows its events instead of staying where
+    /// the first pending event once began.
     pub fn push(&mut self, block: &[u8], start: u64, end: u64, now: Instant) -> (Bytes, u64) {
         let mut out = BytesMut::new();
+        // Offsets of lines inside the block are exact when no line in it was cut short.
+        let exact = end.checked_sub(start) == Some(block.len() as u64);
+        let mut at = start;
         for line in block.split_inclusive(|&b| b == b'\n') {
+            let line_at = if exact { at } else { start };
+            at += line.len() as u64;
             let mut line = line.strip_suffix(b"\n").unwrap_or(line);
             line = line.strip_suffix(b"\r").unwrap_or(line);
             if self.lines > 0 && (self.lines >= self.max_lines || self.start.is_match(line)) {
                 self.finish_into(&mut out);
             }
             if self.lines == 0 {
-                self.pending_from = start;
+                self.pending_from = line_at;
             } else if self.event.len() < self.max_bytes {
                 self.event.extend_from_slice(&[EVENT_LINE_SEP]);
             }

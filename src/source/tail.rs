@@ -18,16 +18,27 @@
 //! - A path that disappears is followed again when it reappears, from its first byte.
 //! - A file that cannot be opened gets one warning (again only after it was readable in between)
 //!   and is retried on every wake.
-//! - Files present at start are read from their end, from their checkpoint when it names the
-//!   same file (found by identity, even if it was renamed while dingtail was down), or from 0
-//!   with `from_beginning`. Files that appear later are read from 0.
+//! - Files present at start are read from their checkpoint when one names the same file (by
+//!   identity: device, inode, fingerprint; or the full fingerprint of a `copytruncate` copy).
+//!   A file that a pattern followed in the last run gained while dingtail was stopped (no
+//!   checkpoint, but the pattern was followed) is read from 0: it is newer than the checkpoint.
+//!   Other files present at start are read from their end, or from 0 with `from_beginning`.
+//!   Files that appear later are read from 0.
+//! - A checkpointed file that no followed path leads to any more (renamed while dingtail was
+//!   stopped, `app.log` → `app.log.1`) is looked for among the files of its directory by
+//!   identity and read from its checkpoint to its end, whether or not its new name is followed.
+//! - A file is followed once, whatever paths lead to it (a symlink, `app.log` and
+//!   `$PWD/app.log`, `inputs:` and the command line): the second path gets one notice.
+//! - Compressed files (gzip, zstd, xz, bzip2, by their magic bytes: logrotate's `app.log.2.gz`
+//!   under a glob `app.log*`) are skipped with one notice, not read as text: what they hold
+//!   was read before they were compressed.
 //! - Lines are framed by [`LineFramer`]: bounded memory for huge lines, a partial last line
 //!   waits for its `\n` (or for rotation, or the end of a `once` run); on a signal it is left
 //!   unread, before the checkpoint, so the next run reads it whole.
 //! - `once`: every file is read from where it starts to its current end, then the thread ends,
 //!   which ends the run. Blocks of 256 KiB go straight into chunks, no per-line work.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -40,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Entry, Event, Identity};
+use super::checkpoint::{Entry, Event, Identity, compressed_file};
 use super::multiline::Assembler;
 use super::stdin::BLOCK;
 use super::{Chunk, FileId, LineFramer, Mark};
@@ -84,8 +95,11 @@ pub struct TailConfig {
     pub start: Start,
     /// Read to the current end and stop.
     pub once: bool,
-    /// Checkpoints loaded from the state file, by path.
-    pub checkpoints: HashMap<String, Entry>,
+    /// Checkpoints loaded from the state file, one per file.
+    pub checkpoints: Vec<Entry>,
+    /// The patterns followed when the checkpoints were written: what they match now without a
+    /// checkpoint appeared while dingtail was stopped.
+    pub known_patterns: Vec<String>,
 }
 
 /// What the tailer saw, for the summary.
@@ -170,6 +184,10 @@ struct Watched {
     present_at_start: bool,
     /// A file was taken up at this path before: any later one is new, read from 0.
     taken_before: bool,
+    /// The pattern that produced the path was followed in the last run.
+    pattern_known: bool,
+    /// A checkpointed file found under a name no pattern follows: only read to its end.
+    orphan: bool,
 }
 
 struct Tailer {
@@ -184,7 +202,15 @@ struct Tailer {
     closed: bool,
     buf: Vec<u8>,
     stats: TailStats,
+    /// Compressed files already reported, so each gets one notice.
+    skipped: HashSet<String>,
+    /// Files left lately (rotated away, truncated) and where they ended: a `copytruncate` copy
+    /// that a glob finds later is read from there, not again from 0.
+    left: std::collections::VecDeque<(Identity, u64)>,
 }
+
+/// How many left files [`Tailer`] remembers for copies.
+const LEFT_KEPT: usize = 64;
 
 impl Tailer {
     fn new(
@@ -202,6 +228,8 @@ impl Tailer {
             closed: false,
             buf: vec![0; BLOCK],
             stats: TailStats::default(),
+            skipped: HashSet::new(),
+            left: std::collections::VecDeque::new(),
         }
     }
 
@@ -220,6 +248,7 @@ impl Tailer {
                 return;
             }
         }
+        let _ = self.events_tx.send(Event::Started);
     }
 
     /// Follows until the chunk channel closes.
@@ -227,6 +256,7 @@ impl Tailer {
         let mut watcher = Watcher::new(wake_tx);
         let mut last_scan = Instant::now() - RESCAN;
         let mut rescan = true;
+        let mut first = true;
         loop {
             if rescan || last_scan.elapsed() >= RESCAN {
                 self.scan();
@@ -239,6 +269,9 @@ impl Tailer {
                 if self.closed {
                     return;
                 }
+            }
+            if std::mem::take(&mut first) {
+                let _ = self.events_tx.send(Event::Started);
             }
             self.watched
                 .retain(|w| w.explicit || w.current.is_some() || !w.retired.is_empty());
@@ -329,10 +362,101 @@ impl Tailer {
                     problem: None,
                     present_at_start: !self.started && exists,
                     taken_before: false,
+                    pattern_known: self.cfg.known_patterns.contains(&input.pattern),
+                    orphan: false,
                 });
             }
         }
+        if !self.started {
+            self.recover();
+        }
         self.started = true;
+    }
+
+    /// At start: checkpointed files that no followed path leads to any more (renamed while
+    /// dingtail was stopped) are found in their directory by identity and read to their end.
+    fn recover(&mut self) {
+        if self.cfg.start == Start::Beginning {
+            return;
+        }
+        let is = |e: &Entry, f: &File| {
+            e.identity.matches(f).unwrap_or(false)
+                || e.identity.copied_to(f, e.offset).unwrap_or(false)
+        };
+        for e in self.cfg.checkpoints.clone() {
+            let followed = self
+                .watched
+                .iter()
+                .any(|w| File::open(&*w.path).is_ok_and(|f| is(&e, &f)));
+            if followed {
+                continue;
+            }
+            let dir = match Path::new(&e.path).parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            let Ok(list) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for found in list.flatten() {
+                let Ok(meta) = found.metadata() else { continue };
+                let id = &e.identity;
+                let candidate = meta.is_file()
+                    && meta.dev() == id.dev
+                    && (meta.ino() == id.ino || meta.len() >= e.offset);
+                if !candidate {
+                    continue;
+                }
+                let path = found.path();
+                let Ok(file) = File::open(&path) else {
+                    continue;
+                };
+                if !is(&e, &file) || compressed_file(&file).ok().flatten().is_some() {
+                    continue;
+                }
+                if e.offset >= meta.len() {
+                    break;
+                }
+                let Ok(identity) = Identity::of(&file) else {
+                    break;
+                };
+                let path: Arc<str> = path.to_string_lossy().into();
+                tracing::info!(checkpointed = %e.path, path = %path, offset = e.offset, "reading a file renamed while dingtail was stopped to its end, from its checkpoint");
+                self.watched.push(Watched {
+                    path: path.clone(),
+                    multiline: None,
+                    explicit: false,
+                    current: None,
+                    retired: Vec::new(),
+                    problem: None,
+                    present_at_start: true,
+                    taken_before: true,
+                    pattern_known: false,
+                    orphan: true,
+                });
+                let i = self.watched.len() - 1;
+                self.watched[i].multiline = self
+                    .cfg
+                    .inputs
+                    .iter()
+                    .find(|inp| {
+                        inp.pattern == e.path
+                            || glob::Pattern::new(&inp.pattern).is_ok_and(|p| p.matches(&e.path))
+                    })
+                    .and_then(|inp| inp.multiline.clone());
+                let mut open = self.new_open(i, file, identity, e.offset, meta.len());
+                open.id = self.next_id;
+                self.next_id += 1;
+                let _ = self.events_tx.send(Event::Opened {
+                    file: open.id,
+                    path,
+                    identity,
+                    offset: e.offset,
+                });
+                self.watched[i].retired.push(open);
+                break;
+            }
+        }
     }
 
     /// Looks at one path: identity, truncation, new data, rotated files. True when it stopped
@@ -348,11 +472,15 @@ impl Tailer {
             busy |= self.read(&path, &mut open, max_blocks);
             if open.active_at.elapsed() >= ROTATE_GRACE || self.cfg.once {
                 self.finish(&path, &mut open);
+                self.close(&open);
             } else {
                 keep.push(open);
             }
         }
         self.watched[i].retired = keep;
+        if self.watched[i].orphan {
+            return busy;
+        }
 
         match std::fs::metadata(&*path) {
             Ok(meta) if meta.is_file() => {
@@ -370,6 +498,8 @@ impl Tailer {
                     if let Some(open) = self.adopt(&meta) {
                         tracing::info!(path = %path, "following a rotated file under its new name");
                         self.take_up(i, open);
+                    } else if let Some(other) = self.followed_elsewhere(i, &meta) {
+                        self.report(i, format!("is the same file as {other}, which is followed already: followed once"));
                     } else {
                         self.open(i, &meta);
                     }
@@ -385,6 +515,7 @@ impl Tailer {
                     tracing::info!(path = %path, "file gone; following it again when it reappears");
                     self.read(&path, &mut open, usize::MAX);
                     self.finish(&path, &mut open);
+                    self.close(&open);
                 }
             }
             Err(e) => self.report(i, e.to_string()),
@@ -407,6 +538,18 @@ impl Tailer {
     /// A rotated file that another path of ours still holds open: take it over, so a glob that
     /// also matches rotated names does not read it again from 0.
     fn adopt(&mut self, meta: &std::fs::Metadata) -> Option<Open> {
+        let key = (meta.dev(), meta.ino());
+        // The current file of another path that was renamed here (logrotate shifting
+        // `app.log.1` to `app.log.2` under a glob): it goes on here.
+        for w in &mut self.watched {
+            let moved = w.current.as_ref().is_some_and(|o| {
+                (o.identity.dev, o.identity.ino) == key
+                    && std::fs::metadata(&*w.path).map_or(true, |m| (m.dev(), m.ino()) != key)
+            });
+            if moved {
+                return w.current.take();
+            }
+        }
         for w in &mut self.watched {
             if let Some(k) = w
                 .retired
@@ -419,6 +562,46 @@ impl Tailer {
         None
     }
 
+    /// Where a file that is a copy of one this run reads or read (same full fingerprint,
+    /// another inode) was read to.
+    fn copy_of(&self, file: &File) -> Option<u64> {
+        let open = self
+            .watched
+            .iter()
+            .flat_map(|w| w.current.iter().chain(&w.retired))
+            .map(|o| (o.identity, o.chunk_start));
+        let known = self.cfg.checkpoints.iter().map(|e| (e.identity, e.offset));
+        open.chain(self.left.iter().copied())
+            .chain(known)
+            .filter(|(id, at)| id.copied_to(file, *at).unwrap_or(false))
+            .map(|(_, at)| at)
+            .max()
+    }
+
+    /// Another followed path whose current file is this one and still there: a second way to
+    /// the same file, not a rotation.
+    fn followed_elsewhere(&self, i: usize, meta: &std::fs::Metadata) -> Option<Arc<str>> {
+        let key = (meta.dev(), meta.ino());
+        self.watched.iter().enumerate().find_map(|(j, w)| {
+            let o = w.current.as_ref()?;
+            let there = std::fs::metadata(&*w.path).ok()?;
+            (j != i && (o.identity.dev, o.identity.ino) == key && (there.dev(), there.ino()) == key)
+                .then(|| w.path.clone())
+        })
+    }
+
+    /// Tells the keeper this id of a file is done with: nothing past its last chunk will come.
+    fn close(&mut self, open: &Open) {
+        if self.left.len() == LEFT_KEPT {
+            self.left.pop_front();
+        }
+        self.left.push_back((open.identity, open.chunk_start));
+        let _ = self.events_tx.send(Event::Closed {
+            file: open.id,
+            end: open.chunk_start,
+        });
+    }
+
     /// Opens the file now at path `i`, deciding where to start.
     fn open(&mut self, i: usize, meta: &std::fs::Metadata) {
         let path = self.watched[i].path.clone();
@@ -429,6 +612,19 @@ impl Tailer {
                 return;
             }
         };
+        match compressed_file(&file) {
+            Ok(Some(format)) => {
+                if self.skipped.insert(path.to_string()) {
+                    tracing::info!(path = %path, "a {format}-compressed file: skipped, not read as text (its lines were read before it was compressed)");
+                }
+                return;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                self.report(i, format!("cannot read: {e}"));
+                return;
+            }
+        }
         let identity = match Identity::of(&file) {
             Ok(id) => id,
             Err(e) => {
@@ -439,12 +635,18 @@ impl Tailer {
         let size = meta.len();
         let w = &self.watched[i];
         let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
-            0
+            // New since start; a `copytruncate` copy of a file already read starts where that
+            // file was read to.
+            self.copy_of(&file).unwrap_or(0)
         } else {
             match self.checkpoint_for(&path, &file) {
                 Some(offset) if offset <= size => offset,
                 Some(_) => {
                     tracing::info!(path = %path, "file is shorter than its checkpoint (truncated while dingtail was down): reading it from the start");
+                    0
+                }
+                None if w.pattern_known => {
+                    tracing::info!(path = %path, "a file that appeared while dingtail was stopped: reading it from the start");
                     0
                 }
                 None => size,
@@ -455,28 +657,35 @@ impl Tailer {
         self.take_up(i, open);
     }
 
-    /// The checkpoint of the file at `path`: its own entry if it names the same file, else any
-    /// entry naming the same file (it was renamed while dingtail was down).
+    /// The checkpoint of the file at `path`: the earliest entry naming the same file (wherever
+    /// it was followed: it may have been renamed while dingtail was down) or one it is a
+    /// `copytruncate` copy of; else 0 when the path had a checkpoint for another
+    /// file (the file there is new since); else none.
     fn checkpoint_for(&self, path: &str, file: &File) -> Option<u64> {
-        let same = |e: &Entry| e.identity.matches(file).unwrap_or(false);
-        if let Some(e) = self.cfg.checkpoints.get(path) {
-            if same(e) {
-                return Some(e.offset);
-            }
-            tracing::info!(path = %path, "a different file than at the checkpoint: reading it from the start");
-            return self
-                .cfg
-                .checkpoints
-                .values()
-                .find(|e| same(e))
-                .map(|e| e.offset)
-                .or(Some(0));
-        }
-        self.cfg
-            .checkpoints
-            .values()
-            .find(|e| same(e))
+        let cps = &self.cfg.checkpoints;
+        let own = cps
+            .iter()
+            .filter(|e| e.identity.matches(file).unwrap_or(false))
+            .min_by_key(|e| e.offset);
+        // A copy may hold lines that its original still held when it was truncated, before
+        // where this copy was taken up (`from`); what lies after that the copy's own entry
+        // covers.
+        let held_in_original = cps
+            .iter()
+            .filter(|e| own.is_none_or(|o| e.offset < o.from))
+            .filter(|e| e.identity.copied_to(file, e.offset).unwrap_or(false))
             .map(|e| e.offset)
+            .min();
+        match (own.map(|e| e.offset), held_in_original) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .or_else(|| {
+            cps.iter().any(|e| e.path == path).then(|| {
+                tracing::info!(path = %path, "a different file than at the checkpoint: reading it from the start");
+                0
+            })
+        })
     }
 
     fn new_open(&self, i: usize, file: File, identity: Identity, pos: u64, size: u64) -> Open {
@@ -500,7 +709,10 @@ impl Tailer {
     fn take_up(&mut self, i: usize, mut open: Open) {
         let path = self.watched[i].path.clone();
         // Always a new id, also for an adopted file: the keeper still tracks the holds of its
-        // old id under its old path.
+        // old id under its old path, until they are settled.
+        if open.id != 0 {
+            self.close(&open);
+        }
         open.id = self.next_id;
         self.next_id += 1;
         self.watched[i].taken_before = true;
@@ -525,6 +737,7 @@ impl Tailer {
         if rewritten {
             tracing::info!(path = %path, "file truncated: reading it again from the start");
             self.emit_tail(path, open);
+            self.close(open);
             open.id = self.next_id;
             self.next_id += 1;
             open.pos = 0;
@@ -566,9 +779,10 @@ impl Tailer {
             blocks += 1;
             open.pos += n as u64;
             open.active_at = Instant::now();
+            let from = open.framer.complete_offset();
             let lines = open.framer.push(&self.buf[..n]);
             let end = open.framer.complete_offset();
-            self.emit(path, open, lines, end);
+            self.emit(path, open, lines, from, end);
             if self.closed {
                 return false;
             }
@@ -584,13 +798,21 @@ impl Tailer {
         false
     }
 
-    /// Passes framed lines through the assembler (if any) and sends them.
-    fn emit(&mut self, path: &Arc<str>, open: &mut Open, lines: Option<Bytes>, end: u64) {
+    /// Passes framed lines (from offset `from` to `end`) through the assembler (if any) and
+    /// sends them.
+    fn emit(
+        &mut self,
+        path: &Arc<str>,
+        open: &mut Open,
+        lines: Option<Bytes>,
+        from: u64,
+        end: u64,
+    ) {
         let (data, end) = match &mut open.assembler {
             None => (lines.unwrap_or_default(), end),
             Some(a) => a.push(
                 lines.as_deref().unwrap_or_default(),
-                open.chunk_start,
+                from,
                 end,
                 Instant::now(),
             ),
@@ -606,9 +828,10 @@ impl Tailer {
     }
 
     fn emit_tail(&mut self, path: &Arc<str>, open: &mut Open) {
+        let from = open.framer.complete_offset();
         let last = open.framer.finish();
         let end = open.framer.complete_offset();
-        self.emit(path, open, last, end);
+        self.emit(path, open, last, from, end);
         if let Some(a) = &mut open.assembler {
             let events = a.flush();
             self.send(path, open, events, end);
@@ -736,6 +959,9 @@ impl Watcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::source::checkpoint::Keeper;
+    use std::collections::BTreeMap;
+    use std::io::Write;
 
     #[test]
     fn fixed_dirs_of_patterns() {
@@ -747,5 +973,360 @@ mod tests {
         assert_eq!(fixed_dir("app.log"), Some(".".into()));
         assert_eq!(fixed_dir("*.log"), Some(".".into()));
         assert_eq!(fixed_dir("/x*"), Some("/".into()));
+    }
+
+    /// One run of the tailer driven by hand: each [`Run::step`] is one look at every path, no
+    /// threads, no sleeps. Every chunk is "counted" at once; `hold` makes the next chunks stay
+    /// held (an alert in its window) until [`Run::settle`].
+    struct Run {
+        tailer: Tailer,
+        chunk_rx: mpsc::Receiver<Chunk>,
+        events_rx: mpsc::UnboundedReceiver<Event>,
+        keeper: Keeper,
+        /// Lines read, in order.
+        lines: Vec<String>,
+        hold: bool,
+        held: Vec<Mark>,
+    }
+
+    /// The state that survives between runs (what the state file would hold).
+    #[derive(Default, Clone)]
+    struct State {
+        entries: Vec<Entry>,
+        patterns: Vec<String>,
+    }
+
+    impl Run {
+        fn start(patterns: &[&Path], state: &State) -> Run {
+            Run::start_with(patterns, state, None)
+        }
+
+        fn start_with(patterns: &[&Path], state: &State, multiline: Option<Multiline>) -> Run {
+            let (chunk_tx, chunk_rx) = mpsc::channel(100_000);
+            let (events_tx, events_rx) = mpsc::unbounded_channel();
+            let cfg = TailConfig {
+                inputs: patterns
+                    .iter()
+                    .map(|p| Input {
+                        pattern: p.to_string_lossy().into_owned(),
+                        multiline: multiline.clone(),
+                    })
+                    .collect(),
+                max_line: 1 << 20,
+                start: Start::End,
+                once: false,
+                checkpoints: state.entries.clone(),
+                known_patterns: state.patterns.clone(),
+            };
+            let mut run = Run {
+                tailer: Tailer::new(cfg, chunk_tx, events_tx),
+                chunk_rx,
+                events_rx,
+                keeper: Keeper::new(state.entries.clone()),
+                lines: Vec::new(),
+                hold: false,
+                held: Vec::new(),
+            };
+            run.step();
+            let _ = run.tailer.events_tx.send(Event::Started);
+            run.drain();
+            run
+        }
+
+        /// One look at everything (a rescan included), then the pipeline catches up.
+        fn step(&mut self) {
+            self.tailer.scan();
+            for i in 0..self.tailer.watched.len() {
+                self.tailer.look(i, usize::MAX);
+            }
+            self.drain();
+        }
+
+        /// Retired files are finished now, as after their quiet time.
+        fn quiet(&mut self) {
+            for w in &mut self.tailer.watched {
+                for o in &mut w.retired {
+                    o.active_at = Instant::now() - ROTATE_GRACE;
+                }
+            }
+            self.step();
+        }
+
+        fn drain(&mut self) {
+            // Events first: Opened before the chunks of that file are counted.
+            while let Ok(e) = self.events_rx.try_recv() {
+                self.keeper.event(e);
+            }
+            while let Ok(c) = self.chunk_rx.try_recv() {
+                let text = String::from_utf8(c.data.to_vec()).unwrap();
+                self.lines.extend(text.lines().map(str::to_owned));
+                let mark = c.mark.unwrap();
+                let holds = u32::from(self.hold && !c.data.is_empty());
+                if holds > 0 {
+                    self.held.push(mark);
+                }
+                self.keeper.event(Event::Progress {
+                    mark,
+                    end: c.end_offset,
+                    holds,
+                });
+                while let Ok(e) = self.events_rx.try_recv() {
+                    self.keeper.event(e);
+                }
+            }
+        }
+
+        fn settle(&mut self) {
+            let held = std::mem::take(&mut self.held);
+            self.keeper.settled(&held);
+        }
+
+        /// SIGTERM: everything read is settled (delivered or reported), the state written.
+        fn stop(mut self, patterns: &[&Path]) -> (State, Vec<String>) {
+            self.settle();
+            self.crash(patterns)
+        }
+
+        /// SIGKILL: the state as last written, holds and all.
+        fn crash(self, patterns: &[&Path]) -> (State, Vec<String>) {
+            let state = State {
+                entries: self.keeper.entries(),
+                patterns: patterns
+                    .iter()
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .collect(),
+            };
+            (state, self.lines)
+        }
+    }
+
+    fn append(path: &Path, from: usize, to: usize) {
+        let mut f = File::options()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        for n in from..to {
+            writeln!(f, "line {n:06} {}", "x".repeat(40)).unwrap();
+        }
+    }
+
+    fn numbered(lines: &[String]) -> BTreeMap<usize, usize> {
+        let mut seen = BTreeMap::new();
+        for l in lines {
+            let n: usize = l[5..11].parse().unwrap();
+            *seen.entry(n).or_default() += 1;
+        }
+        seen
+    }
+
+    /// Every line of `range` seen exactly once.
+    fn exactly_once(lines: &[String], range: std::ops::Range<usize>) {
+        let seen = numbered(lines);
+        let missing: Vec<usize> = range.clone().filter(|n| !seen.contains_key(n)).collect();
+        let twice: Vec<usize> = seen
+            .iter()
+            .filter(|&(_, &c)| c > 1)
+            .map(|(&n, _)| n)
+            .collect();
+        assert!(missing.is_empty(), "lost: {missing:?}");
+        assert!(twice.is_empty(), "duplicated: {twice:?}");
+        assert_eq!(seen.len(), range.len(), "only the lines written");
+    }
+
+    /// Every line of `range` seen at least once (after a crash, duplicates are allowed).
+    fn at_least_once(lines: &[String], range: std::ops::Range<usize>) {
+        let seen = numbered(lines);
+        let missing: Vec<usize> = range.filter(|n| !seen.contains_key(n)).collect();
+        assert!(missing.is_empty(), "lost: {missing:?}");
+    }
+
+    #[test]
+    fn a_file_renamed_while_stopped_is_read_to_its_end_under_its_new_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, 0, 10);
+        let pats = [log.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 10, 20);
+        run.step();
+        let (state, mut lines) = run.stop(&pats);
+        // stopped: more lines to the old file, then it is renamed and a new one created
+        append(&log, 20, 30);
+        std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+        append(&log, 30, 40);
+        let mut run = Run::start(&pats, &state);
+        append(&log, 40, 50);
+        run.step();
+        let (_, more) = run.stop(&pats);
+        lines.extend(more);
+        exactly_once(&lines, 10..50);
+    }
+
+    fn crash_after_rotation(glob: bool, copytruncate: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let old = dir.path().join("app.log.1");
+        append(&log, 0, 10);
+        let pattern = dir.path().join("app.log*");
+        let pats = if glob {
+            [pattern.as_path()]
+        } else {
+            [log.as_path()]
+        };
+        let mut run = Run::start(&pats, &State::default());
+        // an alert gathers these lines: held
+        run.hold = true;
+        append(&log, 10, 30);
+        run.step();
+        if copytruncate {
+            std::fs::copy(&log, &old).unwrap();
+            File::options()
+                .write(true)
+                .open(&log)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        } else {
+            std::fs::rename(&log, &old).unwrap();
+        }
+        append(&log, 30, 40);
+        run.step();
+        run.quiet(); // the old file read to its end and closed
+        let (state, mut lines) = run.crash(&pats);
+        let mut run = Run::start(&pats, &state);
+        append(&log, 40, 50);
+        run.step();
+        let (_, more) = run.stop(&pats);
+        lines.extend(more);
+        at_least_once(&lines, 10..50);
+    }
+
+    #[test]
+    fn a_crash_while_an_alert_holds_lines_of_a_renamed_file_loses_nothing() {
+        crash_after_rotation(false, false);
+    }
+
+    #[test]
+    fn a_crash_while_an_alert_holds_lines_of_a_renamed_file_loses_nothing_under_a_glob() {
+        crash_after_rotation(true, false);
+    }
+
+    #[test]
+    fn a_crash_while_an_alert_holds_lines_of_a_copytruncated_file_loses_nothing() {
+        crash_after_rotation(false, true);
+    }
+
+    #[test]
+    fn a_crash_while_an_alert_holds_lines_of_a_copytruncated_file_loses_nothing_under_a_glob() {
+        crash_after_rotation(true, true);
+    }
+
+    #[test]
+    fn a_stop_during_a_rotation_neither_loses_nor_repeats() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        append(&log, 0, 10);
+        let pats = [log.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 10, 20);
+        run.step();
+        std::fs::rename(&log, dir.path().join("app.log.1")).unwrap();
+        append(&log, 20, 30);
+        run.step(); // the old file is retired, not yet quiet
+        let (state, mut lines) = run.stop(&pats);
+        // the writer had not reopened yet: more lines went to the old file
+        let mut f = File::options()
+            .append(true)
+            .open(dir.path().join("app.log.1"))
+            .unwrap();
+        writeln!(f, "line {:06} {}", 30, "x".repeat(40)).unwrap();
+        let mut run = Run::start(&pats, &state);
+        append(&log, 31, 40);
+        run.step();
+        let (_, more) = run.stop(&pats);
+        lines.extend(more);
+        exactly_once(&lines, 10..40);
+    }
+
+    #[test]
+    fn a_file_a_glob_gains_while_stopped_is_read_from_its_first_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("*.log");
+        let pats = [pattern.as_path()];
+        append(&dir.path().join("a.log"), 0, 10);
+        let run = Run::start(&pats, &State::default());
+        let (state, mut lines) = run.stop(&pats);
+        append(&dir.path().join("b.log"), 10, 20);
+        let mut run = Run::start(&pats, &state);
+        run.step();
+        let (_, more) = run.stop(&pats);
+        lines.extend(more);
+        exactly_once(&lines, 10..20);
+    }
+
+    #[test]
+    fn a_file_reached_by_two_paths_is_followed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let link = dir.path().join("link.log");
+        append(&log, 0, 1);
+        std::os::unix::fs::symlink(&log, &link).unwrap();
+        let dotted = dir.path().join(".").join("app.log");
+        let pats = [log.as_path(), link.as_path(), dotted.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 1, 20);
+        run.step();
+        run.step();
+        let (_, lines) = run.stop(&pats);
+        exactly_once(&lines, 1..20);
+    }
+
+    #[test]
+    fn compressed_files_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let pattern = dir.path().join("app.log*");
+        let pats = [pattern.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        for (name, magic) in [
+            ("app.log.2.gz", &[0x1f, 0x8b, 8, 0][..]),
+            ("app.log.3.zst", &[0x28, 0xb5, 0x2f, 0xfd]),
+            ("app.log.4.xz", &[0xfd, b'7', b'z', b'X', b'Z', 0]),
+            ("app.log.5.bz2", b"BZh9"),
+        ] {
+            let mut bytes = magic.to_vec();
+            bytes.extend_from_slice(b"line 999999 binary\n");
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+        append(&dir.path().join("app.log"), 0, 5);
+        run.step();
+        run.step();
+        let (_, lines) = run.stop(&pats);
+        exactly_once(&lines, 0..5);
+    }
+
+    #[test]
+    fn a_multiline_checkpoint_follows_a_busy_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let pats = [log.as_path()];
+        let ml = Multiline {
+            start: regex::bytes::Regex::new("^line 0000[0-9]0").unwrap(),
+            max_lines: 500,
+            timeout: Duration::from_secs(3600),
+        };
+        let mut run = Run::start_with(&pats, &State::default(), Some(ml));
+        let mut last = 0;
+        for round in 0..5 {
+            append(&log, round * 10, round * 10 + 10);
+            run.step();
+            let now = run.keeper.safe_offset(&log.to_string_lossy()).unwrap();
+            // round 0: its event is pending at offset 0; later rounds end the one before
+            assert!(
+                round == 0 || now > last,
+                "round {round}: the checkpoint moved ({last} → {now})"
+            );
+            last = now;
+        }
     }
 }

@@ -1,0 +1,212 @@
+//! Rotation × restart × crash, through the real binary and the DingTalk emulator: a writer
+//! appends numbered lines in blocks while logrotate-style rotations happen (rename with lines
+//! still going to the old file, and copytruncate), and dingtail is stopped and restarted again
+//! and again. The emulator's `×N` totals per block must account for every line written: none
+//! lost after SIGKILL (duplicates allowed), none lost after SIGTERM (and, known gap, rarely a
+//! copytruncate copy re-read: see the end of `torture`).
+//!
+//! The writer rotates by itself, between two writes, so copytruncate's inherent gap (lines
+//! written between the copy and the truncation exist only in the copy) is excluded by
+//! construction; README "Following files" states it.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use support::emulator::{Emulator, RobotSpec};
+use support::env::{TestEnv, signal, wait};
+
+const TOKEN: &str = "tok-crash0123456789ab";
+const BLOCKS: usize = 12;
+const PER_BLOCK: usize = 300;
+
+fn config(emu: &Emulator) -> String {
+    format!(
+        r#"robots:
+  ops:
+    webhook: "{}"
+    rate: 1000/1s
+defaults:
+  window: 300ms
+  max_lines: 1
+rules:
+  - name: err
+    match: 'ERROR block=(?P<block>\d+)'
+    group_by: [block]
+"#,
+        emu.webhook(TOKEN)
+    )
+}
+
+/// Delivered count per block, from the `【err】×N host · block=B` headers.
+fn per_block(emu: &Emulator) -> BTreeMap<usize, u64> {
+    let mut out = BTreeMap::new();
+    for p in emu.posts() {
+        for line in p.text().lines() {
+            let Some(rest) = line.strip_prefix("【err】×") else {
+                continue;
+            };
+            let n: u64 = rest.split(' ').next().unwrap().parse().unwrap();
+            let block: usize = rest
+                .split("block=")
+                .nth(1)
+                .and_then(|b| b.split(|c: char| !c.is_ascii_digit()).next())
+                .and_then(|b| b.parse().ok())
+                .unwrap_or_else(|| panic!("no block in {line:?}"));
+            *out.entry(block).or_default() += n;
+        }
+    }
+    out
+}
+
+/// Writes every block, rotating every two blocks: by rename (a few lines still go to the old
+/// file, as from a writer that has not reopened yet) or by copytruncate, in turn.
+fn writer(dir: PathBuf) {
+    let log = dir.join("app.log");
+    let open = || {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap()
+    };
+    let mut out = open();
+    // After a rename, this many more lines go to the old file before the writer reopens.
+    let mut reopen_in: Option<usize> = None;
+    for block in 0..BLOCKS {
+        for n in 0..PER_BLOCK {
+            // one write per line, as loggers do
+            let line = format!("ERROR block={block:03} n={n:04} {}\n", "x".repeat(60));
+            out.write_all(line.as_bytes()).unwrap();
+            if let Some(k) = reopen_in.as_mut() {
+                *k -= 1;
+                if *k == 0 {
+                    reopen_in = None;
+                    out = open();
+                }
+            }
+            if n % 10 == 9 {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            if n == PER_BLOCK / 2 && block % 2 == 1 {
+                let rotated = dir.join(format!("app.log.{block}"));
+                if block % 4 == 1 {
+                    fs::rename(&log, rotated).unwrap();
+                    reopen_in = Some(3);
+                } else {
+                    fs::copy(&log, rotated).unwrap();
+                    File::options()
+                        .write(true)
+                        .open(&log)
+                        .unwrap()
+                        .set_len(0)
+                        .unwrap();
+                }
+            }
+        }
+    }
+}
+
+fn torture(sig: i32) {
+    let emu = Emulator::start(vec![
+        RobotSpec::new(TOKEN).rate(1000, Duration::from_secs(1)),
+    ]);
+    let env = TestEnv::new().config(&config(&emu));
+    let logs = env.dir().join("logs");
+    fs::create_dir(&logs).unwrap();
+    File::create(logs.join("app.log")).unwrap();
+    let state = env.dir().join("state");
+    // the glob also follows the rotated names: a file created and rotated away entirely while
+    // dingtail was down is then still read (README "Following files")
+    let log = logs.join("app.log*");
+    let args = [
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    // Started: every run rewrites the state file (a new inode) once it has taken its files up,
+    // after its signal handlers are in place.
+    let checkpoints = state.join("checkpoints.json");
+    let start = |env: &TestEnv| {
+        let before = fs::metadata(&checkpoints).map(|m| m.ino()).ok();
+        let child = env.spawn(&args);
+        let until = Instant::now() + Duration::from_secs(20);
+        while fs::metadata(&checkpoints).map(|m| m.ino()).ok() == before {
+            assert!(Instant::now() < until, "dingtail did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
+    };
+    // A first run takes the empty file up, so every later line is after its checkpoint.
+    let first = start(&env);
+    signal(&first, libc::SIGTERM);
+    let out = wait(first);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let w = {
+        let dir = logs.clone();
+        std::thread::spawn(move || writer(dir))
+    };
+    let mut restarts = 0;
+    while !w.is_finished() {
+        let child = start(&env);
+        // chaos, not synchronisation: the signal lands wherever the run happens to be
+        std::thread::sleep(Duration::from_millis(400 + fastrand::u64(0..800)));
+        signal(&child, sig);
+        let out = wait(child);
+        if sig == libc::SIGTERM {
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+        restarts += 1;
+    }
+    w.join().unwrap();
+    // A last run reads what is left and delivers it.
+    let child = start(&env);
+    let until = Instant::now() + Duration::from_secs(30);
+    let complete = |got: BTreeMap<usize, u64>| {
+        (0..BLOCKS).all(|b| got.get(&b).is_some_and(|&n| n >= PER_BLOCK as u64))
+    };
+    while !complete(per_block(&emu)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = wait(child);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(restarts >= 3, "the writer outran the restarts");
+
+    let got = per_block(&emu);
+    let lost: Vec<(usize, u64)> = (0..BLOCKS)
+        .filter_map(|b| {
+            let n = got.get(&b).copied().unwrap_or(0);
+            (n < PER_BLOCK as u64).then(|| (b, PER_BLOCK as u64 - n))
+        })
+        .collect();
+    assert!(lost.is_empty(), "lost per block: {lost:?} (got {got:?})");
+    // After SIGTERM nothing should repeat either. Not asserted yet: in about one run of five a
+    // copytruncate copy that a glob finds is read again from its start (up to one rotation's
+    // lines); README "Following files" says so. The count is printed for the record.
+    if sig == libc::SIGTERM {
+        let dup: Vec<(usize, u64)> = got
+            .iter()
+            .filter(|&(_, &n)| n > PER_BLOCK as u64)
+            .map(|(&b, &n)| (b, n - PER_BLOCK as u64))
+            .collect();
+        eprintln!("duplicated per block after SIGTERM restarts: {dup:?}");
+    }
+}
+
+#[test]
+fn sigkill_restarts_across_rotations_lose_nothing() {
+    torture(libc::SIGKILL);
+}
+
+#[test]
+fn sigterm_restarts_across_rotations_lose_nothing() {
+    torture(libc::SIGTERM);
+}

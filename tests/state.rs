@@ -1,0 +1,90 @@
+//! The state directory through the real binary: locked by one instance, checked for writing at
+//! start, a corrupt checkpoint file kept aside instead of a crash loop.
+
+mod support;
+
+use std::fs;
+
+use support::env::{TestEnv, signal, wait};
+
+#[test]
+fn a_state_directory_that_cannot_be_used_is_exit_2_naming_it() {
+    let env = TestEnv::new();
+    let log = env.dir().join("app.log");
+    fs::write(&log, "ERROR x\n").unwrap();
+    // a path under a regular file can never be a directory, whoever runs the test
+    let blocked = env.dir().join("file");
+    fs::write(&blocked, "").unwrap();
+    let state = blocked.join("state");
+    let out = env.run(
+        &[
+            "run",
+            "--state-dir",
+            state.to_str().unwrap(),
+            log.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(state.to_str().unwrap()),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_second_instance_on_the_same_state_directory_is_exit_2() {
+    let env = TestEnv::new();
+    let log = env.dir().join("app.log");
+    fs::write(&log, "").unwrap();
+    let state = env.dir().join("state");
+    let args = [
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    let first = env.spawn(&args);
+    // the first one has the directory once it has written its checkpoints
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !state.join("checkpoints.json").exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the first instance did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let second = env.run(&args, b"");
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(
+        second.stderr.contains("in use by another dingtail"),
+        "{}",
+        second.stderr
+    );
+    signal(&first, libc::SIGTERM);
+    assert_eq!(wait(first).code, 0);
+}
+
+#[test]
+fn a_corrupt_checkpoint_file_is_kept_aside_and_the_run_goes_on() {
+    let env = TestEnv::new();
+    let log = env.dir().join("app.log");
+    fs::write(&log, "ERROR old\n").unwrap();
+    let state = env.dir().join("state");
+    fs::create_dir(&state).unwrap();
+    fs::write(state.join("checkpoints.json"), "{not json").unwrap();
+    let args = [
+        "run",
+        "--dry-run",
+        "--once",
+        "--state-dir",
+        state.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ];
+    for _ in 0..2 {
+        let out = env.run(&args, b"");
+        assert_eq!(out.code, 0, "never a crash loop: {}", out.stderr);
+    }
+    assert!(state.join("checkpoints.json.corrupt").exists());
+}
