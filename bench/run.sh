@@ -11,6 +11,10 @@
 #   TIMEOUT=60         a single run longer than this is killed and reported as a timeout
 #   RULES="10 20 100 1000"
 #   SEED=1             corpus seed
+#   CORPUS_KIND=generated   or `loghub`: the corpus is built at run time from the Loghub samples
+#                      (LOGHUB=dir, default ../shared/data/loghub) by bench/gen_loghub.py, and the
+#                      rule sets are generated from their vocabulary in the shapes users write
+#                      (bounded gaps, (?i) with .*, \b phrases, \W+), under bench/out/loghub-patterns
 #   RG=rg GREP=grep    the tools; CARGO_TARGET_DIR as usual for where dingtail is built
 #
 # dingtail is measured reading stdin (`run --dry-run -c N.yaml < corpus`) and, when the binary has
@@ -32,6 +36,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 OUT=$ROOT/bench/out
 PAT=$ROOT/bench/patterns
+CORPUS_KIND=${CORPUS_KIND:-generated}
 mkdir -p "$OUT"
 
 SIZE_MB=${SIZE_MB:-256}
@@ -63,7 +68,7 @@ need_apt() {
 command -v "$RG" >/dev/null || need_apt ripgrep
 command -v python3 >/dev/null || die "python3 is needed to generate the corpus"
 
-RG_VERSION=$("$RG" --version | head -1)
+RG_VERSION=$("$RG" --version | sed -n 1p)
 RG_MAJOR=$(echo "$RG_VERSION" | sed -E 's/^ripgrep ([0-9]+).*/\1/')
 
 note "building dingtail (release) in $TARGET"
@@ -71,13 +76,22 @@ cargo build --release --quiet
 [ -x "$DINGTAIL" ] || die "no binary at $DINGTAIL"
 
 # ---- inputs --------------------------------------------------------------------------------
-python3 bench/gen_patterns.py "$PAT" 2>/dev/null
-CORPUS=$OUT/corpus-$SEED-$SIZE_MB.log
-if [ ! -s "$CORPUS" ]; then
-    note "generating $CORPUS"
-    python3 bench/gen_corpus.py "$CORPUS" "$SIZE_MB" --seed "$SEED"
+if [ "$CORPUS_KIND" = loghub ]; then
+    LOGHUB_ARGS=()
+    [ -n "${LOGHUB:-}" ] && LOGHUB_ARGS=(--loghub "$LOGHUB")
+    PAT=$OUT/loghub-patterns
+    python3 bench/gen_loghub.py patterns "$PAT" "${LOGHUB_ARGS[@]}" --seed "$SEED"
+    CORPUS=$OUT/loghub-$SEED-$SIZE_MB.log
+    [ -s "$CORPUS" ] || python3 bench/gen_loghub.py corpus "$CORPUS" "$SIZE_MB" "${LOGHUB_ARGS[@]}" --seed "$SEED"
+else
+    python3 bench/gen_patterns.py "$PAT" 2>/dev/null
+    CORPUS=$OUT/corpus-$SEED-$SIZE_MB.log
+    if [ ! -s "$CORPUS" ]; then
+        note "generating $CORPUS"
+        python3 bench/gen_corpus.py "$CORPUS" "$SIZE_MB" --seed "$SEED"
+    fi
 fi
-PROBE=$OUT/probe-$SEED-$PROBE_MB.log
+PROBE=$OUT/probe-$CORPUS_KIND-$SEED-$PROBE_MB.log
 [ -s "$PROBE" ] || head -c $((PROBE_MB << 20)) "$CORPUS" | sed '$d' > "$PROBE"
 BYTES=$(stat -c %s "$CORPUS")
 LINES=$(wc -l < "$CORPUS")
@@ -142,10 +156,10 @@ mkdir -p "$OUT/state"
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # ---- run -----------------------------------------------------------------------------------
-RESULTS=$OUT/results-$SEED-$SIZE_MB.tsv
+RESULTS=$OUT/results-$CORPUS_KIND-$SEED-$SIZE_MB.tsv
 LOAD=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
-printf 'rules\ttool\truns\tmedian_s\tMB_s\tratio_rg\tcpu_s\trss_mib\tmatched\tnote\n' > "$RESULTS"
-note "corpus: $CORPUS ($BYTES bytes, $LINES lines); rg: $RG_VERSION; $(${GREP} --version | head -1)"
+printf 'corpus\trules\ttool\truns\tmedian_s\tMB_s\tratio_rg\tcpu_s\tcpu_s_per_GB\tcpu_ratio_rg\trss_mib\tmatched\tnote\n' > "$RESULTS"
+note "corpus: $CORPUS ($BYTES bytes, $LINES lines); rg: $RG_VERSION; $(${GREP} --version | sed -n 1p)"
 note "runs per cell: $RUNS (budget ${CELL_BUDGET}s), timeout ${TIMEOUT}s, probe ${PROBE_MB} MiB"
 
 for n in $RULES; do
@@ -202,12 +216,14 @@ for n in $RULES; do
             ms=${med[$tool]}
             mbs=$(awk -v b="$BYTES" -v ms="$ms" 'BEGIN {printf "%.0f", b / 1e6 / (ms / 1000)}')
             ratio=$( [ -n "${med[rg]:-}" ] && awk -v a="$ms" -v r="${med[rg]}" 'BEGIN {printf "%.2f", a / r}' || echo -)
-            printf '%s\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s\n' "$n" "$tool" "${runs[$tool]}" \
+            cpu_gb=$(awk -v ms="${cpu[$tool]}" -v b="$BYTES" 'BEGIN {printf "%.2f", ms / 1000 / (b / 1e9)}')
+            cpu_ratio=$( [ -n "${cpu[rg]:-}" ] && awk -v a="${cpu[$tool]}" -v r="${cpu[rg]}" 'BEGIN {printf "%.2f", a / (r > 0 ? r : 1)}' || echo -)
+            printf '%s\t%s\t%s\t%s\t%.2f\t%s\t%s\t%.2f\t%s\t%s\t%s\t%s\t%s\n' "$CORPUS_KIND" "$n" "$tool" "${runs[$tool]}" \
                 "$(awk -v ms="$ms" 'BEGIN {print ms / 1000}')" "$mbs" "$ratio" \
-                "$(awk -v ms="${cpu[$tool]}" 'BEGIN {print ms / 1000}')" "${rss[$tool]}" \
+                "$(awk -v ms="${cpu[$tool]}" 'BEGIN {print ms / 1000}')" "$cpu_gb" "$cpu_ratio" "${rss[$tool]}" \
                 "${matched[$tool]}" "${notes[$tool]:-}" >> "$RESULTS"
         else
-            printf '%s\t%s\t0\t-\t-\t-\t-\t-\t-\t%s\n' "$n" "$tool" "${notes[$tool]:-}" >> "$RESULTS"
+            printf '%s\t%s\t%s\t0\t-\t-\t-\t-\t-\t-\t-\t-\t%s\n' "$CORPUS_KIND" "$n" "$tool" "${notes[$tool]:-}" >> "$RESULTS"
         fi
     done
     unset med cpu rss matched notes runs
@@ -215,7 +231,7 @@ done
 
 # ---- report --------------------------------------------------------------------------------
 echo
-echo "corpus: $SIZE_MB MiB ($BYTES bytes, $LINES lines, seed $SEED); $RG_VERSION; $(${GREP} --version | head -1) (LC_ALL=C)"
+echo "corpus: $CORPUS_KIND, $SIZE_MB MiB ($BYTES bytes, $LINES lines, seed $SEED); $RG_VERSION; $(${GREP} --version | sed -n 1p) (LC_ALL=C)"
 echo "median wall time of up to $RUNS runs; MB/s = 10^6 bytes per second; ratio = time / rg's time;"
 echo "cpu = median user+sys seconds (all threads: rg -j1 and grep use one, dingtail a reader and a matcher thread);"
 echo "RSS = peak resident set (rg maps the file, so its RSS counts the corpus's page-cache pages); load at start: $LOAD"

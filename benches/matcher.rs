@@ -1,13 +1,12 @@
 //! The matcher's hot path: `Matcher::scan` and `Matcher::match_chunk` over a 4 MiB chunk of the
-//! benchmark corpus with the 10-, 100- and 1000-rule sets of `bench/patterns/`, in bytes/second.
-//! Also the cost of compiling each rule set (`Matcher::new`).
+//! benchmark corpus with the 10-, 100- and 1000-rule sets of `bench/patterns/`, in bytes/second,
+//! for each strategy: `auto` (what dingtail runs), `literals` (every rule with a usable literal
+//! found by its literal first) and `automata` (every rule in grouped automata, the matcher before
+//! the literal path). Also the cost of compiling each rule set (`Matcher::new`).
 //!
-//! The 1000-rule set runs on a 16 KiB chunk only, and criterion repeats it, so what it measures is
-//! the best case: a lazy DFA already warm for exactly that text. On a stream of new text the
-//! 1000-rule matcher keeps building DFA states, clears its cache, gives up the lazy DFA and falls
-//! back to the PikeVM, and runs at tens of KB/s (see the report of `bench/run.sh`, where it is
-//! skipped for that reason); a 4 MiB chunk would then take minutes per iteration. Set
-//! `DINGTAIL_BENCH_CHUNK_1000=<KiB>` to change the chunk size once that is fixed.
+//! The automata strategy with 1000 rules runs on a smaller chunk (`DINGTAIL_BENCH_CHUNK_1000`,
+//! KiB, default 256): on a stream of new text its lazy DFAs keep rebuilding states, and a 4 MiB
+//! chunk would take many seconds per iteration.
 
 mod common;
 
@@ -17,7 +16,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use dingtail::matcher::Matcher;
+use dingtail::matcher::{Matcher, Strategy};
 use dingtail::source::Chunk;
 
 const CHUNK: usize = 4 << 20;
@@ -28,16 +27,41 @@ fn matcher(c: &mut Criterion) {
     let kib_1000: usize = std::env::var("DINGTAIL_BENCH_CHUNK_1000")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(16);
+        .unwrap_or(256);
 
     let mut group = c.benchmark_group("matcher");
     group
         .sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
-    for n in [10, 100, 1000] {
-        let data = common::head(&corpus, if n == 1000 { kib_1000 << 10 } else { CHUNK });
+    for n in [10, 20, 100, 1000] {
         let rules = common::rules(n);
+        for (name, strategy) in [
+            ("auto", Strategy::Auto),
+            ("literals", Strategy::Literals),
+            ("automata", Strategy::Automata),
+        ] {
+            let size = if n == 1000 && strategy == Strategy::Automata {
+                kib_1000 << 10
+            } else {
+                CHUNK
+            };
+            let data = common::head(&corpus, size);
+            let m = Matcher::with_strategy(&rules, MAX_LINE, strategy).expect("rules combine");
+            group.throughput(Throughput::Bytes(data.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::new(format!("scan_{name}"), n),
+                data,
+                |b, data| {
+                    b.iter(|| {
+                        let mut lines = 0u64;
+                        m.scan(black_box(data), |lm| lines += lm.rules.len() as u64);
+                        lines
+                    })
+                },
+            );
+        }
+        let data = common::head(&corpus, CHUNK);
         let m = Matcher::new(&rules, MAX_LINE).expect("rules combine");
         let chunk = Chunk {
             source: Arc::from("-"),
@@ -47,13 +71,6 @@ fn matcher(c: &mut Criterion) {
             mark: None,
         };
         group.throughput(Throughput::Bytes(data.len() as u64));
-        group.bench_with_input(BenchmarkId::new("scan", n), data, |b, data| {
-            b.iter(|| {
-                let mut lines = 0u64;
-                m.scan(black_box(data), |lm| lines += lm.rules.len() as u64);
-                lines
-            })
-        });
         group.bench_with_input(BenchmarkId::new("match_chunk", n), &chunk, |b, chunk| {
             b.iter(|| m.match_chunk(black_box(chunk)).hits.len())
         });

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! - [`source`]: stdin (and later followed files) read in blocks of whole lines.
-//! - [`matcher`]: one combined search per block, then which rules match the candidate lines.
+//! - [`matcher`]: one search per block for all rules (their required literals, or grouped
+//!   automata), then which rules match, on the candidate lines only.
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads it.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries.
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.

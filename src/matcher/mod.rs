@@ -1,21 +1,45 @@
 //! Chunk → hits. Plain synchronous code: no tokio, no I/O, so it can be table-tested and
 //! benchmarked on its own.
 //!
-//! The whole chunk is searched once with every rule's pattern combined (a multi-pattern
-//! `regex-automata` search, which uses literal prefilters and a lazy DFA). Only on the lines where
-//! that search stops (the candidates) is the full set asked which rules match, and are the
-//! exclusions checked. With hit rates of a few percent, almost all bytes see only the combined
-//! search, and the common path allocates nothing per line.
+//! Rules reach a line two ways, chosen per rule when the matcher is built:
+//!
+//! - **Literal path** ([`literal_path`]): almost every real rule has a literal that each match
+//!   must contain (`Failed password for `, `OutOfMemory`, `" 5`). Those literals, for all such
+//!   rules, are searched once per block with `aho-corasick`; only the rules whose literal occurs
+//!   run their regex, only on the lines where it occurs. Work grows with the number of literal
+//!   occurrences, not with the number of rules, and no rule shape (wide bounded gaps, Unicode
+//!   classes, `(?i)`) can bloat a shared automaton.
+//! - **Automaton path** ([`group`]): rules with no usable literal (see [`literals`]) are
+//!   searched together as multi-pattern automata, in groups of [`GROUP_SIZE`].
+//!
+//! Up to [`SMALL_SET`] line rules, one combined automaton (with its own literal prefilter) was
+//! measured faster than the literal path on the benchmark rule sets, and it decides everything
+//! in the same pass, so such sets take the automaton path ([`Strategy::Auto`]), except heavy
+//! rules (Unicode word boundaries, wide gaps like `.*` or `[^\n]{0,40}`: `shape.rs`), which
+//! would slow the shared automaton for all. Past it, where the automaton path needs one pass per
+//! group, every rule with a usable literal takes the literal path.
+//!
+//! Either way a line is judged on its first `max_line` bytes and `exclude` patterns are checked
+//! only on lines a rule matched. `field` rules are found by their quoted key, then the line is
+//! parsed as JSON (at any depth: [`json_field`]). With hit rates of a few percent, almost all
+//! bytes see only the literal search or the combined automaton.
+
+mod group;
+mod json_field;
+mod literal_path;
+pub mod literals;
+mod shape;
 
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use regex_automata::meta::{self, Regex};
-use regex_automata::util::syntax;
-use regex_automata::{Input, MatchKind, PatternSet};
 
-use crate::rules::{REGEX_SIZE_LIMIT, Rule, RuleId};
+pub use group::GROUP_SIZE;
+use group::RuleGroup;
+use literal_path::LiteralPath;
+
+use crate::rules::{Rule, RuleId};
 use crate::source::{Chunk, Mark};
 
 /// One line that one rule matched.
@@ -67,155 +91,150 @@ pub struct LineMatch<'a> {
     pub values: &'a [(RuleId, String)],
 }
 
+/// Which path line rules take. The result of a scan is the same whichever is chosen; only
+/// speed and memory differ. `Auto` is what the program uses; the others exist so tests and
+/// benchmarks can hold each path to the same answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// The literal path for every rule with a usable literal once there are more than
+    /// [`SMALL_SET`] line rules; below that, for heavy rules only (a Unicode word boundary or a
+    /// wide gap, see `shape.rs`), the others sharing one combined automaton.
+    #[default]
+    Auto,
+    /// The literal path for every rule with a usable literal, whatever the count.
+    Literals,
+    /// Every line rule on the automaton path (the matcher before the literal path).
+    Automata,
+}
+
+/// Up to this many line rules (one group), [`Strategy::Auto`] puts them all in one combined
+/// automaton: measured faster than the literal path at 10, 20 and 100 benchmark rules, and 4 to
+/// 30 times slower at 1000 (one pass per group, lazy DFAs that thrash).
+pub const SMALL_SET: usize = GROUP_SIZE;
+
+/// How the rules were split between the paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    /// Rules on the literal path.
+    pub literal_rules: usize,
+    /// Rules on the automaton path.
+    pub automaton_rules: usize,
+    /// `field` rules (their own path: quoted key, then JSON).
+    pub field_rules: usize,
+}
+
+/// Where the judged part of the line `data[start..end]` ends: at most `max_line` bytes, and
+/// without the `\r` of a CRLF ending, so a CRLF log is judged exactly like the same log with LF
+/// endings (`[^ ]$` does not match `"abc \r"` by its `\r`).
+fn judged_end(data: &[u8], start: usize, end: usize, max_line: usize) -> usize {
+    let end = if end > start && data[end - 1] == b'\r' {
+        end - 1
+    } else {
+        end
+    };
+    end.min(start + max_line)
+}
+
 /// A rule that matches a JSON field's value, and how its candidate lines are found.
 #[derive(Debug)]
 struct FieldRule {
     rule: RuleId,
+    /// Index of its path in `Matcher::field_paths`.
+    path: usize,
     /// Finds `"leaf"` (the last path segment, quoted as a JSON key) in the data.
     key: memchr::memmem::Finder<'static>,
 }
 
 /// Finds which rules match which lines of a chunk.
 ///
-/// Line rules (and absence rules) are searched all at once over the whole chunk. Field rules
-/// cannot be: their `match` applies to a field's value, which in the raw line sits between JSON
-/// quotes and escapes, so a pattern like `^error$` would never match the line. Their candidates
-/// are instead the lines containing the field's key, quoted (`"level"`), found with one
-/// `memmem` search per field rule; only those lines are parsed as JSON (once per line, however
-/// many field rules want it), and the value at the dotted path is matched. A key written with
-/// escapes (`"\u006cevel"`) is not found: no logger writes keys that way.
+/// Line rules (and absence rules) are searched all at once over the whole chunk, by their
+/// literals or by combined automata. Field rules cannot be: their `match` applies to a field's
+/// value, which in the raw line sits between JSON quotes and escapes, so a pattern like
+/// `^error$` would never match the line. Their candidates are instead the lines containing the
+/// field's key, quoted (`"level"`), found with one `memmem` search per field rule; only those
+/// lines are parsed as JSON (once per line, however many field rules want it), and the value at
+/// the dotted path is matched. A key written with escapes (`"\u006cevel"`) is not found: no
+/// logger writes keys that way.
 #[derive(Debug)]
 pub struct Matcher {
     rules: Vec<Rule>,
-    /// The line rules, in groups of at most [`GROUP_SIZE`], each searched as one.
+    /// Line rules with a usable literal (unless the set is small).
+    literal: Option<LiteralPath>,
+    /// The other line rules, in groups of at most [`GROUP_SIZE`], each searched as one.
     groups: Vec<RuleGroup>,
     field_rules: Vec<FieldRule>,
+    /// The distinct paths of the field rules.
+    field_paths: Vec<Vec<String>>,
     /// Lines are judged on at most this many leading bytes.
     max_line: usize,
 }
 
-/// Rules searched together. Past about a hundred patterns, one combined automaton stops paying:
-/// the lazy DFA's cache thrashes, the search falls back to the PikeVM, whose cost grows with the
-/// number of patterns at every byte (1000 rules ran at kilobytes a second and grew to gigabytes).
-/// Groups keep each automaton small and fast; each group costs one pass over the chunk, so cost
-/// grows with the number of groups, not with the number of patterns inside each.
-pub const GROUP_SIZE: usize = 100;
-
-/// One group of line rules, compiled twice: to find candidate lines, and to tell which rules
-/// match one.
-#[derive(Debug)]
-struct RuleGroup {
-    /// Rule id of each pattern.
-    ids: Vec<RuleId>,
-    /// Finds where the earliest match in a haystack ends.
-    any: Regex,
-    /// All-matches search: which patterns match a candidate line.
-    which: Regex,
-}
-
-impl RuleGroup {
-    fn new(rules: &[Rule], ids: &[RuleId]) -> Result<RuleGroup, MatcherError> {
-        let patterns: Vec<&str> = ids.iter().map(|&r| rules[r].pattern.as_str()).collect();
-        let build = |kind: MatchKind| -> Result<Regex, MatcherError> {
-            // The same dialect as `rules::regex_builder` (which `regex::bytes` turns into these
-            // settings): bytes, not necessarily UTF-8; ^/$ at line ends; CRLF-aware.
-            let syntax = syntax::Config::new()
-                .utf8(false)
-                .multi_line(true)
-                .crlf(true);
-            let config = meta::Config::new()
-                .match_kind(kind)
-                .utf8_empty(false)
-                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .dfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .hybrid_cache_capacity(4 * 1024 * 1024);
-            Regex::builder()
-                .syntax(syntax)
-                .configure(config)
-                .build_many(&patterns)
-                .map_err(|e| MatcherError(e.to_string()))
-        };
-        Ok(RuleGroup {
-            ids: ids.to_vec(),
-            any: build(MatchKind::LeftmostFirst)?,
-            which: build(MatchKind::All)?,
-        })
-    }
-
-    /// Calls `on_line` for each line of `data` that a rule of this group matches, in order.
-    ///
-    /// Candidates come from a search for where the earliest match *ends* (`earliest`, half a
-    /// match: no capture slots per pattern, and the DFA stops as soon as it knows). The line
-    /// holding that end is judged alone; then the search resumes on the next line. No line is
-    /// skipped: a match inside a line ends before that line's newline, so no match that fits in
-    /// a line can end after a candidate yet start in an earlier line. A pattern like `\s` that
-    /// runs across a newline only makes a candidate that the per-line judgement rejects.
-    fn scan(
-        &self,
-        matcher: &Matcher,
-        data: &[u8],
-        mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId]),
-    ) {
-        let mut set = PatternSet::new(self.ids.len());
-        let mut matched: Vec<RuleId> = Vec::new();
-        let mut pos = 0;
-        while pos < data.len() {
-            let input = Input::new(data).range(pos..).earliest(true);
-            let Some(half) = self.any.search_half(&input) else {
-                break;
-            };
-            // The last byte of the match (or, for an empty match, where it stands).
-            let at = if half.offset() > pos {
-                half.offset() - 1
-            } else {
-                pos
-            };
-            let start = memchr::memrchr(b'\n', &data[pos..at]).map_or(pos, |i| pos + i + 1);
-            let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
-            let judged = &data[start..end.min(start + matcher.max_line)];
-            set.clear();
-            self.which
-                .which_overlapping_matches(&Input::new(judged), &mut set);
-            matched.clear();
-            matched.extend(
-                set.iter()
-                    .map(|p| self.ids[p.as_usize()])
-                    .filter(|&r| !matcher.rules[r].excludes(judged)),
-            );
-            if !matched.is_empty() {
-                on_line(start..end, &matched);
-            }
-            pos = end + 1;
-        }
-    }
-}
-
 impl Matcher {
-    /// Compiles the combined search for `rules`; lines are judged on their first `max_line` bytes.
+    /// Compiles the search for `rules` ([`Strategy::Auto`]); lines are judged on their first
+    /// `max_line` bytes.
     pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
+        Matcher::with_strategy(rules, max_line, Strategy::Auto)
+    }
+
+    /// Compiles the search for `rules` with line rules split as `strategy` says.
+    pub fn with_strategy(
+        rules: &[Rule],
+        max_line: usize,
+        strategy: Strategy,
+    ) -> Result<Matcher, MatcherError> {
         let line_rules: Vec<RuleId> = (0..rules.len())
             .filter(|&r| rules[r].field.is_none())
             .collect();
-        let groups = line_rules
+        let large = line_rules.len() > SMALL_SET;
+        let mut by_literal = Vec::new();
+        let mut by_automaton = Vec::new();
+        for r in line_rules {
+            let pattern = &rules[r].pattern;
+            let use_literals = match strategy {
+                Strategy::Auto => large || shape::is_heavy(pattern),
+                Strategy::Literals => true,
+                Strategy::Automata => false,
+            };
+            match use_literals.then(|| literals::required(pattern)).flatten() {
+                Some(lits) => by_literal.push((r, lits)),
+                None => by_automaton.push(r),
+            }
+        }
+        let literal = if by_literal.is_empty() {
+            None
+        } else {
+            Some(LiteralPath::new(by_literal)?)
+        };
+        let groups = by_automaton
             .chunks(GROUP_SIZE)
             .map(|ids| RuleGroup::new(rules, ids))
             .collect::<Result<Vec<_>, _>>()?;
-        let field_rules = rules
-            .iter()
-            .enumerate()
-            .filter_map(|(id, r)| {
-                let leaf = r.field.as_ref()?.last()?;
-                let quoted = serde_json::to_string(leaf).ok()?;
-                Some(FieldRule {
-                    rule: id,
-                    key: memchr::memmem::Finder::new(quoted.as_bytes()).into_owned(),
-                })
-            })
-            .collect();
+        let mut field_paths: Vec<Vec<String>> = Vec::new();
+        let mut field_rules = Vec::new();
+        for (id, r) in rules.iter().enumerate() {
+            let Some(path) = &r.field else { continue };
+            let Some(quoted) = path.last().and_then(|l| serde_json::to_string(l).ok()) else {
+                continue;
+            };
+            let path = match field_paths.iter().position(|p| p == path) {
+                Some(i) => i,
+                None => {
+                    field_paths.push(path.clone());
+                    field_paths.len() - 1
+                }
+            };
+            field_rules.push(FieldRule {
+                rule: id,
+                path,
+                key: memchr::memmem::Finder::new(quoted.as_bytes()).into_owned(),
+            });
+        }
         Ok(Matcher {
             rules: rules.to_vec(),
+            literal,
             groups,
             field_rules,
+            field_paths,
             max_line: max_line.max(1),
         })
     }
@@ -225,13 +244,23 @@ impl Matcher {
         &self.rules
     }
 
+    /// How the rules were split between the paths.
+    pub fn plan(&self) -> Plan {
+        let literal_rules = self.literal.as_ref().map_or(0, LiteralPath::len);
+        let field_rules = self.field_rules.len();
+        Plan {
+            literal_rules,
+            automaton_rules: self.rules.len() - literal_rules - field_rules,
+            field_rules,
+        }
+    }
+
     /// Calls `on_line` for every line of `data` that at least one rule matches (and no exclusion
     /// of that rule vetoes), in order.
     ///
     /// `data` should end with `\n`; a last line without one is still judged.
     pub fn scan(&self, data: &[u8], mut on_line: impl FnMut(&LineMatch<'_>)) {
         if self.field_rules.is_empty() {
-            // The fast path: nothing to merge, nothing allocated per line.
             self.scan_lines(data, |range, rules| {
                 on_line(&LineMatch {
                     range,
@@ -278,33 +307,27 @@ impl Matcher {
         }
     }
 
-    /// The combined search over line rules. One group (up to [`GROUP_SIZE`] rules) is searched
-    /// straight into `on_line`; with several groups each searches the chunk on its own and the
-    /// candidate lines are merged in line order.
+    /// Line rules, both paths: each path pushes `(start, end, rule)` for what it confirmed;
+    /// sorted, these become one call per line with its rules in order.
     fn scan_lines(&self, data: &[u8], mut on_line: impl FnMut(std::ops::Range<usize>, &[RuleId])) {
-        match self.groups.as_slice() {
-            [] => {}
-            [group] => group.scan(self, data, on_line),
-            groups => {
-                let mut found: Vec<(usize, usize, RuleId)> = Vec::new();
-                for group in groups {
-                    group.scan(self, data, |range, rules| {
-                        found.extend(rules.iter().map(|&r| (range.start, range.end, r)));
-                    });
-                }
-                found.sort_unstable();
-                let mut rules = Vec::new();
-                let mut i = 0;
-                while i < found.len() {
-                    let (start, end, _) = found[i];
-                    rules.clear();
-                    while i < found.len() && found[i].0 == start {
-                        rules.push(found[i].2);
-                        i += 1;
-                    }
-                    on_line(start..end, &rules);
-                }
+        let mut found: Vec<(usize, usize, RuleId)> = Vec::new();
+        if let Some(literal) = &self.literal {
+            literal.scan(&self.rules, data, self.max_line, &mut found);
+        }
+        for group in &self.groups {
+            group.scan(&self.rules, data, self.max_line, &mut found);
+        }
+        found.sort_unstable();
+        let mut rules = Vec::new();
+        let mut i = 0;
+        while i < found.len() {
+            let (start, end, _) = found[i];
+            rules.clear();
+            while i < found.len() && found[i].0 == start {
+                rules.push(found[i].2);
+                i += 1;
             }
+            on_line(start..end, &rules);
         }
     }
 
@@ -324,26 +347,30 @@ impl Matcher {
         let mut out = Vec::new();
         for start in starts {
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
-            let line = &data[start..end];
-            let judged = &line[..line.len().min(self.max_line)];
-            let body = judged.trim_ascii_start();
+            let judged = &data[start..judged_end(data, start, end, self.max_line)];
+            let body = judged.trim_ascii();
             if !body.starts_with(b"{") {
                 continue;
             }
-            let Ok(json) = serde_json::from_slice::<serde_json::Value>(body.trim_ascii_end())
-            else {
-                continue;
-            };
+            // Each distinct path is looked up once per line, however many rules want it.
+            let mut values: Vec<Option<Option<String>>> = vec![None; self.field_paths.len()];
             let mut hits = Vec::new();
             for f in &self.field_rules {
-                let rule = &self.rules[f.rule];
-                let path = rule.field.as_deref().unwrap_or_default();
-                let Some(value) = field_text(&json, path) else {
+                let value = match &mut values[f.path] {
+                    Some(v) => v,
+                    slot => match json_field::field_text(body, &self.field_paths[f.path]) {
+                        Ok(v) => slot.insert(v),
+                        // Not JSON (or cut by `max_line`): no field rule can judge it.
+                        Err(_) => break,
+                    },
+                };
+                let Some(value) = value else {
                     continue;
                 };
+                let rule = &self.rules[f.rule];
                 let re = rule.regex.as_ref().expect("field rules keep their regex");
                 if re.is_match(value.as_bytes()) && !rule.excludes(judged) {
-                    hits.push((f.rule, value));
+                    hits.push((f.rule, value.clone()));
                 }
             }
             if !hits.is_empty() {
@@ -352,7 +379,6 @@ impl Matcher {
         }
         out
     }
-
     /// Matches a whole chunk into a [`HitBatch`].
     pub fn match_chunk(&self, chunk: &Chunk) -> HitBatch {
         let data = &chunk.data;
@@ -410,21 +436,6 @@ fn captures_of(rule: &Rule, text: &Bytes) -> Vec<Bytes> {
                 .map_or_else(Bytes::new, |m| text.slice(m.start()..m.end()))
         })
         .collect()
-}
-
-/// The value at a dotted path as text: strings as they are, numbers and booleans as JSON writes
-/// them; `None` for a missing field, `null`, objects and arrays.
-fn field_text(json: &serde_json::Value, path: &[String]) -> Option<String> {
-    let mut v = json;
-    for key in path {
-        v = v.as_object()?.get(key)?;
-    }
-    match v {
-        serde_json::Value::String(s) => Some(s.clone()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        serde_json::Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
@@ -529,8 +540,17 @@ mod tests {
             })
             .collect();
         let specs: Vec<(&str, &[&str])> = patterns.iter().map(|p| (p.as_str(), &[][..])).collect();
-        let m = Matcher::new(&rules(&specs), 1 << 16).unwrap();
-        assert!(m.groups.len() >= 3);
+        for strategy in [Strategy::Automata, Strategy::Literals] {
+            many_rules_in(strategy, &patterns, &specs);
+        }
+    }
+
+    fn many_rules_in(strategy: Strategy, patterns: &[String], specs: &[(&str, &[&str])]) {
+        let m = Matcher::with_strategy(&rules(specs), 1 << 16, strategy).unwrap();
+        match strategy {
+            Strategy::Automata => assert!(m.groups.len() >= 3),
+            _ => assert!(m.plan().literal_rules > GROUP_SIZE * 2),
+        }
         let mut data = String::new();
         for i in 0..2000 {
             let r = (i * 7919) % (GROUP_SIZE * 3);
@@ -556,7 +576,7 @@ mod tests {
             }
             start += line.len() + 1;
         }
-        assert_eq!(got, want);
+        assert_eq!(got, want, "{strategy:?}");
     }
 
     #[test]
@@ -678,6 +698,23 @@ mod tests {
         .map(|(l, r)| (l.to_string(), r.clone()))
         .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn field_rules_judge_lines_nested_past_serde_json_s_recursion_limit() {
+        // Regression: lines nested deeper than ~127 levels used to be skipped without a word.
+        let m = compiled(vec![RuleSpec {
+            pattern: "^error$".into(),
+            field: Some(vec!["level".into()]),
+            ..RuleSpec::default()
+        }]);
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let data = format!("{{\"payload\":{deep},\"level\":\"error\"}}\n{{\"level\":\"info\"}}\n");
+        let mut got = Vec::new();
+        m.scan(data.as_bytes(), |l| {
+            got.push((l.range.start, l.rules.to_vec()))
+        });
+        assert_eq!(got, [(0, vec![0])]);
     }
 
     #[test]
