@@ -22,6 +22,7 @@ use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names}
 use crate::secret::Secret;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod pii;
 mod quota;
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
@@ -512,6 +513,8 @@ struct RawConfig {
     inputs: Vec<Spanned<RawInput>>,
     #[serde(default)]
     quota: Option<Spanned<quota::RawQuota>>,
+    #[serde(default)]
+    redact: Option<pii::RawRedact>,
 }
 
 impl RawConfig {
@@ -524,6 +527,7 @@ impl RawConfig {
         self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
+        self.redact = self.redact.take().or(part.redact);
     }
 }
 
@@ -933,6 +937,7 @@ fn check(
         .timestamp
         .as_ref()
         .and_then(|t| check_timestamp(&mut c, t));
+    let pii = pii::check_redact(&mut c, raw.redact.as_ref());
     let mut names = HashSet::new();
     let mut rules = Vec::new();
     for spanned in &raw.rules {
@@ -1014,6 +1019,7 @@ fn check(
         else {
             continue;
         };
+        spec.style.pii = pii.clone();
         match Rule::compile(spec) {
             Ok(r) => rules.push(r),
             Err(e) => {

@@ -27,6 +27,7 @@ pub mod config;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod matcher;
+pub mod pii;
 pub mod ratelimit;
 pub mod redact;
 pub mod replay;
