@@ -75,7 +75,7 @@ pub(super) fn check_redact(c: &mut Checker, raw: Option<&RawRedact>) -> Pii {
         {
             Ok(r) => r,
             Err(e) => {
-                c.problem(&p.regex, ctx("regex"), format!("is not a valid regex: {e}"));
+                c.problem(&p.regex, ctx("regex"), crate::rules::explain(&e));
                 continue;
             }
         };
