@@ -646,6 +646,8 @@ struct RawRule {
     msgtype: Option<Spanned<String>>,
     #[serde(default)]
     field: Option<Spanned<String>>,
+    #[serde(default, rename = "where")]
+    condition: Option<Spanned<String>>,
     #[serde(default)]
     resolve_after: Option<Spanned<String>>,
     #[serde(default)]
@@ -1297,6 +1299,7 @@ fn check_rule_fields<'r>(
                 ("group_by", !rule.group_by.is_empty()),
                 ("max_groups", rule.max_groups.is_some()),
                 ("field", rule.field.is_some()),
+                ("where", rule.condition.is_some()),
                 ("resolve_after", rule.resolve_after.is_some()),
             ];
             for (field, present) in not_here {
@@ -1456,6 +1459,20 @@ fn check_rule_fields<'r>(
             );
         } else {
             spec.field = Some(path);
+        }
+    }
+    if let Some(w) = &rule.condition {
+        match crate::where_expr::Where::parse(&w.value) {
+            Ok(cond) => spec.condition = Some(cond),
+            Err(e) => c.problem(
+                w,
+                ctx("where"),
+                format!(
+                    "at character {} of the condition: {}",
+                    e.offset + 1,
+                    e.message
+                ),
+            ),
         }
     }
     if let Some(r) = &rule.resolve_after {

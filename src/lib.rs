@@ -35,4 +35,5 @@ pub mod rules;
 pub mod secret;
 pub mod source;
 pub mod tester;
+pub mod where_expr;
 pub mod yaml_units;

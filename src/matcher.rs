@@ -373,6 +373,9 @@ impl Matcher {
                     let judged = line.slice(..line.len().min(self.max_line));
                     captures_of(r, &judged)
                 };
+                if !crate::where_expr::admits(r, &line, &captures) {
+                    continue;
+                }
                 hits.push(Hit {
                     rule,
                     line: line.clone(),
