@@ -39,6 +39,7 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
         captures: Vec::new(),
         style: Arc::new(Style::default()),
         holds: Vec::new(),
+        silenced: 0,
     }
 }
 
@@ -63,6 +64,7 @@ fn render_messages(c: &mut Criterion) {
         host: "web-01",
         keyword: Some("告警"),
         max_body: MAX_BODY_BYTES,
+        zone: dingtail::timezone::Zone::parse("Asia/Shanghai").expect("known zone"),
     };
     let mut group = c.benchmark_group("render");
     group

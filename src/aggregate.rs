@@ -129,6 +129,9 @@ pub struct Alert {
     /// the checkpoint keeper and is released once), so this grows with the number of alerts
     /// merged, never with the number of hits.
     pub holds: Vec<Mark>,
+    /// Hits of this stream that a silence or mute window covered since its last message (not
+    /// counted in `count`): the message says `while silenced: ×N`.
+    pub silenced: u64,
 }
 
 impl Alert {
@@ -147,12 +150,15 @@ impl Alert {
         let room = self.max_lines.saturating_sub(self.samples.len());
         self.samples.extend(later.samples.into_iter().take(room));
         self.holds.extend(later.holds);
+        self.silenced += later.silenced;
     }
 
     /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
-    /// be merged into one entry of a message.
+    /// be merged into one entry of a message. Rule ids are those of one config, so the name is
+    /// compared too: across a reload the same id may name another rule.
     pub fn same_stream(&self, other: &Alert) -> bool {
         self.rule == other.rule
+            && self.rule_name == other.rule_name
             && self.group == other.group
             && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
     }
@@ -457,6 +463,7 @@ impl Aggregator {
                 captures: p.captures,
                 style: rule.style.clone(),
                 holds: p.holds,
+                silenced: 0,
             };
             fan_out(alert, rule, out);
         }
@@ -635,6 +642,130 @@ impl Aggregator {
             captures: Vec::new(),
             style: r.style.clone(),
             holds: Vec::new(),
+            silenced: 0,
+        }
+    }
+}
+
+/// Hot reload: the aggregator takes the rules of a new config without losing what it holds.
+impl Aggregator {
+    /// The names of the rules, by `RuleId`.
+    pub fn rule_names(&self) -> &[Arc<str>] {
+        &self.names
+    }
+
+    /// A rule that is gone from `rules` (by name, or turned from a hit rule into an absence rule
+    /// or back) delivers now what it holds: every pending hit of every group becomes an alert,
+    /// threshold met or not, routed by the old rule's robots. Call before [`Self::reconfigure`],
+    /// and route the alerts with the routes of the old config.
+    pub fn retire(&mut self, rules: &[Rule]) -> Vec<Alert> {
+        let kept = |old: &Rule| {
+            rules
+                .iter()
+                .any(|r| r.name == old.name && r.absent_for.is_some() == old.absent_for.is_some())
+        };
+        let gone: Vec<Key> = self
+            .groups
+            .keys()
+            .filter(|k| !kept(&self.rules[k.0]))
+            .cloned()
+            .collect();
+        let mut out = Vec::new();
+        for key in gone {
+            let group = self.groups.remove(&key).expect("listed");
+            if let Some(at) = group.scheduled {
+                self.deadlines.remove(&(at, key.clone()));
+            }
+            let Some(p) = group.pending else {
+                continue;
+            };
+            let rule = &self.rules[key.0];
+            let alert = Alert {
+                rule: key.0,
+                rule_name: self.names[key.0].clone(),
+                robot: None,
+                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                kind: AlertKind::Hits,
+                count: p.count,
+                first: p.first,
+                last: p.last,
+                source: p.source,
+                samples: p.samples,
+                max_lines: rule.max_lines,
+                captures: p.captures,
+                style: rule.style.clone(),
+                holds: p.holds,
+                silenced: 0,
+            };
+            fan_out(alert, rule, &mut out);
+        }
+        let gone_watches: Vec<RuleId> = self
+            .watches
+            .keys()
+            .copied()
+            .filter(|&id| !kept(&self.rules[id]))
+            .collect();
+        for id in gone_watches {
+            if let Some(at) = self.watches.remove(&id).and_then(|w| w.scheduled) {
+                self.deadlines.remove(&(at, (id, Arc::from(""))));
+            }
+        }
+        out
+    }
+
+    /// Takes the rules of a reloaded config. Rules that keep their name keep their pending hits,
+    /// open windows, cooldowns, threshold history and absence timers (new durations apply from
+    /// the next timer on); new absence rules start their timer now. Call [`Self::retire`] first:
+    /// state of rules that are gone is dropped here.
+    pub fn reconfigure(&mut self, rules: &[Rule], now: Instant) {
+        let new_id = |name: &str| rules.iter().position(|r| r.name == name);
+        let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
+        let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
+        let groups = std::mem::take(&mut self.groups);
+        let watches = std::mem::take(&mut self.watches);
+        let held = std::mem::replace(&mut self.held, vec![0; rules.len()]);
+        self.names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
+        self.deadlines.clear();
+        self.group_counts = vec![0; rules.len()];
+        for (old, n) in held.into_iter().enumerate() {
+            if let Some(new) = map[old] {
+                self.held[new] += n;
+            }
+        }
+        for ((old, text), mut group) in groups {
+            let Some(new) = map[old] else { continue };
+            group.scheduled = None;
+            if !text.is_empty() && text.as_ref() != OTHER_GROUP {
+                self.group_counts[new] += 1;
+            }
+            self.groups.insert((new, text), group);
+        }
+        for (old, watch) in watches {
+            let Some(new) = map[old] else { continue };
+            if let Some(at) = watch.scheduled {
+                self.deadlines.insert((at, (new, Arc::from(""))));
+            }
+            self.watches.insert(new, watch);
+        }
+        for (id, rule) in rules.iter().enumerate() {
+            if let Some(silence) = rule.absent_for
+                && !self.watches.contains_key(&id)
+            {
+                let at = now + silence;
+                self.deadlines.insert((at, (id, Arc::from(""))));
+                self.watches.insert(
+                    id,
+                    Watch {
+                        last_seen: None,
+                        alerted: false,
+                        scheduled: Some(at),
+                    },
+                );
+            }
+        }
+        let keys: Vec<Key> = self.groups.keys().cloned().collect();
+        for key in keys {
+            self.reschedule(&key, now);
         }
     }
 }
@@ -734,6 +865,38 @@ mod tests {
                 },
             }],
         }
+    }
+
+    #[test]
+    fn a_reload_keeps_pending_hits_of_kept_rules_and_delivers_those_of_removed_ones() {
+        let named = |name: &str, window: u64| {
+            rule(|s| {
+                s.name = name.into();
+                s.pattern = "x".into();
+                s.window = dur(window);
+            })
+        };
+        let (a, b) = (named("a", 100), named("b", 100));
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH;
+        let mut agg = Aggregator::new(&[a.clone(), b.clone()], t0, w0);
+        for _ in 0..3 {
+            agg.add(&batch(&a, 0, "1 x", w0), t0);
+        }
+        agg.add(&batch(&b, 1, "1 x", w0), t0);
+        // New config: `b` is gone, `c` is new and `a` moves to index 1 with a longer window.
+        let (c, a2) = (named("c", 100), named("a", 500));
+        let retired = agg.retire(&[c.clone(), a2.clone()]);
+        assert_eq!(retired.len(), 1);
+        assert_eq!((&*retired[0].rule_name, retired[0].count), ("b", 1));
+        agg.reconfigure(&[c.clone(), a2.clone()], t0 + 10 * MS);
+        assert_eq!(agg.pending_hits(), 3);
+        agg.add(&batch(&a2, 1, "1 x", w0), t0 + 20 * MS);
+        // The window opened before the reload closes on time, with every hit.
+        let out = agg.expire(t0 + 100 * MS);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].rule, &*out[0].rule_name, out[0].count), (1, "a", 4));
+        assert_eq!(agg.rule_names().len(), 2);
     }
 
     fn describe(a: &Alert, at: u64) -> String {

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
@@ -23,7 +23,9 @@ use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
-use crate::matcher::{HitBatch, Matcher};
+use crate::hush::Hush;
+use crate::matcher::Matcher;
+use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
@@ -47,6 +49,12 @@ pub struct RunOptions {
     pub once: bool,
     /// `--state-dir`: where the checkpoint file lives (see [`checkpoint::state_dir`]).
     pub state_dir: Option<PathBuf>,
+    /// `--listen`: serve metrics and probes here (overrides the config's `listen:`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The config file, which SIGHUP reloads (`None`: the built-in rules).
+    pub config_path: Option<PathBuf>,
+    /// `--watch-config`: reload when the config file changes, too.
+    pub watch_config: bool,
 }
 
 /// What a run did: the summary line and the exit status come from this.
@@ -66,6 +74,8 @@ pub struct RunReport {
     pub deliveries: Vec<DeliveryReport>,
     /// Rules whose threshold was not met by the end of input, with the hits not sent.
     pub held_below_threshold: Vec<(String, u64)>,
+    /// Hits a silence or mute window covered, per rule (counted, not sent).
+    pub silenced: Vec<(String, u64)>,
     /// The monthly budget after the run (`None` in dry-run).
     pub budget: Option<Status>,
 }
@@ -95,6 +105,16 @@ impl RunReport {
                 .map(|(r, n)| format!("{r} {n}"))
                 .collect();
             format!("; below threshold, not sent: {}", rules.join(", "))
+        };
+        let held = if self.silenced.is_empty() {
+            held
+        } else {
+            let rules: Vec<String> = self
+                .silenced
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            format!("{held}; silenced, not sent: {}", rules.join(", "))
         };
         format!(
             "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
@@ -164,6 +184,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
+    let mut ops = crate::operate::Operate::start(&config, &opts).await?;
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -200,6 +221,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         routes.insert(target, alerts_tx);
         receivers.push(alerts_rx);
     }
+    let mut fleet = Fleet::new(DispatcherFactory {
+        dry_run,
+        stdout: stdout.clone(),
+        host: opts.host.clone(),
+        shutdown_timeout: opts.shutdown_timeout,
+        settled_tx: files.then(|| settled_tx.clone()),
+        metrics: ops.metrics.clone(),
+    });
     let budget = if dry_run {
         None
     } else {
@@ -219,11 +248,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .and_then(|r| r.fallback)
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
-        let cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout);
+        cfg.zone = config.timezone;
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(settled_tx.clone());
         }
+        let name = robot.map(|r| r.name.as_str());
+        dispatcher = dispatcher
+            .with_metrics(ops.metrics.robot(name))
+            .with_updates(fleet.adopt(name, routes[&target].clone()));
         if let (Some(b), Some(id)) = (&budget, target) {
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
@@ -234,7 +268,15 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
 
     // Source: stdin thread or tailer thread → gate (watches signals) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
-    let (chunk_tx, chunk_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
+    let reloader = tokio::spawn(reload::run(
+        ops.take_triggers(),
+        opts.config_path.clone(),
+        opts.watch_config,
+        Arc::new(config.clone()),
+        chunk_tx.downgrade(),
+        ops.metrics.clone(),
+    ));
     let (source, waker) = if files {
         let (store, checkpoints) = open_store(&opts)?;
         // An explicit --dry-run reads checkpoints but never moves them: trying a config out
@@ -272,14 +314,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
         (Source::Stdin(reader), None)
     };
+    ops.metrics.set_reading(true);
     let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker));
 
     // Matcher thread: synchronous, so network waits never slow matching.
-    let (hit_tx, hit_rx) = mpsc::channel::<HitBatch>(BATCHES_IN_FLIGHT);
+    let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
     let rule_count = config.rules.len();
+    let counted = ops.counter();
     let matcher_thread = std::thread::Builder::new()
         .name("matcher".into())
-        .spawn(move || match_all(&matcher, chunk_rx, hit_tx, rule_count))
+        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
         .context("cannot start the matcher thread")?;
 
     let progress_tx = files.then(|| events_tx.clone());
@@ -288,15 +332,19 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now()),
         hit_rx,
         routes,
+        fleet,
+        ops.hush(&config),
         progress_tx,
     ));
 
-    let held = aggregator.await.context("aggregator task")?;
+    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
     let mut deliveries = Vec::new();
-    for d in dispatchers {
+    for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
+    reloader.abort();
+    ops.metrics.set_reading(false);
     let (lines, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
@@ -341,20 +389,10 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         lines,
         bytes,
         cut_lines,
-        matches: config
-            .rules
-            .iter()
-            .map(|r| r.name.clone())
-            .zip(per_rule)
-            .collect(),
+        matches: per_rule,
         deliveries,
-        held_below_threshold: config
-            .rules
-            .iter()
-            .map(|r| r.name.clone())
-            .zip(held)
-            .filter(|(_, n)| *n > 0)
-            .collect(),
+        held_below_threshold: held,
+        silenced,
         budget: budget.map(|b| b.status(std::time::SystemTime::now())),
     })
 }
@@ -404,7 +442,7 @@ fn open_store(
 /// if there is one, so it notices at once that nobody reads any more.
 async fn gate(
     mut raw_rx: mpsc::Receiver<Chunk>,
-    chunk_tx: mpsc::Sender<Chunk>,
+    chunk_tx: mpsc::Sender<Feed>,
     waker: Option<tail::Waker>,
 ) {
     forward(&mut raw_rx, chunk_tx).await;
@@ -414,13 +452,13 @@ async fn gate(
     }
 }
 
-async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Chunk>) {
+async fn forward(raw_rx: &mut mpsc::Receiver<Chunk>, chunk_tx: mpsc::Sender<Feed>) {
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             chunk = raw_rx.recv() => match chunk {
-                Some(c) => if chunk_tx.send(c).await.is_err() { return },
+                Some(c) => if chunk_tx.send(Feed::Chunk(c)).await.is_err() { return },
                 None => return,
             },
             () = &mut signal => {
@@ -447,16 +485,54 @@ async fn shutdown_signal() {
     }
 }
 
-/// The matcher thread's loop; returns lines, bytes and matching lines per rule.
+/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
+/// reload removed included, in the order they were first configured).
+///
+/// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
+/// told in the same channel, after the batches matched with the old rules.
 fn match_all(
-    matcher: &Matcher,
-    mut chunk_rx: mpsc::Receiver<Chunk>,
-    hit_tx: mpsc::Sender<HitBatch>,
+    mut matcher: Matcher,
+    mut chunk_rx: mpsc::Receiver<Feed>,
+    hit_tx: mpsc::Sender<Matched>,
     rule_count: usize,
-) -> (u64, u64, Vec<u64>) {
+    mut counted: crate::operate::Counter,
+) -> (u64, u64, Vec<(String, u64)>) {
     let (mut lines, mut bytes) = (0, 0);
+    let mut names: Vec<String> = counted.rules().to_vec();
     let mut per_rule = vec![0u64; rule_count];
-    while let Some(chunk) = chunk_rx.blocking_recv() {
+    // Rules a reload removed, with what they matched.
+    let mut retired: Vec<(String, u64)> = Vec::new();
+    while let Some(item) = chunk_rx.blocking_recv() {
+        let chunk = match item {
+            Feed::Chunk(c) => c,
+            Feed::Reload(reload) => {
+                let new: Vec<String> = reload.config.rules.iter().map(|r| r.name.clone()).collect();
+                let mut counts = vec![0u64; new.len()];
+                for (name, n) in names.drain(..).zip(per_rule.drain(..)) {
+                    match new.iter().position(|x| *x == name) {
+                        Some(i) => counts[i] = n,
+                        None => retired.push((name, n)),
+                    }
+                }
+                retired.retain(|(name, n)| match new.iter().position(|x| x == name) {
+                    Some(i) => {
+                        counts[i] += n;
+                        false
+                    }
+                    None => true,
+                });
+                (names, per_rule) = (new, counts);
+                matcher = reload.matcher;
+                counted = counted.with_rules(&names);
+                if hit_tx
+                    .blocking_send(Matched::Reload(reload.config))
+                    .is_err()
+                {
+                    break;
+                }
+                continue;
+            }
+        };
         let batch = matcher.match_chunk(&chunk);
         lines += batch.lines;
         // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
@@ -468,46 +544,103 @@ fn match_all(
         for hit in &batch.hits {
             per_rule[hit.rule] += 1;
         }
-        if hit_tx.blocking_send(batch).is_err() {
+        counted.record(&batch);
+        if hit_tx.blocking_send(Matched::Batch(batch)).is_err() {
             break;
         }
     }
-    (lines, bytes, per_rule)
+    let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
+    matches.extend(retired);
+    (lines, bytes, matches)
 }
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
-/// of input closes every window and lets the dispatchers finish.
+/// of input closes every window and lets the dispatchers finish. Returns the hits held below a
+/// threshold per rule, and the dispatchers reloads started.
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
 async fn aggregate(
     mut agg: Aggregator,
-    mut hit_rx: mpsc::Receiver<HitBatch>,
-    routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut hit_rx: mpsc::Receiver<Matched>,
+    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut fleet: Fleet,
+    mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
-) -> Vec<u64> {
+) -> (
+    Vec<(String, u64)>,
+    Vec<tokio::task::JoinHandle<DeliveryReport>>,
+    Vec<(String, u64)>,
+) {
     loop {
-        let deadline = agg.next_deadline();
+        // Quiet hours ending is a deadline too (on the wall clock).
+        let quiet_end = hush
+            .next_deadline()
+            .map(|t| Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default());
+        let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
             batch = hit_rx.recv() => match batch {
-                Some(b) => {
+                Some(Matched::Batch(b)) => {
                     let alerts = agg.add(&b, Instant::now());
                     // Registered before any alert holding this chunk can reach a dispatcher.
                     report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
                     route(alerts, &routes).await;
+                }
+                Some(Matched::Reload(config)) => {
+                    // Rules that are gone deliver what they hold, by the old routes.
+                    let alerts = agg.retire(&config.rules);
+                    report_progress(&mut agg, &progress_tx, None);
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
+                    route(alerts, &routes).await;
+                    match fleet.apply(&config) {
+                        Ok(new_routes) => routes = new_routes,
+                        Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
+                    }
+                    agg.reconfigure(&config.rules, Instant::now());
+                    hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
                 None => break,
             },
             () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                route(agg.expire(Instant::now()), &routes).await;
+                let alerts = hushed(&mut hush, agg.expire(Instant::now()), &progress_tx, false);
+                route(alerts, &routes).await;
             }
         }
     }
     let alerts = agg.flush(Instant::now());
     report_progress(&mut agg, &progress_tx, None);
+    let alerts = hushed(&mut hush, alerts, &progress_tx, true);
     route(alerts, &routes).await;
-    agg.held_below_threshold().to_vec()
+    let held = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.held_below_threshold().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish(), hush.silenced())
+}
+
+/// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those
+/// to send now, with those whose quiet hours ended (all of them at end of input, `all`); the
+/// holds of silenced alerts are released.
+fn hushed(
+    hush: &mut Hush,
+    alerts: Vec<Alert>,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    all: bool,
+) -> Vec<Alert> {
+    let now = SystemTime::now();
+    let (mut send, released) = hush.filter(alerts, now);
+    if let Some(tx) = progress_tx
+        && !released.is_empty()
+    {
+        let _ = tx.send(Event::Released(released));
+    }
+    send.extend(hush.due(now, all));
+    send
 }
 
 /// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds

@@ -27,6 +27,61 @@ pub enum Command {
     Test(TestArgs),
     /// Send one text message now and print DingTalk's answer.
     Send(SendArgs),
+    /// Quiet a rule for a while (a running instance over its listener, else the state directory).
+    #[command(subcommand)]
+    Silence(SilenceCommand),
+}
+
+/// `dingtail silence …`.
+#[derive(Debug, Subcommand)]
+pub enum SilenceCommand {
+    /// Silence a rule (or one group of it) for a while.
+    Add(SilenceAddArgs),
+    /// List the silences in force.
+    List(SilenceTarget),
+    /// End a silence now.
+    Expire {
+        /// Where the silences are.
+        #[command(flatten)]
+        target: SilenceTarget,
+        /// The silence's id (from `add` or `list`).
+        id: String,
+    },
+}
+
+/// Which silences: a running instance's, or the state directory's.
+#[derive(Debug, Clone, Args)]
+pub struct SilenceTarget {
+    /// The config option (its `listen:` names the running instance).
+    #[command(flatten)]
+    pub config: ConfigArg,
+    /// The running instance's listener [default: the config's `listen:`]; when nothing answers
+    /// there, the state directory's file is changed.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// The state directory [default: as `run`].
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+/// `dingtail silence add`.
+#[derive(Debug, Args)]
+pub struct SilenceAddArgs {
+    /// Where the silences are.
+    #[command(flatten)]
+    pub target: SilenceTarget,
+    /// The rule to silence.
+    #[arg(long)]
+    pub rule: String,
+    /// Only the group with this `group_by` value (`KEY=VALUE`).
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub group: Option<String>,
+    /// How long (`30m`, `2h`).
+    #[arg(long = "for", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// Why (shown by `list`).
+    #[arg(long, default_value = "")]
+    pub comment: String,
 }
 
 /// Where the config comes from.
@@ -66,6 +121,14 @@ pub struct RunArgs {
     /// $XDG_STATE_HOME/dingtail, then ~/.local/state/dingtail].
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /readyz and the silences API on this address (e.g.
+    /// 127.0.0.1:9177; port 0 picks one) [default: the config's `listen:`, else off].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Reload the config when its file changes (SIGHUP always reloads); watches the file's
+    /// directory, so a Kubernetes ConfigMap update (a symlink swap) is seen.
+    #[arg(long)]
+    pub watch_config: bool,
 }
 
 /// `dingtail test`.

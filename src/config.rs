@@ -20,6 +20,9 @@ use serde_saphyr::Spanned;
 use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
+use crate::timezone::Zone;
+
+mod mute_config;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
 mod pii;
@@ -128,6 +131,15 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// `timezone:`, else `TZ`, else the host's zone: every time in a message is written in it.
+    pub timezone: Zone,
+    /// `listen:`: where to serve metrics, probes and silences (`--listen` overrides); off when
+    /// `None`.
+    pub listen: Option<std::net::SocketAddr>,
+    /// `mute:`: recurring windows in which rules (or severities) send nothing.
+    pub mutes: Vec<crate::mute::MuteWindow>,
+    /// `quiet_hours:`: low-severity alerts wait for their end and go out as one digest.
+    pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
 }
@@ -512,6 +524,14 @@ struct RawConfig {
     #[serde(default)]
     inputs: Vec<Spanned<RawInput>>,
     #[serde(default)]
+    timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    mute: Vec<Spanned<mute_config::RawMute>>,
+    #[serde(default)]
+    quiet_hours: Option<Spanned<mute_config::RawQuietHours>>,
+    #[serde(default)]
     quota: Option<Spanned<quota::RawQuota>>,
     #[serde(default)]
     redact: Option<pii::RawRedact>,
@@ -528,6 +548,10 @@ impl RawConfig {
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
         self.redact = self.redact.take().or(part.redact);
+        self.timezone = self.timezone.take().or(part.timezone);
+        self.listen = self.listen.take().or(part.listen);
+        self.mute.extend(part.mute);
+        self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
     }
 }
 
@@ -1047,6 +1071,27 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let timezone = check_timezone(&mut c, raw.timezone.as_ref());
+    let rule_names: Vec<&str> = raw
+        .rules
+        .iter()
+        .map(|r| r.value.name.value.trim())
+        .collect();
+    let mutes = mute_config::check_mutes(&mut c, &raw.mute, &rule_names);
+    let quiet_hours = mute_config::check_quiet_hours(&mut c, raw.quiet_hours.as_ref());
+    let listen = raw.listen.as_ref().and_then(|l| {
+        l.value
+            .trim()
+            .parse()
+            .map_err(|_| {
+                c.problem(
+                    l,
+                    "field 'listen'",
+                    "expected an address with a port, such as 127.0.0.1:9177 or [::]:9177",
+                )
+            })
+            .ok()
+    });
     let robot_monthly: Vec<_> = (raw.robots.iter())
         .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
         .collect();
@@ -1062,6 +1107,10 @@ fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            timezone,
+            listen,
+            mutes,
+            quiet_hours,
             quota,
         })
     } else {
@@ -1069,6 +1118,25 @@ fn check(
         c.problems.sort_by_key(|p| (p.line, p.column));
         Err(ConfigError::Invalid(c.problems))
     }
+}
+
+/// `timezone:` must be an IANA name the compiled-in database knows; without it, `TZ` or the
+/// host's zone (see [`Zone::from_env`]).
+fn check_timezone(c: &mut Checker, raw: Option<&Spanned<String>>) -> Zone {
+    let Some(raw) = raw else {
+        return Zone::from_env();
+    };
+    Zone::parse(&raw.value).unwrap_or_else(|| {
+        c.problem(
+            raw,
+            "field 'timezone'",
+            format!(
+                "unknown time zone `{}`: use an IANA name such as Asia/Shanghai or UTC",
+                raw.value
+            ),
+        );
+        Zone::Host
+    })
 }
 
 fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputConfig> {
@@ -1900,6 +1968,17 @@ rules:
         assert_eq!(c.rules[0].max_lines, 3);
         assert_eq!(c.rules[1].window, Duration::from_millis(500));
         assert_eq!(c.rules[1].robots, [0]);
+    }
+
+    #[test]
+    fn timezone_is_an_iana_name_located_when_wrong() {
+        let c = parse(&format!("timezone: Asia/Shanghai\n{GOOD}")).unwrap();
+        assert_eq!(c.timezone, Zone::parse("Asia/Shanghai").unwrap());
+        let problems = parse(&format!("timezone: Beijing\n{GOOD}")).unwrap_err();
+        assert_eq!(
+            problems[0].to_string(),
+            "rules.yaml:1:11: field 'timezone': unknown time zone `Beijing`: use an IANA name such as Asia/Shanghai or UTC"
+        );
     }
 
     #[test]

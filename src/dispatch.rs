@@ -51,8 +51,11 @@ use crate::config::{Rate, Retry, RobotConfig};
 use crate::dingtalk::message::render;
 use crate::dingtalk::style::Severity;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
+use crate::metrics::RobotMetrics;
 use crate::ratelimit::SlidingWindow;
+use crate::reload::{RobotUpdate, UpdateRx};
 use crate::source::Mark;
+use crate::timezone::Zone;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
 const PERMANENT_ERROR_REPEAT: Duration = Duration::from_secs(60);
@@ -92,6 +95,8 @@ pub struct DispatchConfig {
     pub throttle_pause: Duration,
     /// Time allowed to deliver after the input ends.
     pub shutdown_timeout: Duration,
+    /// The zone message times are written in (`timezone:`); the host's until set.
+    pub zone: Zone,
 }
 
 impl DispatchConfig {
@@ -109,6 +114,7 @@ impl DispatchConfig {
             retry: robot.map(|r| r.retry).unwrap_or_default(),
             throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
             shutdown_timeout,
+            zone: Zone::Host,
         }
     }
 }
@@ -213,6 +219,12 @@ pub struct Dispatcher {
     /// Told the holds of every alert once it is settled (delivered, or reported undelivered),
     /// so the checkpoint of a followed file may move past its lines; see `source::checkpoint`.
     settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
+    /// Where the counters, pending gauges and latencies go (`--listen`).
+    metrics: Option<RobotMetrics>,
+    /// New settings from a config reload (see `reload.rs`).
+    updates_rx: Option<UpdateRx>,
+    /// The update applied last.
+    applied: Option<Arc<RobotUpdate>>,
     /// The monthly budget and this robot's index in it (`None`: no budget, as in dry-run).
     budget: Option<(SharedBudget, usize)>,
     /// What the budget last made us say ("pace", "spent"), so it is said once, not per minute.
@@ -258,10 +270,72 @@ impl Dispatcher {
             last_error: None,
             last_said: None,
             settled_tx: None,
+            metrics: None,
+            updates_rx: None,
+            applied: None,
             budget: None,
             budget_said: None,
             maybe_posted: false,
             wall: Arc::new(SystemTime::now),
+        }
+    }
+
+    /// Takes new settings from config reloads: they apply from the next message on, to what
+    /// is pending too; a robot that failed permanently is tried again at once.
+    pub fn with_updates(mut self, updates_rx: UpdateRx) -> Dispatcher {
+        self.updates_rx = Some(updates_rx);
+        self
+    }
+
+    /// Applies the newest [`RobotUpdate`], if one came.
+    fn take_update(&mut self) {
+        let Some(rx) = &mut self.updates_rx else {
+            return;
+        };
+        let Some(update) = rx.borrow_and_update().clone() else {
+            return;
+        };
+        if self
+            .applied
+            .as_ref()
+            .is_some_and(|a| Arc::ptr_eq(a, &update))
+        {
+            return;
+        }
+        self.applied = Some(update.clone());
+        if update.cfg.rate != self.cfg.rate {
+            self.limiter = SlidingWindow::new(update.cfg.rate);
+        }
+        // The shutdown timeout is the run's, not the config's.
+        let shutdown_timeout = self.cfg.shutdown_timeout;
+        self.cfg = update.cfg.clone();
+        self.cfg.shutdown_timeout = shutdown_timeout;
+        self.sink = update.sink.clone();
+        self.max_body = MAX_BODY_BYTES;
+        if self.broken.take().is_some() {
+            tracing::info!(robot = ?self.cfg.robot, "robot settings reloaded: trying it again");
+        }
+    }
+
+    /// Feeds this robot's metrics as it works (see [`crate::metrics`]).
+    pub fn with_metrics(mut self, metrics: RobotMetrics) -> Dispatcher {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Brings the metrics up to date: counters from the report, pending, pause, failing.
+    fn publish(&mut self) {
+        let Some(m) = &mut self.metrics else {
+            return;
+        };
+        m.publish(&self.report);
+        m.set_pending(
+            self.pending.len(),
+            self.pending.iter().map(|a| a.count).sum(),
+        );
+        m.set_failing(self.broken.is_some());
+        if !self.limiter.paused(Instant::now()) {
+            m.set_paused(None);
         }
     }
 
@@ -300,6 +374,8 @@ impl Dispatcher {
     /// Runs until the input closes and everything is delivered or the deadline passes.
     pub async fn run(mut self) -> DeliveryReport {
         loop {
+            self.take_update();
+            self.publish();
             if self.pending.is_empty() {
                 if !self.input_open {
                     break;
@@ -369,12 +445,19 @@ impl Dispatcher {
                     }
                     self.report.messages_sent += 1;
                     self.report.events_sent += message.count;
+                    if let (Some(m), Some(first)) =
+                        (&self.metrics, alerts.iter().map(|a| a.first).min())
+                    {
+                        let latency = std::time::SystemTime::now().duration_since(first);
+                        m.record_latency(latency.unwrap_or_default());
+                    }
                     self.settle(&alerts);
                 }
                 Outcome::Requeue => self.requeue(alerts),
                 Outcome::Broken(reason) => {
                     self.requeue(alerts);
                     self.broken = Some((reason, Instant::now() + self.cfg.retry.recheck));
+                    self.publish();
                 }
                 Outcome::Failed(reason) => {
                     self.report.fail(&alerts, &reason);
@@ -402,6 +485,7 @@ impl Dispatcher {
         };
         self.report.fail(&left, &reason);
         self.settle(&left);
+        self.publish();
         self.report
     }
 
@@ -476,6 +560,7 @@ impl Dispatcher {
             host: &self.cfg.host,
             keyword: self.cfg.keyword.as_deref(),
             max_body: self.max_body,
+            zone: self.cfg.zone,
         }
     }
 
@@ -542,8 +627,14 @@ impl Dispatcher {
             // Only an errcode answer is a sure refusal; anything else may have been posted.
             self.maybe_posted |= !matches!(error, SendError::Api { .. });
             self.last_error = Some(error.to_string());
+            if let (Some(m), SendError::Api { errcode, .. }) = (&self.metrics, &error) {
+                m.record_errcode(*errcode);
+            }
             match error.class() {
                 ErrorClass::Retryable => {
+                    if let Some(m) = &self.metrics {
+                        m.record_retry();
+                    }
                     let wait = jitter(backoff);
                     tracing::warn!(robot = %robot.name, retry_in = ?wait, "delivery failed, will retry: {error}");
                     if !self.wait_until(Instant::now() + wait).await {
@@ -560,6 +651,9 @@ impl Dispatcher {
                     };
                     tracing::warn!(robot = %robot.name, ?pause, "robot throttled by DingTalk, pausing it ({to}): {error}");
                     self.limiter.pause(Instant::now() + pause);
+                    if let Some(m) = &self.metrics {
+                        m.set_paused(Some(std::time::SystemTime::now() + pause));
+                    }
                     return Outcome::Requeue;
                 }
                 ErrorClass::TooLarge => {
@@ -595,12 +689,22 @@ impl Dispatcher {
     /// A broken robot rests until its recheck, receiving alerts; the rest ends early when the
     /// input closes (nothing more will come to make the recheck worth waiting for).
     async fn rest_until(&mut self, t: Instant) {
+        let mut updates_rx = self.updates_rx.take();
         while self.input_open && Instant::now() < t {
+            let update = async {
+                match &mut updates_rx {
+                    Some(rx) => rx.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = sleep_until(t) => {}
+                true = update => break,
                 batch = self.alerts_rx.recv() => self.on_receive(batch),
             }
         }
+        self.updates_rx = updates_rx;
+        self.take_update();
     }
 
     /// Runs `fut` to completion while receiving alerts; `None` if the deadline passes first.
@@ -683,6 +787,7 @@ mod tests {
             source: "-".into(),
             samples: vec![Sample::from_line(b"line")],
             holds: Vec::new(),
+            silenced: 0,
             max_lines: 3,
             group: None,
             kind: crate::aggregate::AlertKind::Hits,

@@ -35,6 +35,9 @@ fn main() -> ExitCode {
                 from_beginning: args.from_beginning,
                 once: args.once,
                 state_dir: args.state_dir,
+                listen: args.listen,
+                config_path: config_path(&args.config),
+                watch_config: args.watch_config,
             };
             let result = runtime().block_on(app::run(config, opts));
             match result {
@@ -92,6 +95,54 @@ fn main() -> ExitCode {
             }
         }
         Command::Send(args) => send(&args),
+        Command::Silence(cmd) => silence(cmd),
+    }
+}
+
+/// `dingtail silence add|list|expire`: over the running instance's listener, else on the state
+/// directory's file.
+fn silence(cmd: dingtail::cli::SilenceCommand) -> ExitCode {
+    use dingtail::cli::SilenceCommand;
+    use dingtail::silence::{Action, Place};
+    let (target, action) = match cmd {
+        SilenceCommand::Add(a) => (
+            a.target,
+            Action::Add(dingtail::silence::NewSilence {
+                rule: a.rule,
+                group: a.group,
+                seconds: a.duration.as_secs().max(1),
+                comment: a.comment,
+            }),
+        ),
+        SilenceCommand::List(t) => (t, Action::List),
+        SilenceCommand::Expire { target, id } => (target, Action::Expire(id)),
+    };
+    let listen = match target.listen {
+        Some(a) => Some(a),
+        None => match config_path(&target.config).map(|p| config::load(&p)) {
+            Some(Ok(c)) => c.listen,
+            Some(Err(e)) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            None => None,
+        },
+    };
+    let place = Place {
+        listen,
+        state_dir: target.state_dir,
+    };
+    match runtime().block_on(dingtail::silence::act(&place, action)) {
+        Ok(lines) => {
+            for l in lines {
+                println!("{l}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            ExitCode::from(EXIT_UNDELIVERED)
+        }
     }
 }
 

@@ -26,6 +26,7 @@ use crate::budget::forecast::{Forecast, Planned, forecast};
 use crate::config::{Config, TimestampFormat};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
+use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::source::{Chunk, LineFramer};
 use crate::tester::TestError;
@@ -59,6 +60,18 @@ pub fn replay(
     let mut agg: Option<Aggregator> = None;
     let mut sent = Vec::new();
     let source: Arc<str> = Arc::from("-");
+    // Mute windows and quiet hours on the simulated clock (and silences of the state
+    // directory, when there is one: they end at real times, which a replay of today's log meets).
+    let silences = crate::source::checkpoint::state_dir(None)
+        .ok()
+        .and_then(|d| crate::silence::Silences::open(Some(&d)).ok())
+        .unwrap_or_default();
+    let mut hush = Hush::new(
+        silences,
+        config.mutes.clone(),
+        config.quiet_hours.clone(),
+        config.timezone,
+    );
     let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
         let wall = line_time(config.timestamp.as_ref(), &line);
         let clock = state.get_or_insert_with(|| Clock::start(wall));
@@ -66,9 +79,18 @@ pub fn replay(
         let agg = agg.get_or_insert_with(|| {
             Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0))
         });
-        while let Some(due) = agg.next_deadline().filter(|&d| d <= now) {
-            let alerts = agg.expire(due);
-            emit(alerts, clock.wall_at(due), config, host, out, sent)?;
+        loop {
+            let quiet_end = hush.next_deadline().filter(|&d| d <= clock.wall_at(now));
+            let due = agg.next_deadline().filter(|&d| d <= now);
+            match (due, quiet_end) {
+                (Some(d), q) if q.is_none_or(|q| clock.wall_at(d) <= q) => {
+                    let (alerts, _) = hush.filter(agg.expire(d), clock.wall_at(d));
+                    emit(alerts, clock.wall_at(d), config, host, out, sent)?;
+                }
+                (_, Some(q)) => emit(hush.due(q, false), q, config, host, out, sent)?,
+                (None, None) => break,
+                (Some(_), None) => unreachable!("matched by the first arm"),
+            }
         }
         let chunk = Chunk {
             source: source.clone(),
@@ -77,7 +99,10 @@ pub fn replay(
             read_at: clock.wall_at(now),
             mark: None,
         };
-        let alerts = agg.add(&matcher.match_chunk(&chunk), now);
+        let (alerts, _) = hush.filter(
+            agg.add(&matcher.match_chunk(&chunk), now),
+            clock.wall_at(now),
+        );
         emit(alerts, clock.wall_at(now), config, host, out, sent)
     };
     framer.read_all(input, TestError::Read, |block| {
@@ -90,8 +115,14 @@ pub fn replay(
     let agg = agg
         .get_or_insert_with(|| Aggregator::new(&config.rules, clock.t0, clock.wall_at(clock.t0)));
     let end = clock.now;
-    let alerts = agg.flush(end);
+    let (mut alerts, _) = hush.filter(agg.flush(end), clock.wall_at(end));
+    alerts.extend(hush.due(clock.wall_at(end), true));
     emit(alerts, clock.wall_at(end), config, host, out, &mut sent)?;
+    let silenced: Vec<String> = hush
+        .silenced()
+        .iter()
+        .map(|(r, n)| format!("{r} {n}"))
+        .collect();
     let held: Vec<String> = agg
         .held_below_threshold()
         .iter()
@@ -101,9 +132,14 @@ pub fn replay(
         .collect();
     writeln!(
         out,
-        "=== {} message(s), {} matching line(s) in them{}",
+        "=== {} message(s), {} matching line(s) in them{}{}",
         sent.len(),
         sent.iter().map(|m| m.count).sum::<u64>(),
+        if silenced.is_empty() {
+            String::new()
+        } else {
+            format!("; silenced, not sent: {}", silenced.join(", "))
+        },
         if held.is_empty() {
             String::new()
         } else {
@@ -202,6 +238,7 @@ fn emit(
             host,
             keyword: robot_cfg.and_then(|r| r.keyword.as_deref()),
             max_body: MAX_BODY_BYTES,
+            zone: config.timezone,
         };
         while !rest.is_empty() {
             let (message, used) = render(&rest, &ctx, "replay".to_owned());
@@ -214,11 +251,10 @@ fn emit(
                 .as_str()
                 .or_else(|| body["markdown"]["text"].as_str())
                 .unwrap_or_default();
-            let local: DateTime<Local> = at.into();
             writeln!(
                 out,
                 "--- {} · robot {} · {}",
-                local.format("%Y-%m-%d %H:%M:%S%.3f"),
+                config.timezone.format(at, "%Y-%m-%d %H:%M:%S%.3f"),
                 robot_cfg.map_or("(none)", |r| r.name.as_str()),
                 body["msgtype"].as_str().unwrap_or_default()
             )?;

@@ -23,13 +23,13 @@
 
 use std::time::SystemTime;
 
-use chrono::{DateTime, Local};
 use serde::Serialize;
 
 use crate::aggregate::{Alert, AlertKind};
 use crate::dingtalk::neutral::{MAX_VALUE_CHARS, neutralise, neutralise_short};
 use crate::dingtalk::style::{Mention, MsgType, Piece, Placeholder};
 use crate::pii::Pii;
+use crate::timezone::Zone;
 
 /// DingTalk's limit on a request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 20_000;
@@ -47,6 +47,8 @@ pub struct RenderContext<'a> {
     pub keyword: Option<&'a str>,
     /// Body size limit; [`MAX_BODY_BYTES`] except when shrinking after a 460101.
     pub max_body: usize,
+    /// The zone every time in the message is written in (`timezone:`).
+    pub zone: Zone,
 }
 
 /// A rendered message, ready to POST.
@@ -230,7 +232,10 @@ fn render_within(
     let title = title(&alerts[0]);
     let keyword_part = keyword_line(ctx.keyword);
     // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
-    let parts: Vec<Part> = alerts.iter().map(|a| layout(a, ctx.host, flavor)).collect();
+    let parts: Vec<Part> = alerts
+        .iter()
+        .map(|a| layout(a, ctx.host, ctx.zone, flavor))
+        .collect();
     let mut mention = Mention::default();
     let mut used = 0;
     let mut fixed = 0;
@@ -396,6 +401,13 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         h.push_str(&flavor.untrusted_value(&alert.style.pii.mask(g)));
     }
     h.push_str(flavor.eol());
+    if alert.silenced > 0 {
+        h.push_str(&format!(
+            "while silenced: ×{} (not sent){}",
+            alert.silenced,
+            flavor.eol()
+        ));
+    }
     h
 }
 
@@ -407,7 +419,7 @@ fn source_name(alert: &Alert) -> &str {
 }
 
 /// Lays out one alert: its header and template (or default body) around its quoted lines.
-fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
+fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
     let eol = flavor.eol();
     let mut pre = head(a, host, flavor);
     let quote = |a: &Alert| -> Vec<Quoted> {
@@ -421,7 +433,7 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
             pre.push_str(&format!(
                 "no matching line for {} (since {}){eol}",
                 humantime::format_duration(quiet),
-                time(a.first.checked_sub(quiet).unwrap_or(a.first))
+                time(zone, a.first.checked_sub(quiet).unwrap_or(a.first))
             ));
             return Part {
                 pre,
@@ -439,7 +451,10 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
                 "no line matched {} for {} (last seen: {}){eol}",
                 flavor.untrusted(&format!("`{pattern}`")),
                 humantime::format_duration(silent_for),
-                last_seen.map_or_else(|| "never, since dingtail started".to_owned(), time)
+                last_seen.map_or_else(
+                    || "never, since dingtail started".to_owned(),
+                    |t| time(zone, t)
+                )
             ));
             return Part {
                 pre,
@@ -453,7 +468,7 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
             pre.push_str(&format!(
                 "{} matches again at {} · {}{eol}",
                 flavor.untrusted(&format!("`{pattern}`")),
-                time(a.first),
+                time(zone, a.first),
                 source_name(a)
             ));
             return Part {
@@ -468,7 +483,7 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
     let Some(template) = &a.style.template else {
         pre.push_str(&format!(
             "{} · {}{eol}",
-            span(a.first, a.last),
+            span(zone, a.first, a.last),
             flavor.untrusted(source_name(a))
         ));
         if flavor == Flavor::Markdown && !a.samples.is_empty() {
@@ -494,7 +509,7 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
                     seen_lines = true;
                 }
             }
-            Piece::Value(v) => out.push_str(&value(a, *v, host, flavor)),
+            Piece::Value(v) => out.push_str(&value(a, *v, host, zone, flavor)),
         }
     }
     let end_line = |s: &mut String| {
@@ -517,15 +532,15 @@ fn layout(a: &Alert, host: &str, flavor: Flavor) -> Part {
 }
 
 /// A template value.
-fn value(a: &Alert, v: Placeholder, host: &str, flavor: Flavor) -> String {
+fn value(a: &Alert, v: Placeholder, host: &str, zone: Zone, flavor: Flavor) -> String {
     match v {
         Placeholder::Rule => a.rule_name.to_string(),
         Placeholder::Count => a.count.to_string(),
         Placeholder::Host => neutralise_short(host, false, MAX_VALUE_CHARS),
         Placeholder::Source => flavor.untrusted(source_name(a)),
         Placeholder::Severity => a.style.severity.map(|s| s.to_string()).unwrap_or_default(),
-        Placeholder::First => time(a.first),
-        Placeholder::Last => time(a.last),
+        Placeholder::First => time(zone, a.first),
+        Placeholder::Last => time(zone, a.last),
         Placeholder::Lines => String::new(),
         Placeholder::Capture(i) => flavor.untrusted_value(
             &a.style
@@ -539,23 +554,22 @@ fn more_line(more: u64, flavor: Flavor) -> String {
     format!("… {more} more not shown{}", flavor.eol())
 }
 
-/// `2026-11-29 10:44:54`, local time.
-fn time(t: SystemTime) -> String {
-    let t: DateTime<Local> = t.into();
-    t.format("%Y-%m-%d %H:%M:%S").to_string()
+/// `2026-11-29 10:44:54`, in the configured zone.
+fn time(zone: Zone, t: SystemTime) -> String {
+    zone.format(t, "%Y-%m-%d %H:%M:%S")
 }
 
-/// `2026-11-29 10:44:54 → 10:45:04`, local time; the date only once when it does not change.
-fn span(first: SystemTime, last: SystemTime) -> String {
-    let first: DateTime<Local> = first.into();
-    let last: DateTime<Local> = last.into();
-    let start = first.format("%Y-%m-%d %H:%M:%S").to_string();
-    if first.format("%Y%m%d%H%M%S").to_string() == last.format("%Y%m%d%H%M%S").to_string() {
+/// `2026-11-29 10:44:54 → 10:45:04`, in the configured zone; the date only once when it does
+/// not change.
+fn span(zone: Zone, first: SystemTime, last: SystemTime) -> String {
+    let (a, b) = (zone.naive(first), zone.naive(last));
+    let start = a.format("%Y-%m-%d %H:%M:%S").to_string();
+    if a.format("%Y%m%d%H%M%S").to_string() == b.format("%Y%m%d%H%M%S").to_string() {
         start
-    } else if first.date_naive() == last.date_naive() {
-        format!("{start} → {}", last.format("%H:%M:%S"))
+    } else if a.date() == b.date() {
+        format!("{start} → {}", b.format("%H:%M:%S"))
     } else {
-        format!("{start} → {}", last.format("%Y-%m-%d %H:%M:%S"))
+        format!("{start} → {}", b.format("%Y-%m-%d %H:%M:%S"))
     }
 }
 
@@ -717,6 +731,7 @@ mod tests {
             source: "-".into(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
             holds: Vec::new(),
+            silenced: 0,
             max_lines,
             group: None,
             kind: AlertKind::Hits,
@@ -730,6 +745,7 @@ mod tests {
             host: "web-01",
             keyword,
             max_body: MAX_BODY_BYTES,
+            zone: Zone::parse("Asia/Shanghai").unwrap(),
         }
     }
 
@@ -779,6 +795,8 @@ mod tests {
         assert_eq!(lines[0], "【nginx-5xx】×3 web-01");
         assert!(lines[1].ends_with(" · stdin"), "{}", lines[1]);
         assert!(lines[1].contains(" → "), "{}", lines[1]);
+        // Times are written in the configured zone, not the host's (UTC+8 here).
+        assert_eq!(lines[1], "1970-01-01 08:00:00 → 08:01:05 · stdin");
         assert_eq!(
             &lines[2..],
             ["> GET /a 500", "> GET /b 502", "… 1 more not shown"]
@@ -986,7 +1004,7 @@ mod tests {
                 }
             }).collect();
             let host = String::from_utf8_lossy(&host).into_owned();
-            let ctx = RenderContext { host: &host, keyword: Some("【告警】"), max_body: MAX_BODY_BYTES };
+            let ctx = RenderContext { host: &host, keyword: Some("【告警】"), max_body: MAX_BODY_BYTES, zone: Zone::parse("Asia/Shanghai").unwrap() };
             let mut rest: &[Alert] = &alerts;
             let mut total = 0;
             while !rest.is_empty() {

@@ -1,0 +1,519 @@
+//! What a running dingtail tells Prometheus (`GET /metrics`) and Kubernetes probes (`/readyz`).
+//!
+//! One [`Metrics`] per process, shared (`Arc`) by the stages that feed it: the matcher thread
+//! (lines, bytes, hits), each dispatcher (messages, errcodes, retries, pending, pause, latency)
+//! and the reloader. The text is written by `prometheus-client` (OpenMetrics text, which
+//! Prometheus and `promtool check metrics` read).
+//!
+//! The counters are fed from the same numbers as the run's summary line (a dispatcher publishes
+//! its [`DeliveryReport`] as it changes), so a scrape after the last delivery agrees with the
+//! summary exactly. Labels are rule, robot and source names: bounded by the config and the
+//! followed files, never by log content.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::dispatch::DeliveryReport;
+use crate::matcher::HitBatch;
+
+/// A label set: a few `(name, value)` pairs.
+type Labels = Vec<(&'static str, String)>;
+
+fn labels(pairs: &[(&'static str, &str)]) -> Labels {
+    pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+}
+
+/// Latency buckets: 50 ms to about 27 minutes (a throttle pause or an outage shows as the tail).
+fn latency_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.05, 2.0, 16))
+}
+
+/// Every metric dingtail exposes, and the readiness it derives from them.
+pub struct Metrics {
+    registry: Registry,
+    lines_read: Family<Labels, Counter>,
+    bytes_read: Family<Labels, Counter>,
+    hits: Family<Labels, Counter>,
+    silenced: Family<Labels, Counter>,
+    messages: Family<Labels, Counter>,
+    events: Family<Labels, Counter>,
+    errcodes: Family<Labels, Counter>,
+    retries: Family<Labels, Counter>,
+    pending_alerts: Family<Labels, Gauge>,
+    pending_hits: Family<Labels, Gauge>,
+    paused: Family<Labels, Gauge>,
+    paused_until: Family<Labels, Gauge<f64, AtomicU64>>,
+    failing: Family<Labels, Gauge>,
+    latency: Family<Labels, Histogram, fn() -> Histogram>,
+    reloads: Family<Labels, Counter>,
+    config_ok: Gauge,
+    config_loaded_at: Gauge<f64, AtomicU64>,
+    sources_open: Gauge,
+    build_info: Family<Labels, Gauge>,
+    /// Robots failing permanently now: `/readyz` answers 503 while any is.
+    failing_robots: Mutex<BTreeSet<String>>,
+    /// Whether the sources are open (set when reading starts, cleared at end of input).
+    reading: AtomicBool,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics registered, at zero; `build_info` says which dingtail this is.
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("dingtail");
+        let m = Metrics {
+            lines_read: Family::default(),
+            bytes_read: Family::default(),
+            hits: Family::default(),
+            silenced: Family::default(),
+            messages: Family::default(),
+            events: Family::default(),
+            errcodes: Family::default(),
+            retries: Family::default(),
+            pending_alerts: Family::default(),
+            pending_hits: Family::default(),
+            paused: Family::default(),
+            paused_until: Family::default(),
+            failing: Family::default(),
+            latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
+            reloads: Family::default(),
+            config_ok: Gauge::default(),
+            config_loaded_at: Gauge::default(),
+            sources_open: Gauge::default(),
+            build_info: Family::default(),
+            failing_robots: Mutex::new(BTreeSet::new()),
+            reading: AtomicBool::new(false),
+            registry: Registry::default(),
+        };
+        let r = &mut registry;
+        // A gauge at 1 rather than an OpenMetrics `info`, which the classic text format lacks.
+        r.register(
+            "build_info",
+            "Which dingtail this is (always 1)",
+            m.build_info.clone(),
+        );
+        m.build_info
+            .get_or_create(&labels(&[("version", env!("CARGO_PKG_VERSION"))]))
+            .set(1);
+        r.register(
+            "lines_read",
+            "Lines (or multi-line events) read, per source",
+            m.lines_read.clone(),
+        );
+        r.register("bytes_read", "Bytes read, per source", m.bytes_read.clone());
+        r.register(
+            "hits",
+            "Matching lines, per rule (silenced ones included)",
+            m.hits.clone(),
+        );
+        r.register(
+            "silenced_hits",
+            "Matching lines held by a silence or mute window, per rule; each is reported when it ends",
+            m.silenced.clone(),
+        );
+        r.register(
+            "messages",
+            "Messages, per robot and result (sent: errcode 0, or printed in dry-run; failed: given up on)",
+            m.messages.clone(),
+        );
+        r.register(
+            "events",
+            "Matching lines accounted for in messages, per robot and result",
+            m.events.clone(),
+        );
+        r.register(
+            "dingtalk_errcodes",
+            "DingTalk answers with a non-zero errcode, per robot and errcode",
+            m.errcodes.clone(),
+        );
+        r.register(
+            "retries",
+            "Attempts retried after a retryable failure, per robot",
+            m.retries.clone(),
+        );
+        r.register(
+            "pending_alerts",
+            "Alerts (rule and group) waiting to be sent, per robot",
+            m.pending_alerts.clone(),
+        );
+        r.register(
+            "pending_hits",
+            "Matching lines waiting to be sent, per robot",
+            m.pending_hits.clone(),
+        );
+        r.register(
+            "robot_paused",
+            "1 while a robot is paused after DingTalk throttled it",
+            m.paused.clone(),
+        );
+        r.register(
+            "robot_paused_until_timestamp_seconds",
+            "When a robot's throttle pause ends (Unix time; 0: not paused)",
+            m.paused_until.clone(),
+        );
+        r.register(
+            "robot_failing",
+            "1 while a robot fails permanently (bad token or secret, disabled robot)",
+            m.failing.clone(),
+        );
+        r.register(
+            "delivery_latency_seconds",
+            "From a message's first matching line to DingTalk's errcode 0, per robot",
+            m.latency.clone(),
+        );
+        r.register(
+            "config_reloads",
+            "Config reloads, per result (applied or refused)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "config_last_reload_successful",
+            "1 when the config in force is the newest one tried (0: the last reload was refused)",
+            m.config_ok.clone(),
+        );
+        r.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the config in force was loaded (Unix time)",
+            m.config_loaded_at.clone(),
+        );
+        r.register(
+            "sources_open",
+            "1 while the inputs are open and read",
+            m.sources_open.clone(),
+        );
+        m.config_ok.set(1);
+        m.config_loaded_at.set(unix_seconds(SystemTime::now()));
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    /// The classic Prometheus text format (0.0.4) of every metric, for scrapers and tools that
+    /// do not ask for OpenMetrics (`promtool check metrics` among them). The two differ only in
+    /// the names of counters in `# HELP`/`# TYPE` (OpenMetrics leaves off `_total`) and the
+    /// closing `# EOF`.
+    pub fn render_prometheus(&self) -> String {
+        openmetrics_to_prometheus(&self.render())
+    }
+
+    /// Counts a matched chunk: its lines and bytes, and its hits per rule (`rules`: names by
+    /// rule id).
+    pub fn record_batch(&self, batch: &HitBatch, rules: &[String]) {
+        let source = labels(&[("source", &batch.source)]);
+        self.lines_read.get_or_create(&source).inc_by(batch.lines);
+        self.bytes_read.get_or_create(&source).inc_by(batch.bytes);
+        let mut per_rule: Vec<(usize, u64)> = Vec::new();
+        for hit in &batch.hits {
+            match per_rule.iter_mut().find(|(r, _)| *r == hit.rule) {
+                Some((_, n)) => *n += 1,
+                None => per_rule.push((hit.rule, 1)),
+            }
+        }
+        for (rule, n) in per_rule {
+            if let Some(name) = rules.get(rule) {
+                self.hits
+                    .get_or_create(&labels(&[("rule", name)]))
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Makes every rule's series exist at zero, so dashboards see rules that never fired.
+    pub fn declare_rules(&self, rules: &[String]) {
+        for name in rules {
+            let l = labels(&[("rule", name)]);
+            let _ = self.hits.get_or_create(&l);
+            let _ = self.silenced.get_or_create(&l);
+        }
+    }
+
+    /// Counts hits of `rule` held by a silence or mute window.
+    pub fn record_silenced(&self, rule: &str, n: u64) {
+        self.silenced
+            .get_or_create(&labels(&[("rule", rule)]))
+            .inc_by(n);
+    }
+
+    /// A config reload: applied (`ok`) or refused.
+    pub fn record_reload(&self, ok: bool) {
+        let result = if ok { "applied" } else { "refused" };
+        self.reloads
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
+        self.config_ok.set(i64::from(ok));
+        if ok {
+            self.config_loaded_at.set(unix_seconds(SystemTime::now()));
+        }
+    }
+
+    /// The inputs are open (reading) or closed (end of input, shutdown).
+    pub fn set_reading(&self, open: bool) {
+        self.reading.store(open, Ordering::Relaxed);
+        self.sources_open.set(i64::from(open));
+    }
+
+    /// Why dingtail is not ready, or `None` when it is: its inputs are open and no robot fails
+    /// permanently.
+    pub fn not_ready(&self) -> Option<String> {
+        if !self.reading.load(Ordering::Relaxed) {
+            return Some("inputs are not open".to_owned());
+        }
+        let failing = self
+            .failing_robots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if !failing.is_empty() {
+            let names: Vec<&str> = failing.iter().map(String::as_str).collect();
+            return Some(format!("robot failing permanently: {}", names.join(", ")));
+        }
+        None
+    }
+
+    /// The handle a dispatcher feeds (`None`: the dry-run dispatcher of a config without robots).
+    pub fn robot(self: &Arc<Self>, robot: Option<&str>) -> RobotMetrics {
+        let name = robot.unwrap_or("(none)").to_owned();
+        let m = RobotMetrics {
+            metrics: self.clone(),
+            label: labels(&[("robot", &name)]),
+            name,
+            published: DeliveryReport::default(),
+        };
+        // Series at zero from the start.
+        for result in ["sent", "failed"] {
+            let _ = m.metrics.messages.get_or_create(&m.with("result", result));
+            let _ = m.metrics.events.get_or_create(&m.with("result", result));
+        }
+        let _ = m.metrics.retries.get_or_create(&m.label);
+        let _ = m.metrics.latency.get_or_create(&m.label);
+        m.set_pending(0, 0);
+        m.set_paused(None);
+        m.set_failing(false);
+        m
+    }
+}
+
+/// One robot's view of [`Metrics`], held by its dispatcher.
+pub struct RobotMetrics {
+    metrics: Arc<Metrics>,
+    label: Labels,
+    name: String,
+    /// What of the dispatcher's report is already counted.
+    published: DeliveryReport,
+}
+
+impl RobotMetrics {
+    fn with(&self, key: &'static str, value: &str) -> Labels {
+        let mut l = self.label.clone();
+        l.push((key, value.to_owned()));
+        l
+    }
+
+    /// Brings the counters up to the dispatcher's report (they only grow).
+    pub fn publish(&mut self, report: &DeliveryReport) {
+        let m = &self.metrics;
+        let p = &self.published;
+        let failed_events = report.events_failed_total();
+        let inc = |f: &Family<Labels, Counter>, l: Labels, now: u64, before: u64| {
+            if now > before {
+                f.get_or_create(&l).inc_by(now - before);
+            }
+        };
+        inc(
+            &m.messages,
+            self.with("result", "sent"),
+            report.messages_sent,
+            p.messages_sent,
+        );
+        inc(
+            &m.messages,
+            self.with("result", "failed"),
+            report.messages_failed,
+            p.messages_failed,
+        );
+        inc(
+            &m.events,
+            self.with("result", "sent"),
+            report.events_sent,
+            p.events_sent,
+        );
+        inc(
+            &m.events,
+            self.with("result", "failed"),
+            failed_events,
+            p.events_failed_total(),
+        );
+        inc(
+            &m.events,
+            self.with("result", "forwarded"),
+            report.events_forwarded,
+            p.events_forwarded,
+        );
+        self.published = report.clone();
+    }
+
+    /// Alerts and matching lines waiting for this robot.
+    pub fn set_pending(&self, alerts: usize, hits: u64) {
+        let m = &self.metrics;
+        m.pending_alerts
+            .get_or_create(&self.label)
+            .set(i64::try_from(alerts).unwrap_or(i64::MAX));
+        m.pending_hits
+            .get_or_create(&self.label)
+            .set(i64::try_from(hits).unwrap_or(i64::MAX));
+    }
+
+    /// The robot is paused until `until` (DingTalk throttled it), or not paused (`None`).
+    pub fn set_paused(&self, until: Option<SystemTime>) {
+        let m = &self.metrics;
+        m.paused
+            .get_or_create(&self.label)
+            .set(i64::from(until.is_some()));
+        m.paused_until
+            .get_or_create(&self.label)
+            .set(until.map_or(0.0, unix_seconds));
+    }
+
+    /// The robot fails permanently (or works again).
+    pub fn set_failing(&self, failing: bool) {
+        let m = &self.metrics;
+        m.failing.get_or_create(&self.label).set(i64::from(failing));
+        let mut set = m.failing_robots.lock().unwrap_or_else(|e| e.into_inner());
+        if failing {
+            set.insert(self.name.clone());
+        } else {
+            set.remove(&self.name);
+        }
+    }
+
+    /// DingTalk answered with a non-zero errcode.
+    pub fn record_errcode(&self, errcode: i64) {
+        self.metrics
+            .errcodes
+            .get_or_create(&self.with("errcode", &errcode.to_string()))
+            .inc();
+    }
+
+    /// An attempt is retried.
+    pub fn record_retry(&self) {
+        self.metrics.retries.get_or_create(&self.label).inc();
+    }
+
+    /// A message was accepted `latency` after its first matching line.
+    pub fn record_latency(&self, latency: Duration) {
+        self.metrics
+            .latency
+            .get_or_create(&self.label)
+            .observe(latency.as_secs_f64());
+    }
+}
+
+/// Rewrites OpenMetrics text into the classic format; see [`Metrics::render_prometheus`].
+fn openmetrics_to_prometheus(text: &str) -> String {
+    let counters: BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(text.len() + 16 * counters.len());
+    for line in text.lines() {
+        if line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line));
+        out.push('\n');
+    }
+    out
+}
+
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn published_reports_only_ever_add_the_difference() {
+        let metrics = Arc::new(Metrics::new());
+        let mut robot = metrics.robot(Some("ops"));
+        let mut report = DeliveryReport {
+            messages_sent: 2,
+            events_sent: 7,
+            ..DeliveryReport::default()
+        };
+        robot.publish(&report);
+        robot.publish(&report);
+        report.messages_sent = 3;
+        report.events_sent = 9;
+        robot.publish(&report);
+        let text = metrics.render();
+        assert!(
+            text.contains("dingtail_messages_total{robot=\"ops\",result=\"sent\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("dingtail_events_total{robot=\"ops\",result=\"sent\"} 9"),
+            "{text}"
+        );
+        assert!(text.contains("dingtail_build_info{version="), "{text}");
+        let classic = metrics.render_prometheus();
+        assert!(
+            classic.contains("# TYPE dingtail_messages_total counter\n"),
+            "{classic}"
+        );
+        assert!(
+            classic.contains("# HELP dingtail_messages_total Messages"),
+            "{classic}"
+        );
+        assert!(!classic.contains("# EOF"), "{classic}");
+    }
+
+    #[test]
+    fn readiness_needs_open_inputs_and_no_failing_robot() {
+        let metrics = Arc::new(Metrics::new());
+        assert!(metrics.not_ready().is_some());
+        metrics.set_reading(true);
+        assert_eq!(metrics.not_ready(), None);
+        let robot = metrics.robot(Some("ops"));
+        robot.set_failing(true);
+        assert_eq!(
+            metrics.not_ready().as_deref(),
+            Some("robot failing permanently: ops")
+        );
+        robot.set_failing(false);
+        assert_eq!(metrics.not_ready(), None);
+    }
+}

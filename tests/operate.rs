@@ -1,0 +1,711 @@
+//! Running dingtail for months: time zones, the metrics and health listener, reloads, silences
+//! and mute windows, through the real binary.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::emulator::{Emulator, RobotSpec};
+use support::env::{TestEnv, header_total, signal};
+
+const TOKEN: &str = "tok-0123456789abcdef";
+
+/// The host (and the log) say UTC; the config says Shanghai: messages say Shanghai time.
+#[test]
+fn message_times_are_written_in_the_configured_zone() {
+    let yaml = "timezone: Asia/Shanghai\ntimestamp:\n  regex: '^(\\S+ \\S+)'\n  format: '%Y-%m-%d %H:%M:%S'\nrules:\n  - {name: err, match: ERROR, window: 1s}\n";
+    let env = TestEnv::new().config(yaml).env("TZ", "UTC");
+    let out = env.run(
+        &["test", "--replay"],
+        b"2026-01-01 00:00:00 ERROR disk full\n2026-01-01 00:00:01 ERROR disk full\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("2026-01-01 08:00:00 · stdin"),
+        "{}",
+        out.stdout
+    );
+    // Without `timezone:`, TZ decides (an IANA name, from the compiled-in database).
+    let yaml = yaml.replace("timezone: Asia/Shanghai\n", "");
+    let env = TestEnv::new().config(&yaml).env("TZ", "UTC");
+    let out = env.run(
+        &["test", "--replay"],
+        b"2026-01-01 00:00:00 ERROR disk full\n",
+    );
+    assert!(
+        out.stdout.contains("2026-01-01 00:00:00 · stdin"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// A `dingtail run` in the background: its stderr is read line by line as it comes, so a test
+/// can wait for a line (`listening on ADDR`, a reload) instead of sleeping.
+struct Running {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+    stdout: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Running {
+    fn start(env: &TestEnv, args: &[&str]) -> Running {
+        let mut child = env.spawn(args);
+        let stdin = child.stdin.take();
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
+        let mut out = child.stdout.take().expect("stdout");
+        let (e, o) = (stderr.clone(), stdout.clone());
+        let readers = vec![
+            std::thread::spawn(move || {
+                let mut line = String::new();
+                while err.read_line(&mut line).unwrap_or(0) > 0 {
+                    e.lock().unwrap().push(std::mem::take(&mut line));
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = out.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    o.lock().unwrap().extend_from_slice(&buf[..n]);
+                }
+            }),
+        ];
+        Running {
+            child,
+            stdin,
+            stderr,
+            readers,
+            stdout,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().concat()
+    }
+
+    /// Waits until a stderr line contains `needle` (at least `n` such lines); returns the last.
+    fn wait_for_line(&mut self, needle: &str, n: usize) -> String {
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            {
+                let lines = self.stderr.lock().unwrap();
+                let found: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
+                if found.len() >= n {
+                    return found[n - 1].clone();
+                }
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "dingtail exited ({status}) before `{needle}`: {}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` on stderr: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until stdout contains `needle`.
+    fn wait_for_stdout(&mut self, needle: &str) {
+        let deadline = Instant::now() + LIMIT;
+        while !String::from_utf8_lossy(&self.stdout.lock().unwrap()).contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` on stdout: {}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The address from `listening on ADDR`.
+    fn listen_addr(&mut self) -> String {
+        let line = self.wait_for_line("listening on ", 1);
+        line.split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    fn write(&mut self, data: &[u8]) {
+        self.stdin
+            .as_mut()
+            .expect("stdin open")
+            .write_all(data)
+            .unwrap();
+    }
+
+    /// Closes stdin (end of input) and waits for the exit: (code, stdout, stderr).
+    fn finish(mut self) -> (i32, String, String) {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("dingtail did not exit: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        for r in self.readers.drain(..) {
+            r.join().unwrap();
+        }
+        let stdout = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
+        (status.code().unwrap_or(-1), stdout, self.stderr())
+    }
+}
+
+/// The longest a test waits for anything before failing.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn http_get(url: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap())
+}
+
+/// promtool from Debian's `prometheus` package (.ci/run installs it); the test fails without it.
+fn promtool_check(text: &str) {
+    let promtool = ["promtool", "/usr/bin/promtool"]
+        .into_iter()
+        .find(|p| Command::new(p).arg("--version").output().is_ok())
+        .expect("promtool not found: install Debian's `prometheus` package (.ci/run does)");
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The value of one sample (`name{labels}` exactly as written) in a metrics text.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+/// A number in the summary line after `prefix` (`read `, `messages: `).
+fn summary_number(stderr: &str, prefix: &str) -> u64 {
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("dingtail: read "))
+        .unwrap_or_else(|| panic!("no summary in {stderr}"));
+    let rest = &line[line
+        .find(prefix)
+        .unwrap_or_else(|| panic!("{prefix} in {line}"))
+        + prefix.len()..];
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn metrics_pass_promtool_and_agree_with_the_summary() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    let yaml = format!(
+        "robots:\n  ops:\n    webhook: \"{}\"\nrules:\n  - {{name: err, match: ERROR, window: 50ms}}\n  - {{name: warn, match: WARN, window: 50ms}}\n  - {{name: never, match: NEVER_THERE}}\n",
+        emu.webhook(TOKEN)
+    );
+    let env = TestEnv::new().config(&yaml);
+    let mut run = Running::start(&env, &["run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let mut input = String::new();
+    for i in 0..300 {
+        input.push_str(match i % 3 {
+            0 => "2026 ERROR disk full\n",
+            1 => "2026 WARN slow\n",
+            _ => "2026 INFO fine\n",
+        });
+    }
+    run.write(input.as_bytes());
+    // Wait until DingTalk has every hit: nothing is in flight when the metrics are read.
+    let deadline = Instant::now() + LIMIT;
+    while emu
+        .posts()
+        .iter()
+        .map(|p| header_total(&p.text()))
+        .sum::<u64>()
+        < 200
+    {
+        assert!(Instant::now() < deadline, "posts: {:?}", emu.posts());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (status, ready) = http_get(&format!("http://{addr}/readyz"));
+    assert_eq!((status, ready.as_str()), (200, "ready\n"));
+    let (status, health) = http_get(&format!("http://{addr}/healthz"));
+    assert_eq!((status, health.as_str()), (200, "ok\n"));
+    let (status, text) = http_get(&format!("http://{addr}/metrics"));
+    assert_eq!(status, 200);
+    promtool_check(&text);
+
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        sample(&text, "dingtail_lines_read_total{source=\"-\"}") as u64,
+        summary_number(&stderr, "read ")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_bytes_read_total{source=\"-\"}") as u64,
+        summary_number(&stderr, "lines (")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_hits_total{rule=\"err\"}") as u64,
+        summary_number(&stderr, "err ")
+    );
+    assert_eq!(
+        sample(&text, "dingtail_hits_total{rule=\"warn\"}") as u64,
+        summary_number(&stderr, "warn ")
+    );
+    assert_eq!(sample(&text, "dingtail_hits_total{rule=\"never\"}"), 0.0);
+    let sent = emu.posts().len() as u64;
+    assert_eq!(summary_number(&stderr, "messages: "), sent);
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_messages_total{robot=\"ops\",result=\"sent\"}"
+        ) as u64,
+        sent
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_events_total{robot=\"ops\",result=\"sent\"}"
+        ) as u64,
+        200
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "dingtail_delivery_latency_seconds_count{robot=\"ops\"}"
+        ) as u64,
+        sent
+    );
+    assert_eq!(sample(&text, "dingtail_pending_hits{robot=\"ops\"}"), 0.0);
+    assert_eq!(sample(&text, "dingtail_robot_failing{robot=\"ops\"}"), 0.0);
+}
+
+#[test]
+fn readyz_says_so_while_a_robot_fails_permanently() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret("SECright")]);
+    let yaml = format!(
+        "robots:\n  ops:\n    webhook: \"{}\"\n    secret: SECwrong\nrules:\n  - {{name: err, match: ERROR, window: 10ms}}\n",
+        emu.webhook(TOKEN)
+    );
+    let env = TestEnv::new().config(&yaml);
+    let mut run = Running::start(
+        &env,
+        &["run", "--listen", "127.0.0.1:0", "--shutdown-timeout", "1s"],
+    );
+    let addr = run.listen_addr();
+    run.write(b"ERROR x\n");
+    emu.wait_for_requests(1, LIMIT);
+    run.wait_for_line("holding this robot's alerts", 1);
+    // The log line comes just before the robot is marked failing: wait for the probe to say so.
+    let deadline = Instant::now() + LIMIT;
+    let (status, body) = loop {
+        let (status, body) = http_get(&format!("http://{addr}/readyz"));
+        if status != 200 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("robot failing permanently: ops"), "{body}");
+    let (_, text) = http_get(&format!("http://{addr}/metrics"));
+    assert_eq!(sample(&text, "dingtail_robot_failing{robot=\"ops\"}"), 1.0);
+    assert_eq!(sample(&text, "dingtail_pending_hits{robot=\"ops\"}"), 1.0);
+    assert!(
+        text.lines().any(|l| l
+            .starts_with("dingtail_dingtalk_errcodes_total{robot=\"ops\",errcode=\"310000\"} 1")),
+        "{text}"
+    );
+    let (code, _, _) = run.finish();
+    assert_eq!(code, 1);
+}
+
+/// The dry-run messages' `【rule】×N` totals, per rule.
+fn printed_totals(stdout: &str) -> std::collections::BTreeMap<String, u64> {
+    let mut totals = std::collections::BTreeMap::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let text = v["body"]["text"]["content"].as_str().unwrap_or_default();
+        for (rule, n) in support::env::header_counts(text) {
+            *totals.entry(rule).or_default() += n;
+        }
+    }
+    totals
+}
+
+#[test]
+fn sighup_reloads_under_load_refuses_bad_configs_and_loses_no_count() {
+    const ERR: &str = "  - {name: err, match: ERROR, window: 20ms}\n";
+    const WARN: &str =
+        "  - {name: warn, match: WARN, window: 20ms, threshold: {count: 100000, within: 1h}}\n";
+    let env = TestEnv::new().config(&format!("rules:\n{ERR}"));
+    let path = env.config_path().to_owned();
+    let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let mut stdin = run.stdin.take().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_w = stop.clone();
+    // About 1,000 lines a second until told to stop; returns how many of each it wrote.
+    let writer = std::thread::spawn(move || {
+        let (mut errors, mut warns) = (0u64, 0u64);
+        let mut i = 0u64;
+        while !stop_w.load(std::sync::atomic::Ordering::Relaxed) {
+            let line = match i % 3 {
+                0 => {
+                    errors += 1;
+                    format!("{i} ERROR db down\n")
+                }
+                1 => {
+                    warns += 1;
+                    format!("{i} WARN slow\n")
+                }
+                _ => format!("{i} INFO fine\n"),
+            };
+            stdin.write_all(line.as_bytes()).unwrap();
+            i += 1;
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        (errors, warns)
+    });
+    let lines_read = || {
+        let (_, text) = http_get(&format!("http://{addr}/metrics"));
+        text.lines()
+            .find_map(|l| l.strip_prefix("dingtail_lines_read_total{source=\"-\"} "))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    for i in 0..10 {
+        // Reload while lines flow: wait until another 100 were read.
+        let seen = lines_read();
+        let deadline = Instant::now() + LIMIT;
+        while lines_read() < seen + 100 {
+            assert!(Instant::now() < deadline, "lines stopped flowing");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let yaml = if i % 2 == 0 {
+            // Invalid: an unclosed group and a window that is no duration.
+            format!("rules:\n{ERR}  - {{name: bad, match: '(oops', window: soon}}\n")
+        } else if (i / 2) % 2 == 0 {
+            // `warn` holds its hits below a threshold never met: removing it must deliver them.
+            format!("rules:\n{ERR}{WARN}")
+        } else {
+            format!("rules:\n{ERR}")
+        };
+        std::fs::write(&path, yaml).unwrap();
+        signal(&run.child, libc::SIGHUP);
+        run.wait_for_line("config reload", i + 1);
+    }
+    let (_, text) = http_get(&format!("http://{addr}/metrics"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (errors, warns) = writer.join().unwrap();
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        stderr.matches("config reloaded (SIGHUP)").count(),
+        5,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("refused, still running").count(),
+        5,
+        "{stderr}"
+    );
+    // Every problem of a refused config is named, with its place.
+    assert!(stderr.contains("rule 'bad', field 'window'"), "{stderr}");
+    assert!(stderr.contains("rule 'bad', field 'match'"), "{stderr}");
+    assert_eq!(
+        sample(&text, "dingtail_config_reloads_total{result=\"applied\"}"),
+        5.0
+    );
+    assert_eq!(
+        sample(&text, "dingtail_config_reloads_total{result=\"refused\"}"),
+        5.0
+    );
+    assert_eq!(sample(&text, "dingtail_config_last_reload_successful"), 1.0);
+    let totals = printed_totals(&stdout);
+    assert_eq!(totals.get("err").copied(), Some(errors), "{stderr}");
+    assert_eq!(summary_number(&stderr, "err "), errors);
+    // `warn` was in force for part of the run: every hit it counted went out (it was removed
+    // twice and in force at the end: what it held then is below its threshold, so reported).
+    let warn_matched = summary_number(&stderr, "warn ");
+    assert!(
+        warn_matched > 0 && warn_matched < warns,
+        "{warn_matched} of {warns}"
+    );
+    let held = stderr
+        .split("below threshold, not sent: warn ")
+        .nth(1)
+        .map_or(0, |r| {
+            r.split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        });
+    assert_eq!(
+        totals.get("warn").copied().unwrap_or(0) + held,
+        warn_matched,
+        "{stderr}"
+    );
+    assert!(
+        totals.get("warn").copied().unwrap_or(0) > 0,
+        "removed rules deliver: {stderr}"
+    );
+}
+
+#[test]
+fn watch_config_follows_a_configmap_symlink_swap() {
+    let env = TestEnv::new();
+    let dir = env.dir().join("config");
+    let version = |n: u32, yaml: &str| {
+        let d = dir.join(format!("..2026_11_29_{n}"));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("dingtail.yaml"), yaml).unwrap();
+        d
+    };
+    let v1 = version(1, "rules:\n  - {name: old, match: OLD, window: 10ms}\n");
+    std::os::unix::fs::symlink(v1.file_name().unwrap(), dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/dingtail.yaml", dir.join("dingtail.yaml")).unwrap();
+    let config = dir.join("dingtail.yaml");
+    let mut run = Running::start(
+        &env,
+        &[
+            "run",
+            "-c",
+            config.to_str().unwrap(),
+            "--dry-run",
+            "--watch-config",
+        ],
+    );
+    run.wait_for_line("watching the config", 1);
+    run.write(b"NEW one\nOLD one\n");
+    run.wait_for_stdout("【old】×1");
+    // What kubelet does: write the new version, point a new symlink at it, rename it over ..data.
+    let v2 = version(2, "rules:\n  - {name: new, match: NEW, window: 10ms}\n");
+    std::os::unix::fs::symlink(v2.file_name().unwrap(), dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(&v1).unwrap();
+    run.wait_for_line("config reloaded (config file changed)", 1);
+    run.write(b"NEW two\nOLD two\n");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    let totals = printed_totals(&stdout);
+    assert_eq!(totals.get("old"), Some(&1), "{stdout}\n{stderr}");
+    assert_eq!(totals.get("new"), Some(&1), "{stdout}\n{stderr}");
+}
+
+#[test]
+fn a_robot_fixed_by_a_reload_delivers_what_it_held() {
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret("SECright")]);
+    let yaml = |secret: &str| {
+        format!(
+            "robots:\n  ops:\n    webhook: \"{}\"\n    secret: {secret}\nrules:\n  - {{name: err, match: ERROR, window: 10ms}}\n",
+            emu.webhook(TOKEN)
+        )
+    };
+    let env = TestEnv::new().config(&yaml("SECwrong"));
+    let mut run = Running::start(&env, &["run", "--listen", "127.0.0.1:0"]);
+    run.listen_addr();
+    run.write(b"ERROR one\nERROR two\n");
+    run.wait_for_line("holding this robot's alerts", 1);
+    std::fs::write(env.config_path(), yaml("SECright")).unwrap();
+    signal(&run.child, libc::SIGHUP);
+    run.wait_for_line("config reloaded", 1);
+    let posts = emu.wait_for_posts(1, LIMIT);
+    assert_eq!(header_total(&posts[0].text()), 2, "{}", posts[0].text());
+    let (code, _, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("messages: 1 sent, 0 failed"), "{stderr}");
+    assert!(!stderr.contains("SECright"), "{stderr}");
+}
+
+const REPLAY_HEAD: &str =
+    "timezone: Asia/Shanghai\ntimestamp:\n  regex: '^(\\S+ \\S+)'\n  format: '%Y-%m-%d %H:%M:%S'\n";
+
+/// Replay messages: (header time, text).
+fn replayed(stdout: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    for line in stdout.lines() {
+        if let Some(rest) = line.strip_prefix("--- ") {
+            out.push((rest.split(" · ").next().unwrap().to_owned(), String::new()));
+        } else if line.starts_with("===") {
+            break;
+        } else if let Some(last) = out.last_mut() {
+            last.1.push_str(line);
+            last.1.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn replay_honours_a_mute_window_in_the_configured_zone_and_counts_what_it_covered() {
+    // 10:00–11:00 in Shanghai is 02:00–03:00 in the log's UTC.
+    let yaml = format!(
+        "{REPLAY_HEAD}rules:\n  - {{name: err, match: ERROR, window: 1s}}\nmute:\n  - {{name: batch, rules: [err], from: '10:00', to: '11:00'}}\n"
+    );
+    let env = TestEnv::new().config(&yaml).env("TZ", "UTC");
+    let log = "2026-01-05 01:59:00 ERROR a\n2026-01-05 02:00:00 ERROR b\n2026-01-05 02:10:00 ERROR c\n2026-01-05 02:59:00 ERROR d\n2026-01-05 03:00:05 ERROR e\n";
+    let out = env.run(&["test", "--replay"], log.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let msgs = replayed(&out.stdout);
+    assert_eq!(msgs.len(), 2, "{}", out.stdout);
+    assert_eq!(header_total(&msgs[0].1), 1);
+    assert_eq!(header_total(&msgs[1].1), 1);
+    assert!(
+        msgs[1].0.starts_with("2026-01-05 11:00:05"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        msgs[1].1.contains("while silenced: ×3 (not sent)"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("silenced, not sent: err 3"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn replay_holds_low_severity_alerts_in_quiet_hours_and_sends_one_digest_at_their_end() {
+    let yaml = format!(
+        "{REPLAY_HEAD}rules:\n  - {{name: warn, match: WARN, window: 1s, severity: warning}}\n  - {{name: crit, match: CRIT, window: 1s, severity: critical}}\nquiet_hours: {{from: '22:00', to: '08:00'}}\n"
+    );
+    let env = TestEnv::new().config(&yaml).env("TZ", "Asia/Shanghai");
+    let log = "2026-01-05 23:00:00 WARN a\n2026-01-05 23:30:00 WARN b\n2026-01-05 23:45:00 CRIT c\n2026-01-06 09:00:00 INFO d\n";
+    let out = env.run(&["test", "--replay"], log.as_bytes());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let msgs = replayed(&out.stdout);
+    assert_eq!(msgs.len(), 2, "{}", out.stdout);
+    assert!(
+        msgs[0].0.starts_with("2026-01-05 23:45:0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        support::env::header_counts(&msgs[0].1),
+        [("crit".to_owned(), 1)]
+    );
+    assert!(
+        msgs[1].0.starts_with("2026-01-06 08:00:00"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(header_total(&msgs[1].1), 2, "{}", out.stdout);
+}
+
+fn silence_cmd(env: &TestEnv, args: &[&str]) -> String {
+    let out = env.run(args, b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout
+}
+
+#[test]
+fn a_silence_over_the_listener_counts_what_it_covered_and_the_next_message_says_so() {
+    let env = TestEnv::new().config("rules:\n  - {name: err, match: ERROR, window: 10ms}\n");
+    let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    let added = silence_cmd(
+        &env,
+        &[
+            "silence",
+            "add",
+            "--listen",
+            &addr,
+            "--rule",
+            "err",
+            "--for",
+            "1h",
+            "--comment",
+            "db migration",
+        ],
+    );
+    let id = added.split_whitespace().next().unwrap().to_owned();
+    let listed = silence_cmd(&env, &["silence", "list", "--listen", &addr]);
+    assert!(
+        listed.contains(&id) && listed.contains("db migration"),
+        "{listed}"
+    );
+    assert!(env.dir().join("state/silences.json").exists(), "persisted");
+    run.write(b"ERROR one\nERROR two\nERROR three\n");
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (_, text) = http_get(&format!("http://{addr}/metrics"));
+        if sample(&text, "dingtail_silenced_hits_total{rule=\"err\"}") == 3.0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{text}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    silence_cmd(&env, &["silence", "expire", "--listen", &addr, &id]);
+    run.write(b"ERROR four\n");
+    run.wait_for_stdout("while silenced");
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("while silenced: ×3 (not sent)"), "{stdout}");
+    assert_eq!(printed_totals(&stdout).get("err"), Some(&1));
+    assert!(stderr.contains("matches: err 4"), "{stderr}");
+    assert!(stderr.contains("silenced, not sent: err 3"), "{stderr}");
+}
+
+#[test]
+fn a_silence_written_while_nothing_runs_is_honoured_at_start() {
+    let env = TestEnv::new().config("rules:\n  - {name: err, match: ERROR, window: 10ms}\n");
+    silence_cmd(&env, &["silence", "add", "--rule", "err", "--for", "1h"]);
+    let out = env.run(&["run", "--dry-run"], b"ERROR one\nERROR two\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(out.stdout, "", "nothing sent");
+    assert!(
+        out.stderr.contains("silenced, not sent: err 2"),
+        "{}",
+        out.stderr
+    );
+}
