@@ -25,6 +25,7 @@ use crate::timezone::Zone;
 mod mute_config;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod pii;
 mod quota;
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
@@ -532,6 +533,8 @@ struct RawConfig {
     quiet_hours: Option<Spanned<mute_config::RawQuietHours>>,
     #[serde(default)]
     quota: Option<Spanned<quota::RawQuota>>,
+    #[serde(default)]
+    redact: Option<pii::RawRedact>,
 }
 
 impl RawConfig {
@@ -544,6 +547,7 @@ impl RawConfig {
         self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
+        self.redact = self.redact.take().or(part.redact);
         self.timezone = self.timezone.take().or(part.timezone);
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
@@ -666,6 +670,8 @@ struct RawRule {
     msgtype: Option<Spanned<String>>,
     #[serde(default)]
     field: Option<Spanned<String>>,
+    #[serde(default, rename = "where")]
+    condition: Option<Spanned<String>>,
     #[serde(default)]
     resolve_after: Option<Spanned<String>>,
     #[serde(default)]
@@ -957,6 +963,7 @@ fn check(
         .timestamp
         .as_ref()
         .and_then(|t| check_timestamp(&mut c, t));
+    let pii = pii::check_redact(&mut c, raw.redact.as_ref());
     let mut names = HashSet::new();
     let mut rules = Vec::new();
     for spanned in &raw.rules {
@@ -1038,6 +1045,7 @@ fn check(
         else {
             continue;
         };
+        spec.style.pii = pii.clone();
         match Rule::compile(spec) {
             Ok(r) => rules.push(r),
             Err(e) => {
@@ -1359,6 +1367,7 @@ fn check_rule_fields<'r>(
                 ("group_by", !rule.group_by.is_empty()),
                 ("max_groups", rule.max_groups.is_some()),
                 ("field", rule.field.is_some()),
+                ("where", rule.condition.is_some()),
                 ("resolve_after", rule.resolve_after.is_some()),
             ];
             for (field, present) in not_here {
@@ -1518,6 +1527,20 @@ fn check_rule_fields<'r>(
             );
         } else {
             spec.field = Some(path);
+        }
+    }
+    if let Some(w) = &rule.condition {
+        match crate::where_expr::Where::parse(&w.value) {
+            Ok(cond) => spec.condition = Some(cond),
+            Err(e) => c.problem(
+                w,
+                ctx("where"),
+                format!(
+                    "at character {} of the condition: {}",
+                    e.offset + 1,
+                    e.message
+                ),
+            ),
         }
     }
     if let Some(r) = &rule.resolve_after {

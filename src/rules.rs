@@ -73,6 +73,8 @@ pub struct RuleSpec {
     pub absent_for: Option<Duration>,
     /// How messages look (its `capture_names` are filled in by [`Rule::compile`]).
     pub style: Style,
+    /// `where:`: a matched line is a hit only when this holds.
+    pub condition: Option<crate::where_expr::Where>,
 }
 
 /// A checked, compiled rule.
@@ -111,6 +113,8 @@ pub struct Rule {
     pub absent_for: Option<Duration>,
     /// How messages look, shared with every alert.
     pub style: Arc<Style>,
+    /// `where:`: a matched line is a hit only when this holds (see [`crate::where_expr`]).
+    pub condition: Option<Arc<crate::where_expr::Where>>,
 }
 
 /// Why a rule did not compile, with which regex was at fault.
@@ -194,7 +198,12 @@ impl Rule {
                 )
             })
         });
-        let needs_captures = !group_by.is_empty() || templated;
+        let conditioned = spec.condition.as_ref().is_some_and(|w| {
+            w.names()
+                .iter()
+                .any(|n| style.capture_names.iter().any(|c| &**c == *n))
+        });
+        let needs_captures = !group_by.is_empty() || templated || conditioned;
         let regex = (needs_captures || spec.field.is_some()).then_some(re);
         Ok(Rule {
             name: spec.name,
@@ -213,6 +222,7 @@ impl Rule {
             resolve_after: spec.resolve_after,
             absent_for: spec.absent_for,
             style: Arc::new(style),
+            condition: spec.condition.map(Arc::new),
         })
     }
 
@@ -236,7 +246,7 @@ fn check_pattern(pattern: &str, field: bool) -> Result<Regex, String> {
 }
 /// The regex error, on one line where possible (the multi-line form points with `^` at the
 /// pattern, which does not survive our `file:line:col:` prefix well).
-fn explain(err: &regex::Error) -> String {
+pub(crate) fn explain(err: &regex::Error) -> String {
     match err {
         regex::Error::Syntax(text) => {
             let last = text.lines().rev().find(|l| l.starts_with("error:"));

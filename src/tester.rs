@@ -127,15 +127,25 @@ struct Show {
 
 fn scan(
     matcher: &Matcher,
-    block: &[u8],
+    block: &bytes::Bytes,
     report: &mut TestReport,
     out: &mut impl Write,
     show: &Show,
 ) -> io::Result<()> {
     report.events += memchr::memchr_iter(b'\n', block).count() as u64;
     let mut result = Ok(());
+    let mut confirmed = Vec::new();
     matcher.scan(block, |m| {
-        let (range, rules) = (m.range.clone(), m.rules);
+        let mut judged = block.slice(m.range.clone());
+        if judged.ends_with(b"\r") {
+            judged.truncate(judged.len() - 1);
+        }
+        confirmed.clear();
+        matcher.confirm(&judged, m, |rule, _| confirmed.push(rule));
+        if confirmed.is_empty() {
+            return; // every rule's `where:` said no
+        }
+        let (range, rules) = (m.range.clone(), &confirmed[..]);
         report.matched_lines += 1;
         let names: Vec<&str> = rules
             .iter()
@@ -311,5 +321,30 @@ mod tests {
         // without multiline, each line counts
         let report = run(&config, &input[..], &mut Vec::new()).unwrap();
         assert_eq!(report.per_rule, [("exc".to_owned(), 3)]);
+    }
+
+    #[test]
+    fn where_is_judged_as_in_run() {
+        let config = crate::config::parse_str(
+            "rules:\n  - {name: slow, match: '\"status\"', where: 'status >= 500 and latency_ms > 1000'}\n",
+            "t.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        let input = concat!(
+            "{\"status\": 503, \"latency_ms\": 1500}\n",
+            "{\"status\": 503, \"latency_ms\": 20}\n",
+            "{\"status\": 200, \"latency_ms\": 5000}\n",
+            "{\"status\": 502}\n",
+        );
+        let mut out = Vec::new();
+        let report = run(&config, input.as_bytes(), &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!(report.per_rule, [("slow".to_owned(), 1)], "{text}");
+        assert_eq!(report.matched_lines, 1);
+        assert!(
+            text.starts_with("slow\t{\"status\": 503, \"latency_ms\": 1500}\n"),
+            "{text}"
+        );
     }
 }

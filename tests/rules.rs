@@ -50,7 +50,7 @@ fn threshold_group_by_template_mentions_and_two_robots() {
     }
     input.push_str("sshd[1]: Failed password for root from 10.0.0.9 port 22 ssh2\n");
     input.push_str("sshd[1]: Failed password for root from 10.0.0.9 port 22 ssh2\n");
-    input.push_str("app: write failed: No space left on device [@13900000000](x)\n");
+    input.push_str("app: write failed: No space left on device [@opslead](x)\n");
     let out = env.run(&["run"], input.as_bytes());
     assert_eq!(out.code, 0, "{}", out.stderr);
 
@@ -85,7 +85,7 @@ fn threshold_group_by_template_mentions_and_two_robots() {
         .collect();
     assert_eq!(md.len(), 1, "{posts:#?}");
     let text = md[0].text();
-    assert!(text.contains("＠13900000000"), "{text}");
+    assert!(text.contains("＠opslead"), "{text}");
     assert!(!text.contains("[@"), "{text}");
     assert_eq!(md[0].body["markdown"]["title"], "disk ×1");
     assert!(to(SEC).iter().all(|p| !p.text().contains("disk")));

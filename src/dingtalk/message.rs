@@ -18,7 +18,8 @@
 //! all pass [`neutralise`] (no control, bidi or zero-width character, no `【】`, no `@`, no
 //! markdown markup), so the only lines that start with `【` are real headers. Values that go
 //! into headers and templates are also cut to [`MAX_VALUE_CHARS`], so one alert's fixed text
-//! always fits in a message.
+//! always fits in a message. Before that, personal data is masked out of them (`redact:`, see
+//! [`crate::pii`]), so every size is computed on the text actually sent.
 
 use std::time::SystemTime;
 
@@ -27,6 +28,7 @@ use serde::Serialize;
 use crate::aggregate::{Alert, AlertKind};
 use crate::dingtalk::neutral::{MAX_VALUE_CHARS, neutralise, neutralise_short};
 use crate::dingtalk::style::{Mention, MsgType, Piece, Placeholder};
+use crate::pii::Pii;
 use crate::timezone::Zone;
 
 /// DingTalk's limit on a request body, in bytes.
@@ -396,7 +398,7 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
     }
     if let Some(g) = &alert.group {
         h.push_str(" · ");
-        h.push_str(&flavor.untrusted_value(g));
+        h.push_str(&flavor.untrusted_value(&alert.style.pii.mask(g)));
     }
     h.push_str(flavor.eol());
     if alert.silenced > 0 {
@@ -423,7 +425,7 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
     let quote = |a: &Alert| -> Vec<Quoted> {
         a.samples
             .iter()
-            .map(|s| Quoted::new(&s.text, s.cut, flavor))
+            .map(|s| Quoted::new(&s.text, s.cut, flavor, &a.style.pii))
             .collect()
     };
     match a.kind {
@@ -540,9 +542,11 @@ fn value(a: &Alert, v: Placeholder, host: &str, zone: Zone, flavor: Flavor) -> S
         Placeholder::First => time(zone, a.first),
         Placeholder::Last => time(zone, a.last),
         Placeholder::Lines => String::new(),
-        Placeholder::Capture(i) => {
-            flavor.untrusted_value(a.captures.get(i).map_or("", String::as_str))
-        }
+        Placeholder::Capture(i) => flavor.untrusted_value(
+            &a.style
+                .pii
+                .mask(a.captures.get(i).map_or("", String::as_str)),
+        ),
     }
 }
 
@@ -582,12 +586,24 @@ const PREFIX: &str = "> ";
 const ELLIPSIS: &str = "…";
 
 impl Quoted {
-    fn new(raw: &[u8], cut: bool, flavor: Flavor) -> Quoted {
+    /// Personal data is masked (by `pii`) before the text is made safe and measured, so the
+    /// size is that of what is sent; a cut line's last piece also loses a trailing partial number.
+    fn new(raw: &[u8], cut: bool, flavor: Flavor, pii: &Pii) -> Quoted {
         // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
         // lines goes on a line of its own, indented under the `> ` that marks one counted event.
+        let pieces = raw.split(|&b| b == b'\r').count();
         let text = raw
             .split(|&b| b == b'\r')
-            .map(|l| flavor.untrusted(&String::from_utf8_lossy(l)))
+            .enumerate()
+            .map(|(i, l)| {
+                let l = String::from_utf8_lossy(l);
+                let masked = if cut && i + 1 == pieces {
+                    pii.mask_cut(&l)
+                } else {
+                    pii.mask(&l)
+                };
+                flavor.untrusted(&masked)
+            })
             .collect::<Vec<_>>()
             .join(&format!("{}  ", flavor.eol()));
         let len = escaped_len(PREFIX)
@@ -1161,6 +1177,8 @@ mod tests {
         let style = Style {
             msgtype: MsgType::Markdown,
             severity: Some(crate::dingtalk::style::Severity::Warning),
+            // The number stays so the `@` before it can be seen neutralised.
+            pii: Pii::off(),
             ..Style::default()
         };
         let evil: &[u8] = b"**bold** [x](http://e.vil) ![i](u) # h @13800000000 <b>|t|</b> `c`";
@@ -1229,5 +1247,76 @@ mod tests {
         };
         let (m, _) = render(&[a], &ctx(None), "u".into());
         assert!(content(&m).contains("> \u{fffd}"));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Masking changes what is quoted, never what is counted: with `redact` on, every body
+        /// fits, every header's ×N is the alert's count and equals quoted + not shown, the same
+        /// totals as with it off, and no personal value reaches the body.
+        #[test]
+        fn masking_never_changes_counts(
+            specs in prop::collection::vec(
+                (1u64..1000, prop::collection::vec(
+                    (prop::collection::vec(0usize..7, 0..40), 0usize..3000), 0..12)),
+                1..10),
+            markdown in any::<bool>(),
+        ) {
+            const PIECES: [&str; 7] = [
+                "13812345678", "11010519491231002X", "6222021234567894", "zhang.san@qq.com",
+                "Bearer abcDEF123456", "password=hunter2", " ts=1732870000 ",
+            ];
+            let secrets = ["13812345678", "11010519491231002X", "6222021234567894",
+                "zhang.san", "abcDEF123456", "hunter2"];
+            let style = |pii: Pii| Arc::new(Style {
+                msgtype: if markdown { MsgType::Markdown } else { MsgType::Text },
+                pii,
+                ..Style::default()
+            });
+            let build = |pii: Pii| -> Vec<Alert> {
+                let style = style(pii);
+                specs.iter().enumerate().map(|(i, (count, lines))| {
+                    let lines: Vec<Vec<u8>> = lines.iter().map(|(pieces, pad)| {
+                        let mut l = "x".repeat(*pad);
+                        for p in pieces { l.push(' '); l.push_str(PIECES[*p]); l.push(' '); }
+                        l.into_bytes()
+                    }).collect();
+                    let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+                    let mut a = alert(&format!("rule-{i}"), (*count).max(lines.len() as u64), &lines, 12);
+                    a.style = style.clone();
+                    a
+                }).collect()
+            };
+            let totals = |alerts: &[Alert], check_secrets: bool| -> Result<Vec<u64>, TestCaseError> {
+                let mut rest = alerts;
+                let mut counts = Vec::new();
+                while !rest.is_empty() {
+                    let (m, used) = render(rest, &ctx(None), "uuid".into());
+                    prop_assert!(m.body.len() <= MAX_BODY_BYTES);
+                    let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                    let text = if markdown { &v["markdown"]["text"] } else { &v["text"]["content"] };
+                    let text = text.as_str().unwrap();
+                    prop_assert_eq!(header_total(text), m.count);
+                    if !markdown {
+                        for (count, quoted, more) in sections(text) {
+                            prop_assert_eq!(quoted + more, count);
+                        }
+                    }
+                    if check_secrets {
+                        for s in secrets {
+                            prop_assert!(!m.body.contains(s), "{} in {}", s, m.body);
+                        }
+                    }
+                    counts.push(m.count);
+                    rest = &rest[used..];
+                }
+                Ok(counts)
+            };
+            let on = totals(&build(Pii::default()), true)?;
+            let off = totals(&build(Pii::off()), false)?;
+            prop_assert_eq!(on.iter().sum::<u64>(), off.iter().sum::<u64>());
+            prop_assert_eq!(on.iter().sum::<u64>(),
+                build(Pii::off()).iter().map(|a| a.count).sum::<u64>());
+        }
     }
 }

@@ -227,6 +227,9 @@ pub struct Style {
     pub capture_names: Vec<Arc<str>>,
     /// For absence rules: the pattern that stopped matching, shown in the message.
     pub absent_pattern: Option<String>,
+    /// Personal data masked out of quoted lines, captures and group keys (`redact:`; all
+    /// built-ins on by default).
+    pub pii: crate::pii::Pii,
 }
 
 #[cfg(test)]

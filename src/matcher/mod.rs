@@ -379,6 +379,32 @@ impl Matcher {
         }
         out
     }
+    /// The rules of `m` that make `line` (the line of `m`, without its `\r`) a hit, with their
+    /// captures: each rule's `where:` is judged here, on candidate lines only, so `run` and
+    /// `test` count the same hits.
+    pub fn confirm(
+        &self,
+        line: &Bytes,
+        m: &LineMatch<'_>,
+        mut hit: impl FnMut(RuleId, Vec<Bytes>),
+    ) {
+        for &rule in m.rules {
+            let r = &self.rules[rule];
+            let captures = if !r.needs_captures {
+                Vec::new()
+            } else if let Some((_, value)) = m.values.iter().find(|(id, _)| *id == rule) {
+                let value = Bytes::copy_from_slice(value.as_bytes());
+                captures_of(r, &value)
+            } else {
+                let judged = line.slice(..line.len().min(self.max_line));
+                captures_of(r, &judged)
+            };
+            if crate::where_expr::admits(r, line, &captures) {
+                hit(rule, captures);
+            }
+        }
+    }
+
     /// Matches a whole chunk into a [`HitBatch`].
     pub fn match_chunk(&self, chunk: &Chunk) -> HitBatch {
         let data = &chunk.data;
@@ -388,23 +414,13 @@ impl Matcher {
             if line.ends_with(b"\r") {
                 line.truncate(line.len() - 1);
             }
-            for &rule in m.rules {
-                let r = &self.rules[rule];
-                let captures = if !r.needs_captures {
-                    Vec::new()
-                } else if let Some((_, value)) = m.values.iter().find(|(id, _)| *id == rule) {
-                    let value = Bytes::copy_from_slice(value.as_bytes());
-                    captures_of(r, &value)
-                } else {
-                    let judged = line.slice(..line.len().min(self.max_line));
-                    captures_of(r, &judged)
-                };
+            self.confirm(&line, m, |rule, captures| {
                 hits.push(Hit {
                     rule,
                     line: line.clone(),
                     captures,
-                });
-            }
+                })
+            });
         });
         let lines = memchr::memchr_iter(b'\n', data).count() as u64
             + u64::from(!data.is_empty() && !data.ends_with(b"\n"));
