@@ -469,23 +469,7 @@ impl Aggregator {
             if let Some(cd) = rule.cooldown {
                 group.cooldown_until = Some(at + cd);
             }
-            let alert = Alert {
-                rule: key.0,
-                rule_name: self.names[key.0].clone(),
-                robot: None,
-                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
-                kind: AlertKind::Hits,
-                count: p.count,
-                first: p.first,
-                last: p.last,
-                source: p.source,
-                samples: p.samples,
-                max_lines: rule.max_lines,
-                captures: p.captures,
-                style: rule.style.clone(),
-                holds: p.holds,
-                silenced: 0,
-            };
+            let alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
             fan_out(alert, rule, out);
         }
         if let Some(quiet) = rule.resolve_after
@@ -757,23 +741,7 @@ impl Aggregator {
                 continue;
             };
             let rule = &self.rules[key.0];
-            let alert = Alert {
-                rule: key.0,
-                rule_name: self.names[key.0].clone(),
-                robot: None,
-                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
-                kind: AlertKind::Hits,
-                count: p.count,
-                first: p.first,
-                last: p.last,
-                source: p.source,
-                samples: p.samples,
-                max_lines: rule.max_lines,
-                captures: p.captures,
-                style: rule.style.clone(),
-                holds: p.holds,
-                silenced: 0,
-            };
+            let alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
             fan_out(alert, rule, &mut out);
         }
         let gone_watches: Vec<RuleId> = self
@@ -844,6 +812,27 @@ impl Aggregator {
         for key in keys {
             self.reschedule(&key, now);
         }
+    }
+}
+
+/// The alert that a group's pending hits become when its window closes (or its rule goes).
+fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> Alert {
+    Alert {
+        rule: key.0,
+        rule_name,
+        robot: None,
+        group: (!rule.group_by.is_empty()).then_some(key.1),
+        kind: AlertKind::Hits,
+        count: p.count,
+        first: p.first,
+        last: p.last,
+        source: p.source,
+        samples: p.samples,
+        max_lines: rule.max_lines,
+        captures: p.captures,
+        style: rule.style.clone(),
+        holds: p.holds,
+        silenced: 0,
     }
 }
 

@@ -184,19 +184,24 @@ fn scan(
 }
 
 fn write_table(report: &TestReport, out: &mut impl Write) -> io::Result<()> {
-    let width = report
-        .per_rule
-        .iter()
-        .map(|(n, _)| n.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let width = name_width(report);
     writeln!(out)?;
     writeln!(out, "{:<width$}  {:>10}", "rule", "lines")?;
     for (name, n) in &report.per_rule {
         writeln!(out, "{name:<width$}  {n:>10}")?;
     }
     writeln!(out, "{}", matched_summary(report))
+}
+
+/// The width of the rule column of either table: the longest rule name, at least `rule`.
+fn name_width(report: &TestReport) -> usize {
+    report
+        .per_rule
+        .iter()
+        .map(|(n, _)| n.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4)
 }
 
 /// The last line of either table: how many lines (and events, when `multiline` gathered them)
@@ -217,13 +222,7 @@ fn matched_summary(report: &TestReport) -> String {
 
 /// The counts for people: a table with each rule's share of the lines read.
 fn write_human_table(report: &TestReport, out: &mut impl Write, p: Presentation) -> io::Result<()> {
-    let width = report
-        .per_rule
-        .iter()
-        .map(|(n, _)| n.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
+    let width = name_width(report);
     let rule = "─".repeat(width + 2 + 10 + 2 + 8);
     writeln!(out)?;
     writeln!(
