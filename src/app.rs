@@ -240,7 +240,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let budget = if dry_run {
         None
     } else {
-        Some(open_budget(&config, &opts)?)
+        let budget = open_budget(&config, &opts)?;
+        ops.metrics.watch_budget(budget.clone());
+        Some(budget)
     };
     let mut dispatchers = Vec::new();
     // One delivery deadline for every robot, fallbacks included.

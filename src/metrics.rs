@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use crate::budget::SharedBudget;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -59,6 +60,14 @@ pub struct Metrics {
     config_loaded_at: Gauge<f64, AtomicU64>,
     sources_open: Gauge,
     build_info: Family<Labels, Gauge>,
+    budget_monthly: Gauge,
+    budget_used: Gauge,
+    budget_allowance: Gauge,
+    robot_budget_used: Family<Labels, Gauge>,
+    robot_budget_spent: Family<Labels, Gauge>,
+    /// The monthly budget, read at each scrape (its ledger is the truth; copying it into gauges
+    /// on every send would be a second bookkeeping to keep in step).
+    budget: Mutex<Option<SharedBudget>>,
     /// Robots failing permanently now: `/readyz` answers 503 while any is.
     failing_robots: Mutex<BTreeSet<String>>,
     /// Whether the sources are open (set when reading starts, cleared at end of input).
@@ -101,6 +110,12 @@ impl Metrics {
             config_loaded_at: Gauge::default(),
             sources_open: Gauge::default(),
             build_info: Family::default(),
+            budget_monthly: Gauge::default(),
+            budget_used: Gauge::default(),
+            budget_allowance: Gauge::default(),
+            robot_budget_used: Family::default(),
+            robot_budget_spent: Family::default(),
+            budget: Mutex::new(None),
             failing_robots: Mutex::new(BTreeSet::new()),
             reading: AtomicBool::new(false),
             registry: Registry::default(),
@@ -201,13 +216,66 @@ impl Metrics {
             "1 while the inputs are open and read",
             m.sources_open.clone(),
         );
+        r.register(
+            "budget_monthly_messages",
+            "The organisation's monthly message budget (quota.monthly)",
+            m.budget_monthly.clone(),
+        );
+        r.register(
+            "budget_used_messages",
+            "Messages counted against the budget this month (Asia/Shanghai), all robots",
+            m.budget_used.clone(),
+        );
+        r.register(
+            "budget_allowance_messages",
+            "What the pacing allows ordinary rules to have used by now this month",
+            m.budget_allowance.clone(),
+        );
+        r.register(
+            "robot_budget_used_messages",
+            "Messages counted against the budget this month, per robot",
+            m.robot_budget_used.clone(),
+        );
+        r.register(
+            "robot_budget_spent",
+            "1 while a robot holds its alerts until the month turns (budget spent or quota error)",
+            m.robot_budget_spent.clone(),
+        );
         m.config_ok.set(1);
         m.config_loaded_at.set(unix_seconds(SystemTime::now()));
         Metrics { registry, ..m }
     }
 
+    /// Reports the monthly `budget` in the budget gauges, as it stands at each scrape.
+    pub fn watch_budget(&self, budget: SharedBudget) {
+        *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
+    }
+
+    /// Brings the budget gauges up to the ledger.
+    fn refresh_budget(&self) {
+        let budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(budget) = budget.as_ref() else {
+            return;
+        };
+        let status = budget.status(SystemTime::now());
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.budget_monthly.set(int(status.monthly));
+        self.budget_used.set(int(status.used));
+        self.budget_allowance.set(int(status.allowance));
+        for robot in &status.robots {
+            let label = labels(&[("robot", &robot.name)]);
+            self.robot_budget_used
+                .get_or_create(&label)
+                .set(int(robot.used));
+            self.robot_budget_spent
+                .get_or_create(&label)
+                .set(i64::from(robot.spent.is_some()));
+        }
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
+        self.refresh_budget();
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out

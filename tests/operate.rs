@@ -324,6 +324,17 @@ fn metrics_pass_promtool_and_agree_with_the_summary() {
     );
     assert_eq!(sample(&text, "dingtail_pending_hits{robot=\"ops\"}"), 0.0);
     assert_eq!(sample(&text, "dingtail_robot_failing{robot=\"ops\"}"), 0.0);
+    // The monthly budget, read from the ledger at the scrape: every message sent is counted.
+    assert_eq!(sample(&text, "dingtail_budget_monthly_messages"), 3000.0);
+    assert_eq!(sample(&text, "dingtail_budget_used_messages") as u64, sent);
+    assert_eq!(
+        sample(&text, "dingtail_robot_budget_used_messages{robot=\"ops\"}") as u64,
+        sent
+    );
+    assert_eq!(
+        sample(&text, "dingtail_robot_budget_spent{robot=\"ops\"}"),
+        0.0
+    );
 }
 
 #[test]
