@@ -189,7 +189,7 @@ for n in $RULES; do
         rss[$tool]=$(( peak / 1024 ))
         case $tool in
             dingtail*)
-                summary=$(grep '^dingtail: read' "$OUT/last.err") || die "no summary from dingtail run"
+                summary=$(grep -E '^dingtail: read [0-9]+ lines' "$OUT/last.err") || die "no summary from dingtail run"
                 got_lines=$(echo "$summary" | sed -E 's/^dingtail: read ([0-9]+) lines.*/\1/')
                 [ "$got_lines" = "$LINES" ] || die "MISMATCH: dingtail run read $got_lines lines, the corpus has $LINES"
                 run_hits=$(echo "$summary" | grep -oE 'r[0-9]{4} [0-9]+' | awk '{s += $2} END {print s + 0}')

@@ -24,6 +24,7 @@
 //! parsed as JSON (at any depth: [`json_field`]). With hit rates of a few percent, almost all
 //! bytes see only the literal search or the combined automaton.
 
+mod confirm;
 mod group;
 mod json_field;
 mod literal_path;
