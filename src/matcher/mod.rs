@@ -8,7 +8,8 @@
 //!   rules, are searched once per block with `aho-corasick`; only the rules whose literal occurs
 //!   run their regex, only on the lines where it occurs. Work grows with the number of literal
 //!   occurrences, not with the number of rules, and no rule shape (wide bounded gaps, Unicode
-//!   classes, `(?i)`) can bloat a shared automaton.
+//!   classes, `(?i)`) can bloat a shared automaton. A rule is confirmed on an ASCII line by a
+//!   small lazy DFA compiled with Unicode off, which means the same there ([`confirm`]).
 //! - **Automaton path** ([`group`]): rules with no usable literal (see [`literals`]) are
 //!   searched together as multi-pattern automata, in groups of [`GROUP_SIZE`].
 //!
