@@ -196,7 +196,7 @@ for n in $RULES; do
                 # lines matching at least one rule, as rg counts them
                 "$DINGTAIL" test -c "$PAT/$n.yaml" "$CORPUS" > "$OUT/test.out"
                 matched[$tool]=$(tail -1 "$OUT/test.out" | awk '{print $1}')
-                test_hits=$(awk 'NF == 2 && $1 ~ /^r[0-9]+$/ {s += $2} END {print s + 0}' "$OUT/test.out")
+                test_hits=$(awk 'NF == 2 && $1 ~ /^r[0-9]+$/ && index($0, "\t") == 0 {s += $2} END {print s + 0}' "$OUT/test.out")
                 [ "$run_hits" = "$test_hits" ] ||
                     die "MISMATCH: dingtail run counted $run_hits rule matches, dingtail test $test_hits ($n rules)"
                 ;;
