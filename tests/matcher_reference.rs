@@ -224,6 +224,10 @@ fn caseless_windows_big_literal_sets_and_non_ascii_lines_match_like_one_regex_pe
         r"(?i)pa[sſ]s(?:word)?[^\n]{0,10}fail",
         r"\bdisk \w+ full\b",
         r"Failed password for",
+        // non-ASCII letters that fold to ASCII ones: `ſ` is `s`, the Kelvin sign is `k`
+        "(?i)ſtop now",
+        "(?i)\u{212a}eep\\W+alive",
+        r"(?i)\x{17F}top now",
     ]
     .map(str::to_owned)
     .to_vec();
@@ -245,7 +249,7 @@ fn caseless_windows_big_literal_sets_and_non_ascii_lines_match_like_one_regex_pe
             4 => format!("job{n} evicted from pool é"),
             5 => "PAſS check fail; Failed password for root".to_owned(),
             6 => format!("Δ service{n} DEGRADED ünïcode"),
-            7 => "disk sda1 full".to_owned(),
+            7 => "disk sda1 full; STOP NOW, keep-alive".to_owned(),
             _ => format!("noise {i} connection ok, memory fine"),
         };
         data.push_str(&line);
