@@ -11,8 +11,9 @@
 //! Unicode off: `\w`, `\d`, `\s`, `\b`, `.`, negated classes and `(?i)` then differ only on bytes
 //! ≥ 0x80, which such a line does not hold (and a `(?u)` inside the pattern keeps its own meaning
 //! either way). The pattern itself must be ASCII: under `(?i)`, `ſ` and the Kelvin sign `K` match
-//! `s` and `k` with Unicode and only themselves without (a proptest find); escapes of such
-//! characters (`\x{17F}`) do not compile with Unicode off, and those rules use the full regex. So an ASCII line is judged by a forward lazy DFA of the pattern compiled with Unicode
+//! `s` and `k` with Unicode and only themselves without (a proptest find). So a pattern with a
+//! non-ASCII character, or an escape that can write one (`\x{17F}`, `\u`, `\U`), always uses the
+//! full regex. So an ASCII line is judged by a forward lazy DFA of the pattern compiled with Unicode
 //! off and without capture groups (a tenth of the memory, and an ASCII `\b` that the lazy DFA can
 //! search), and only a non-ASCII line, or a pattern that needs Unicode to compile at all
 //! (`\p{Greek}`), takes the full regex. Both are built the first time they are needed.
@@ -79,7 +80,8 @@ impl Confirm {
 
 impl Ascii {
     fn new(pattern: &str) -> Option<Ascii> {
-        if !pattern.is_ascii() {
+        // A non-ASCII character, written out or as an escape, may fold to an ASCII one.
+        if !pattern.is_ascii() || ["\\x", "\\u", "\\U"].iter().any(|e| pattern.contains(e)) {
             return None;
         }
         // The rules' dialect (`rules::regex_builder`), Unicode off: bytes, ^/$ at line ends,
