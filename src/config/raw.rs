@@ -1,9 +1,6 @@
 //! The raw schema: what the YAML file says, field for field (serde, `deny_unknown_fields`,
 //! every value that can be wrong [`Spanned`] so a problem names its line and column). The
 //! README's config tables document the same fields (a test below keeps them in step).
-//!
-//! `#[serde(default)]` stays on `Option` fields too: serde-saphyr does not treat a missing
-//! `Option<Spanned<…>>` as `None` without it.
 
 use super::*;
 
