@@ -87,6 +87,29 @@ pub enum AlertKind {
     /// An absence rule's line matched again after an [`AlertKind::Absent`]; `count` is 0, the
     /// line is the one sample.
     Back,
+    /// dingtail's news about itself (`self_alerts:`, see `crate::self_alert`): `count` is 0, the
+    /// samples are the lines of the news, written by dingtail.
+    Notice,
+}
+
+/// How many other sources an alert names besides its latest (see [`Alert::other_sources`]).
+pub const MAX_OTHER_SOURCES: usize = 4;
+
+/// Makes `new` an alert's latest source, moving the one before (and `earlier` ones, when two
+/// alerts merge) into `others`, bounded at [`MAX_OTHER_SOURCES`] + 1.
+fn note_source(
+    latest: &mut Arc<str>,
+    others: &mut Vec<Arc<str>>,
+    earlier: &[Arc<str>],
+    new: &Arc<str>,
+) {
+    let old = std::mem::replace(latest, new.clone());
+    for s in earlier.iter().chain(std::iter::once(&old)) {
+        if **s != **new && !others.iter().any(|o| **o == **s) && others.len() <= MAX_OTHER_SOURCES {
+            others.push(s.clone());
+        }
+    }
+    others.retain(|o| **o != **new);
 }
 
 /// Everything one message needs to say about one rule (and group): the exact number of hits it
@@ -113,6 +136,10 @@ pub struct Alert {
     pub last: SystemTime,
     /// Source of the most recent hit (`-` for stdin, else a path).
     pub source: Arc<str>,
+    /// The other sources this alert's hits came from, oldest first, without `source`: at most
+    /// [`MAX_OTHER_SOURCES`] named, one more entry when there were even more (the message says
+    /// "and more"), so a message never names one file for lines from several.
+    pub other_sources: Vec<Arc<str>>,
     /// Up to `max_lines` lines, the first ones seen.
     pub samples: Vec<Sample>,
     /// The rule's `max_lines`, kept so merged alerts stay within it.
@@ -144,7 +171,12 @@ impl Alert {
         self.count += later.count;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
-        self.source = later.source;
+        note_source(
+            &mut self.source,
+            &mut self.other_sources,
+            &later.other_sources,
+            &later.source,
+        );
         self.kind = later.kind;
         if !later.captures.is_empty() {
             self.captures = later.captures;
@@ -188,6 +220,8 @@ struct Pending {
     first: SystemTime,
     last: SystemTime,
     source: Arc<str>,
+    /// See [`Alert::other_sources`].
+    other_sources: Vec<Arc<str>>,
     samples: Vec<Sample>,
     captures: Vec<String>,
     /// See [`Alert::holds`].
@@ -294,7 +328,7 @@ impl Aggregator {
         let mut out = Vec::new();
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
-                self.seen(hit, batch.read_at, now, &mut out);
+                self.seen(hit, batch, now, &mut out);
             } else {
                 self.count(hit, batch, now);
             }
@@ -334,6 +368,7 @@ impl Aggregator {
             first: batch.read_at,
             last: batch.read_at,
             source: batch.source.clone(),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             captures: Vec::new(),
             holds: Vec::new(),
@@ -347,8 +382,13 @@ impl Aggregator {
         }
         pending.count += 1;
         pending.last = pending.last.max(batch.read_at);
-        if !Arc::ptr_eq(&pending.source, &batch.source) {
-            pending.source = batch.source.clone();
+        if !Arc::ptr_eq(&pending.source, &batch.source) && pending.source != batch.source {
+            note_source(
+                &mut pending.source,
+                &mut pending.other_sources,
+                &[],
+                &batch.source,
+            );
         }
         if pending.samples.len() < rule.max_lines {
             pending.samples.push(Sample::from_line(&hit.line));
@@ -376,7 +416,8 @@ impl Aggregator {
         self.reschedule(&key, now);
     }
 
-    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Alert>) {
+    fn seen(&mut self, hit: &Hit, batch: &HitBatch, now: Instant, out: &mut Vec<Alert>) {
+        let wall = batch.read_at;
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
         let watch = self
@@ -388,6 +429,8 @@ impl Aggregator {
             let alert = Alert {
                 kind: AlertKind::Back,
                 samples: vec![Sample::from_line(&hit.line)],
+                // The line's own source: "back" says where it matched again.
+                source: batch.source.clone(),
                 ..self.bare_alert(hit.rule, None, wall)
             };
             fan_out(alert, &self.rules[hit.rule], out);
@@ -698,6 +741,7 @@ impl Aggregator {
             first: wall,
             last: wall,
             source: Arc::from("-"),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             max_lines: r.max_lines,
             captures: Vec::new(),
@@ -827,6 +871,7 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> Alert {
         first: p.first,
         last: p.last,
         source: p.source,
+        other_sources: p.other_sources,
         samples: p.samples,
         max_lines: rule.max_lines,
         captures: p.captures,
@@ -977,6 +1022,7 @@ mod tests {
             AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
             AlertKind::Absent { .. } => format!("{at} absent{robot}"),
             AlertKind::Back => format!("{at} back{robot}"),
+            AlertKind::Notice => format!("{at} notice{robot}"),
         }
     }
 
@@ -1238,6 +1284,55 @@ mod tests {
         // at the end of input (stdin), an input without the line is absence
         let (got, _) = play(&[absent], &[], 10, true);
         assert_eq!(got, ["10 absent @0"]);
+    }
+
+    /// Regression: one file was named for lines from several.
+    #[test]
+    fn an_alert_names_every_source_its_lines_came_from() {
+        let r = rule(|s| s.pattern = "x".into());
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, w0);
+        for src in ["/a.log", "/b.log", "/a.log", "/c.log"] {
+            let mut b = batch(&r, 0, "1 x", w0);
+            b.source = src.into();
+            agg.add(&b, t0);
+        }
+        let out = agg.expire(t0 + dur(100));
+        assert_eq!(out.len(), 1);
+        assert_eq!(&*out[0].source, "/c.log");
+        let others: Vec<&str> = out[0].other_sources.iter().map(|s| &**s).collect();
+        assert_eq!(others, ["/b.log", "/a.log"]);
+        // Merging keeps every name once, bounded.
+        let mut merged = out[0].clone();
+        for i in 0..10 {
+            let mut later = out[0].clone();
+            later.source = format!("/{i}.log").into();
+            later.other_sources = vec!["/a.log".into()];
+            merged.merge(later);
+        }
+        assert_eq!(&*merged.source, "/9.log");
+        assert_eq!(merged.other_sources.len(), MAX_OTHER_SOURCES + 1);
+        assert!(!merged.other_sources.iter().any(|s| &**s == "/9.log"));
+    }
+
+    /// Regression: "back" named stdin for a line that matched again in a followed file.
+    #[test]
+    fn a_back_message_names_the_source_the_line_came_from() {
+        let absent = rule(|s| {
+            s.pattern = "heartbeat".into();
+            s.absent_for = Some(1000 * MS);
+        });
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&absent), t0, w0);
+        let absent_out = agg.expire(t0 + dur(1000));
+        assert!(matches!(absent_out[0].kind, AlertKind::Absent { .. }));
+        let mut b = batch(&absent, 0, "heartbeat", w0);
+        b.source = "/var/log/app/worker.log".into();
+        let out = agg.add(&b, t0 + dur(1500));
+        assert!(matches!(out[0].kind, AlertKind::Back));
+        assert_eq!(&*out[0].source, "/var/log/app/worker.log");
     }
 
     #[test]

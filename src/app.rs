@@ -26,6 +26,7 @@ use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
 use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
+use crate::self_alert::Notice;
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
@@ -193,6 +194,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
     let mut ops = crate::operate::Operate::start(&config, &opts).await?;
+    // dingtail's own trouble goes to a robot only with `self_alerts:`.
+    let (trouble, trouble_rx) = if config.self_alerts.is_some() {
+        let (t, rx) = crate::trouble::Reporter::channel();
+        (t, Some(rx))
+    } else {
+        (crate::trouble::Reporter::default(), None)
+    };
+    ops.metrics.set_trouble(trouble.clone());
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -205,7 +214,20 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             multiline: None,
         }))
         .collect();
+    // `-` names stdin: alone, it is the same as no input at all.
+    let stdin_named = inputs.iter().filter(|i| i.pattern == "-").count();
+    if stdin_named > 0 && stdin_named < inputs.len() {
+        anyhow::bail!(
+            "`-` (stdin) cannot be read together with files: run one dingtail for stdin and one for the files"
+        );
+    }
+    let inputs = if stdin_named > 0 { Vec::new() } else { inputs };
     let files = !inputs.is_empty();
+    let whole_files = if files && opts.from_beginning {
+        start_sizes(&inputs)
+    } else {
+        0
+    };
     if opts.tee && files {
         anyhow::bail!("--tee copies standard input; it cannot be used when following files");
     }
@@ -282,17 +304,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     // Source: stdin thread or tailer thread → gate (watches signals) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
-    let reloader = tokio::spawn(reload::run(
-        ops.take_triggers(),
-        opts.config_path.clone(),
-        opts.watch_config,
-        Arc::new(config.clone()),
-        chunk_tx.downgrade(),
-        ops.metrics.clone(),
-    ));
+    let mut backlog_bytes = 0;
     let (source, waker) = if files {
         let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
         let (store, saved) = open_store(&opts, patterns)?;
+        backlog_bytes = backlog(&saved.files);
         let cfg = TailConfig {
             inputs,
             max_line: config.max_line_bytes,
@@ -304,13 +320,22 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             once: opts.once,
             checkpoints: saved.files.clone(),
             known_patterns: saved.patterns,
+            trouble: trouble.clone(),
+            unreadable_for: config
+                .self_alerts
+                .as_ref()
+                .map_or(crate::config::DEFAULT_UNREADABLE_FOR, |s| {
+                    s.unreadable_for
+                }),
         };
         let (tailer, waker) =
             tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
         let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
+        let positions = checkpoint::Positions::default();
+        ops.metrics.watch_positions(positions.clone());
         let keeper = tokio::spawn(checkpoint::keep(
             store,
-            Keeper::new(saved.files),
+            Keeper::new(saved.files).with_positions(positions),
             events_rx,
             settled_rx,
             finish_rx,
@@ -325,6 +350,50 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         drop((events_rx, settled_rx));
         let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
         (Source::Stdin(reader), None)
+    };
+    let reloader = tokio::spawn(reload::run(
+        ops.take_triggers(),
+        opts.config_path.clone(),
+        opts.watch_config,
+        Arc::new(config.clone()),
+        chunk_tx.downgrade(),
+        reload::Sides {
+            metrics: ops.metrics.clone(),
+            trouble,
+            tailer: waker.clone().map(|waker| reload::TailerInputs {
+                waker,
+                cli_paths: opts.paths.clone(),
+            }),
+        },
+    ));
+    // The self-alert task, with the heartbeat in the state directory of a service run.
+    let heartbeat_dir = (!opts.dry_run && !opts.once)
+        .then(|| checkpoint::state_dir(opts.state_dir.as_deref()).ok())
+        .flatten();
+    let notices_rx = match (
+        trouble_rx,
+        crate::self_alert::Setup::for_config(&config, ops.metrics.clone()),
+    ) {
+        (Some(trouble_rx), Some(mut setup)) => {
+            setup.state_dir = heartbeat_dir.clone();
+            setup.backlog_bytes = backlog_bytes;
+            setup.budget = budget.clone();
+            let (notices_tx, notices_rx) = mpsc::channel(16);
+            tokio::spawn(crate::self_alert::run(setup, trouble_rx, notices_tx));
+            Some(notices_rx)
+        }
+        _ => None,
+    };
+    // A long read on a terminal shows its progress (see `progress::follow`).
+    let bar = if files && (opts.once || opts.from_beginning) {
+        let total = if opts.from_beginning {
+            whole_files
+        } else {
+            backlog_bytes
+        };
+        crate::progress::follow(total, ops.metrics.clone())
+    } else {
+        None
     };
     ops.metrics.set_reading(true);
     let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, signals));
@@ -348,6 +417,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         fleet,
         ops.hush(&config),
         progress_tx,
+        (notices_rx, robot_names(&config)),
     ));
 
     let (held, added, silenced) = aggregator.await.context("aggregator task")?;
@@ -356,7 +426,13 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     reloader.abort();
+    if let (Some(dir), Some(_)) = (&heartbeat_dir, &config.self_alerts) {
+        crate::self_alert::write_stopped(dir);
+    }
     ops.metrics.set_reading(false);
     let (lines, mut bytes, per_rule) = matcher_thread
         .join()
@@ -616,6 +692,7 @@ async fn aggregate(
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    (mut notices_rx, mut robots): (Option<mpsc::Receiver<Notice>>, Vec<String>),
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
@@ -629,6 +706,14 @@ async fn aggregate(
         let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
+            Some(notice) = next_notice(&mut notices_rx) => {
+                // dingtail's own news: straight to its robot (by name, in the config in force).
+                let mut alert = notice.alert;
+                alert.robot = robots.iter().position(|r| *r == notice.robot);
+                if alert.robot.is_some() || robots.is_empty() {
+                    route(vec![alert], &routes).await;
+                }
+            }
             batch = hit_rx.recv() => match batch {
                 Some(Matched::Batch(b)) => {
                     let alerts = agg.add(&b, Instant::now());
@@ -648,6 +733,7 @@ async fn aggregate(
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    robots = robot_names(&config);
                     hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
                 None => break,
@@ -671,6 +757,51 @@ async fn aggregate(
         .filter(|(_, n)| *n > 0)
         .collect();
     (held, fleet.finish(), hush.silenced())
+}
+
+/// The next notice of the self-alert task (never, without one).
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Notice>>) -> Option<Notice> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn robot_names(config: &Config) -> Vec<String> {
+    config.robots.iter().map(|r| r.name.clone()).collect()
+}
+
+/// The sizes of the files the inputs match now (`--from-beginning` reads them whole).
+fn start_sizes(inputs: &[Input]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    inputs
+        .iter()
+        .flat_map(|i| match glob::glob(&i.pattern) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(_) => vec![PathBuf::from(&i.pattern)],
+        })
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
+        .filter(|m| {
+            use std::os::unix::fs::MetadataExt;
+            seen.insert((m.dev(), m.ino()))
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Bytes between the checkpoints and the ends of their files now: the backlog a restart reads
+/// (files renamed meanwhile, or replaced, are not counted).
+fn backlog(entries: &[checkpoint::Entry]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    entries
+        .iter()
+        .filter_map(|e| {
+            let m = std::fs::metadata(&e.path).ok()?;
+            ((m.dev(), m.ino()) == (e.identity.dev, e.identity.ino))
+                .then(|| m.size().saturating_sub(e.offset))
+        })
+        .sum()
 }
 
 /// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those

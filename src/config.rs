@@ -23,6 +23,8 @@ use crate::secret::Secret;
 use crate::timezone::Zone;
 
 mod mute_config;
+mod self_alerts;
+pub use self_alerts::{DEFAULT_UNREADABLE_FOR, SelfAlerts};
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
 mod pii;
@@ -142,6 +144,8 @@ pub struct Config {
     pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
+    /// `self_alerts:`: the robot told about dingtail's own trouble (`None`: only the log).
+    pub self_alerts: Option<SelfAlerts>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -216,7 +220,15 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error(
+        "cannot read config {path}: {source}{}",
+        if source.kind() == std::io::ErrorKind::NotFound {
+            "; `dingtail init` writes a starter config there (`-o PATH`), and without -c and \
+             DINGTAIL_CONFIG dingtail looks for ./dingtail.yaml, else uses its built-in rules"
+        } else {
+            ""
+        }
+    )]
     Read {
         /// The path as given.
         path: PathBuf,
@@ -535,6 +547,8 @@ struct RawConfig {
     quota: Option<Spanned<quota::RawQuota>>,
     #[serde(default)]
     redact: Option<pii::RawRedact>,
+    #[serde(default)]
+    self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
 }
 
 impl RawConfig {
@@ -552,6 +566,7 @@ impl RawConfig {
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
         self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
+        self.self_alerts = self.self_alerts.take().or(part.self_alerts);
     }
 }
 
@@ -1069,7 +1084,7 @@ fn check(
         .inputs
         .iter()
         .enumerate()
-        .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
+        .filter_map(|(i, input)| check_input(&mut c, i, &input.value, env))
         .collect();
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
     let rule_names: Vec<&str> = raw
@@ -1096,6 +1111,9 @@ fn check(
         .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
         .collect();
     let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
+    let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
+    let self_alerts =
+        self_alerts::check_self_alerts(&mut c, raw.self_alerts.as_ref(), &robot_names);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -1112,6 +1130,7 @@ fn check(
             mutes,
             quiet_hours,
             quota,
+            self_alerts,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).
@@ -1139,10 +1158,23 @@ fn check_timezone(c: &mut Checker, raw: Option<&Spanned<String>>) -> Zone {
     })
 }
 
-fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputConfig> {
+/// One `inputs:` entry: `${VAR}` in its path expanded as in robot fields (`$$` is a `$`), so
+/// one config serves hosts whose logs live in different places; `-` names stdin.
+fn check_input(
+    c: &mut Checker,
+    index: usize,
+    raw: &RawInput,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<InputConfig> {
     let ctx = |field: &str| format!("input {}, field '{field}'", index + 1);
-    let path = raw.path.value.trim().to_owned();
     let mut ok = true;
+    let path = match expand_env(raw.path.value.trim(), env) {
+        Ok(p) => p,
+        Err(e) => {
+            c.problem(&raw.path, ctx("path"), e);
+            return None;
+        }
+    };
     if path.is_empty() {
         c.problem(&raw.path, ctx("path"), "is empty");
         ok = false;

@@ -344,7 +344,7 @@ impl Dispatcher {
             self.pending.len(),
             self.pending.iter().map(|a| a.count).sum(),
         );
-        m.set_failing(self.broken.is_some());
+        m.set_failing(self.broken.as_ref().map(|(reason, _)| reason.as_str()));
         if !self.limiter.paused(Instant::now()) {
             m.set_paused(None);
         }
@@ -806,6 +806,7 @@ mod tests {
             first: SystemTime::now(),
             last: SystemTime::now(),
             source: "-".into(),
+            other_sources: Vec::new(),
             samples: vec![Sample::from_line(b"line")],
             holds: Vec::new(),
             silenced: 0,

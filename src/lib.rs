@@ -48,6 +48,8 @@ pub mod silence;
 pub mod source;
 pub mod startup;
 pub mod tester;
+pub mod self_alert;
 pub mod timezone;
+pub mod trouble;
 pub mod where_expr;
 pub mod yaml_units;
