@@ -575,13 +575,17 @@ fn silence_times_are_shown_in_the_configured_zone() {
     let env = TestEnv::new()
         .config("timezone: Asia/Shanghai\nrules:\n  - {name: err, match: ERROR}\n")
         .env("TZ", "UTC");
-    let added = silence_cmd(&env, &["silence", "add", "--rule", "err", "--for", "1h"]);
-    let listed = silence_cmd(&env, &["silence", "list"]);
+    let config = env.config_path().to_str().unwrap().to_owned();
+    let added = silence_cmd(
+        &env,
+        &["silence", "add", "-c", &config, "--rule", "err", "--for", "1h"],
+    );
+    let listed = silence_cmd(&env, &["silence", "list", "-c", &config]);
     assert!(listed.contains("+08:00 (Asia/Shanghai)"), "{listed}");
     assert_eq!(added.trim(), listed.trim());
     // The printed time is the silence's end, read back in Shanghai time.
     let until = listed.split("until ").nth(1).unwrap();
-    let end = chrono::DateTime::parse_from_str(&until[..25], "%Y-%m-%d %H:%M:%S %:z").unwrap();
+    let end = chrono::DateTime::parse_from_str(&until[..26], "%Y-%m-%d %H:%M:%S %:z").unwrap();
     let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
     assert!((end.timestamp() - in_an_hour.timestamp()).abs() <= 60, "{listed}");
     assert_eq!(end.offset().local_minus_utc(), 8 * 3600);
@@ -637,7 +641,8 @@ fn a_reload_follows_added_inputs_and_lets_removed_ones_go_keeping_their_place() 
 
     std::fs::write(env.config_path(), config(&b)).unwrap();
     signal(&run.child, libc::SIGHUP);
-    let text = wait_for_metrics(&run, &addr, |t| followed(t, &b) && !t.contains("a.log"));
+    let lag_of_a = format!("dingtail_checkpoint_lag_bytes{{file=\"{}\"}}", a.display());
+    let text = wait_for_metrics(&run, &addr, |t| followed(t, &b) && !t.contains(&lag_of_a));
     promtool_check(&text);
     append(&a, "ERROR a2\n");
     append(&b, "ERROR b1\n");
