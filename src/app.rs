@@ -1,7 +1,7 @@
 //! Wires the stages with bounded channels and owns shutdown.
 //!
 //! ```text
-//! stdin thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Alert>─▶ dispatcher task per robot
+//! stdin thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Routed>─▶ dispatcher task per robot
 //! ```
 //!
 //! Only the source end watches for SIGINT/SIGTERM: the gate stops forwarding and drops its
@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::aggregate::{Aggregator, Alert};
+use crate::aggregate::{Aggregator, Routed};
 use crate::budget::ledger_file::LedgerFile;
 use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
@@ -193,7 +193,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
-    let mut ops = crate::operate::Operate::start(&config, &opts).await?;
+    let mut ops =
+        crate::operate::Operate::start(&config, opts.state_dir.as_deref(), opts.listen).await?;
     // dingtail's own trouble goes to a robot only with `self_alerts:`.
     let (trouble, trouble_rx) = if config.self_alerts.is_some() {
         let (t, rx) = crate::trouble::Reporter::channel();
@@ -244,7 +245,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     } else {
         (0..config.robots.len()).map(Some).collect()
     };
-    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>> = HashMap::new();
+    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>> = HashMap::new();
     let mut receivers = Vec::new();
     for &target in &targets {
         let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
@@ -273,7 +274,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let robot = target.map(|id| &config.robots[id]);
         let sink = match robot {
             Some(r) if !dry_run => Sink::Post {
-                client: Client::for_robot(r).with_context(|| format!("robot {}", r.name))?,
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
                 robot: Box::new(r.clone()),
             },
             _ => Sink::DryRun(stdout.clone()),
@@ -324,9 +326,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             unreadable_for: config
                 .self_alerts
                 .as_ref()
-                .map_or(crate::config::DEFAULT_UNREADABLE_FOR, |s| {
-                    s.unreadable_for
-                }),
+                .map_or(crate::config::DEFAULT_UNREADABLE_FOR, |s| s.unreadable_for),
         };
         let (tailer, waker) =
             tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
@@ -688,7 +688,7 @@ fn match_all(
 async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
-    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>,
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
@@ -708,10 +708,14 @@ async fn aggregate(
         tokio::select! {
             Some(notice) = next_notice(&mut notices_rx) => {
                 // dingtail's own news: straight to its robot (by name, in the config in force).
-                let mut alert = notice.alert;
-                alert.robot = robots.iter().position(|r| *r == notice.robot);
-                if alert.robot.is_some() || robots.is_empty() {
-                    route(vec![alert], &routes).await;
+                let robot = robots.iter().position(|r| *r == notice.robot);
+                if robot.is_some() || robots.is_empty() {
+                    let routed = crate::aggregate::Routed {
+                        alert: notice.alert,
+                        robot,
+                        holds: Vec::new(),
+                    };
+                    route(vec![routed], &routes).await;
                 }
             }
             batch = hit_rx.recv() => match batch {
@@ -809,10 +813,10 @@ fn backlog(entries: &[checkpoint::Entry]) -> u64 {
 /// holds of silenced alerts are released.
 fn hushed(
     hush: &mut Hush,
-    alerts: Vec<Alert>,
+    alerts: Vec<Routed>,
     progress_tx: &Option<mpsc::UnboundedSender<Event>>,
     all: bool,
-) -> Vec<Alert> {
+) -> Vec<Routed> {
     let now = SystemTime::now();
     let (mut send, released) = hush.filter(alerts, now);
     if let Some(tx) = progress_tx
@@ -849,8 +853,8 @@ fn report_progress(
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
 /// can be merged into one message.
-async fn route(alerts: Vec<Alert>, routes: &HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>) {
-    let mut by_robot: HashMap<Option<RobotId>, Vec<Alert>> = HashMap::new();
+async fn route(alerts: Vec<Routed>, routes: &HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>) {
+    let mut by_robot: HashMap<Option<RobotId>, Vec<Routed>> = HashMap::new();
     for a in alerts {
         by_robot.entry(a.robot).or_default().push(a);
     }

@@ -21,13 +21,16 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod alert;
 pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod delivery_report;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod hush;
+pub mod ids;
 pub mod init;
 pub mod listen;
 pub mod manpage;
@@ -44,11 +47,12 @@ pub mod reload;
 pub mod replay;
 pub mod rules;
 pub mod secret;
+pub mod self_alert;
 pub mod silence;
 pub mod source;
 pub mod startup;
+pub mod style;
 pub mod tester;
-pub mod self_alert;
 pub mod timezone;
 pub mod trouble;
 pub mod where_expr;

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::dispatch::DeliveryReport;
+use crate::delivery_report::DeliveryReport;
 use crate::matcher::HitBatch;
 
 /// A label set: a few `(name, value)` pairs.
@@ -325,7 +325,8 @@ impl Metrics {
         };
         let now = positions.current();
         self.checkpoint_lag.clear();
-        self.files_followed.set(i64::try_from(now.len()).unwrap_or(i64::MAX));
+        self.files_followed
+            .set(i64::try_from(now.len()).unwrap_or(i64::MAX));
         for p in now {
             let size = std::fs::metadata(&p.path)
                 .ok()

@@ -49,7 +49,11 @@ pub fn follow(total: u64, metrics: std::sync::Arc<crate::metrics::Metrics>) -> O
             tick.tick().await;
             let (lines, bytes) = metrics.totals();
             shown.set_position(bytes.min(total));
-            shown.set_message(message(lines, metrics.hits_total(), started.elapsed().as_secs_f64()));
+            shown.set_message(message(
+                lines,
+                metrics.hits_total(),
+                started.elapsed().as_secs_f64(),
+            ));
             if bytes >= total {
                 shown.finish_and_clear();
                 return;

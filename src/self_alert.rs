@@ -38,11 +38,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::aggregate::{Alert, AlertKind, Sample};
+use crate::alert::{Alert, AlertKind, Sample};
 use crate::budget::SharedBudget;
 use crate::config::{Config, SelfAlerts};
-use crate::dingtalk::style::{Severity, Style};
 use crate::metrics::Metrics;
+use crate::style::{Severity, Style};
 use crate::timezone::Zone;
 use crate::trouble::Trouble;
 
@@ -90,7 +90,10 @@ impl Heartbeat {
     /// Writes it atomically (a temporary file renamed over the old one).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
         let tmp = dir.join(format!("{HEARTBEAT_FILE}.tmp"));
-        std::fs::write(&tmp, serde_json::to_vec(self).expect("plain data serializes"))?;
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec(self).expect("plain data serializes"),
+        )?;
         std::fs::rename(tmp, dir.join(HEARTBEAT_FILE))
     }
 }
@@ -140,7 +143,7 @@ impl Setup {
             .collect();
         let mut secrets = Vec::new();
         for r in &config.robots {
-            let webhook = r.webhook.expose();
+            let webhook = r.endpoint.webhook.expose();
             secrets.push(webhook.to_owned());
             if let Some((_, query)) = webhook.split_once('?') {
                 for pair in query.split('&') {
@@ -149,10 +152,10 @@ impl Setup {
                     }
                 }
             }
-            if let Some(s) = &r.secret {
+            if let Some(s) = &r.endpoint.secret {
                 secrets.push(s.expose().to_owned());
             }
-            if let Some(p) = &r.proxy {
+            if let Some(p) = &r.endpoint.proxy {
                 secrets.push(p.expose().to_owned());
             }
         }
@@ -269,13 +272,25 @@ impl Teller {
                     ),
                     "still retrying it; its lines are not watched meanwhile".to_owned(),
                 ];
-                self.tell("unreadable", &format!("path {path}"), "file unreadable", text, None)
-                    .await;
+                self.tell(
+                    "unreadable",
+                    &format!("path {path}"),
+                    "file unreadable",
+                    text,
+                    None,
+                )
+                .await;
             }
             Trouble::Readable { path } => {
                 let text = vec![format!("{path} is read again")];
-                self.tell("readable", &format!("path {path} ok"), "file readable again", text, None)
-                    .await;
+                self.tell(
+                    "readable",
+                    &format!("path {path} ok"),
+                    "file readable again",
+                    text,
+                    None,
+                )
+                .await;
             }
             Trouble::RobotFailing { robot, reason } => {
                 self.failing.insert(robot.clone());
@@ -319,8 +334,14 @@ impl Teller {
                 if problems.len() > MAX_PROBLEMS {
                     text.push(format!("… {} more problems", problems.len() - MAX_PROBLEMS));
                 }
-                self.tell("reload_refused", "reload", "config reload refused", text, None)
-                    .await;
+                self.tell(
+                    "reload_refused",
+                    "reload",
+                    "config reload refused",
+                    text,
+                    None,
+                )
+                .await;
             }
         }
     }
@@ -417,8 +438,14 @@ impl Teller {
                 thousands(s.reserve)
             ),
         ];
-        self.tell("budget_low", "budget", "monthly budget running low", text, None)
-            .await;
+        self.tell(
+            "budget_low",
+            "budget",
+            "monthly budget running low",
+            text,
+            None,
+        )
+        .await;
     }
 
     /// Sends one notice about `subject` unless one went out within [`MIN_INTERVAL`] (then it
@@ -441,7 +468,10 @@ impl Teller {
             *held += 1;
             return;
         }
-        let held = self.told.insert(subject.to_owned(), (now, 0)).map_or(0, |(_, n)| n);
+        let held = self
+            .told
+            .insert(subject.to_owned(), (now, 0))
+            .map_or(0, |(_, n)| n);
         if held > 0 {
             text.push(format!(
                 "({held} more like this within {} were not sent)",
@@ -489,7 +519,6 @@ fn notice(title: &str, text: &[String], secrets: &[String]) -> Alert {
     Alert {
         rule: usize::MAX,
         rule_name: Arc::from(format!("dingtail: {title}")),
-        robot: None,
         group: None,
         kind: AlertKind::Notice,
         count: 0,
@@ -504,7 +533,6 @@ fn notice(title: &str, text: &[String], secrets: &[String]) -> Alert {
             severity: Some(Severity::Warning),
             ..Style::default()
         }),
-        holds: Vec::new(),
         silenced: 0,
     }
 }
@@ -562,7 +590,10 @@ mod tests {
             "SECabc".to_owned(),
         ];
         assert_eq!(
-            scrub("bad https://oapi.dingtalk.com/robot/send?access_token=tok123 tok123 SECabc", &secrets),
+            scrub(
+                "bad https://oapi.dingtalk.com/robot/send?access_token=tok123 tok123 SECabc",
+                &secrets
+            ),
             "bad *** *** ***"
         );
     }

@@ -22,7 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
-use crate::listen::ListenState;
 use crate::timezone::Zone;
 
 /// The file in the state directory.
@@ -226,19 +225,21 @@ fn read(path: &Path) -> Result<Vec<Silence>, SilenceError> {
     }
 }
 
-/// `GET /api/silences`, `POST /api/silences` (a [`NewSilence`]), `DELETE /api/silences/{id}`.
-pub fn routes() -> Router<ListenState> {
+/// `GET /api/silences`, `POST /api/silences` (a [`NewSilence`]), `DELETE /api/silences/{id}`,
+/// on the silences in force (the listener merges these routes into its own).
+pub fn routes(silences: Silences) -> Router {
     Router::new()
         .route("/api/silences", get(list).post(add))
         .route("/api/silences/{id}", delete(expire))
+        .with_state(silences)
 }
 
-async fn list(State(state): State<ListenState>) -> Json<Vec<Silence>> {
-    Json(state.silences.list(SystemTime::now()))
+async fn list(State(silences): State<Silences>) -> Json<Vec<Silence>> {
+    Json(silences.list(SystemTime::now()))
 }
 
-async fn add(State(state): State<ListenState>, Json(new): Json<NewSilence>) -> Response {
-    match state.silences.add(new, SystemTime::now()) {
+async fn add(State(silences): State<Silences>, Json(new): Json<NewSilence>) -> Response {
+    match silences.add(new, SystemTime::now()) {
         Ok(s) => {
             tracing::info!(id = %s.id, rule = %s.rule, group = ?s.group, comment = %s.comment, "silence added");
             (StatusCode::CREATED, Json(s)).into_response()
@@ -247,8 +248,8 @@ async fn add(State(state): State<ListenState>, Json(new): Json<NewSilence>) -> R
     }
 }
 
-async fn expire(State(state): State<ListenState>, UrlPath(id): UrlPath<String>) -> Response {
-    match state.silences.expire(&id, SystemTime::now()) {
+async fn expire(State(silences): State<Silences>, UrlPath(id): UrlPath<String>) -> Response {
+    match silences.expire(&id, SystemTime::now()) {
         Ok(s) => {
             tracing::info!(id = %s.id, rule = %s.rule, "silence expired");
             Json(s).into_response()
@@ -321,8 +322,15 @@ pub async fn act(place: &Place, action: Action) -> anyhow::Result<Vec<String>> {
     let now = SystemTime::now();
     Ok(match action {
         Action::Add(new) => vec![describe(&set.add(new, now)?, place.zone)],
-        Action::List => set.list(now).iter().map(|s| describe(s, place.zone)).collect(),
-        Action::Expire(id) => vec![format!("expired {}", describe(&set.expire(&id, now)?, place.zone))],
+        Action::List => set
+            .list(now)
+            .iter()
+            .map(|s| describe(s, place.zone))
+            .collect(),
+        Action::Expire(id) => vec![format!(
+            "expired {}",
+            describe(&set.expire(&id, now)?, place.zone)
+        )],
     })
 }
 

@@ -102,20 +102,33 @@ fn the_sidecar_example_uses_only_real_flags_and_a_config_that_passes_check() {
     let cm_name = volume(&config_mount)["configMap"]["name"].clone();
     let cm = kind(&docs, "ConfigMap");
     assert_eq!(cm["metadata"]["name"], cm_name);
-    let file = Path::new(config_path).file_name().unwrap().to_str().unwrap();
-    let yaml = cm["data"][file].as_str().expect("the config in the ConfigMap");
+    let file = Path::new(config_path)
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let yaml = cm["data"][file]
+        .as_str()
+        .expect("the config in the ConfigMap");
 
     // State on the persistent volume claim, one pod at a time.
     let state = mount_of(flag(&args, "--state-dir"));
     let claim = volume(&state)["persistentVolumeClaim"]["claimName"].clone();
-    assert_eq!(kind(&docs, "PersistentVolumeClaim")["metadata"]["name"], claim);
+    assert_eq!(
+        kind(&docs, "PersistentVolumeClaim")["metadata"]["name"],
+        claim
+    );
     assert_eq!(
         kind(&docs, "Deployment")["spec"]["strategy"]["type"],
         "Recreate"
     );
 
     // Probes on the listener's port.
-    let port = flag(&args, "--listen").rsplit(':').next().unwrap().to_owned();
+    let port = flag(&args, "--listen")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_owned();
     let ports = c["ports"].as_array().unwrap();
     for (probe, path) in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")] {
         let get = &c[probe]["httpGet"];
@@ -196,7 +209,11 @@ fn the_sidecar_starts_with_the_example_arguments_and_answers_its_probes() {
     }
     std::fs::write(moved("/logs/app.log"), "ERROR from the app\n").unwrap();
     // The window is a minute: wait for the hit to be counted, then stop the pod.
-    while sample(&http_get(&format!("http://{addr}/metrics")).1, "dingtail_hits_total{rule=\"error\"}") < 1.0 {
+    while sample(
+        &http_get(&format!("http://{addr}/metrics")).1,
+        "dingtail_hits_total{rule=\"error\"}",
+    ) < 1.0
+    {
         assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }

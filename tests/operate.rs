@@ -578,7 +578,9 @@ fn silence_times_are_shown_in_the_configured_zone() {
     let config = env.config_path().to_str().unwrap().to_owned();
     let added = silence_cmd(
         &env,
-        &["silence", "add", "-c", &config, "--rule", "err", "--for", "1h"],
+        &[
+            "silence", "add", "-c", &config, "--rule", "err", "--for", "1h",
+        ],
     );
     let listed = silence_cmd(&env, &["silence", "list", "-c", &config]);
     assert!(listed.contains("+08:00 (Asia/Shanghai)"), "{listed}");
@@ -587,7 +589,10 @@ fn silence_times_are_shown_in_the_configured_zone() {
     let until = listed.split("until ").nth(1).unwrap();
     let end = chrono::DateTime::parse_from_str(&until[..26], "%Y-%m-%d %H:%M:%S %:z").unwrap();
     let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
-    assert!((end.timestamp() - in_an_hour.timestamp()).abs() <= 60, "{listed}");
+    assert!(
+        (end.timestamp() - in_an_hour.timestamp()).abs() <= 60,
+        "{listed}"
+    );
     assert_eq!(end.offset().local_minus_utc(), 8 * 3600);
 }
 
@@ -630,8 +635,10 @@ fn a_reload_follows_added_inputs_and_lets_removed_ones_go_keeping_their_place() 
             .unwrap();
     };
     let followed = |text: &str, p: &std::path::Path| {
-        text.contains(&format!("dingtail_checkpoint_lag_bytes{{file=\"{}\"}}", p.display()))
-            && text.contains("dingtail_files_followed 1")
+        text.contains(&format!(
+            "dingtail_checkpoint_lag_bytes{{file=\"{}\"}}",
+            p.display()
+        )) && text.contains("dingtail_files_followed 1")
     };
     let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
     let addr = run.listen_addr();
@@ -653,11 +660,18 @@ fn a_reload_follows_added_inputs_and_lets_removed_ones_go_keeping_their_place() 
     run.wait_for_stdout("ERROR a2");
     // Everything delivered: the checkpoint is at the end of the file.
     wait_for_metrics(&run, &addr, |t| {
-        t.contains(&format!("dingtail_checkpoint_lag_bytes{{file=\"{}\"}} 0", a.display()))
+        t.contains(&format!(
+            "dingtail_checkpoint_lag_bytes{{file=\"{}\"}} 0",
+            a.display()
+        ))
     });
     signal(&run.child, libc::SIGTERM);
     let (code, stdout, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(printed_totals(&stdout).get("err"), Some(&3), "{stdout}\n{stderr}");
+    assert_eq!(
+        printed_totals(&stdout).get("err"),
+        Some(&3),
+        "{stdout}\n{stderr}"
+    );
     assert!(stderr.contains("input removed by the reload"), "{stderr}");
 }

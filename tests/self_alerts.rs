@@ -77,22 +77,36 @@ fn a_refused_reload_and_a_failing_robot_are_told_without_a_secret() {
     signal(&run.child, libc::SIGHUP);
     let told = wait_for_post(&emu, OPS, "config reload (SIGHUP) refused");
     let text = told.text();
-    assert!(text.starts_with("【dingtail: config reload refused】notice test-host"), "{text}");
-    assert!(text.contains("rules.yaml:"), "the problem is quoted with its place: {text}");
+    assert!(
+        text.starts_with("【dingtail: config reload refused】notice test-host"),
+        "{text}"
+    );
+    assert!(
+        text.contains("rules.yaml:"),
+        "the problem is quoted with its place: {text}"
+    );
 
     // ops fails permanently (robot disabled): backup hears of it, then of its recovery.
     emu.push_fault(OPS, Fault::Errcode(400102, "robot disabled".into()));
     run.write(b"ERROR one\n");
     let told = wait_for_post(&emu, BACKUP, "robot ops fails permanently");
     assert!(told.text().contains("400102"), "{}", told.text());
-    assert!(told.text().starts_with("【dingtail: robot failing】notice test-host"), "{}", told.text());
+    assert!(
+        told.text()
+            .starts_with("【dingtail: robot failing】notice test-host"),
+        "{}",
+        told.text()
+    );
     // The recheck finds it working: the held alert arrives, and the news that it delivers again.
     wait_for_post(&emu, OPS, "ERROR one");
     wait_for_post(&emu, BACKUP, "robot ops delivers again");
     let (code, _, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
     no_secret_in(&emu);
-    assert!(!stderr.contains(SECRET) && !stderr.contains(OPS), "{stderr}");
+    assert!(
+        !stderr.contains(SECRET) && !stderr.contains(OPS),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -183,7 +197,10 @@ fn a_monthly_budget_running_low_is_told_once() {
         RobotSpec::new(OPS).secret(SECRET),
         RobotSpec::new(BACKUP),
     ]);
-    let env = env_for(&emu, "  budget_low: 50%\nquota:\n  monthly: 8\n  reserve: 0\n");
+    let env = env_for(
+        &emu,
+        "  budget_low: 50%\nquota:\n  monthly: 8\n  reserve: 0\n",
+    );
     let mut run = Running::start(&env, &["run"]);
     run.wait_for_line("sending to", 1);
     for i in 0..4 {
@@ -191,7 +208,11 @@ fn a_monthly_budget_running_low_is_told_once() {
         wait_for_post(&emu, OPS, &format!("ERROR {i}"));
     }
     let told = wait_for_post(&emu, OPS, "monthly budget running low");
-    assert!(told.text().contains("of 8 messages used"), "{}", told.text());
+    assert!(
+        told.text().contains("of 8 messages used"),
+        "{}",
+        told.text()
+    );
     let (code, _, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
     let lows = emu

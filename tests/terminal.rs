@@ -276,7 +276,10 @@ fn run_once_over_a_large_file_shows_progress_only_on_a_terminal() {
     let shown = strip_ansi(&on_terminal(dir.path(), &args, Path::new("/dev/null")));
     assert!(shown.contains(" hits"), "no progress bar: {shown}");
     assert!(shown.contains("MiB"), "{shown}");
-    assert!(shown.contains("dingtail: read "), "the summary follows: {shown}");
+    assert!(
+        shown.contains("dingtail: read "),
+        "the summary follows: {shown}"
+    );
     let out = Command::new(BIN)
         .args(args)
         .current_dir(dir.path())

@@ -71,12 +71,22 @@ pub(super) fn check_self_alerts(
             Duration::from_secs(7 * 86_400),
         ),
     };
-    let unreadable_for = duration(&raw.unreadable_for, "unreadable_for", DEFAULT_UNREADABLE_FOR);
+    let unreadable_for = duration(
+        &raw.unreadable_for,
+        "unreadable_for",
+        DEFAULT_UNREADABLE_FOR,
+    );
     let restart_gap = duration(&raw.restart_gap, "restart_gap", DEFAULT_RESTART_GAP);
     let budget_low_percent = match &raw.budget_low {
         None => Some(DEFAULT_BUDGET_LOW_PERCENT),
         Some(v) => {
-            let n = v.value.trim().trim_end_matches('%').trim().parse::<u8>().ok();
+            let n = v
+                .value
+                .trim()
+                .trim_end_matches('%')
+                .trim()
+                .parse::<u8>()
+                .ok();
             match n.filter(|n| (1..=100).contains(n)) {
                 Some(n) => Some(n),
                 None => {

@@ -55,7 +55,7 @@ use super::checkpoint::{Entry, Event, Identity, compressed_file};
 use super::multiline::Assembler;
 use super::stdin::BLOCK;
 use super::{Chunk, FileId, LineFramer, Mark};
-use crate::config::Multiline;
+use crate::source::multiline::Multiline;
 
 /// Longest wait between looks when file-system events are not available.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -922,11 +922,13 @@ impl Tailer {
             };
             if !*told && since.elapsed() >= self.cfg.unreadable_for {
                 *told = true;
-                self.cfg.trouble.report(crate::trouble::Trouble::Unreadable {
-                    path: w.path.to_string(),
-                    problem: w.problem.clone().unwrap_or_default(),
-                    since: since.elapsed(),
-                });
+                self.cfg
+                    .trouble
+                    .report(crate::trouble::Trouble::Unreadable {
+                        path: w.path.to_string(),
+                        problem: w.problem.clone().unwrap_or_default(),
+                        since: since.elapsed(),
+                    });
             }
         }
     }
@@ -944,12 +946,18 @@ impl Tailer {
                 self.fresh.insert(input.pattern.clone());
             }
         }
-        for pattern in old.iter().filter(|p| !inputs.iter().any(|i| &i.pattern == *p)) {
+        for pattern in old
+            .iter()
+            .filter(|p| !inputs.iter().any(|i| &i.pattern == *p))
+        {
             tracing::info!(pattern = %pattern, "input removed by the reload: letting its files go (their checkpoints are kept)");
         }
         let mut kept = Vec::new();
         for mut w in std::mem::take(&mut self.watched) {
-            let gone = w.pattern.as_ref().is_some_and(|p| !inputs.iter().any(|i| &i.pattern == p));
+            let gone = w
+                .pattern
+                .as_ref()
+                .is_some_and(|p| !inputs.iter().any(|i| &i.pattern == p));
             if !gone {
                 kept.push(w);
                 continue;
@@ -964,7 +972,9 @@ impl Tailer {
             // event lies after it), so the checkpoint is where reading would resume.
             for open in w.retired.iter().chain(w.current.iter()) {
                 self.close(open);
-                self.cfg.checkpoints.retain(|e| !e.identity.same_inode(&open.identity));
+                self.cfg
+                    .checkpoints
+                    .retain(|e| !e.identity.same_inode(&open.identity));
                 self.cfg.checkpoints.push(Entry {
                     path: w.path.to_string(),
                     identity: open.identity,

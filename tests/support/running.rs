@@ -160,4 +160,3 @@ pub fn sample(text: &str, series: &str) -> f64 {
         .parse()
         .unwrap()
 }
-
