@@ -207,6 +207,15 @@ fn the_sidecar_starts_with_the_example_arguments_and_answers_its_probes() {
         assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+    // Files present at start are read from their end: write once it is taken up.
+    while sample(
+        &http_get(&format!("http://{addr}/metrics")).1,
+        "dingtail_files_followed",
+    ) < 1.0
+    {
+        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     std::fs::write(moved("/logs/app.log"), "ERROR from the app\n").unwrap();
     // The window is a minute: wait for the hit to be counted, then stop the pod.
     while sample(
