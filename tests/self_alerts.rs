@@ -147,6 +147,13 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
     // First run: follows the file, checkpoints it, stops cleanly.
     let mut run = Running::start(&env, &args);
     run.wait_for_line("sending to", 1);
+    // Stop once the file is taken up (its checkpoint written), not before.
+    let checkpoints = env.dir().join("state/checkpoints.json");
+    let deadline = std::time::Instant::now() + LIMIT;
+    while !std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("app.log")) {
+        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
     signal(&run.child, libc::SIGTERM);
     let (code, _, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
