@@ -15,14 +15,19 @@ pub const DEFAULT_RESTART_GAP: Duration = Duration::from_secs(60);
 /// The monthly budget is "running low" once this share of it is used.
 pub const DEFAULT_BUDGET_LOW_PERCENT: u8 = 80;
 
+/// `self_alerts:` as written.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawSelfAlerts {
+    /// `robot:` the robot told about dingtail's own trouble.
     robot: Spanned<String>,
+    /// `unreadable_for:` how long a followed file may stay unreadable before it is reported.
     #[serde(default)]
     unreadable_for: Option<Spanned<String>>,
+    /// `restart_gap:` a start this long after the last sign of life is reported.
     #[serde(default)]
     restart_gap: Option<Spanned<String>>,
+    /// `budget_low:` the share of the monthly budget used at which it is reported.
     #[serde(default)]
     budget_low: Option<Spanned<String>>,
 }
