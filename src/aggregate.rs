@@ -34,7 +34,9 @@ use std::time::SystemTime;
 
 use tokio::time::Instant;
 
-pub use crate::alert::{Alert, AlertKind, SAMPLE_MAX_BYTES, Sample};
+pub use crate::alert::{
+    Alert, AlertKind, MAX_OTHER_SOURCES, SAMPLE_MAX_BYTES, Sample, note_source,
+};
 use crate::ids::RobotId;
 use crate::ids::RuleId;
 use crate::matcher::{Hit, HitBatch};
@@ -108,6 +110,8 @@ struct Pending {
     first: SystemTime,
     last: SystemTime,
     source: Arc<str>,
+    /// See [`Alert::other_sources`].
+    other_sources: Vec<Arc<str>>,
     samples: Vec<Sample>,
     captures: Vec<String>,
     /// See [`Routed::holds`].
@@ -214,7 +218,7 @@ impl Aggregator {
         let mut out = Vec::new();
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
-                self.absence_matched(hit, batch.read_at, now, &mut out);
+                self.absence_matched(hit, batch, now, &mut out);
             } else {
                 self.count(hit, batch, now);
             }
@@ -254,6 +258,7 @@ impl Aggregator {
             first: batch.read_at,
             last: batch.read_at,
             source: batch.source.clone(),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             captures: Vec::new(),
             holds: Vec::new(),
@@ -267,8 +272,13 @@ impl Aggregator {
         }
         pending.count += 1;
         pending.last = pending.last.max(batch.read_at);
-        if !Arc::ptr_eq(&pending.source, &batch.source) {
-            pending.source = batch.source.clone();
+        if !Arc::ptr_eq(&pending.source, &batch.source) && pending.source != batch.source {
+            note_source(
+                &mut pending.source,
+                &mut pending.other_sources,
+                &[],
+                &batch.source,
+            );
         }
         if pending.samples.len() < rule.max_lines {
             pending.samples.push(Sample::from_line(&hit.line));
@@ -299,10 +309,11 @@ impl Aggregator {
     fn absence_matched(
         &mut self,
         hit: &Hit,
-        wall: SystemTime,
+        batch: &HitBatch,
         now: Instant,
         out: &mut Vec<Routed>,
     ) {
+        let wall = batch.read_at;
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
         let absence = self
@@ -314,6 +325,8 @@ impl Aggregator {
             let alert = Alert {
                 kind: AlertKind::Back,
                 samples: vec![Sample::from_line(&hit.line)],
+                // The line's own source: "back" says where it matched again.
+                source: batch.source.clone(),
                 ..self.bare_alert(hit.rule, None, wall)
             };
             fan_out(alert, Vec::new(), &self.rules[hit.rule], out);
@@ -623,6 +636,7 @@ impl Aggregator {
             first: wall,
             last: wall,
             source: Arc::from("-"),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             max_lines: r.max_lines,
             captures: Vec::new(),
@@ -751,6 +765,7 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> (Alert,
         first: p.first,
         last: p.last,
         source: p.source,
+        other_sources: p.other_sources,
         samples: p.samples,
         max_lines: rule.max_lines,
         captures: p.captures,
@@ -909,6 +924,7 @@ mod tests {
             AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
             AlertKind::Absent { .. } => format!("{at} absent{robot}"),
             AlertKind::Back => format!("{at} back{robot}"),
+            AlertKind::Notice => format!("{at} notice{robot}"),
         }
     }
 
@@ -1170,6 +1186,55 @@ mod tests {
         // at the end of input (stdin), an input without the line is absence
         let (got, _) = play(&[absent], &[], 10, true);
         assert_eq!(got, ["10 absent @0"]);
+    }
+
+    /// Regression: one file was named for lines from several.
+    #[test]
+    fn an_alert_names_every_source_its_lines_came_from() {
+        let r = rule(|s| s.pattern = "x".into());
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, w0);
+        for src in ["/a.log", "/b.log", "/a.log", "/c.log"] {
+            let mut b = batch(&r, 0, "1 x", w0);
+            b.source = src.into();
+            agg.add(&b, t0);
+        }
+        let out = agg.expire(t0 + dur(100));
+        assert_eq!(out.len(), 1);
+        assert_eq!(&*out[0].source, "/c.log");
+        let others: Vec<&str> = out[0].other_sources.iter().map(|s| &**s).collect();
+        assert_eq!(others, ["/b.log", "/a.log"]);
+        // Merging keeps every name once, bounded.
+        let mut merged = out[0].clone();
+        for i in 0..10 {
+            let mut later = out[0].clone();
+            later.source = format!("/{i}.log").into();
+            later.other_sources = vec!["/a.log".into()];
+            merged.merge(later);
+        }
+        assert_eq!(&*merged.source, "/9.log");
+        assert_eq!(merged.other_sources.len(), MAX_OTHER_SOURCES + 1);
+        assert!(!merged.other_sources.iter().any(|s| &**s == "/9.log"));
+    }
+
+    /// Regression: "back" named stdin for a line that matched again in a followed file.
+    #[test]
+    fn a_back_message_names_the_source_the_line_came_from() {
+        let absent = rule(|s| {
+            s.pattern = "heartbeat".into();
+            s.absent_for = Some(1000 * MS);
+        });
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&absent), t0, w0);
+        let absent_out = agg.expire(t0 + dur(1000));
+        assert!(matches!(absent_out[0].kind, AlertKind::Absent { .. }));
+        let mut b = batch(&absent, 0, "heartbeat", w0);
+        b.source = "/var/log/app/worker.log".into();
+        let out = agg.add(&b, t0 + dur(1500));
+        assert!(matches!(out[0].kind, AlertKind::Back));
+        assert_eq!(&*out[0].source, "/var/log/app/worker.log");
     }
 
     #[test]

@@ -36,6 +36,8 @@ mod problem;
 mod raw;
 mod robots;
 mod rule;
+mod self_alerts;
+pub use self_alerts::{DEFAULT_UNREADABLE_FOR, SelfAlerts};
 
 use checker::*;
 pub use environment::*;
@@ -87,6 +89,8 @@ pub struct Config {
     pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
+    /// `self_alerts:`: the robot told about dingtail's own trouble (`None`: only the log).
+    pub self_alerts: Option<SelfAlerts>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.

@@ -312,7 +312,7 @@ impl Dispatcher {
             self.pending.len(),
             self.pending.iter().map(|a| a.count).sum(),
         );
-        m.set_failing(self.broken.is_some());
+        m.set_failing(self.broken.as_ref().map(|(reason, _)| reason.as_str()));
         if !self.limiter.paused(Instant::now()) {
             m.set_paused(None);
         }
@@ -773,6 +773,7 @@ mod tests {
             first: SystemTime::now(),
             last: SystemTime::now(),
             source: "-".into(),
+            other_sources: Vec::new(),
             samples: vec![Sample::from_line(b"line")],
             silenced: 0,
             max_lines: 3,

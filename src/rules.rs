@@ -331,10 +331,18 @@ pub(crate) fn explain(err: &regex::Error) -> String {
     match err {
         regex::Error::Syntax(text) => {
             let last = text.lines().rev().find(|l| l.starts_with("error:"));
-            match last {
+            let mut msg = match last {
                 Some(l) => format!("invalid regex: {}", l.trim_start_matches("error:").trim()),
                 None => format!("invalid regex: {}", text.trim()),
+            };
+            // The common mistake: a pattern written for PCRE or Java.
+            if msg.contains("look-around") {
+                msg.push_str(
+                    "; dingtail's regexes have no (?=…), (?!…), (?<=…) or (?<!…): match the line \
+                     itself, and put what must not be in it under `exclude:`",
+                );
             }
+            msg
         }
         regex::Error::CompiledTooBig(limit) => {
             format!("regex is too big once compiled (limit {limit} bytes); simplify it")

@@ -10,10 +10,11 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Routes;
 use crate::aggregate::{Aggregator, Routed};
-use crate::config::RobotId;
+use crate::config::{Config, RobotId};
 use crate::dispatch::DeliveryReport;
 use crate::hush::Hush;
 use crate::reload::{Fleet, Matched};
+use crate::self_alert::Notice;
 use crate::source::Mark;
 use crate::source::checkpoint::Event;
 
@@ -30,6 +31,7 @@ pub(super) async fn aggregate(
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    (mut notices_rx, mut robots): (Option<mpsc::Receiver<Notice>>, Vec<String>),
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
@@ -43,6 +45,18 @@ pub(super) async fn aggregate(
         let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
+            Some(notice) = next_notice(&mut notices_rx) => {
+                // dingtail's own news: straight to its robot (by name, in the config in force).
+                let robot = robots.iter().position(|r| *r == notice.robot);
+                if robot.is_some() || robots.is_empty() {
+                    let routed = Routed {
+                        alert: notice.alert,
+                        robot,
+                        holds: Vec::new(),
+                    };
+                    route(vec![routed], &routes).await;
+                }
+            }
             batch = hit_rx.recv() => match batch {
                 Some(Matched::Batch(b)) => {
                     let alerts = agg.add(&b, Instant::now());
@@ -62,6 +76,7 @@ pub(super) async fn aggregate(
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    robots = robot_names(&config);
                     hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
                 None => break,
@@ -85,6 +100,19 @@ pub(super) async fn aggregate(
         .filter(|(_, n)| *n > 0)
         .collect();
     (held, fleet.finish(), hush.silenced())
+}
+
+/// The next notice of the self-alert task (never, without one).
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Notice>>) -> Option<Notice> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The names of the config's robots, by `RobotId`: a notice names its robot.
+pub(super) fn robot_names(config: &Config) -> Vec<String> {
+    config.robots.iter().map(|r| r.name.clone()).collect()
 }
 
 /// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those

@@ -273,7 +273,7 @@ pub(super) fn check(
         .inputs
         .iter()
         .enumerate()
-        .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
+        .filter_map(|(i, input)| check_input(&mut c, i, &input.value, env))
         .collect();
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
     let rule_names: Vec<&str> = raw
@@ -300,6 +300,9 @@ pub(super) fn check(
         .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
         .collect();
     let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
+    let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
+    let self_alerts =
+        self_alerts::check_self_alerts(&mut c, raw.self_alerts.as_ref(), &robot_names);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -316,6 +319,7 @@ pub(super) fn check(
             mutes,
             quiet_hours,
             quota,
+            self_alerts,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -44,6 +44,9 @@ pub(super) struct RawConfig {
     /// `redact:` personal data masked before it leaves the host.
     #[serde(default)]
     pub(super) redact: Option<pii::RawRedact>,
+    /// `self_alerts:` the robot told about dingtail's own trouble.
+    #[serde(default)]
+    pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
 }
 
 impl RawConfig {
@@ -61,6 +64,7 @@ impl RawConfig {
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
         self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
+        self.self_alerts = self.self_alerts.take().or(part.self_alerts);
     }
 }
 

@@ -100,6 +100,10 @@ pub struct TailConfig {
     /// The patterns followed when the checkpoints were written: what they match now without a
     /// checkpoint appeared while dingtail was stopped.
     pub known_patterns: Vec<String>,
+    /// Where a path that stays unreadable is reported (`self_alerts:`).
+    pub trouble: crate::trouble::Reporter,
+    /// How long a path may stay unreadable before it is reported to `trouble`.
+    pub unreadable_for: Duration,
 }
 
 /// What the tailer saw, for the summary.
@@ -118,14 +122,24 @@ impl Waker {
     pub fn wake(&self) {
         let _ = self.0.send(Wake::Look);
     }
+
+    /// A reload changed `inputs:`: follow these from now on. Paths only the old inputs led to
+    /// are let go (their checkpoints kept, so adding them back resumes where they were left);
+    /// files the new inputs match now start as at a start (at their checkpoint, else at their
+    /// end); files that appear later under them are read from their first byte.
+    pub fn set_inputs(&self, inputs: Vec<Input>) {
+        let _ = self.0.send(Wake::Inputs(inputs));
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Wake {
     /// Data may have changed.
     Look,
     /// Names in a watched directory changed: expand the globs too.
     Names,
+    /// New inputs (a reload).
+    Inputs(Vec<Input>),
 }
 
 /// Starts the tailer thread. Chunks go to `chunk_tx` (the thread ends when it is closed), file
@@ -188,6 +202,8 @@ struct Followed {
     pattern_known: bool,
     /// A checkpointed file found under a name no pattern follows: only read to its end.
     orphan: bool,
+    /// The input that led here (`None` for an orphan).
+    pattern: Option<String>,
 }
 
 struct Tailer {
@@ -207,6 +223,10 @@ struct Tailer {
     /// Files left lately (rotated away, truncated) and where they ended: a `copytruncate` copy
     /// that a glob finds later is read from there, not again from 0.
     left: std::collections::VecDeque<(Identity, u64)>,
+    /// Paths with a problem, since when, and whether that was reported to `cfg.trouble`.
+    unreadable: std::collections::HashMap<Arc<str>, (Instant, bool)>,
+    /// Inputs a reload added, not scanned yet: what they match now starts as at a start.
+    fresh: HashSet<String>,
 }
 
 /// How many left files [`Tailer`] remembers for copies.
@@ -230,6 +250,8 @@ impl Tailer {
             stats: TailStats::default(),
             skipped: HashSet::new(),
             left: std::collections::VecDeque::new(),
+            unreadable: std::collections::HashMap::new(),
+            fresh: HashSet::new(),
         }
     }
 
@@ -291,15 +313,25 @@ impl Tailer {
             if let Some(d) = self.next_deadline() {
                 wait = wait.min(d.saturating_duration_since(now));
             }
+            self.check_unreadable();
             rescan = false;
+            let mut woken = Vec::new();
             match wake_rx.recv_timeout(wait) {
-                Ok(w) => rescan |= w == Wake::Names,
+                Ok(w) => woken.push(w),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
             // A burst of events is one look.
-            while let Ok(w) = wake_rx.try_recv() {
-                rescan |= w == Wake::Names;
+            woken.extend(wake_rx.try_iter());
+            for w in woken {
+                match w {
+                    Wake::Look => {}
+                    Wake::Names => rescan = true,
+                    Wake::Inputs(inputs) => {
+                        self.set_inputs(inputs);
+                        rescan = true;
+                    }
+                }
             }
         }
     }
@@ -354,7 +386,8 @@ impl Tailer {
                     continue;
                 }
                 let exists = Path::new(&path).exists();
-                if !self.started && !exists {
+                let fresh = self.fresh.contains(&input.pattern);
+                if (!self.started || fresh) && !exists {
                     tracing::warn!(path = %path, "file does not exist (yet); following it when it appears");
                 }
                 self.followed.push(Followed {
@@ -364,10 +397,11 @@ impl Tailer {
                     current: None,
                     retired: Vec::new(),
                     problem: None,
-                    present_at_start: !self.started && exists,
+                    present_at_start: (!self.started || fresh) && exists,
                     taken_before: false,
                     pattern_known: self.cfg.known_patterns.contains(&input.pattern),
                     orphan: false,
+                    pattern: Some(input.pattern.clone()),
                 });
             }
         }
@@ -375,6 +409,7 @@ impl Tailer {
             self.recover();
         }
         self.started = true;
+        self.fresh.clear();
     }
 
     /// At start: checkpointed files that no followed path leads to any more (renamed while
@@ -437,6 +472,7 @@ impl Tailer {
                     taken_before: true,
                     pattern_known: false,
                     orphan: true,
+                    pattern: None,
                 });
                 let i = self.followed.len() - 1;
                 self.followed[i].multiline = self
@@ -503,13 +539,13 @@ impl Tailer {
                         tracing::info!(path = %path, "following a rotated file under its new name");
                         self.take_up(i, open);
                     } else if let Some(other) = self.followed_elsewhere(i, &meta) {
-                        self.report(i, format!("is the same file as {other}, which is followed already: followed once"));
+                        self.report(i, format!("is the same file as {other}, which is followed already: followed once"), false);
                     } else {
                         self.open(i, &meta);
                     }
                 }
             }
-            Ok(_) => self.report(i, "is not a regular file".into()),
+            Ok(_) => self.report(i, "is not a regular file".into(), true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Deleted or renamed away: keep reading what we hold until it is quiet.
                 if let Some(open) = &self.followed[i].current
@@ -522,15 +558,18 @@ impl Tailer {
                     self.close(&open);
                 }
             }
-            Err(e) => self.report(i, e.to_string()),
+            Err(e) => self.report(i, e.to_string(), true),
         }
 
         if let Some(mut open) = self.followed[i].current.take() {
             match self.check_in_place(&path, &mut open) {
-                Ok(()) => busy |= self.read(&path, &mut open, max_blocks),
+                Ok(()) => {
+                    self.readable(i);
+                    busy |= self.read(&path, &mut open, max_blocks);
+                }
                 Err(e) => {
                     self.followed[i].current = Some(open);
-                    self.report(i, e.to_string());
+                    self.report(i, e.to_string(), true);
                     return busy;
                 }
             }
@@ -612,7 +651,7 @@ impl Tailer {
         let file = match File::open(&*path) {
             Ok(f) => f,
             Err(e) => {
-                self.report(i, format!("cannot open: {e}"));
+                self.report(i, format!("cannot open: {e}"), true);
                 return;
             }
         };
@@ -625,14 +664,14 @@ impl Tailer {
             }
             Ok(None) => {}
             Err(e) => {
-                self.report(i, format!("cannot read: {e}"));
+                self.report(i, format!("cannot read: {e}"), true);
                 return;
             }
         }
         let identity = match Identity::of(&file) {
             Ok(id) => id,
             Err(e) => {
-                self.report(i, format!("cannot read: {e}"));
+                self.report(i, format!("cannot read: {e}"), true);
                 return;
             }
         };
@@ -656,6 +695,7 @@ impl Tailer {
                 None => size,
             }
         };
+        self.readable(i);
         self.followed[i].problem = None;
         let open = self.new_open(i, file, identity, pos, size);
         self.take_up(i, open);
@@ -863,8 +903,106 @@ impl Tailer {
         }
     }
 
-    /// Warns once per distinct problem of a path.
-    fn report(&mut self, i: usize, problem: String) {
+    /// Path `i` is read: its problem, if it had one, is over (and said to be, if it was
+    /// reported).
+    fn readable(&mut self, i: usize) {
+        if let Some((_, told)) = self.unreadable.remove(&self.followed[i].path) {
+            self.followed[i].problem = None;
+            if told {
+                tracing::info!(path = %self.followed[i].path, "readable again");
+                self.cfg.trouble.report(crate::trouble::Trouble::Readable {
+                    path: self.followed[i].path.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Reports paths unreadable for `cfg.unreadable_for` (once each, until they are read again).
+    fn check_unreadable(&mut self) {
+        let followed: HashSet<&str> = self.followed.iter().map(|w| &*w.path).collect();
+        self.unreadable.retain(|p, _| followed.contains(&**p));
+        for w in &self.followed {
+            let Some((since, told)) = self.unreadable.get_mut(&w.path) else {
+                continue;
+            };
+            if !*told && since.elapsed() >= self.cfg.unreadable_for {
+                *told = true;
+                self.cfg
+                    .trouble
+                    .report(crate::trouble::Trouble::Unreadable {
+                        path: w.path.to_string(),
+                        problem: w.problem.clone().unwrap_or_default(),
+                        since: since.elapsed(),
+                    });
+            }
+        }
+    }
+
+    /// A reload's new inputs (see [`Waker::set_inputs`]).
+    fn set_inputs(&mut self, inputs: Vec<Input>) {
+        let matches = |input: &Input, path: &str| {
+            input.pattern == path
+                || glob::Pattern::new(&input.pattern).is_ok_and(|p| p.matches(path))
+        };
+        let old: Vec<String> = self.cfg.inputs.iter().map(|i| i.pattern.clone()).collect();
+        for input in &inputs {
+            if !old.contains(&input.pattern) {
+                tracing::info!(pattern = %input.pattern, "input added by the reload: following it");
+                self.fresh.insert(input.pattern.clone());
+            }
+        }
+        for pattern in old
+            .iter()
+            .filter(|p| !inputs.iter().any(|i| &i.pattern == *p))
+        {
+            tracing::info!(pattern = %pattern, "input removed by the reload: letting its files go (their checkpoints are kept)");
+        }
+        let mut kept = Vec::new();
+        for mut w in std::mem::take(&mut self.followed) {
+            let gone = w
+                .pattern
+                .as_ref()
+                .is_some_and(|p| !inputs.iter().any(|i| &i.pattern == p));
+            if !gone {
+                kept.push(w);
+                continue;
+            }
+            // Another input may lead here too: the path stays, under that input.
+            if let Some(other) = inputs.iter().find(|i| matches(i, &w.path)) {
+                w.pattern = Some(other.pattern.clone());
+                kept.push(w);
+                continue;
+            }
+            // Let go: nothing past the last chunk sent is taken (a partial line or a pending
+            // event lies after it), so the checkpoint is where reading would resume.
+            for open in w.retired.iter().chain(w.current.iter()) {
+                self.close(open);
+                self.cfg
+                    .checkpoints
+                    .retain(|e| !e.identity.same_inode(&open.identity));
+                self.cfg.checkpoints.push(Entry {
+                    path: w.path.to_string(),
+                    identity: open.identity,
+                    offset: open.chunk_start,
+                    from: open.chunk_start,
+                });
+                self.stats.cut_lines += open.framer.cut_lines();
+            }
+            tracing::info!(path = %w.path, "no longer followed (its input was removed)");
+            self.unreadable.remove(&w.path);
+        }
+        self.followed = kept;
+        self.cfg.inputs = inputs;
+    }
+
+    /// Warns once per distinct problem of a path; a problem that keeps it from being read
+    /// (`unreadable`) starts the clock of [`Tailer::check_unreadable`].
+    fn report(&mut self, i: usize, problem: String, unreadable: bool) {
+        if unreadable {
+            self.unreadable
+                .entry(self.followed[i].path.clone())
+                .or_insert((Instant::now(), false));
+        }
         let w = &mut self.followed[i];
         if w.problem.as_deref() != Some(problem.as_str()) {
             tracing::warn!(path = %w.path, "{problem}; still following the other files and retrying this one");
@@ -1022,6 +1160,8 @@ mod tests {
                 once: false,
                 checkpoints: state.entries.clone(),
                 known_patterns: state.patterns.clone(),
+                trouble: crate::trouble::Reporter::default(),
+                unreadable_for: Duration::from_secs(300),
             };
             let mut run = Run {
                 tailer: Tailer::new(cfg, chunk_tx, events_tx),
