@@ -244,6 +244,16 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
+    // `coordination:`: the robots' limits shared with the fleet through Redis.
+    let coordinator = match (&config.coordination, dry_run) {
+        (Some(c), false) => {
+            let coordinator =
+                crate::fleet::Coordinator::new(c, &opts.host, Some(ops.metrics.clone()))?;
+            coordinator.join().await;
+            Some(coordinator)
+        }
+        _ => None,
+    };
     let mut dispatchers = Vec::new();
     // One delivery deadline for every robot, fallbacks included.
     let shutdown_deadline = Arc::default();
@@ -273,6 +283,9 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             .with_updates(fleet.adopt(name, routes[&target].clone()));
         if let (Some(b), Some(id)) = (&budget, target) {
             dispatcher = dispatcher.with_budget(b.clone(), id);
+        }
+        if let (Some(c), Some(r)) = (&coordinator, robot) {
+            dispatcher = dispatcher.with_link(c.robot(&r.name, r.rate, r.request_timeout));
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }

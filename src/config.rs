@@ -25,8 +25,10 @@ use crate::timezone::Zone;
 mod mute_config;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod coordination;
 mod pii;
 mod quota;
+pub use coordination::{Coordination, RedisTarget};
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
@@ -142,6 +144,8 @@ pub struct Config {
     pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
+    /// `coordination:`: limits shared with other instances through Redis; see `crate::fleet`.
+    pub coordination: Option<Coordination>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -535,6 +539,8 @@ struct RawConfig {
     quota: Option<Spanned<quota::RawQuota>>,
     #[serde(default)]
     redact: Option<pii::RawRedact>,
+    #[serde(default)]
+    coordination: Option<Spanned<coordination::RawCoordination>>,
 }
 
 impl RawConfig {
@@ -548,6 +554,7 @@ impl RawConfig {
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
         self.redact = self.redact.take().or(part.redact);
+        self.coordination = self.coordination.take().or(part.coordination);
         self.timezone = self.timezone.take().or(part.timezone);
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
@@ -1096,6 +1103,7 @@ fn check(
         .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
         .collect();
     let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
+    let coordination = coordination::check_coordination(&mut c, raw.coordination.as_ref(), env);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -1112,6 +1120,7 @@ fn check(
             mutes,
             quiet_hours,
             quota,
+            coordination,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -12,6 +12,7 @@
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads it.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries.
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
+//! - [`fleet`]: with `coordination:`, the rate, throttle pause and budget shared through Redis.
 //! - [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes.
 //! - [`app`]: wires the stages with bounded channels and owns shutdown.
 //!
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod config;
 pub mod dingtalk;
 pub mod dispatch;
+pub mod fleet;
 pub mod hush;
 pub mod init;
 pub mod listen;

@@ -2,3 +2,4 @@
 pub mod corpus;
 pub mod emulator;
 pub mod env;
+pub mod redis_server;
