@@ -178,6 +178,39 @@ async fn without_redis_an_instance_sends_at_the_fallback_rate_and_pays_its_count
     assert!(matches!(l.acquire().await, Slot::Granted(Some(_))));
 }
 
+#[tokio::test]
+async fn under_redis_cluster_a_robot_s_keys_share_a_slot_and_the_scripts_run() {
+    let server = RedisServer::start_cluster();
+    let mut cfg = coordination(&server.url(), "t3");
+    cfg.target = RedisTarget::Cluster(vec![Secret::new(server.url())]);
+    let c = Coordinator::new(&cfg, "host-a", None).unwrap();
+    let l = link(&c);
+    for _ in 0..3 {
+        assert!(matches!(l.acquire().await, Slot::Granted(Some(_))));
+    }
+    assert!(matches!(l.acquire().await, Slot::Wait(_)));
+    let b = budget(2);
+    let now = SystemTime::now();
+    assert!(l.take_budget(&b, 0, false, false, now).await);
+    assert!(l.take_budget(&b, 0, false, false, now).await);
+    assert!(!l.take_budget(&b, 0, false, false, now).await);
+    assert!(c.is_up());
+    // The keys of one robot hash to one slot (the scripts that touch two of them need it).
+    let mut conn = server.connection();
+    let slot = |key: &str, conn: &mut redis::Connection| -> i64 {
+        redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(key)
+            .query(conn)
+            .unwrap()
+    };
+    assert_eq!(
+        slot("t3:{ops}:sent", &mut conn),
+        slot("t3:{ops}:pause", &mut conn)
+    );
+    assert_eq!(ledger_total(&server, "t3"), 2);
+}
+
 /// A running dingtail whose stderr is read as it comes, so a test can wait for a line.
 struct Proc {
     child: Child,

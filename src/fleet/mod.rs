@@ -77,7 +77,7 @@ pub enum CoordinationError {
 enum Conn {
     Single(ConnectionManager),
     Cluster {
-        client: ClusterClient,
+        client: Box<ClusterClient>,
         conn: tokio::sync::Mutex<Option<ClusterConnection>>,
     },
 }
@@ -156,7 +156,7 @@ impl Coordinator {
                     .build()
                     .map_err(|e| CoordinationError::Address(format!("{:?}", e.kind())))?;
                 Conn::Cluster {
-                    client,
+                    client: Box::new(client),
                     conn: tokio::sync::Mutex::new(None),
                 }
             }

@@ -15,12 +15,19 @@ pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// More `redis-server` arguments (`--cluster-enabled yes`).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port of 127.0.0.1, with the append-only file on (as the
     /// README tells users to run it). Panics, failing the test, when it cannot.
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    /// [`RedisServer::start`] with more `redis-server` arguments.
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         let mut dir = tempfile::tempdir().expect("temp dir");
         let mut last = String::new();
         // Redis cannot listen on port 0: take a free port from the kernel, close it, start
@@ -34,6 +41,7 @@ impl RedisServer {
                 child: None,
                 port,
                 dir,
+                extra: extra.iter().map(|s| s.to_string()).collect(),
             };
             match server.launch() {
                 Ok(()) => return server,
@@ -65,6 +73,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(self.dir.path())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -102,6 +111,27 @@ impl RedisServer {
                 let _ = child.wait();
                 Err(format!("redis-server not ready within {READY_LIMIT:?}"))
             }
+        }
+    }
+
+    /// A one-node Redis Cluster holding every slot, ready (`cluster_state:ok`).
+    pub fn start_cluster() -> RedisServer {
+        let server = RedisServer::start_with(&["--cluster-enabled", "yes"]);
+        let mut c = server.connection();
+        let _: () = redis::cmd("CLUSTER")
+            .arg("ADDSLOTSRANGE")
+            .arg(0)
+            .arg(16383)
+            .query(&mut c)
+            .expect("CLUSTER ADDSLOTSRANGE");
+        let until = std::time::Instant::now() + READY_LIMIT;
+        loop {
+            let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
+            if info.contains("cluster_state:ok") {
+                return server;
+            }
+            assert!(std::time::Instant::now() < until, "cluster not ok: {info}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
