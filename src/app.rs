@@ -247,8 +247,10 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     // `coordination:`: the robots' limits shared with the fleet through Redis.
     let coordinator = match (&config.coordination, dry_run) {
         (Some(c), false) => {
-            let coordinator =
-                crate::fleet::Coordinator::new(c, &opts.host, Some(ops.metrics.clone()))?;
+            let metrics = ops.metrics.clone();
+            let hook: crate::fleet::FallbackHook =
+                Arc::new(move |on| metrics.set_coordination_fallback(on));
+            let coordinator = crate::fleet::Coordinator::new(c, &opts.host, Some(hook))?;
             coordinator.join().await;
             Some(coordinator)
         }
@@ -285,7 +287,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         if let (Some(c), Some(r)) = (&coordinator, robot) {
-            dispatcher = dispatcher.with_link(c.robot(&r.name, r.rate, r.request_timeout));
+            let link = c.robot(&r.name, r.rate, r.request_timeout);
+            if let (Some(b), Some(id)) = (&budget, target) {
+                link.load_budget(b, id).await;
+            }
+            dispatcher = dispatcher.with_link(link);
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }

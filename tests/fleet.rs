@@ -124,6 +124,11 @@ async fn two_instances_share_one_window_one_pause_and_one_ledger() {
     la.refund(&ba, 0, now).await;
     assert!(!la.take_budget(&ba, 0, true, false, now).await);
     assert!(ba.status(now).robots[0].spent.is_some());
+    // A new instance starts from the fleet's counts, not from its own ledger file.
+    let fresh = budget(7);
+    la.load_budget(&fresh, 0).await;
+    assert_eq!(fresh.status(now).used, ledger_total(&server, "t1"));
+    assert!(fresh.status(now).robots[0].spent.is_some());
 }
 
 #[tokio::test]
@@ -221,7 +226,19 @@ struct Proc {
 
 impl Proc {
     fn start(env: &TestEnv) -> Proc {
-        let mut child = env.spawn(&["run"]);
+        Proc::start_with(env, &["run"])
+    }
+
+    /// `run ARGS`, with a shutdown timeout long enough for a loaded machine: what is held at
+    /// the end of input waits for the shared window, however slow the test host.
+    fn start_with(env: &TestEnv, args: &[&str]) -> Proc {
+        let mut all = args.to_vec();
+        all.extend(["--shutdown-timeout", "90s"]);
+        Proc::spawn(env, &all)
+    }
+
+    fn spawn(env: &TestEnv, args: &[&str]) -> Proc {
+        let mut child = env.spawn(args);
         let stderr = Arc::new((Mutex::new(String::new()), Condvar::new()));
         let err = child.stderr.take().unwrap();
         let shared = stderr.clone();
@@ -254,14 +271,16 @@ impl Proc {
         stdin.flush().unwrap();
     }
 
-    /// Waits until stderr holds `needle`.
-    fn wait_for(&self, needle: &str) {
+    /// Waits until stderr holds `needle`; returns the rest of its line.
+    fn wait_for(&self, needle: &str) -> String {
         let (text, cv) = &*self.stderr;
         let guard = text.lock().unwrap();
         let (guard, timeout) = cv
             .wait_timeout_while(guard, LIMIT, |t| !t.contains(needle))
             .unwrap();
         assert!(!timeout.timed_out(), "no `{needle}` on stderr:\n{guard}");
+        let rest = guard.split(needle).nth(1).unwrap_or_default();
+        rest.lines().next().unwrap_or_default().to_owned()
     }
 
     /// Ends the input.
@@ -272,7 +291,7 @@ impl Proc {
     /// Ends the input and waits for the exit: (code, stderr).
     fn finish(mut self) -> (i32, String) {
         drop(self.child.stdin.take());
-        let until = Instant::now() + LIMIT * 2;
+        let until = Instant::now() + LIMIT * 3;
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s;
@@ -376,6 +395,9 @@ fn six_processes_sharing_a_robot_keep_its_rate_and_lose_nothing() {
         matched += round(&mut procs, r);
         emu.wait_for_posts(3 * (r + 1), LIMIT);
     }
+    for p in &mut procs {
+        p.close();
+    }
     let codes: Vec<(i32, String)> = procs.into_iter().map(Proc::finish).collect();
     for (code, stderr) in &codes {
         assert_eq!(*code, 0, "{stderr}");
@@ -441,15 +463,43 @@ fn five_processes_share_a_monthly_budget_of_twenty() {
     assert_eq!(lines_in(&posts) + undelivered, matched);
 }
 
+/// `dingtail_coordination_fallback` at `/metrics`.
+fn fallback_gauge(addr: &str) -> i64 {
+    let mut resp = ureq::get(&format!("http://{addr}/metrics"))
+        .call()
+        .expect("GET /metrics");
+    let text = resp.body_mut().read_to_string().unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("dingtail_coordination_fallback "))
+        .unwrap_or_else(|| panic!("no gauge in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[test]
 fn redis_stopped_mid_storm_alerts_keep_flowing_nothing_is_lost_and_processes_rejoin() {
     let mut redis = RedisServer::start();
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).rate(3, Duration::from_secs(1))]);
     let yaml = config(&emu, &redis, "down", "    rate: 3/1s", 4, "");
-    let (_envs, mut procs) = fleet(3, &yaml);
+    let envs: Vec<TestEnv> = (0..3)
+        .map(|i| {
+            TestEnv::new()
+                .config(&yaml)
+                .env("DINGTAIL_HOST", &format!("host-{i}"))
+        })
+        .collect();
+    // The first one also serves /metrics.
+    let mut procs = vec![Proc::start_with(
+        &envs[0],
+        &["run", "--listen", "127.0.0.1:0"],
+    )];
+    procs.extend(envs[1..].iter().map(Proc::start));
+    let addr = procs[0].wait_for("listening on ").trim().to_owned();
     for p in &procs {
         p.wait_for("coordination: joined Redis");
     }
+    assert_eq!(fallback_gauge(&addr), 0);
     let mut matched = round(&mut procs, 0);
     emu.wait_for_posts(3, LIMIT);
 
@@ -463,15 +513,20 @@ fn redis_stopped_mid_storm_alerts_keep_flowing_nothing_is_lost_and_processes_rej
     for p in &procs {
         p.wait_for("Redis cannot be reached");
     }
+    assert_eq!(fallback_gauge(&addr), 1);
 
     // Redis is back: every process rejoins by itself and pays back what it counted.
     redis.restart();
     for p in &procs {
         p.wait_for("Redis is back; rejoined");
     }
+    assert_eq!(fallback_gauge(&addr), 0);
     let before = emu.posts().len();
     matched += round(&mut procs, 3);
     emu.wait_for_posts(before + 1, LIMIT);
+    for p in &mut procs {
+        p.close();
+    }
     let done: Vec<(i32, String)> = procs.into_iter().map(Proc::finish).collect();
     for (code, stderr) in &done {
         assert_eq!(*code, 0, "{stderr}");

@@ -56,7 +56,6 @@ use redis::{FromRedisValue, IntoConnectionInfo, RedisResult, ScriptInvocation, V
 use tokio::time::Instant;
 
 use crate::config::{Coordination, RedisTarget};
-use crate::metrics::Metrics;
 pub use robot_link::{RobotLink, Slot};
 
 /// While Redis is away, it is tried again at most this often.
@@ -105,8 +104,12 @@ struct Inner {
     owed: Mutex<Vec<(String, String, i64)>>,
     /// Scrubbed from error texts, whatever the client puts in them.
     password: Option<String>,
-    metrics: Option<Arc<Metrics>>,
+    on_fallback: Option<FallbackHook>,
 }
+
+/// Told `true` when the instance falls back, `false` when it rejoins (the metrics gauge
+/// `dingtail_coordination_fallback`; a hook, so this module need not know the metrics).
+pub type FallbackHook = Arc<dyn Fn(bool) + Send + Sync>;
 
 /// The run's link to its fleet's Redis; cheap to clone. See the module docs.
 #[derive(Clone)]
@@ -114,11 +117,12 @@ pub struct Coordinator(Arc<Inner>);
 
 impl Coordinator {
     /// A coordinator for `cfg` (no connection is made yet: a Redis that is down at start means
-    /// fallback, not a failed start). `host` names this instance.
+    /// fallback, not a failed start). `host` names this instance; `on_fallback` hears when it
+    /// falls back and rejoins.
     pub fn new(
         cfg: &Coordination,
         host: &str,
-        metrics: Option<Arc<Metrics>>,
+        on_fallback: Option<FallbackHook>,
     ) -> Result<Coordinator, CoordinationError> {
         let password = cfg.password.as_ref().map(|p| p.expose().to_owned());
         let info = |url: &str| {
@@ -171,7 +175,7 @@ impl Coordinator {
             health: Mutex::new(Health::Up),
             owed: Mutex::new(Vec::new()),
             password,
-            metrics,
+            on_fallback,
         })))
     }
 
@@ -265,8 +269,8 @@ impl Coordinator {
                     down
                 };
                 if rejoined {
-                    if let Some(m) = &self.0.metrics {
-                        m.set_coordination_fallback(false);
+                    if let Some(hook) = &self.0.on_fallback {
+                        hook(false);
                     }
                     tracing::warn!(
                         "coordination: Redis is back; rejoined the fleet (counts made meanwhile were added to its ledger)"
@@ -329,8 +333,8 @@ impl Coordinator {
             probe_at: Instant::now() + PROBE_EVERY,
         };
         if !already {
-            if let Some(m) = &self.0.metrics {
-                m.set_coordination_fallback(true);
+            if let Some(hook) = &self.0.on_fallback {
+                hook(true);
             }
             let rate = self.0.fallback_rate;
             tracing::error!(

@@ -162,6 +162,30 @@ impl RobotLink {
         }
     }
 
+    /// Takes the fleet's counts of this month into `budget` at start, so that the local view
+    /// the dispatcher asks first is Redis's (a ledger file from runs without coordination may
+    /// say otherwise). Redis away: the local view stays until Redis answers.
+    pub async fn load_budget(&self, budget: &SharedBudget, robot: usize) {
+        let now = SystemTime::now();
+        let month = Month::of(now).to_string();
+        let answer: Option<(Option<u64>, Option<u64>, Option<String>)> = self
+            .coord
+            .call(
+                redis::cmd("HMGET")
+                    .arg(self.coord.ledger_key(&month))
+                    .arg("total")
+                    .arg(format!("robot:{}", self.name))
+                    .arg(format!("spent:{}", self.name)),
+            )
+            .await;
+        if let Some((total, mine, spent)) = answer {
+            budget.sync(robot, &month, total.unwrap_or(0), mine.unwrap_or(0), now);
+            if let Some(why) = spent {
+                budget.mark_spent(robot, &why, now);
+            }
+        }
+    }
+
     /// Takes back a message counted at `counted` that DingTalk certainly did not post.
     pub async fn refund(&self, budget: &SharedBudget, robot: usize, counted: SystemTime) {
         let now = SystemTime::now();
