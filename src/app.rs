@@ -289,7 +289,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         if let (Some(c), Some(r)) = (&coordinator, robot) {
-            let link = c.robot(&r.name, r.rate, r.request_timeout);
+            let link = c.robot(&r.name, r.rate, r.endpoint.request_timeout);
             if let (Some(b), Some(id)) = (&budget, target) {
                 link.load_budget(b, id).await;
             }
