@@ -372,6 +372,10 @@ impl Dispatcher {
 
     /// Runs until the input closes and everything is delivered or the deadline passes.
     pub async fn run(mut self) -> DeliveryReport {
+        // With coordination, the budget starts from the fleet's counts (see `RobotLink`).
+        if let (Some(link), Some((budget, robot))) = (&self.link, &self.budget) {
+            link.load_budget(budget, *robot).await;
+        }
         loop {
             self.take_update();
             self.publish();

@@ -66,16 +66,22 @@ pub struct Coordination {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCoordination {
+    /// `redis://`, `rediss://` or `unix://` URL of one server (`${VAR}` expanded).
     #[serde(default)]
     redis: Option<Spanned<String>>,
+    /// Redis Cluster seed nodes, instead of `redis`.
     #[serde(default)]
     cluster: Option<Spanned<Vec<String>>>,
+    /// The password, when not in the URL (`${VAR}` expanded).
     #[serde(default)]
     password: Option<Spanned<String>>,
+    /// Every key starts with it.
     #[serde(default)]
     key_prefix: Option<Spanned<String>>,
+    /// Per instance and robot while Redis cannot be reached.
     #[serde(default)]
     fallback_rate: Option<Spanned<String>>,
+    /// A slower Redis answer counts as Redis being away.
     #[serde(default)]
     timeout: Option<Spanned<String>>,
 }
