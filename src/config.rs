@@ -24,9 +24,11 @@ use crate::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::timezone::Zone;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod coordination;
 mod mute_config;
 mod pii;
 mod quota;
+pub use coordination::{Coordination, RedisTarget};
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 mod checker;
 mod environment;
@@ -91,6 +93,8 @@ pub struct Config {
     pub quota: Quota,
     /// `self_alerts:`: the robot told about dingtail's own trouble (`None`: only the log).
     pub self_alerts: Option<SelfAlerts>,
+    /// `coordination:`: limits shared with other instances through Redis; see `crate::fleet`.
+    pub coordination: Option<Coordination>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.

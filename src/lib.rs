@@ -24,6 +24,7 @@
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads
 //!   it. Its [`aggregate::Routed`] alerts carry the robot and the file positions they hold.
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
+//! - [`fleet`]: with `coordination:`, the rate, throttle pause and budget shared through Redis.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries;
 //!   [`delivery_report`] is what it did.
 //! - [`hush`], [`silence`]: silences, mute windows and quiet hours between aggregator and
@@ -49,6 +50,7 @@ pub mod config;
 pub mod delivery_report;
 pub mod dingtalk;
 pub mod dispatch;
+pub mod fleet;
 pub mod hush;
 pub mod ids;
 pub mod init;

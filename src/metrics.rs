@@ -65,6 +65,7 @@ pub struct Metrics {
     budget_allowance: Gauge,
     robot_budget_used: Family<Labels, Gauge>,
     robot_budget_spent: Family<Labels, Gauge>,
+    coordination_fallback: Gauge,
     /// The monthly budget, read at each scrape (its ledger is the truth; copying it into gauges
     /// on every send would be a second bookkeeping to keep in step).
     budget: Mutex<Option<SharedBudget>>,
@@ -128,6 +129,7 @@ impl Metrics {
             budget_allowance: Gauge::default(),
             robot_budget_used: Family::default(),
             robot_budget_spent: Family::default(),
+            coordination_fallback: Gauge::default(),
             budget: Mutex::new(None),
             failing_robots: Mutex::new(BTreeSet::new()),
             reading: AtomicBool::new(false),
@@ -278,6 +280,11 @@ impl Metrics {
             "Messages dingtail sent about itself (self_alerts:), per kind",
             m.self_alerts.clone(),
         );
+        r.register(
+            "coordination_fallback",
+            "1 while Redis (coordination:) cannot be reached and this instance sends on its own at fallback_rate",
+            m.coordination_fallback.clone(),
+        );
         m.config_ok.set(1);
         m.config_loaded_at.set(unix_seconds(SystemTime::now()));
         Metrics { registry, ..m }
@@ -286,6 +293,11 @@ impl Metrics {
     /// Reports the monthly `budget` in the budget gauges, as it stands at each scrape.
     pub fn watch_budget(&self, budget: SharedBudget) {
         *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
+    }
+
+    /// Whether this instance is cut off from its fleet's Redis (see `crate::fleet`).
+    pub fn set_coordination_fallback(&self, on: bool) {
+        self.coordination_fallback.set(i64::from(on));
     }
 
     /// Brings the budget gauges up to the ledger.

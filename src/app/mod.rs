@@ -175,8 +175,27 @@ pub async fn run(
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
-    let (dispatchers, routes, fleet) =
-        spawn_dispatchers(&config, &opts, dry_run, files, &ops, &budget, &wiring)?;
+    // `coordination:`: the robots' limits shared with the fleet through Redis.
+    let coordinator = match (&config.coordination, dry_run) {
+        (Some(c), false) => {
+            let metrics = ops.metrics.clone();
+            let hook: crate::fleet::FallbackHook =
+                Arc::new(move |on| metrics.set_coordination_fallback(on));
+            let coordinator = crate::fleet::Coordinator::new(c, &opts.host, Some(hook))?;
+            coordinator.join().await;
+            Some(coordinator)
+        }
+        _ => None,
+    };
+    let (dispatchers, routes, fleet) = spawn_dispatchers(
+        &config,
+        &opts,
+        dry_run,
+        files,
+        &ops,
+        (&budget, coordinator.as_ref()),
+        &wiring,
+    )?;
     let Wiring {
         events_tx,
         events_rx,
@@ -338,7 +357,8 @@ fn spawn_dispatchers(
     dry_run: bool,
     files: bool,
     ops: &crate::operate::Operate,
-    budget: &Option<SharedBudget>,
+    // The robots' limits beyond their rate: the monthly budget, and the fleet's Redis.
+    (budget, coordinator): (&Option<SharedBudget>, Option<&crate::fleet::Coordinator>),
     wiring: &Wiring,
 ) -> anyhow::Result<(Dispatchers, Routes, Fleet)> {
     let stdout = crate::pretty::dry_run_stdout(opts.presentation);
@@ -392,6 +412,9 @@ fn spawn_dispatchers(
             .with_updates(fleet.adopt(name, routes[&target].clone()));
         if let (Some(b), Some(id)) = (budget, target) {
             dispatcher = dispatcher.with_budget(b.clone(), id);
+        }
+        if let (Some(c), Some(r)) = (coordinator, robot) {
+            dispatcher = dispatcher.with_link(c.robot(&r.name, r.rate, r.endpoint.request_timeout));
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }

@@ -303,6 +303,7 @@ pub(super) fn check(
     let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
     let self_alerts =
         self_alerts::check_self_alerts(&mut c, raw.self_alerts.as_ref(), &robot_names);
+    let coordination = coordination::check_coordination(&mut c, raw.coordination.as_ref(), env);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -320,6 +321,7 @@ pub(super) fn check(
             quiet_hours,
             quota,
             self_alerts,
+            coordination,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -47,6 +47,8 @@ pub(super) struct RawConfig {
     /// `self_alerts:` the robot told about dingtail's own trouble.
     #[serde(default)]
     pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
+    /// `coordination:` Redis shared by the instances that post to the same robots.
+    pub(super) coordination: Option<Spanned<coordination::RawCoordination>>,
 }
 
 impl RawConfig {
@@ -59,6 +61,7 @@ impl RawConfig {
         self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
+        self.coordination = self.coordination.take().or(part.coordination);
         self.redact = self.redact.take().or(part.redact);
         self.timezone = self.timezone.take().or(part.timezone);
         self.listen = self.listen.take().or(part.listen);

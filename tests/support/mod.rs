@@ -3,3 +3,4 @@ pub mod corpus;
 pub mod emulator;
 pub mod env;
 pub mod running;
+pub mod redis_server;
