@@ -29,6 +29,7 @@ use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
+use crate::state::alert_state::{AlertSaver, AlertStore};
 
 /// How `run` behaves, beyond the config.
 #[derive(Debug, Clone)]
@@ -66,6 +67,9 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Lines read.
     pub lines: u64,
+    /// Events matched as one: lines, or multi-line events where an input has `multiline`
+    /// (then fewer than `lines`).
+    pub events: u64,
     /// Bytes read.
     pub bytes: u64,
     /// Lines cut at `max_line_bytes`.
@@ -78,6 +82,9 @@ pub struct RunReport {
     pub held_below_threshold: Vec<(String, u64)>,
     /// Hits a silence or mute window covered, per rule (counted, not sent).
     pub silenced: Vec<(String, u64)>,
+    /// Hits gathered in a cooldown at a stop, per rule: saved with the alert state and sent by
+    /// the next run when the cooldown ends (see `state::alert_state`).
+    pub kept: Vec<(String, u64)>,
     /// The monthly budget after the run (`None` in dry-run).
     pub budget: Option<Status>,
 }
@@ -121,9 +128,23 @@ impl RunReport {
                 .collect();
             format!("{held}; silenced, not sent: {}", rules.join(", "))
         };
+        let held = if self.kept.is_empty() {
+            held
+        } else {
+            let rules: Vec<String> = self.kept.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!(
+                "{held}; cooling down, kept for the next run: {}",
+                rules.join(", ")
+            )
+        };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
+            "dingtail: read {} lines{} ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
             self.lines,
+            if self.events != self.lines {
+                format!(" as {} events", self.events)
+            } else {
+                String::new()
+            },
             self.bytes,
             if self.cut_lines > 0 {
                 format!(", {} cut at max_line_bytes", self.cut_lines)
@@ -192,7 +213,6 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
-    let mut ops = crate::operate::Operate::start(&config, &opts).await?;
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -209,6 +229,31 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && files {
         anyhow::bail!("--tee copies standard input; it cannot be used when following files");
     }
+    // On stdin the state directory is optional (nothing can be re-read): one that cannot be
+    // used is one warning, and alert state and budget then live in memory only. Locked like
+    // for files, so two instances never write over each other's state.
+    let stdin_state = if files || opts.dry_run {
+        None
+    } else {
+        match checkpoint::state_dir(opts.state_dir.as_deref())
+            .and_then(Store::open)
+            .and_then(Store::lock)
+        {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; alert state (cooldowns, open alerts), silences and the monthly budget live in memory only"
+                );
+                None
+            }
+        }
+    };
+    let mut ops = crate::operate::Operate::start(
+        &config,
+        &opts,
+        files || stdin_state.is_some() || opts.dry_run,
+    )
+    .await?;
     // The checkpoint keeper hears from the tailer and the aggregator (events) and from the
     // dispatchers (settled alerts); see `source::checkpoint`.
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
@@ -240,7 +285,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let budget = if dry_run {
         None
     } else {
-        let budget = open_budget(&config, &opts)?;
+        let budget = open_budget(&config, &opts, files || stdin_state.is_some())?;
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
@@ -290,9 +335,11 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         chunk_tx.downgrade(),
         ops.metrics.clone(),
     ));
+    let mut alert_store = stdin_state.as_ref().map(|s| AlertStore::new(s.dir()));
     let (source, waker) = if files {
         let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
         let (store, saved) = open_store(&opts, patterns)?;
+        alert_store = store.as_ref().map(|s| AlertStore::new(s.dir()));
         let cfg = TailConfig {
             inputs,
             max_line: config.max_line_bytes,
@@ -340,17 +387,35 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
+    // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
+    let alert_store = alert_store.filter(|_| !opts.dry_run);
+    let mut agg = Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
+        .with_absence_at_end(!files)
+        .with_pending_kept(files && !opts.once && alert_store.is_some());
+    if let Some(store) = alert_store.as_ref().filter(|_| !opts.from_beginning)
+        && let Some(snap) = store.load()
+    {
+        for note in agg.restore(&snap, Instant::now(), SystemTime::now()) {
+            tracing::info!("{note}");
+        }
+        tracing::info!(
+            path = %store.path().display(),
+            streams = snap.streams(),
+            "alert state restored"
+        );
+    }
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now())
-            .with_absence_at_end(!files),
+        agg,
         hit_rx,
         routes,
         fleet,
         ops.hush(&config),
         progress_tx,
+        alert_store.map(AlertSaver::spawn),
     ));
 
-    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
+    let (held, added, silenced, kept) = aggregator.await.context("aggregator task")?;
+    drop(stdin_state);
     let mut deliveries = Vec::new();
     for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -358,7 +423,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     gate.await.context("gate task")?;
     reloader.abort();
     ops.metrics.set_reading(false);
-    let (lines, mut bytes, per_rule) = matcher_thread
+    let (lines, events, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
     let cut_lines = match source {
@@ -400,19 +465,30 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     Ok(RunReport {
         dry_run,
         lines,
+        events,
         bytes,
         cut_lines,
         matches: per_rule,
         deliveries,
         held_below_threshold: held,
         silenced,
+        kept,
         budget: budget.map(|b| b.status(std::time::SystemTime::now())),
     })
 }
 
 /// The monthly budget with its ledger from the state directory (in memory only, with a
 /// warning, when there is no state directory to be found).
-fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+///
+/// `dir_usable`: false when the state directory was already found unusable and said so.
+fn open_budget(
+    config: &Config,
+    opts: &RunOptions,
+    dir_usable: bool,
+) -> anyhow::Result<SharedBudget> {
+    if !dir_usable {
+        return Ok(SharedBudget::open(config, None)?);
+    }
     let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
     let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
         Ok(file) => Some(file),
@@ -534,8 +610,9 @@ async fn shutdown_signal() {
     }
 }
 
-/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
-/// reload removed included, in the order they were first configured).
+/// The matcher thread's loop; returns lines, events (multi-line events count once), bytes and
+/// matching events per rule name (rules a reload removed included, in the order they were
+/// first configured).
 ///
 /// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
 /// told in the same channel, after the batches matched with the old rules.
@@ -545,8 +622,8 @@ fn match_all(
     hit_tx: mpsc::Sender<Matched>,
     rule_count: usize,
     mut counted: crate::operate::Counter,
-) -> (u64, u64, Vec<(String, u64)>) {
-    let (mut lines, mut bytes) = (0, 0);
+) -> (u64, u64, u64, Vec<(String, u64)>) {
+    let (mut lines, mut events, mut bytes) = (0, 0, 0);
     let mut names: Vec<String> = counted.rules().to_vec();
     let mut per_rule = vec![0u64; rule_count];
     // Rules a reload removed, with what they matched.
@@ -583,7 +660,13 @@ fn match_all(
             }
         };
         let batch = matcher.match_chunk(&chunk);
+        // The matcher sees events; their lines are joined inside them.
+        events += batch.lines;
         lines += batch.lines;
+        if chunk.joined {
+            lines += memchr::memchr_iter(crate::source::multiline::EVENT_LINE_SEP, &chunk.data)
+                .count() as u64;
+        }
         // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
         // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
         bytes += match chunk.mark {
@@ -600,7 +683,7 @@ fn match_all(
     }
     let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
     matches.extend(retired);
-    (lines, bytes, matches)
+    (lines, events, bytes, matches)
 }
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
@@ -609,6 +692,10 @@ fn match_all(
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
+///
+/// With a `saver`, it offers a snapshot of the alert state every second, and at the end saves
+/// the final one *before* it lets go of the holds of the hits that snapshot carries over, so the
+/// checkpoint never passes a hit that is neither delivered nor saved.
 async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
@@ -616,11 +703,15 @@ async fn aggregate(
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    saver: Option<AlertSaver>,
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
     Vec<(String, u64)>,
+    Vec<(String, u64)>,
 ) {
+    let mut save_tick = tokio::time::interval(crate::state::alert_state::SAVE_EVERY);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Quiet hours ending is a deadline too (on the wall clock).
         let quiet_end = hush
@@ -657,9 +748,26 @@ async fn aggregate(
                 report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
+            _ = save_tick.tick(), if saver.is_some() => {
+                if let Some(s) = &saver {
+                    s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
+                }
+            }
         }
     }
     let alerts = agg.flush(Instant::now());
+    if let Some(saver) = saver {
+        match saver
+            .finish(agg.snapshot(Instant::now(), SystemTime::now()))
+            .await
+        {
+            Ok(()) => agg.release_carried(),
+            // The hits it would carry stay held: the next run reads them again.
+            Err(e) => tracing::error!(
+                "cannot save the alert state: {e}; cooldowns and open alerts are forgotten, hits not sent are read again by the next run"
+            ),
+        }
+    }
     report_progress(&mut agg, &progress_tx, None);
     let alerts = hushed(&mut hush, alerts, &progress_tx, true);
     route(alerts, &routes).await;
@@ -670,7 +778,14 @@ async fn aggregate(
         .zip(agg.held_below_threshold().iter().copied())
         .filter(|(_, n)| *n > 0)
         .collect();
-    (held, fleet.finish(), hush.silenced())
+    let kept = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.kept_for_next_run().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish(), hush.silenced(), kept)
 }
 
 /// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those

@@ -11,6 +11,7 @@
 //!   automata), then which rules match, on the candidate lines only.
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads it.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries.
+//! - [`state`]: the alert state carried across restarts (cooldowns, open alerts, absence).
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
 //! - [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes.
 //! - [`app`]: wires the stages with bounded channels and owns shutdown.
@@ -47,6 +48,7 @@ pub mod secret;
 pub mod silence;
 pub mod source;
 pub mod startup;
+pub mod state;
 pub mod tester;
 pub mod timezone;
 pub mod where_expr;

@@ -27,13 +27,20 @@ pub struct Operate {
 
 impl Operate {
     /// Creates the metrics and, with `--listen` or `listen:`, starts the listener (an address
-    /// that cannot be bound is an error: the run does not start).
-    pub async fn start(config: &Config, opts: &RunOptions) -> anyhow::Result<Operate> {
+    /// that cannot be bound is an error: the run does not start). `state_usable`: false when
+    /// the state directory was found unusable and said so (silences then live in memory).
+    pub async fn start(
+        config: &Config,
+        opts: &RunOptions,
+        state_usable: bool,
+    ) -> anyhow::Result<Operate> {
         let triggers = crate::reload::Triggers::install()?;
         let metrics = Arc::new(Metrics::new());
         let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
         metrics.declare_rules(&rules);
-        let dir = checkpoint::state_dir(opts.state_dir.as_deref()).ok();
+        let dir = checkpoint::state_dir(opts.state_dir.as_deref())
+            .ok()
+            .filter(|_| state_usable);
         let silences = match Silences::open(dir.as_deref()) {
             Ok(s) => s,
             Err(e) => {
