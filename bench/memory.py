@@ -55,10 +55,13 @@ def main():
         )
     log = os.path.join(work, "app.log")
     open(log, "w").close()
+    err = open(os.path.join(work, "stderr"), "w+")
     p = subprocess.Popen(
-        [binary, "run", "-c", config, "--state-dir", os.path.join(work, "state"), log],
-        env=dict(os.environ, DINGTAIL_LOG="error"), stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [binary, "run", "-c", config, "--shutdown-timeout", "1s",
+         "--state-dir", os.path.join(work, "state"), log],
+        env=dict(os.environ, DINGTAIL_LOG="warn"), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=err)
+    written = [0]
     total = a.warmup + a.minutes * 60
     stop = threading.Event()
 
@@ -70,6 +73,7 @@ def main():
                     f.write("2026-01-01 ERROR host=web-%02d request %d failed %s\n" % (n % 20, n, "x" * 40))
                     f.flush()
                     n += 1
+                written[0] = n
                 time.sleep(max(0.0, start + n / a.rate - time.monotonic()))
 
     threading.Thread(target=write, daemon=True).start()
@@ -87,9 +91,14 @@ def main():
             print("t=%4.0fs VmHWM %6d KiB VmRSS %6d KiB" % (t, hwm, rss), flush=True)
     stop.set()
     end = samples[-1][1]
-    p.send_signal(signal.SIGINT)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signal.SIGTERM)
     p.wait()
+    err.seek(0)
+    lines = err.read().splitlines()
+    summary = [l for l in lines if l.startswith("dingtail: read")]
+    print("lines written: %d; %s" % (written[0], summary[-1] if summary else "no summary"))
+    print("warnings logged: %d (e.g. %s)" % (
+        sum(" WARN " in l for l in lines), next((l for l in lines if " WARN " in l), "none")[:160]))
     growth = (end - base) / 1024
     print("VmHWM at %.0f s: %d KiB; after %.1f more minutes of outage: %d KiB; growth %.2f MiB (limit %.1f)"
           % (a.warmup, base, a.minutes, end, growth, a.limit_mib))
