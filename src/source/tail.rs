@@ -1195,6 +1195,37 @@ mod tests {
     }
 
     #[test]
+    fn a_copytruncate_copy_seen_while_it_is_being_written_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let copy = dir.path().join("app.log.1");
+        append(&log, 0, 10);
+        let pattern = dir.path().join("app.log*");
+        let pats = [pattern.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 10, 30);
+        run.step();
+        // `cp` has created the copy and written part of it when the tailer looks: less than a
+        // fingerprint, then more than a fingerprint but less than the original was read to
+        let content = std::fs::read(&log).unwrap();
+        for part in [0, 100, 600] {
+            std::fs::write(&copy, &content[..part]).unwrap();
+            run.step();
+        }
+        std::fs::write(&copy, &content).unwrap();
+        File::options()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, 30, 40);
+        run.step();
+        let (_, lines) = run.stop(&pats);
+        exactly_once(&lines, 10..40);
+    }
+
+    #[test]
     fn a_file_renamed_while_stopped_is_read_to_its_end_under_its_new_name() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("app.log");
