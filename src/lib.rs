@@ -22,13 +22,16 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod alert;
 pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod delivery_report;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod hush;
+pub mod ids;
 pub mod init;
 pub mod listen;
 pub mod manpage;
@@ -49,6 +52,7 @@ pub mod silence;
 pub mod source;
 pub mod startup;
 pub mod state;
+pub mod style;
 pub mod tester;
 pub mod timezone;
 pub mod where_expr;

@@ -14,11 +14,9 @@ use std::time::Duration;
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
-use crate::config::RobotId;
-use crate::dingtalk::style::Style;
-
-/// Index of a rule in the config's rule list; stable for the life of the process.
-pub type RuleId = usize;
+use crate::ids::RobotId;
+pub use crate::ids::RuleId;
+use crate::style::Style;
 
 /// Largest compiled program per regex: generous, but stops a pattern like `\w{100000}` from
 /// eating the sidecar's memory.
@@ -192,9 +190,7 @@ impl Rule {
             t.pieces.iter().any(|p| {
                 matches!(
                     p,
-                    crate::dingtalk::style::Piece::Value(
-                        crate::dingtalk::style::Placeholder::Capture(_)
-                    )
+                    crate::style::Piece::Value(crate::style::Placeholder::Capture(_))
                 )
             })
         });
@@ -229,6 +225,20 @@ impl Rule {
     /// Whether an exclusion vetoes this line.
     pub fn excludes(&self, line: &[u8]) -> bool {
         self.exclude.as_ref().is_some_and(|set| set.is_match(line))
+    }
+
+    /// Whether a line the rule matched is a hit: no `where:`, or it holds on the line and the
+    /// hit's captures (aligned with the rule's capture names; empty when none were taken). The
+    /// matcher calls this right after it confirms the rule on a line.
+    pub fn admits(&self, line: &[u8], captures: &[bytes::Bytes]) -> bool {
+        let Some(w) = &self.condition else {
+            return true;
+        };
+        let named: Vec<(&str, &[u8])> = (self.style.capture_names.iter())
+            .zip(captures)
+            .map(|(n, v)| (&**n, &v[..]))
+            .collect();
+        w.holds_on(line, &named)
     }
 }
 
