@@ -136,7 +136,7 @@ struct Group {
 
 /// An absence rule's state.
 #[derive(Debug)]
-struct Watch {
+struct Absence {
     /// When watching began (this run's start, or an earlier run's: see `persist.rs`): the
     /// silence is counted from here while no line was seen.
     since: Instant,
@@ -156,7 +156,7 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     /// Groups per rule, not counting [`OTHER_GROUP`].
     group_counts: Vec<usize>,
-    watches: HashMap<RuleId, Watch>,
+    absences: HashMap<RuleId, Absence>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
     /// Relates the aggregator's clock to the wall clock, for times shown in messages.
@@ -195,7 +195,7 @@ impl Aggregator {
             rules: rules.to_vec(),
             groups: HashMap::new(),
             group_counts: vec![0; rules.len()],
-            watches: HashMap::new(),
+            absences: HashMap::new(),
             deadlines: BTreeSet::new(),
             anchor: (now, wall),
             held: vec![0; rules.len()],
@@ -212,9 +212,9 @@ impl Aggregator {
             if let Some(silence) = rule.absent_for {
                 let at = now + silence;
                 agg.deadlines.insert((at, (id, Arc::from(""))));
-                agg.watches.insert(
+                agg.absences.insert(
                     id,
-                    Watch {
+                    Absence {
                         since: now,
                         last_seen: None,
                         alerted: false,
@@ -233,7 +233,7 @@ impl Aggregator {
         let mut out = Vec::new();
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
-                self.seen(hit, batch.read_at, now, &mut out);
+                self.absence_matched(hit, batch.read_at, now, &mut out);
             } else {
                 self.count(hit, batch, now);
             }
@@ -315,15 +315,21 @@ impl Aggregator {
         self.reschedule(&key, now);
     }
 
-    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Routed>) {
+    fn absence_matched(
+        &mut self,
+        hit: &Hit,
+        wall: SystemTime,
+        now: Instant,
+        out: &mut Vec<Routed>,
+    ) {
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
-        let watch = self
-            .watches
+        let absence = self
+            .absences
             .get_mut(&hit.rule)
-            .expect("absence rules are watched");
-        watch.last_seen = Some((now, wall));
-        if std::mem::take(&mut watch.alerted) {
+            .expect("absence rules have an absence state");
+        absence.last_seen = Some((now, wall));
+        if std::mem::take(&mut absence.alerted) {
             let alert = Alert {
                 kind: AlertKind::Back,
                 samples: vec![Sample::from_line(&hit.line)],
@@ -332,15 +338,15 @@ impl Aggregator {
             fan_out(alert, Vec::new(), &self.rules[hit.rule], out);
         }
         let key: Key = (hit.rule, Arc::from(""));
-        let watch = self
-            .watches
+        let absence = self
+            .absences
             .get_mut(&hit.rule)
-            .expect("absence rules are watched");
-        if let Some(old) = watch.scheduled.take() {
+            .expect("absence rules have an absence state");
+        if let Some(old) = absence.scheduled.take() {
             self.deadlines.remove(&(old, key.clone()));
         }
         let at = now + silence;
-        watch.scheduled = Some(at);
+        absence.scheduled = Some(at);
         self.deadlines.insert((at, key));
     }
 
@@ -358,7 +364,7 @@ impl Aggregator {
                 break;
             }
             let (at, key) = self.deadlines.pop_first().expect("just seen");
-            if self.watches.contains_key(&key.0) {
+            if self.absences.contains_key(&key.0) {
                 self.absence_due(key.0, at, &mut out);
             } else {
                 self.group_due(&key, at, &mut out);
@@ -369,13 +375,13 @@ impl Aggregator {
 
     fn absence_due(&mut self, rule: RuleId, at: Instant, out: &mut Vec<Routed>) {
         let wall = self.wall(at);
-        let watch = self.watches.get_mut(&rule).expect("watched");
-        watch.scheduled = None;
-        if watch.alerted {
+        let absence = self.absences.get_mut(&rule).expect("an absence rule");
+        absence.scheduled = None;
+        if absence.alerted {
             return;
         }
-        watch.alerted = true;
-        let last_seen = watch.last_seen.map(|(_, w)| w);
+        absence.alerted = true;
+        let last_seen = absence.last_seen.map(|(_, w)| w);
         let silence = self.rules[rule].absent_for.expect("an absence rule");
         let alert = Alert {
             kind: AlertKind::Absent {
@@ -566,17 +572,17 @@ impl Aggregator {
                 self.group_due(&key, at, &mut out);
             }
         }
-        let mut absent: Vec<RuleId> = self.watches.keys().copied().collect();
+        let mut absent: Vec<RuleId> = self.absences.keys().copied().collect();
         absent.sort_unstable();
         for rule in absent {
-            let watch = &self.watches[&rule];
+            let absence = &self.absences[&rule];
             let silence = self.rules[rule].absent_for.expect("an absence rule");
-            let since = watch.last_seen.map_or(watch.since, |(t, _)| t);
+            let since = absence.last_seen.map_or(absence.since, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
             let silent =
-                (self.absence_at_end && watch.last_seen.is_none()) || now >= since + silence;
-            if !watch.alerted && silent {
+                (self.absence_at_end && absence.last_seen.is_none()) || now >= since + silence;
+            if !absence.alerted && silent {
                 self.absence_due(rule, now, &mut out);
             }
         }
@@ -586,7 +592,7 @@ impl Aggregator {
         for g in self.groups.values_mut() {
             g.scheduled = None;
         }
-        for w in self.watches.values_mut() {
+        for w in self.absences.values_mut() {
             w.scheduled = None;
         }
         out
@@ -723,14 +729,14 @@ impl Aggregator {
             let (alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
             fan_out(alert, holds, rule, &mut out);
         }
-        let gone_watches: Vec<RuleId> = self
-            .watches
+        let gone_absences: Vec<RuleId> = self
+            .absences
             .keys()
             .copied()
             .filter(|&id| !kept(&self.rules[id]))
             .collect();
-        for id in gone_watches {
-            if let Some(at) = self.watches.remove(&id).and_then(|w| w.scheduled) {
+        for id in gone_absences {
+            if let Some(at) = self.absences.remove(&id).and_then(|w| w.scheduled) {
                 self.deadlines.remove(&(at, (id, Arc::from(""))));
             }
         }
@@ -747,7 +753,7 @@ impl Aggregator {
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
         let groups = std::mem::take(&mut self.groups);
-        let watches = std::mem::take(&mut self.watches);
+        let absences = std::mem::take(&mut self.absences);
         let held = std::mem::replace(&mut self.held, vec![0; rules.len()]);
         self.names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
         self.deadlines.clear();
@@ -770,22 +776,22 @@ impl Aggregator {
             }
             self.groups.insert((new, text), group);
         }
-        for (old, watch) in watches {
+        for (old, absence) in absences {
             let Some(new) = map[old] else { continue };
-            if let Some(at) = watch.scheduled {
+            if let Some(at) = absence.scheduled {
                 self.deadlines.insert((at, (new, Arc::from(""))));
             }
-            self.watches.insert(new, watch);
+            self.absences.insert(new, absence);
         }
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for
-                && !self.watches.contains_key(&id)
+                && !self.absences.contains_key(&id)
             {
                 let at = now + silence;
                 self.deadlines.insert((at, (id, Arc::from(""))));
-                self.watches.insert(
+                self.absences.insert(
                     id,
-                    Watch {
+                    Absence {
                         since: now,
                         last_seen: None,
                         alerted: false,

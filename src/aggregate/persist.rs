@@ -120,7 +120,7 @@ impl Aggregator {
                 .groups
                 .insert(text.to_string(), state);
         }
-        for (&rule, w) in &self.watches {
+        for (&rule, w) in &self.absences {
             let r = &self.rules[rule];
             snap.rules
                 .entry(r.name.clone())
@@ -158,7 +158,7 @@ impl Aggregator {
                 continue;
             }
             if let Some(a) = &saved.absence {
-                self.restore_watch(id, a, clock);
+                self.restore_absence(id, a, clock);
             }
             for (text, g) in &saved.groups {
                 self.restore_group(id, text, g, clock);
@@ -167,11 +167,11 @@ impl Aggregator {
         notes
     }
 
-    fn restore_watch(&mut self, id: usize, a: &AbsenceState, clock: Clock) {
+    fn restore_absence(&mut self, id: usize, a: &AbsenceState, clock: Clock) {
         let Some(silence) = self.rules[id].absent_for else {
             return;
         };
-        let Some(watch) = self.watches.get_mut(&id) else {
+        let Some(watch) = self.absences.get_mut(&id) else {
             return;
         };
         if let Some(old) = watch.scheduled.take() {

@@ -1,14 +1,22 @@
-//! Wires the stages with bounded channels and owns shutdown.
+//! Wires the stages with bounded channels; shutdown is passed in.
 //!
 //! ```text
-//! stdin thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Routed>─▶ dispatcher task per robot
+//! stdin or tail thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Routed>─▶ dispatcher task per robot
 //! ```
 //!
-//! Only the source end watches for SIGINT/SIGTERM: the gate stops forwarding and drops its
-//! sender. Every later stage flushes what it holds and exits when its input channel closes, so end
-//! of input and a signal take the same path. A second signal exits at once.
+//! Only the source end watches the shutdown future ([`shutdown::on_signal`] for the binary: the
+//! first SIGINT/SIGTERM; a second one exits at once): the gate stops forwarding and drops its
+//! sender. Every later stage flushes what it holds and exits when its input channel closes, so
+//! end of input and a shutdown take the same path. Each stage has its spawner below; the report
+//! is in [`report`].
+
+pub mod report;
+pub mod shutdown;
+
+pub use report::RunReport;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -18,8 +26,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::aggregate::{Aggregator, Routed};
+use crate::budget::SharedBudget;
 use crate::budget::ledger_file::LedgerFile;
-use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
@@ -60,127 +68,6 @@ pub struct RunOptions {
     pub watch_config: bool,
 }
 
-/// What a run did: the summary line and the exit status come from this.
-#[derive(Debug, Clone, Default)]
-pub struct RunReport {
-    /// Messages were printed, not sent.
-    pub dry_run: bool,
-    /// Lines read.
-    pub lines: u64,
-    /// Events matched as one: lines, or multi-line events where an input has `multiline`
-    /// (then fewer than `lines`).
-    pub events: u64,
-    /// Bytes read.
-    pub bytes: u64,
-    /// Lines cut at `max_line_bytes`.
-    pub cut_lines: u64,
-    /// Matching lines per rule, in config order.
-    pub matches: Vec<(String, u64)>,
-    /// One report per dispatcher.
-    pub deliveries: Vec<DeliveryReport>,
-    /// Rules whose threshold was not met by the end of input, with the hits not sent.
-    pub held_below_threshold: Vec<(String, u64)>,
-    /// Hits a silence or mute window covered, per rule (counted, not sent).
-    pub silenced: Vec<(String, u64)>,
-    /// Hits gathered in a cooldown at a stop, per rule: saved with the alert state and sent by
-    /// the next run when the cooldown ends (see `state::alert_state`).
-    pub kept: Vec<(String, u64)>,
-    /// The monthly budget after the run (`None` in dry-run).
-    pub budget: Option<Status>,
-}
-
-impl RunReport {
-    /// Whether any message (of any kind: hits, "absent", "recovered", "back") was not
-    /// delivered.
-    pub fn has_failures(&self) -> bool {
-        self.deliveries
-            .iter()
-            .any(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
-    }
-
-    /// The one-line summary printed at the end.
-    pub fn summary(&self) -> String {
-        let matches: Vec<String> = self
-            .matches
-            .iter()
-            .filter(|(_, n)| *n > 0)
-            .map(|(r, n)| format!("{r} {n}"))
-            .collect();
-        let sent: u64 = self.deliveries.iter().map(|d| d.messages_sent).sum();
-        let failed: u64 = self.deliveries.iter().map(|d| d.messages_failed).sum();
-        let held = if self.held_below_threshold.is_empty() {
-            String::new()
-        } else {
-            let rules: Vec<String> = self
-                .held_below_threshold
-                .iter()
-                .map(|(r, n)| format!("{r} {n}"))
-                .collect();
-            format!("; below threshold, not sent: {}", rules.join(", "))
-        };
-        let held = if self.silenced.is_empty() {
-            held
-        } else {
-            let rules: Vec<String> = self
-                .silenced
-                .iter()
-                .map(|(r, n)| format!("{r} {n}"))
-                .collect();
-            format!("{held}; silenced, not sent: {}", rules.join(", "))
-        };
-        let held = if self.kept.is_empty() {
-            held
-        } else {
-            let rules: Vec<String> = self.kept.iter().map(|(r, n)| format!("{r} {n}")).collect();
-            format!(
-                "{held}; cooling down, kept for the next run: {}",
-                rules.join(", ")
-            )
-        };
-        format!(
-            "dingtail: read {} lines{} ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
-            self.lines,
-            if self.events != self.lines {
-                format!(" as {} events", self.events)
-            } else {
-                String::new()
-            },
-            self.bytes,
-            if self.cut_lines > 0 {
-                format!(", {} cut at max_line_bytes", self.cut_lines)
-            } else {
-                String::new()
-            },
-            if matches.is_empty() {
-                "none".to_owned()
-            } else {
-                matches.join(", ")
-            },
-            if self.dry_run { "printed" } else { "sent" },
-        )
-    }
-
-    /// One line per robot that failed to deliver something: which, how much, why.
-    pub fn failures(&self) -> Vec<String> {
-        self.deliveries
-            .iter()
-            .filter(|d| d.messages_failed > 0 || d.events_failed_total() > 0)
-            .map(|d| {
-                let rules: Vec<String> =
-                    d.events_failed.iter().map(|(r, n)| format!("{r} {n}")).collect();
-                format!(
-                    "dingtail: robot {}: {} message(s) with {} matching line(s) not delivered ({}): {}",
-                    d.robot.as_deref().unwrap_or("(none)"),
-                    d.messages_failed,
-                    d.events_failed_total(),
-                    rules.join(", "),
-                    d.reasons.join("; "),
-                )
-            })
-            .collect()
-    }
-}
-
 /// Channel sizes: small, because each item is large (a chunk is up to 256 KiB).
 const CHUNKS_IN_FLIGHT: usize = 4;
 const BATCHES_IN_FLIGHT: usize = 16;
@@ -196,42 +83,58 @@ enum Source {
     },
 }
 
-/// Runs the whole pipeline over stdin, or over followed files, until end of input (or a
-/// signal), then delivers and reports.
-pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> {
-    // Handlers first: a signal that arrives while files are being taken up must be a clean
-    // stop (checkpoints written), not the default action (killed).
-    let signals = Signals::install();
+/// A run that cannot start as asked: the options contradict each other or the config (`main`
+/// exits with the usage status, 2, as for a bad command line).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// `--tee` while messages go to stdout.
+    #[error("--tee cannot be used when messages are printed to stdout (dry-run)")]
+    TeeWithDryRun,
+    /// `--tee` while following files.
+    #[error("--tee copies standard input; it cannot be used when following files")]
+    TeeWithFiles,
+}
+
+/// What the stages share while they are being wired.
+struct Wiring {
+    /// The checkpoint keeper hears from the tailer and the aggregator (events) and from the
+    /// dispatchers (settled alerts); see `source::checkpoint`.
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    settled_tx: mpsc::UnboundedSender<Vec<Mark>>,
+    settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
+}
+
+/// Runs the whole pipeline over stdin, or over followed files, until end of input or until
+/// `shutdown` resolves, then delivers and reports.
+///
+/// `shutdown` is watched by the source end only (`main` passes [`shutdown::on_signal`]; a test
+/// passes a future it controls): the sources stop, and every later stage flushes what it holds
+/// and exits when its input channel closes, so end of input and a shutdown take the same path.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunReport> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
+    let inputs = inputs(&config, &opts);
+    let files = !inputs.is_empty();
+    if opts.tee && dry_run {
+        return Err(UsageError::TeeWithDryRun.into());
+    }
+    if opts.tee && files {
+        return Err(UsageError::TeeWithFiles.into());
+    }
     if !opts.dry_run && config.robots.is_empty() {
         eprintln!(
             "dingtail: no robot in {}; printing the messages that would be sent (as --dry-run)",
             config.origin
         );
     }
-    if opts.tee && dry_run {
-        anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
-    }
-    let inputs: Vec<Input> = config
-        .inputs
-        .iter()
-        .map(|i| Input {
-            pattern: i.path.clone(),
-            multiline: i.multiline.clone(),
-        })
-        .chain(opts.paths.iter().map(|p| Input {
-            pattern: p.clone(),
-            multiline: None,
-        }))
-        .collect();
-    let files = !inputs.is_empty();
-    if opts.tee && files {
-        anyhow::bail!("--tee copies standard input; it cannot be used when following files");
-    }
     // On stdin the state directory is optional (nothing can be re-read): one that cannot be
-    // used is one warning, and alert state and budget then live in memory only. Locked like
-    // for files, so two instances never write over each other's state.
+    // used is one warning, and alert state, silences and budget then live in memory only.
+    // Locked like for files, so two instances never write over each other's state.
     let stdin_state = if files || opts.dry_run {
         None
     } else {
@@ -255,34 +158,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         files || stdin_state.is_some() || opts.dry_run,
     )
     .await?;
-    // The checkpoint keeper hears from the tailer and the aggregator (events) and from the
-    // dispatchers (settled alerts); see `source::checkpoint`.
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let (settled_tx, settled_rx) = mpsc::unbounded_channel::<Vec<Mark>>();
-
-    // Dispatchers: one per robot, or one for "no robot" when the config has none. All channels
-    // exist before any dispatcher starts, so each can hold its fallback's sender.
-    let stdout = crate::pretty::dry_run_stdout(opts.presentation);
-    let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
-        vec![None]
-    } else {
-        (0..config.robots.len()).map(Some).collect()
+    let wiring = Wiring {
+        events_tx,
+        events_rx,
+        settled_tx,
+        settled_rx,
     };
-    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>> = HashMap::new();
-    let mut receivers = Vec::new();
-    for &target in &targets {
-        let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
-        routes.insert(target, alerts_tx);
-        receivers.push(alerts_rx);
-    }
-    let mut fleet = Fleet::new(DispatcherFactory {
-        dry_run,
-        stdout: stdout.clone(),
-        host: opts.host.clone(),
-        shutdown_timeout: opts.shutdown_timeout,
-        settled_tx: files.then(|| settled_tx.clone()),
-        metrics: ops.metrics.clone(),
-    });
     let budget = if dry_run {
         None
     } else {
@@ -290,43 +173,17 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
-    let mut dispatchers = Vec::new();
-    // One delivery deadline for every robot, fallbacks included.
-    let shutdown_deadline = Arc::default();
-    for (target, alerts_rx) in targets.into_iter().zip(receivers) {
-        let robot = target.map(|id| &config.robots[id]);
-        let sink = match robot {
-            Some(r) if !dry_run => Sink::Post {
-                client: Client::for_endpoint(&r.endpoint)
-                    .with_context(|| format!("robot {}", r.name))?,
-                robot: Box::new(r.clone()),
-            },
-            _ => Sink::DryRun(stdout.clone()),
-        };
-        let fallback_tx = robot
-            .and_then(|r| r.fallback)
-            .filter(|_| !dry_run)
-            .and_then(|f| routes.get(&Some(f)).cloned());
-        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
-            .sharing_deadline(&shutdown_deadline);
-        cfg.zone = config.timezone;
-        let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
-        if files {
-            dispatcher = dispatcher.with_settled(settled_tx.clone());
-        }
-        let name = robot.map(|r| r.name.as_str());
-        dispatcher = dispatcher
-            .with_metrics(ops.metrics.robot(name))
-            .with_updates(fleet.adopt(name, routes[&target].clone()));
-        if let (Some(b), Some(id)) = (&budget, target) {
-            dispatcher = dispatcher.with_budget(b.clone(), id);
-        }
-        dispatchers.push(tokio::spawn(dispatcher.run()));
-    }
-
+    let (dispatchers, routes, fleet) =
+        spawn_dispatchers(&config, &opts, dry_run, files, &ops, &budget, &wiring)?;
+    let Wiring {
+        events_tx,
+        events_rx,
+        settled_tx,
+        settled_rx,
+    } = wiring;
     drop(settled_tx);
 
-    // Source: stdin thread or tailer thread → gate (watches signals) → matcher.
+    // Source: stdin thread or tailer thread → gate (watches `shutdown`) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
     let reloader = tokio::spawn(reload::run(
@@ -339,53 +196,27 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     ));
     let mut alert_store = stdin_state.as_ref().map(|s| AlertStore::new(s.dir()));
     let (source, waker) = if files {
-        let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
-        let (store, saved) = open_store(&opts, patterns)?;
-        alert_store = store.as_ref().map(|s| AlertStore::new(s.dir()));
-        let cfg = TailConfig {
+        let (source, waker, store) = spawn_files(
+            &config,
+            &opts,
             inputs,
-            max_line: config.max_line_bytes,
-            start: if opts.from_beginning {
-                Start::Beginning
-            } else {
-                Start::End
-            },
-            once: opts.once,
-            checkpoints: saved.files.clone(),
-            known_patterns: saved.patterns,
-        };
-        let (tailer, waker) =
-            tail::spawn(cfg, raw_tx, events_tx.clone()).context("cannot start the tail thread")?;
-        let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
-        let keeper = tokio::spawn(checkpoint::keep(
-            store,
-            Keeper::new(saved.files),
+            raw_tx,
+            events_tx.clone(),
             events_rx,
             settled_rx,
-            finish_rx,
-        ));
-        let source = Source::Files {
-            tailer,
-            keeper,
-            finish_tx,
-        };
-        (source, Some(waker))
+        )?;
+        alert_store = store;
+        (source, waker)
     } else {
         drop((events_rx, settled_rx));
         let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
         (Source::Stdin(reader), None)
     };
     ops.metrics.set_reading(true);
-    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, signals));
+    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, shutdown));
 
-    // Matcher thread: synchronous, so network waits never slow matching.
     let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
-    let rule_count = config.rules.len();
-    let counted = ops.counter();
-    let matcher_thread = std::thread::Builder::new()
-        .name("matcher".into())
-        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
-        .context("cannot start the matcher thread")?;
+    let matcher_thread = spawn_matcher(matcher, chunk_rx, hit_tx, config.rules.len(), &ops)?;
 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
@@ -428,41 +259,14 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     let (lines, events, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
-    let cut_lines = match source {
-        // The reader has finished unless a signal stopped us while it waits for input; then it
-        // is left behind, and the process exits.
-        Source::Stdin(reader) if reader.is_finished() => match reader.join() {
-            Ok(Ok(stats)) => {
-                // The reader counted every byte, the skipped tails of cut lines included.
-                bytes = stats.bytes;
-                stats.cut_lines
-            }
-            Ok(Err(e)) => return Err(e).context("cannot read stdin"),
-            Err(_) => anyhow::bail!("the stdin thread panicked"),
-        },
-        Source::Stdin(_) => 0,
-        Source::Files {
-            tailer,
-            keeper,
-            finish_tx,
-        } => {
-            // Every alert is settled now: the last checkpoint is final.
-            let _ = finish_tx.send(());
-            keeper.await.context("checkpoint task")?;
-            // The tailer noticed its channel closed (the gate woke it); give it a moment.
-            let until = Instant::now() + Duration::from_secs(2);
-            while !tailer.is_finished() && Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            if tailer.is_finished() {
-                tailer
-                    .join()
-                    .map_err(|_| anyhow::anyhow!("the tail thread panicked"))?
-                    .cut_lines
-            } else {
-                0
-            }
+    let cut_lines = match finish_source(source).await? {
+        SourceEnd::Stdin(Some(stats)) => {
+            // The reader counted every byte, the skipped tails of cut lines included.
+            bytes = stats.bytes;
+            stats.cut_lines
         }
+        SourceEnd::Stdin(None) => 0,
+        SourceEnd::Files(cut_lines) => cut_lines,
     };
     Ok(RunReport {
         dry_run,
@@ -475,8 +279,205 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         held_below_threshold: held,
         silenced,
         kept,
-        budget: budget.map(|b| b.status(std::time::SystemTime::now())),
+        budget: budget.map(|b| b.status(SystemTime::now())),
     })
+}
+
+/// The config's `inputs` and the files of the command line; with neither, stdin is read.
+fn inputs(config: &Config, opts: &RunOptions) -> Vec<Input> {
+    config
+        .inputs
+        .iter()
+        .map(|i| Input {
+            pattern: i.path.clone(),
+            multiline: i.multiline.clone(),
+        })
+        .chain(opts.paths.iter().map(|p| Input {
+            pattern: p.clone(),
+            multiline: None,
+        }))
+        .collect()
+}
+
+/// The dispatcher tasks a run starts with.
+type Dispatchers = Vec<tokio::task::JoinHandle<DeliveryReport>>;
+/// Where the aggregator sends each robot's alerts.
+type Routes = HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>;
+
+/// Starts one dispatcher per robot, or one for "no robot" when the config has none. All
+/// channels exist before any dispatcher starts, so each can hold its fallback's sender.
+fn spawn_dispatchers(
+    config: &Config,
+    opts: &RunOptions,
+    dry_run: bool,
+    files: bool,
+    ops: &crate::operate::Operate,
+    budget: &Option<SharedBudget>,
+    wiring: &Wiring,
+) -> anyhow::Result<(Dispatchers, Routes, Fleet)> {
+    let stdout = crate::pretty::dry_run_stdout(opts.presentation);
+    let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
+        vec![None]
+    } else {
+        (0..config.robots.len()).map(Some).collect()
+    };
+    let mut routes: Routes = HashMap::new();
+    let mut receivers = Vec::new();
+    for &target in &targets {
+        let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
+        routes.insert(target, alerts_tx);
+        receivers.push(alerts_rx);
+    }
+    let mut fleet = Fleet::new(DispatcherFactory {
+        dry_run,
+        stdout: stdout.clone(),
+        host: opts.host.clone(),
+        shutdown_timeout: opts.shutdown_timeout,
+        settled_tx: files.then(|| wiring.settled_tx.clone()),
+        metrics: ops.metrics.clone(),
+    });
+    let mut dispatchers = Vec::new();
+    // One delivery deadline for every robot, fallbacks included.
+    let shutdown_deadline = Arc::default();
+    for (target, alerts_rx) in targets.into_iter().zip(receivers) {
+        let robot = target.map(|id| &config.robots[id]);
+        let sink = match robot {
+            Some(r) if !dry_run => Sink::Post {
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
+                robot: Box::new(r.clone()),
+            },
+            _ => Sink::DryRun(stdout.clone()),
+        };
+        let fallback_tx = robot
+            .and_then(|r| r.fallback)
+            .filter(|_| !dry_run)
+            .and_then(|f| routes.get(&Some(f)).cloned());
+        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
+            .sharing_deadline(&shutdown_deadline);
+        cfg.zone = config.timezone;
+        let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
+        if files {
+            dispatcher = dispatcher.with_settled(wiring.settled_tx.clone());
+        }
+        let name = robot.map(|r| r.name.as_str());
+        dispatcher = dispatcher
+            .with_metrics(ops.metrics.robot(name))
+            .with_updates(fleet.adopt(name, routes[&target].clone()));
+        if let (Some(b), Some(id)) = (budget, target) {
+            dispatcher = dispatcher.with_budget(b.clone(), id);
+        }
+        dispatchers.push(tokio::spawn(dispatcher.run()));
+    }
+    Ok((dispatchers, routes, fleet))
+}
+
+/// Starts the tail thread over `inputs` and the checkpoint keeper beside it.
+fn spawn_files(
+    config: &Config,
+    opts: &RunOptions,
+    inputs: Vec<Input>,
+    raw_tx: mpsc::Sender<Chunk>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
+) -> anyhow::Result<(Source, Option<tail::Waker>, Option<AlertStore>)> {
+    let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
+    let (store, saved) = open_store(opts, patterns)?;
+    let alert_store = store.as_ref().map(|s| AlertStore::new(s.dir()));
+    let cfg = TailConfig {
+        inputs,
+        max_line: config.max_line_bytes,
+        start: if opts.from_beginning {
+            Start::Beginning
+        } else {
+            Start::End
+        },
+        once: opts.once,
+        checkpoints: saved.files.clone(),
+        known_patterns: saved.patterns,
+    };
+    let (tailer, waker) =
+        tail::spawn(cfg, raw_tx, events_tx).context("cannot start the tail thread")?;
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
+    let keeper = tokio::spawn(checkpoint::keep(
+        store,
+        Keeper::new(saved.files),
+        events_rx,
+        settled_rx,
+        finish_rx,
+    ));
+    let source = Source::Files {
+        tailer,
+        keeper,
+        finish_tx,
+    };
+    Ok((source, Some(waker), alert_store))
+}
+
+/// What the matcher thread counted: lines, events (a multi-line event counts once), bytes, and
+/// matching events per rule name.
+type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
+
+/// Starts the matcher thread: synchronous, so network waits never slow matching.
+fn spawn_matcher(
+    matcher: Matcher,
+    chunk_rx: mpsc::Receiver<Feed>,
+    hit_tx: mpsc::Sender<Matched>,
+    rule_count: usize,
+    ops: &crate::operate::Operate,
+) -> anyhow::Result<std::thread::JoinHandle<MatchTotals>> {
+    let counted = ops.counter();
+    std::thread::Builder::new()
+        .name("matcher".into())
+        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
+        .context("cannot start the matcher thread")
+}
+
+/// How the source ended: stdin's own counts (`None` when a shutdown left the reader waiting for
+/// input), or the lines the tailer cut.
+enum SourceEnd {
+    Stdin(Option<stdin::StdinStats>),
+    Files(u64),
+}
+
+/// How long the tail thread is given to notice that nobody reads any more (the gate woke it).
+const TAILER_GRACE: Duration = Duration::from_secs(2);
+
+/// Joins the source once every alert is settled: the checkpoint keeper writes its last
+/// checkpoint; the stdin reader and the tail thread are joined when they have finished (the
+/// stdin reader has not when a shutdown came while it waits for input: it is left behind, and
+/// the process exits).
+async fn finish_source(source: Source) -> anyhow::Result<SourceEnd> {
+    match source {
+        Source::Stdin(reader) if reader.is_finished() => match reader.join() {
+            Ok(Ok(stats)) => Ok(SourceEnd::Stdin(Some(stats))),
+            Ok(Err(e)) => Err(e).context("cannot read stdin"),
+            Err(_) => anyhow::bail!("the stdin thread panicked"),
+        },
+        Source::Stdin(_) => Ok(SourceEnd::Stdin(None)),
+        Source::Files {
+            tailer,
+            keeper,
+            finish_tx,
+        } => {
+            // Every alert is settled now: the last checkpoint is final.
+            let _ = finish_tx.send(());
+            keeper.await.context("checkpoint task")?;
+            let joined = tokio::task::spawn_blocking(move || tailer.join());
+            match tokio::time::timeout(TAILER_GRACE, joined).await {
+                Ok(Ok(Ok(stats))) => Ok(SourceEnd::Files(stats.cut_lines)),
+                Ok(Ok(Err(_))) => anyhow::bail!("the tail thread panicked"),
+                Ok(Err(e)) => Err(e).context("tail thread join"),
+                Err(_) => {
+                    tracing::warn!(
+                        "the tail thread did not stop in time; its count of cut lines is missing"
+                    );
+                    Ok(SourceEnd::Files(0))
+                }
+            }
+        }
+    }
 }
 
 /// The monthly budget with its ledger from the state directory (in memory only, with a
@@ -536,15 +537,15 @@ fn open_store(
     Ok(((!opts.dry_run).then_some(store), saved))
 }
 
-/// Forwards chunks until the source ends or a shutdown signal arrives; then wakes the tailer,
-/// if there is one, so it notices at once that nobody reads any more.
+/// Forwards chunks until the source ends or `shutdown` resolves; then wakes the tailer, if
+/// there is one, so it notices at once that nobody reads any more.
 async fn gate(
     mut raw_rx: mpsc::Receiver<Chunk>,
     chunk_tx: mpsc::Sender<Feed>,
     waker: Option<tail::Waker>,
-    signals: Signals,
+    shutdown: impl Future<Output = ()>,
 ) {
-    forward(&mut raw_rx, chunk_tx, signals).await;
+    forward(&mut raw_rx, chunk_tx, shutdown).await;
     drop(raw_rx);
     if let Some(w) = waker {
         w.wake();
@@ -554,67 +555,22 @@ async fn gate(
 async fn forward(
     raw_rx: &mut mpsc::Receiver<Chunk>,
     chunk_tx: mpsc::Sender<Feed>,
-    signals: Signals,
+    shutdown: impl Future<Output = ()>,
 ) {
-    let signal = signals.recv();
-    tokio::pin!(signal);
+    tokio::pin!(shutdown);
     loop {
         tokio::select! {
             chunk = raw_rx.recv() => match chunk {
                 Some(c) => if chunk_tx.send(Feed::Chunk(c)).await.is_err() { return },
                 None => return,
             },
-            () = &mut signal => {
-                tracing::info!("shutdown requested: flushing and delivering what is pending (again to exit at once)");
-                tokio::spawn(async {
-                    shutdown_signal().await;
-                    eprintln!("dingtail: second signal, exiting without delivering");
-                    std::process::exit(130);
-                });
-                return;
-            }
+            () = &mut shutdown => return,
         }
     }
 }
 
-/// SIGINT and SIGTERM handlers, installed as soon as a run starts.
-struct Signals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl Signals {
-    fn install() -> Signals {
-        use tokio::signal::unix::{SignalKind, signal};
-        Signals {
-            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
-            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
-        }
-    }
-
-    /// The first SIGINT or SIGTERM.
-    async fn recv(mut self) {
-        tokio::select! {
-            _ = self.term.recv() => {}
-            _ = self.int.recv() => {}
-        }
-    }
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
-
-/// The matcher thread's loop; returns lines, events (multi-line events count once), bytes and
-/// matching events per rule name (rules a reload removed included, in the order they were
-/// first configured).
+/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
+/// reload removed included, in the order they were first configured).
 ///
 /// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
 /// told in the same channel, after the batches matched with the old rules.
@@ -624,7 +580,7 @@ fn match_all(
     hit_tx: mpsc::Sender<Matched>,
     rule_count: usize,
     mut counted: crate::operate::Counter,
-) -> (u64, u64, u64, Vec<(String, u64)>) {
+) -> MatchTotals {
     let (mut lines, mut events, mut bytes) = (0, 0, 0);
     let mut names: Vec<String> = counted.rules().to_vec();
     let mut per_rule = vec![0u64; rule_count];
@@ -694,10 +650,6 @@ fn match_all(
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
-///
-/// With a `saver`, it offers a snapshot of the alert state every second, and at the end saves
-/// the final one *before* it lets go of the holds of the hits that snapshot carries over, so the
-/// checkpoint never passes a hit that is neither delivered nor saved.
 async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
