@@ -13,11 +13,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{Running, TestEnv, poll_until};
+use support::env::{TestEnv, signal, wait};
 
 const TOKEN: &str = "tok-crash0123456789ab";
 const BLOCKS: usize = 12;
@@ -89,8 +90,6 @@ fn writer(dir: PathBuf) {
                 }
             }
             if n % 10 == 9 {
-                // pacing, not synchronisation: a logger writes over time, so restarts and
-                // rotations land between its writes
                 std::thread::sleep(Duration::from_millis(25));
             }
             if n == PER_BLOCK / 2 && block % 2 == 1 {
@@ -130,17 +129,23 @@ fn torture(sig: i32) {
         state.to_str().unwrap(),
         log.to_str().unwrap(),
     ];
-    // Started: it says so once it has taken its files up, after its signal handlers are in
-    // place.
-    let start = |env: &TestEnv| -> Running {
-        let run = env.start(&args);
-        run.wait_for("following files");
-        run
+    // Started: every run rewrites the state file (a new inode) once it has taken its files up,
+    // after its signal handlers are in place.
+    let checkpoints = state.join("checkpoints.json");
+    let start = |env: &TestEnv| {
+        let before = fs::metadata(&checkpoints).map(|m| m.ino()).ok();
+        let child = env.spawn(&args);
+        let until = Instant::now() + Duration::from_secs(20);
+        while fs::metadata(&checkpoints).map(|m| m.ino()).ok() == before {
+            assert!(Instant::now() < until, "dingtail did not start");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child
     };
     // A first run takes the empty file up, so every later line is after its checkpoint.
     let first = start(&env);
-    first.signal(libc::SIGTERM);
-    let out = first.wait();
+    signal(&first, libc::SIGTERM);
+    let out = wait(first);
     assert_eq!(out.code, 0, "{}", out.stderr);
 
     let w = {
@@ -152,8 +157,8 @@ fn torture(sig: i32) {
         let child = start(&env);
         // chaos, not synchronisation: the signal lands wherever the run happens to be
         std::thread::sleep(Duration::from_millis(400 + fastrand::u64(0..800)));
-        child.signal(sig);
-        let out = child.wait();
+        signal(&child, sig);
+        let out = wait(child);
         if sig == libc::SIGTERM {
             assert_eq!(out.code, 0, "{}", out.stderr);
         }
@@ -162,13 +167,15 @@ fn torture(sig: i32) {
     w.join().unwrap();
     // A last run reads what is left and delivers it.
     let child = start(&env);
+    let until = Instant::now() + Duration::from_secs(30);
     let complete = |got: BTreeMap<usize, u64>| {
         (0..BLOCKS).all(|b| got.get(&b).is_some_and(|&n| n >= PER_BLOCK as u64))
     };
-    // (a line lost never arrives: the wait ends, and the assertions below show what is missing)
-    poll_until(|| complete(per_block(&emu)));
-    child.signal(libc::SIGTERM);
-    let out = child.wait();
+    while !complete(per_block(&emu)) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    signal(&child, libc::SIGTERM);
+    let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(restarts >= 3, "the writer outran the restarts");
 

@@ -7,10 +7,11 @@ mod support;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::time::Duration;
+use std::process::Child;
+use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, Running, TestEnv, header_total, wait_until};
+use support::env::{Output, TestEnv, header_total, signal, wait};
 
 const TOKEN: &str = "tok-follow0123456789";
 
@@ -43,10 +44,16 @@ fn total(emu: &Emulator) -> u64 {
     emu.posts().iter().map(|p| header_total(&p.text())).sum()
 }
 
-/// Waits until the messages count at least `n` lines; returns the count.
-fn wait_total(emu: &Emulator, n: u64) -> u64 {
-    wait_until(&format!("{n} lines delivered"), || total(emu) >= n);
-    total(emu)
+/// Waits until the messages count `n` lines (or the time is up); returns the count.
+fn wait_total(emu: &Emulator, n: u64, timeout: Duration) -> u64 {
+    let until = Instant::now() + timeout;
+    loop {
+        let t = total(emu);
+        if t >= n || Instant::now() > until {
+            return t;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 fn all_text(emu: &Emulator) -> String {
@@ -62,69 +69,52 @@ fn append(path: &Path, text: &str) {
     f.write_all(text.as_bytes()).unwrap();
 }
 
-/// The environment of these tests: the tailer says how far it has read (`read up to`).
-fn test_env(config: &str) -> TestEnv {
-    TestEnv::new()
-        .config(config)
-        .env("DINGTAIL_LOG", "info,dingtail::source::tail=debug")
-}
-
-/// Starts `dingtail ARGS` and waits until it has taken up the files present and watches them.
-fn start(env: &TestEnv, args: &[&str]) -> Running {
-    let run = env.start(args);
-    run.wait_for("following files");
-    run
+/// Gives a freshly started dingtail time to take up the files present at start.
+fn settle() {
+    std::thread::sleep(Duration::from_millis(400));
 }
 
 /// Starts `dingtail run --state-dir DIR/state PATH` and waits until it is following.
-fn follow(env: &TestEnv, path: &Path) -> Running {
+fn follow(env: &TestEnv, path: &Path) -> Child {
     let state = env.dir().join("state");
-    start(
-        env,
-        &[
-            "run",
-            "--state-dir",
-            state.to_str().unwrap(),
-            path.to_str().unwrap(),
-        ],
-    )
+    let child = env.spawn(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        path.to_str().unwrap(),
+    ]);
+    settle();
+    child
 }
 
-/// Waits until dingtail has read `path` up to its current end (its first time at that size).
-fn read_to_end(run: &Running, path: &Path) {
-    let len = fs::metadata(path).unwrap().len();
-    run.wait_for(&format!("read up to path={} offset={len}", path.display()));
-}
-
-fn stop(run: Running) -> Output {
-    run.signal(libc::SIGTERM);
-    run.wait()
+fn stop(child: Child) -> Output {
+    signal(&child, libc::SIGTERM);
+    wait(child)
 }
 
 #[test]
 fn appended_lines_are_alerted_and_a_glob_gains_a_file() {
     let emu = emulator();
-    let env = test_env(&config(&emu, "200ms", ""));
+    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let logs = env.dir().join("logs");
     fs::create_dir(&logs).unwrap();
     append(&logs.join("a.log"), "ERROR from before the start\n");
     let glob = format!("{}/*.log", logs.display());
     let state = env.dir().join("state");
-    let child = start(
-        &env,
-        &["run", "--state-dir", state.to_str().unwrap(), &glob],
-    );
+    let child = env.spawn(&["run", "--state-dir", state.to_str().unwrap(), &glob]);
+    settle();
 
     append(&logs.join("a.log"), "ok\nERROR one\n");
-    assert_eq!(wait_total(&emu, 1), 1);
-    // a partial line waits for its newline: read, but not a line until " done" comes (else
-    // "ERROR two" would be quoted alone below)
+    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
+    let first = Instant::now();
     append(&logs.join("a.log"), "ERROR two");
-    read_to_end(&child, &logs.join("a.log"));
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(total(&emu), 1, "a partial line waits for its newline");
     append(&logs.join("a.log"), " done\n");
     // a file that appears later is read from its first byte
     append(&logs.join("b.log"), "ERROR three\nERROR four\n");
-    assert_eq!(wait_total(&emu, 4), 4);
+    assert_eq!(wait_total(&emu, 4, Duration::from_secs(5)), 4);
+    assert!(first.elapsed() < Duration::from_secs(4));
 
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -142,7 +132,7 @@ fn write_with_rotation(
     path: &Path,
     n: usize,
     every: usize,
-    before_rotation: impl Fn(),
+    pause_before: Duration,
     rotate: impl Fn(usize),
 ) {
     let mut f = OpenOptions::new()
@@ -152,7 +142,7 @@ fn write_with_rotation(
         .unwrap();
     for i in 0..n {
         if i > 0 && i % every == 0 {
-            before_rotation();
+            std::thread::sleep(pause_before);
             rotate(i / every);
             // racing the rotation: the old handle still gets lines
             for _ in 0..3.min(n - i) {
@@ -163,9 +153,13 @@ fn write_with_rotation(
                 .append(true)
                 .open(path)
                 .unwrap();
+            std::thread::sleep(Duration::from_millis(30));
         }
         if i % every >= 3 || i < every {
             writeln!(f, "ERROR line {i}").unwrap();
+        }
+        if i % 50 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -173,22 +167,17 @@ fn write_with_rotation(
 #[test]
 fn rename_rotation_with_writes_racing_it_loses_nothing() {
     let emu = emulator();
-    let env = test_env(&config(&emu, "200ms", ""));
+    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
     let child = follow(&env, &log);
     let dir = env.dir().to_owned();
     let log2 = log.clone();
-    write_with_rotation(
-        &log,
-        1000,
-        200,
-        || {},
-        move |k| {
-            fs::rename(&log2, dir.join(format!("app.log.{k}"))).unwrap();
-        },
-    );
-    let got = wait_total(&emu, 1000);
+    write_with_rotation(&log, 1000, 200, Duration::ZERO, move |k| {
+        fs::rename(&log2, dir.join(format!("app.log.{k}"))).unwrap();
+    });
+    let got = wait_total(&emu, 1000, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(400));
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(got, 1000, "{}", out.stderr);
@@ -198,34 +187,25 @@ fn rename_rotation_with_writes_racing_it_loses_nothing() {
 #[test]
 fn copytruncate_is_read_again_from_the_start() {
     let emu = emulator();
-    let env = test_env(&config(&emu, "200ms", ""));
+    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
     let child = follow(&env, &log);
     let dir = env.dir().to_owned();
     let log2 = log.clone();
+    write_with_rotation(&log, 600, 200, Duration::from_millis(300), move |k| {
+        // copytruncate: copy, then truncate in place (the writer keeps its O_APPEND handle)
+        fs::copy(&log2, dir.join(format!("app.log.{k}"))).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&log2)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    });
     // copytruncate loses lines written after the reader's last look and before the truncation
-    // (they are only in the copy): the writer waits until everything was read before each
-    // rotation, so the count is exact.
-    // (each rotation's file is longer than the one before: its line numbers have more digits
-    // or as many, so an offset it reaches is not one an earlier file reached)
-    write_with_rotation(
-        &log,
-        600,
-        200,
-        || read_to_end(&child, &log),
-        move |k| {
-            // copytruncate: copy, then truncate in place (the writer keeps its O_APPEND handle)
-            fs::copy(&log2, dir.join(format!("app.log.{k}"))).unwrap();
-            OpenOptions::new()
-                .write(true)
-                .open(&log2)
-                .unwrap()
-                .set_len(0)
-                .unwrap();
-        },
-    );
-    let got = wait_total(&emu, 600);
+    // (they are only in the copy): the writer pauses before each rotation so the count is exact.
+    let got = wait_total(&emu, 600, Duration::from_secs(10));
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(got, 600, "{}", out.stderr);
@@ -235,16 +215,16 @@ fn copytruncate_is_read_again_from_the_start() {
 #[test]
 fn a_deleted_file_is_followed_again_when_it_reappears() {
     let emu = emulator();
-    let env = test_env(&config(&emu, "200ms", ""));
+    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR old\n");
     let child = follow(&env, &log);
     append(&log, "ERROR one\n");
-    assert_eq!(wait_total(&emu, 1), 1);
+    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
     fs::remove_file(&log).unwrap();
-    child.wait_for("file gone; following it again when it reappears");
+    std::thread::sleep(Duration::from_millis(300));
     append(&log, "ERROR two\nERROR three\n");
-    assert_eq!(wait_total(&emu, 3), 3);
+    assert_eq!(wait_total(&emu, 3, Duration::from_secs(5)), 3);
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!all_text(&emu).contains("ERROR old"));
@@ -253,7 +233,7 @@ fn a_deleted_file_is_followed_again_when_it_reappears() {
 #[test]
 fn a_restart_after_sigterm_neither_rereads_nor_skips() {
     let emu = emulator();
-    let env = test_env(&config(&emu, "200ms", ""));
+    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR before the first start\n");
     let state = env.dir().join("state");
@@ -264,11 +244,12 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
         log.to_str().unwrap(),
     ];
 
-    let child = start(&env, &args);
+    let child = env.spawn(&args);
+    settle();
     for i in 0..5 {
         append(&log, &format!("ERROR a{i}\nok\n"));
     }
-    assert_eq!(wait_total(&emu, 5), 5);
+    assert_eq!(wait_total(&emu, 5, Duration::from_secs(5)), 5);
     // lines racing the signal: read and delivered now, or left for the next run, never both
     for i in 0..50 {
         append(&log, &format!("ERROR b{i}\n"));
@@ -281,9 +262,11 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
     }
     append(&log, "ERROR partial");
 
-    let child = start(&env, &args);
+    let child = env.spawn(&args);
+    settle();
     append(&log, " line\n");
-    let got = wait_total(&emu, 63);
+    let got = wait_total(&emu, 63, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(400));
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(got, 63, "{}", all_text(&emu));
@@ -297,7 +280,7 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
 fn a_restart_after_sigkill_loses_nothing() {
     let emu = emulator();
     // a long window: the hits are still pending, not delivered, when dingtail is killed
-    let env = test_env(&config(&emu, "30s", ""));
+    let env = TestEnv::new().config(&config(&emu, "30s", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR before\n");
     let state = env.dir().join("state");
@@ -308,16 +291,19 @@ fn a_restart_after_sigkill_loses_nothing() {
         log.to_str().unwrap(),
     ];
 
-    let child = start(&env, &args);
+    let mut child = env.spawn(&args);
+    settle();
     append(&log, "ok\nERROR one\nok\nERROR two\n");
-    // read and held (the window is open), not delivered: the checkpoint stays before them
-    read_to_end(&child, &log);
+    // let the checkpoint file be written (every second) with the lines read and held
+    std::thread::sleep(Duration::from_millis(1500));
     assert!(state.join("checkpoints.json").exists());
-    child.kill();
+    child.kill().unwrap();
+    child.wait().unwrap();
     assert_eq!(total(&emu), 0);
     append(&log, "ERROR three\n");
 
-    let child = start(&env, &args);
+    let child = env.spawn(&args);
+    settle();
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(total(&emu), 3, "{}", all_text(&emu));
@@ -421,18 +407,18 @@ fn a_java_stack_trace_is_one_event() {
     .unwrap();
     let state = env.dir().join("state");
     // followed, from the beginning; the last event (INFO next) ends by timeout
-    let child = env.start(&[
+    let child = env.spawn(&[
         "run",
         "--from-beginning",
         "--state-dir",
         state.to_str().unwrap(),
     ]);
-    assert_eq!(wait_total(&emu, 1), 1);
+    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
     append(
         &log,
         "2024-05-01 10:00:03 ERROR second\n\tat x.Y(Y.java:1)\n",
     );
-    assert_eq!(wait_total(&emu, 2), 2);
+    assert_eq!(wait_total(&emu, 2, Duration::from_secs(5)), 2);
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // the summary counts both: 10 lines written, gathered into 4 events

@@ -10,6 +10,8 @@
 //! end of input and a shutdown take the same path. Each stage has its spawner below; the report
 //! is in [`report`].
 
+mod aggregator_task;
+mod matcher_thread;
 pub mod report;
 pub mod shutdown;
 
@@ -23,7 +25,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 use crate::aggregate::{Aggregator, Routed};
 use crate::budget::SharedBudget;
@@ -31,13 +33,14 @@ use crate::budget::ledger_file::LedgerFile;
 use crate::config::{Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
-use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
 use crate::state::alert_state::{AlertSaver, AlertStore};
+use aggregator_task::aggregate;
+use matcher_thread::match_all;
 
 /// How `run` behaves, beyond the config.
 #[derive(Debug, Clone)]
@@ -302,7 +305,7 @@ fn inputs(config: &Config, opts: &RunOptions) -> Vec<Input> {
 /// The dispatcher tasks a run starts with.
 type Dispatchers = Vec<tokio::task::JoinHandle<DeliveryReport>>;
 /// Where the aggregator sends each robot's alerts.
-type Routes = HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>;
+pub(super) type Routes = HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>;
 
 /// Starts one dispatcher per robot, or one for "no robot" when the config has none. All
 /// channels exist before any dispatcher starts, so each can hold its fallback's sender.
@@ -417,7 +420,7 @@ fn spawn_files(
 
 /// What the matcher thread counted: lines, events (a multi-line event counts once), bytes, and
 /// matching events per rule name.
-type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
+pub(super) type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
 
 /// Starts the matcher thread: synchronous, so network waits never slow matching.
 fn spawn_matcher(
@@ -565,240 +568,6 @@ async fn forward(
                 None => return,
             },
             () = &mut shutdown => return,
-        }
-    }
-}
-
-/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
-/// reload removed included, in the order they were first configured).
-///
-/// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
-/// told in the same channel, after the batches matched with the old rules.
-fn match_all(
-    mut matcher: Matcher,
-    mut chunk_rx: mpsc::Receiver<Feed>,
-    hit_tx: mpsc::Sender<Matched>,
-    rule_count: usize,
-    mut counted: crate::operate::Counter,
-) -> MatchTotals {
-    let (mut lines, mut events, mut bytes) = (0, 0, 0);
-    let mut names: Vec<String> = counted.rules().to_vec();
-    let mut per_rule = vec![0u64; rule_count];
-    // Rules a reload removed, with what they matched.
-    let mut retired: Vec<(String, u64)> = Vec::new();
-    while let Some(item) = chunk_rx.blocking_recv() {
-        let chunk = match item {
-            Feed::Chunk(c) => c,
-            Feed::Reload(reload) => {
-                let new: Vec<String> = reload.config.rules.iter().map(|r| r.name.clone()).collect();
-                let mut counts = vec![0u64; new.len()];
-                for (name, n) in names.drain(..).zip(per_rule.drain(..)) {
-                    match new.iter().position(|x| *x == name) {
-                        Some(i) => counts[i] = n,
-                        None => retired.push((name, n)),
-                    }
-                }
-                retired.retain(|(name, n)| match new.iter().position(|x| x == name) {
-                    Some(i) => {
-                        counts[i] += n;
-                        false
-                    }
-                    None => true,
-                });
-                (names, per_rule) = (new, counts);
-                matcher = reload.matcher;
-                counted = counted.with_rules(&names);
-                if hit_tx
-                    .blocking_send(Matched::Reload(reload.config))
-                    .is_err()
-                {
-                    break;
-                }
-                continue;
-            }
-        };
-        let batch = matcher.match_chunk(&chunk);
-        // The matcher sees events; their lines are joined inside them.
-        events += batch.lines;
-        lines += batch.lines;
-        if chunk.joined {
-            lines += memchr::memchr_iter(crate::source::multiline::EVENT_LINE_SEP, &chunk.data)
-                .count() as u64;
-        }
-        // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
-        // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
-        bytes += match chunk.mark {
-            Some(mark) => chunk.end_offset.saturating_sub(mark.start),
-            None => batch.bytes,
-        };
-        for hit in &batch.hits {
-            per_rule[hit.rule] += 1;
-        }
-        counted.record(&batch);
-        if hit_tx.blocking_send(Matched::Batch(batch)).is_err() {
-            break;
-        }
-    }
-    let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
-    matches.extend(retired);
-    (lines, events, bytes, matches)
-}
-
-/// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
-/// of input closes every window and lets the dispatchers finish. Returns the hits held below a
-/// threshold per rule, and the dispatchers reloads started.
-///
-/// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
-/// counted and how many alerts hold it, before any of those alerts can be routed.
-async fn aggregate(
-    mut agg: Aggregator,
-    mut hit_rx: mpsc::Receiver<Matched>,
-    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>,
-    mut fleet: Fleet,
-    mut hush: Hush,
-    progress_tx: Option<mpsc::UnboundedSender<Event>>,
-    saver: Option<AlertSaver>,
-) -> (
-    Vec<(String, u64)>,
-    Vec<tokio::task::JoinHandle<DeliveryReport>>,
-    Vec<(String, u64)>,
-    Vec<(String, u64)>,
-) {
-    let mut save_tick = tokio::time::interval(crate::state::alert_state::SAVE_EVERY);
-    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        // Quiet hours ending is a deadline too (on the wall clock).
-        let quiet_end = hush
-            .next_deadline()
-            .map(|t| Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default());
-        let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
-        let far = Instant::now() + Duration::from_secs(86_400 * 365);
-        tokio::select! {
-            batch = hit_rx.recv() => match batch {
-                Some(Matched::Batch(b)) => {
-                    let alerts = agg.add(&b, Instant::now());
-                    // Registered before any alert holding this chunk can reach a dispatcher.
-                    report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
-                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
-                    route(alerts, &routes).await;
-                }
-                Some(Matched::Reload(config)) => {
-                    // Rules that are gone deliver what they hold, by the old routes.
-                    let alerts = agg.retire(&config.rules);
-                    report_progress(&mut agg, &progress_tx, None);
-                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
-                    route(alerts, &routes).await;
-                    match fleet.apply(&config) {
-                        Ok(new_routes) => routes = new_routes,
-                        Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
-                    }
-                    agg.reconfigure(&config.rules, Instant::now());
-                    hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
-                }
-                None => break,
-            },
-            () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
-                let alerts = hushed(&mut hush, agg.expire(Instant::now()), &progress_tx, false);
-                report_progress(&mut agg, &progress_tx, None);
-                route(alerts, &routes).await;
-            }
-            _ = save_tick.tick(), if saver.is_some() => {
-                if let Some(s) = &saver {
-                    s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
-                }
-            }
-        }
-    }
-    let alerts = agg.flush(Instant::now());
-    if let Some(saver) = saver {
-        match saver
-            .finish(agg.snapshot(Instant::now(), SystemTime::now()))
-            .await
-        {
-            Ok(()) => agg.release_carried(),
-            // The hits it would carry stay held: the next run reads them again.
-            Err(e) => tracing::error!(
-                "cannot save the alert state: {e}; cooldowns and open alerts are forgotten, hits not sent are read again by the next run"
-            ),
-        }
-    }
-    report_progress(&mut agg, &progress_tx, None);
-    let alerts = hushed(&mut hush, alerts, &progress_tx, true);
-    route(alerts, &routes).await;
-    let held = agg
-        .rule_names()
-        .iter()
-        .map(|n| n.to_string())
-        .zip(agg.held_below_threshold().iter().copied())
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    let kept = agg
-        .rule_names()
-        .iter()
-        .map(|n| n.to_string())
-        .zip(agg.kept_for_next_run().iter().copied())
-        .filter(|(_, n)| *n > 0)
-        .collect();
-    (held, fleet.finish(), hush.silenced(), kept)
-}
-
-/// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those
-/// to send now, with those whose quiet hours ended (all of them at end of input, `all`); the
-/// holds of silenced alerts are released.
-fn hushed(
-    hush: &mut Hush,
-    alerts: Vec<Routed>,
-    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
-    all: bool,
-) -> Vec<Routed> {
-    let now = SystemTime::now();
-    let (mut send, released) = hush.filter(alerts, now);
-    if let Some(tx) = progress_tx
-        && !released.is_empty()
-    {
-        let _ = tx.send(Event::Released(released));
-    }
-    send.extend(hush.due(now, all));
-    send
-}
-
-/// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds
-/// the aggregator took or dropped meanwhile.
-fn report_progress(
-    agg: &mut Aggregator,
-    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
-    chunk: Option<(Mark, u64)>,
-) {
-    let moved = agg.take_moved_holds();
-    let (holds, released) = agg.take_holds();
-    let Some(tx) = progress_tx else {
-        return;
-    };
-    if !moved.is_empty() {
-        let _ = tx.send(Event::Held(moved));
-    }
-    if let Some((mark, end)) = chunk {
-        let _ = tx.send(Event::Progress { mark, end, holds });
-    }
-    if !released.is_empty() {
-        let _ = tx.send(Event::Released(released));
-    }
-}
-
-/// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
-/// can be merged into one message.
-async fn route(alerts: Vec<Routed>, routes: &HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>) {
-    let mut by_robot: HashMap<Option<RobotId>, Vec<Routed>> = HashMap::new();
-    for a in alerts {
-        by_robot.entry(a.robot).or_default().push(a);
-    }
-    for (robot, alerts) in by_robot {
-        let Some(tx) = routes.get(&robot) else {
-            tracing::error!(?robot, "no dispatcher for robot (a dingtail bug)");
-            continue;
-        };
-        if tx.send(alerts).await.is_err() {
-            tracing::error!(?robot, "dispatcher stopped early (a dingtail bug)");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The raw schema: what the YAML file says, field for field (serde, `deny_unknown_fields`,
 //! every value that can be wrong [`Spanned`] so a problem names its line and column). The
-//! README's config tables document the same fields.
+//! README's config tables document the same fields (a test below keeps them in step).
 
 use super::*;
 
@@ -12,29 +12,37 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) robots: BTreeMap<String, Spanned<RawRobot>>,
     /// `defaults:` what rules get when they say nothing.
+    #[serde(default)]
     pub(super) defaults: Option<RawDefaults>,
     /// `rules:` in file order; a rule's index is its id.
     #[serde(default)]
     pub(super) rules: Vec<Spanned<RawRule>>,
     /// `max_line_bytes:` lines are judged and quoted on at most this many bytes.
+    #[serde(default)]
     pub(super) max_line_bytes: Option<Spanned<usize>>,
     /// `timestamp:` how `test --replay` reads a line's time.
+    #[serde(default)]
     pub(super) timestamp: Option<RawTimestamp>,
     /// `inputs:` files and globs to follow, with their multi-line events.
     #[serde(default)]
     pub(super) inputs: Vec<Spanned<RawInput>>,
     /// `timezone:` the IANA zone times are written in and mute windows read in.
+    #[serde(default)]
     pub(super) timezone: Option<Spanned<String>>,
     /// `listen:` address of the metrics, probes and silences listener.
+    #[serde(default)]
     pub(super) listen: Option<Spanned<String>>,
     /// `mute:` windows in which matching rules send nothing.
     #[serde(default)]
     pub(super) mute: Vec<Spanned<mute_config::RawMute>>,
     /// `quiet_hours:` hours in which low-severity alerts wait for a digest.
+    #[serde(default)]
     pub(super) quiet_hours: Option<Spanned<mute_config::RawQuietHours>>,
     /// `quota:` the monthly message budget of all robots together.
+    #[serde(default)]
     pub(super) quota: Option<Spanned<quota::RawQuota>>,
     /// `redact:` personal data masked before it leaves the host.
+    #[serde(default)]
     pub(super) redact: Option<pii::RawRedact>,
 }
 
@@ -63,6 +71,7 @@ pub(super) struct RawInput {
     /// A file or a glob to follow.
     pub(super) path: Spanned<String>,
     /// How lines of this input form events (stack traces).
+    #[serde(default)]
     pub(super) multiline: Option<Spanned<RawMultiline>>,
 }
 
@@ -73,8 +82,10 @@ pub(super) struct RawMultiline {
     /// A line matching this regex starts a new event.
     pub(super) start: Spanned<String>,
     /// An event is closed after this many lines.
+    #[serde(default)]
     pub(super) max_lines: Option<Spanned<usize>>,
     /// An event is closed this long after its last line.
+    #[serde(default)]
     pub(super) timeout: Option<Spanned<String>>,
 }
 
@@ -83,28 +94,40 @@ pub(super) struct RawMultiline {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRobot {
     /// The full webhook URL with `access_token`; `${VAR}` expanded.
+    #[serde(default)]
     pub(super) webhook: Option<Spanned<String>>,
     /// A file holding the webhook instead (Kubernetes secrets).
+    #[serde(default)]
     pub(super) webhook_file: Option<Spanned<String>>,
     /// The `SEC…` signing secret (加签).
+    #[serde(default)]
     pub(super) secret: Option<Spanned<String>>,
     /// A file holding the secret instead.
+    #[serde(default)]
     pub(super) secret_file: Option<Spanned<String>>,
     /// A security keyword added to every message that lacks it.
+    #[serde(default)]
     pub(super) keyword: Option<Spanned<String>>,
     /// Messages per period: `N/s`, `N/min`, `N/hour`, `N/<duration>`.
+    #[serde(default)]
     pub(super) rate: Option<Spanned<String>>,
     /// The robot that takes this one's alerts while it is throttled.
+    #[serde(default)]
     pub(super) fallback: Option<Spanned<String>>,
     /// An `http://`, `https://` or `socks5://` proxy for this robot.
+    #[serde(default)]
     pub(super) proxy: Option<Spanned<String>>,
     /// `{connect, request}` timeouts.
+    #[serde(default)]
     pub(super) timeout: Option<RawTimeouts>,
     /// `{initial, max, recheck}`: backoff and rechecks after failures.
+    #[serde(default)]
     pub(super) retry: Option<RawRetry>,
     /// How long to leave the robot alone after "sending too fast".
+    #[serde(default)]
     pub(super) throttle_pause: Option<Spanned<String>>,
     /// This robot's own messages per month, within `quota.monthly`.
+    #[serde(default)]
     pub(super) monthly: Option<Spanned<u64>>,
 }
 
@@ -113,8 +136,10 @@ pub(super) struct RawRobot {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTimeouts {
     /// TCP/TLS connect timeout.
+    #[serde(default)]
     pub(super) connect: Option<Spanned<String>>,
     /// Whole-request timeout.
+    #[serde(default)]
     pub(super) request: Option<Spanned<String>>,
 }
 
@@ -123,10 +148,13 @@ pub(super) struct RawTimeouts {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRetry {
     /// First wait after a retryable failure.
+    #[serde(default)]
     pub(super) initial: Option<Spanned<String>>,
     /// Longest wait; waits double up to it.
+    #[serde(default)]
     pub(super) max: Option<Spanned<String>>,
     /// How often a robot that failed permanently is tried again.
+    #[serde(default)]
     pub(super) recheck: Option<Spanned<String>>,
 }
 
@@ -135,15 +163,19 @@ pub(super) struct RawRetry {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawDefaults {
     /// Robot for rules that name none.
+    #[serde(default)]
     pub(super) robot: Option<Spanned<String>>,
     /// Gathering window for rules that set none.
+    #[serde(default)]
     pub(super) window: Option<Spanned<String>>,
     /// Lines quoted per message for rules that set none.
+    #[serde(default)]
     pub(super) max_lines: Option<Spanned<usize>>,
     /// Mentions by severity: `critical: {mobiles: [...]}`.
     #[serde(default)]
     pub(super) mention: BTreeMap<String, Spanned<RawMention>>,
     /// Message type (`text` or `markdown`) for rules that set none.
+    #[serde(default)]
     pub(super) msgtype: Option<Spanned<String>>,
 }
 
@@ -154,42 +186,55 @@ pub(super) struct RawRule {
     /// Unique name, shown as `【name】`.
     pub(super) name: Spanned<String>,
     /// `match:` the regex run on each line (or on `field`).
-    #[serde(rename = "match")]
+    #[serde(rename = "match", default)]
     pub(super) pattern: Option<Spanned<String>>,
     /// Regexes that veto a hit.
     #[serde(default)]
     pub(super) exclude: Vec<Spanned<String>>,
     /// Hits within this window of the first go out as one message.
+    #[serde(default)]
     pub(super) window: Option<Spanned<String>>,
     /// Lines quoted per message.
+    #[serde(default)]
     pub(super) max_lines: Option<Spanned<usize>>,
     /// The robot (or robots) its alerts go to.
+    #[serde(default)]
     pub(super) robot: Option<Spanned<OneOrMany>>,
     /// `info`, `warning` or `critical`.
+    #[serde(default)]
     pub(super) severity: Option<Spanned<String>>,
     /// Alert only when `count` hits fall within `within`.
+    #[serde(default)]
     pub(super) threshold: Option<Spanned<RawThreshold>>,
     /// After a message, further hits wait this long and go out together.
+    #[serde(default)]
     pub(super) cooldown: Option<Spanned<String>>,
     /// Named captures whose values split the rule into groups.
     #[serde(default)]
     pub(super) group_by: Vec<Spanned<String>>,
     /// Groups kept before the rest share one "other" group.
+    #[serde(default)]
     pub(super) max_groups: Option<Spanned<usize>>,
     /// The message text, with `{placeholders}`.
+    #[serde(default)]
     pub(super) template: Option<Spanned<String>>,
     /// Whom the message mentions.
+    #[serde(default)]
     pub(super) mention: Option<Spanned<RawMention>>,
     /// `text` or `markdown`.
+    #[serde(default)]
     pub(super) msgtype: Option<Spanned<String>>,
     /// Match this JSON field's value instead of the whole line.
+    #[serde(default)]
     pub(super) field: Option<Spanned<String>>,
     /// `where:` a condition on the line's fields and captures.
-    #[serde(rename = "where")]
+    #[serde(default, rename = "where")]
     pub(super) condition: Option<Spanned<String>>,
     /// Send "recovered" once no hit came for this long.
+    #[serde(default)]
     pub(super) resolve_after: Option<Spanned<String>>,
     /// Alert when no line matches for a while.
+    #[serde(default)]
     pub(super) absent: Option<Spanned<RawAbsent>>,
 }
 
@@ -382,7 +427,7 @@ mod tests {
             .filter(|n| {
                 !table.contains(*n)
                     && !readme.lines().any(|l| {
-                        l.split(|c: char| c.is_whitespace() || "{,[-".contains(c))
+                        l.split(|c: char| c.is_whitespace() || "{,[-`".contains(c))
                             .any(|w| w == format!("{n}:"))
                     })
             })

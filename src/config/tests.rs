@@ -21,20 +21,20 @@ fn parse(text: &str) -> Result<Config, Vec<Problem>> {
 const GOOD: &str = r#"
 robots:
   ops:
-webhook: "http://127.0.0.1:1/robot/send?access_token=${TOKEN}"
-secret: "${SECRET}"
-keyword: 告警
-rate: 5/10s
+    webhook: "http://127.0.0.1:1/robot/send?access_token=${TOKEN}"
+    secret: "${SECRET}"
+    keyword: 告警
+    rate: 5/10s
 defaults:
   window: 2s
   max_lines: 3
 rules:
   - name: five
-match: '" 5\d\d '
-exclude: ['/healthz']
+    match: '" 5\d\d '
+    exclude: ['/healthz']
   - name: err
-match: ERROR
-window: 500ms
+    match: ERROR
+    window: 500ms
 "#;
 
 #[test]
@@ -84,16 +84,16 @@ fn debug_output_never_shows_secrets() {
 fn every_problem_is_reported_with_line_rule_and_field() {
     let text = r#"robots:
   ops:
-webhook: "http://127.0.0.1:1/robot/send?access_token=${NOPE}"
+    webhook: "http://127.0.0.1:1/robot/send?access_token=${NOPE}"
 rules:
   - name: a
-match: '(unclosed'
+    match: '(unclosed'
   - name: a
-match: ok
-window: soon
+    match: ok
+    window: soon
   - name: b
-match: ok
-robot: pager
+    match: ok
+    robot: pager
 "#;
     let problems = parse(text).unwrap_err();
     let shown: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
@@ -202,25 +202,25 @@ fn on_call_fields_are_checked_into_rules() {
 defaults:
   robot: ops
   mention:
-critical: { mobiles: ["13800000000"] }
+    critical: { mobiles: ["13800000000"] }
 rules:
   - name: ssh
-match: 'Failed password for (?P<user>\S+) from (?P<ip>[\d.]+)'
-severity: critical
-threshold: { count: 5, within: 1m }
-cooldown: 10m
-group_by: [ip]
-max_groups: 10
-template: "{ip} tried {count} passwords, last user {user}"
-robot: [ops, security]
-msgtype: markdown
-resolve_after: 5m
+    match: 'Failed password for (?P<user>\S+) from (?P<ip>[\d.]+)'
+    severity: critical
+    threshold: { count: 5, within: 1m }
+    cooldown: 10m
+    group_by: [ip]
+    max_groups: 10
+    template: "{ip} tried {count} passwords, last user {user}"
+    robot: [ops, security]
+    msgtype: markdown
+    resolve_after: 5m
   - name: k8s
-match: '^(error|fatal)$'
-field: log.level
-mention: { user_ids: [u1], all: true }
+    match: '^(error|fatal)$'
+    field: log.level
+    mention: { user_ids: [u1], all: true }
   - name: heartbeat
-absent: { match: 'heartbeat ok', for: 2m }
+    absent: { match: 'heartbeat ok', for: 2m }
 timestamp: { regex: '^(\S+ \S+)', format: '%Y-%m-%d %H:%M:%S' }
 "#;
     let c = parse(text).unwrap();
@@ -256,25 +256,25 @@ fn every_on_call_mistake_is_reported_at_once_with_its_line() {
   ops: { webhook: "http://h/robot/send?access_token=x" }
 defaults:
   mention:
-urgent: { mobiles: ["1380000"] }
+    urgent: { mobiles: ["1380000"] }
 rules:
   - name: a
-match: '(?P<ip>\S+) failed'
-severity: high
-threshold: { count: 0, within: soon }
-group_by: [ip, host]
-template: "{ip} {nope}"
-mention: { mobiles: ["call me"] }
-robot: [ops, pager]
-msgtype: html
-field: "log..level"
-resolve_after: never
+    match: '(?P<ip>\S+) failed'
+    severity: high
+    threshold: { count: 0, within: soon }
+    group_by: [ip, host]
+    template: "{ip} {nope}"
+    mention: { mobiles: ["call me"] }
+    robot: [ops, pager]
+    msgtype: html
+    field: "log..level"
+    resolve_after: never
   - name: b
-absent: { match: x, for: 1m }
-threshold: { count: 2, within: 1m }
+    absent: { match: x, for: 1m }
+    threshold: { count: 2, within: 1m }
   - name: c
-match: x
-max_groups: 5
+    match: x
+    max_groups: 5
   - name: d
 timestamp: { regex: '^\S+', format: '%Y-%Q' }
 "#;
@@ -352,28 +352,28 @@ timestamp: { regex: '^\S+', format: '%Y-%Q' }
 fn schema_errors_are_reported_with_the_semantic_ones_all_at_once() {
     let text = r#"robots:
   ops:
-webhook: "http://h/robot/send?access_token=x"
-retry: 5
+    webhook: "http://h/robot/send?access_token=x"
+    retry: 5
   pager:
-webhook: "http://h/robot/send?access_token=y"
+    webhook: "http://h/robot/send?access_token=y"
 defaults: { robot: ops }
 rules:
   - name: a
-match: '(unclosed'
+    match: '(unclosed'
   - name: b
-match: ok
-widnow: 1s
+    match: ok
+    widnow: 1s
   - name: c
-match: '(still checked'
-max_lines: many
-exclude: |
-  not a list
+    match: '(still checked'
+    max_lines: many
+    exclude: |
+      not a list
   - name: d
-match: ok
-robot: [ops, nobody]
+    match: ok
+    robot: [ops, nobody]
   - name: e
-match: ok
-window: 2d
+    match: ok
+    window: 2d
 extra_top: 1
 "#;
     let problems = parse(text).unwrap_err();
