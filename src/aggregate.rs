@@ -43,6 +43,8 @@ use crate::matcher::{Hit, HitBatch};
 use crate::rules::{OTHER_GROUP, Rule};
 use crate::source::Mark;
 
+mod persist;
+
 /// Longest capture value kept for group keys and templates, in bytes.
 pub const CAPTURE_MAX_BYTES: usize = 256;
 
@@ -139,6 +141,9 @@ struct Group {
 /// An absence rule's state.
 #[derive(Debug)]
 struct Absence {
+    /// When watching began (this run's start, or an earlier run's: see `persist.rs`): the
+    /// silence is counted from here while no line was seen.
+    since: Instant,
     /// Last match: when, by the aggregator's clock and the wall clock.
     last_seen: Option<(Instant, SystemTime)>,
     alerted: bool,
@@ -158,7 +163,6 @@ pub struct Aggregator {
     absences: HashMap<RuleId, Absence>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
-    started: Instant,
     /// Relates the aggregator's clock to the wall clock, for times shown in messages.
     anchor: (Instant, SystemTime),
     held: Vec<u64>,
@@ -173,6 +177,17 @@ pub struct Aggregator {
     /// Whether [`Aggregator::flush`] reports absence not yet due: yes at the end of a finite
     /// input (stdin read to its end holds no such line), no for a stop of followed files.
     absence_at_end: bool,
+    /// Whether [`Aggregator::flush`] keeps the hits gathered in a cooldown for the next run
+    /// (exported by [`Aggregator::snapshot`]) instead of sending them at once.
+    keep_pending: bool,
+    /// Pending hits [`Aggregator::flush`] did not send (below a threshold, or gathered in a
+    /// cooldown when `keep_pending`), for the snapshot; not counted by `pending_hits`.
+    carried: Vec<(Key, Pending)>,
+    /// Holds of the hits carried over, one entry per alert copy: released by
+    /// [`Aggregator::release_carried`] once the snapshot carrying them is saved.
+    carried_holds: Vec<Mark>,
+    /// Per rule: hits gathered in a cooldown that [`Aggregator::flush`] kept for the next run.
+    kept: Vec<u64>,
 }
 
 impl Aggregator {
@@ -186,13 +201,16 @@ impl Aggregator {
             group_counts: vec![0; rules.len()],
             absences: HashMap::new(),
             deadlines: BTreeSet::new(),
-            started: now,
             anchor: (now, wall),
             held: vec![0; rules.len()],
             new_holds: 0,
             released: Vec::new(),
             moved: Vec::new(),
             absence_at_end: true,
+            keep_pending: false,
+            carried: Vec::new(),
+            carried_holds: Vec::new(),
+            kept: vec![0; rules.len()],
         };
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for {
@@ -201,6 +219,7 @@ impl Aggregator {
                 agg.absences.insert(
                     id,
                     Absence {
+                        since: now,
                         last_seen: None,
                         alerted: false,
                         scheduled: Some(at),
@@ -518,20 +537,39 @@ impl Aggregator {
     /// Pending "recovered" messages are not sent: nobody knows yet whether it stays quiet.
     pub fn flush(&mut self, now: Instant) -> Vec<Routed> {
         let mut due: Vec<(Instant, Key)> = Vec::new();
+        let mut carry: Vec<Key> = Vec::new();
         for (key, g) in &self.groups {
             if let Some(p) = &g.pending {
-                match g.closes_at.or(g.cooldown_until) {
-                    Some(t) => due.push((t, key.clone())),
-                    None => {
+                match (g.closes_at, g.cooldown_until) {
+                    (Some(t), _) => due.push((t, key.clone())),
+                    (None, Some(_)) if self.keep_pending => {
+                        self.kept[key.0] += p.count;
+                        carry.push(key.clone());
+                    }
+                    (None, Some(t)) => due.push((t, key.clone())),
+                    (None, None) => {
                         self.held[key.0] += p.count;
-                        // not worth a message: its lines are done with
-                        let copies = self.rules[key.0].robots.len().max(1);
-                        for _ in 0..copies {
-                            self.released.extend(&p.holds);
-                        }
+                        carry.push(key.clone());
                     }
                 }
             }
+        }
+        for key in carry {
+            let g = self.groups.get_mut(&key).expect("listed");
+            let mut p = g.pending.take().expect("listed with pending hits");
+            // Counted here, carried by the snapshot: the holds go once it is saved (below a
+            // threshold without a saved state, the lines are simply done with).
+            let copies = self.rules[key.0].robots.len().max(1);
+            let holds = std::mem::take(&mut p.holds);
+            let to = if self.keep_pending {
+                &mut self.carried_holds
+            } else {
+                &mut self.released
+            };
+            for _ in 0..copies {
+                to.extend(&holds);
+            }
+            self.carried.push((key, p));
         }
         due.sort();
         let mut out = Vec::new();
@@ -552,7 +590,7 @@ impl Aggregator {
         for rule in absent {
             let absence = &self.absences[&rule];
             let silence = self.rules[rule].absent_for.expect("an absence rule");
-            let since = absence.last_seen.map_or(self.started, |(t, _)| t);
+            let since = absence.last_seen.map_or(absence.since, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
             let silent =
@@ -561,13 +599,36 @@ impl Aggregator {
                 self.absence_due(rule, now, &mut out);
             }
         }
-        self.groups.clear();
+        // No timer runs after the end; what the groups still know (cooldowns, open alerts,
+        // threshold history) stays for the snapshot.
         self.deadlines.clear();
-        self.group_counts.iter_mut().for_each(|n| *n = 0);
+        for g in self.groups.values_mut() {
+            g.scheduled = None;
+        }
         for w in self.absences.values_mut() {
             w.scheduled = None;
         }
         out
+    }
+
+    /// Whether [`Self::flush`] keeps hits gathered in a cooldown for the next run instead of
+    /// sending them: yes when followed files are stopped and the alert state is saved (a deploy
+    /// must not send what is cooling down), no for stdin (its end is final).
+    pub fn with_pending_kept(mut self, yes: bool) -> Aggregator {
+        self.keep_pending = yes;
+        self
+    }
+
+    /// Per rule: hits gathered in a cooldown that [`Self::flush`] kept for the next run.
+    pub fn kept_for_next_run(&self) -> &[u64] {
+        &self.kept
+    }
+
+    /// The snapshot carrying the kept hits is saved: their holds are released (through
+    /// [`Self::take_holds`]). Not called when the save failed, so the checkpoint stays before
+    /// those lines and the next run reads them again.
+    pub fn release_carried(&mut self) {
+        self.released.append(&mut self.carried_holds);
     }
 
     /// Whether the end of input (a [`Self::flush`]) reports absence rules whose line was never
@@ -701,6 +762,7 @@ impl Aggregator {
     /// the next timer on); new absence rules start their timer now. Call [`Self::retire`] first:
     /// state of rules that are gone is dropped here.
     pub fn reconfigure(&mut self, rules: &[Rule], now: Instant) {
+        let kept = std::mem::replace(&mut self.kept, vec![0; rules.len()]);
         let new_id = |name: &str| rules.iter().position(|r| r.name == name);
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
@@ -713,6 +775,11 @@ impl Aggregator {
         for (old, n) in held.into_iter().enumerate() {
             if let Some(new) = map[old] {
                 self.held[new] += n;
+            }
+        }
+        for (old, n) in kept.into_iter().enumerate() {
+            if let Some(new) = map[old] {
+                self.kept[new] += n;
             }
         }
         for ((old, text), mut group) in groups {
@@ -739,6 +806,7 @@ impl Aggregator {
                 self.absences.insert(
                     id,
                     Absence {
+                        since: now,
                         last_seen: None,
                         alerted: false,
                         scheduled: Some(at),

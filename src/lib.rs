@@ -23,6 +23,7 @@
 //!   automata), then which rules match, on the candidate lines only.
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads
 //!   it. Its [`aggregate::Routed`] alerts carry the robot and the file positions they hold.
+//! - [`state`]: the alert state carried across restarts (cooldowns, open alerts, absence).
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
 //! - [`fleet`]: with `coordination:`, the rate, throttle pause and budget shared through Redis.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries;
@@ -73,6 +74,7 @@ pub mod self_alert;
 pub mod silence;
 pub mod source;
 pub mod startup;
+pub mod state;
 pub mod style;
 pub mod tester;
 pub mod timezone;

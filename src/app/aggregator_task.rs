@@ -17,10 +17,16 @@ use crate::reload::{Fleet, Matched};
 use crate::self_alert::Notice;
 use crate::source::Mark;
 use crate::source::checkpoint::Event;
+use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
 /// of input closes every window and lets the dispatchers finish. Returns the hits held below a
-/// threshold per rule, and the dispatchers reloads started.
+/// threshold per rule, the dispatchers reloads started, the silenced alerts, and the hits per
+/// rule carried to the next run in the alert state.
+///
+/// With a `saver` it offers a snapshot of the aggregator every `SAVE_EVERY` and writes a last
+/// one at the end; when that last write fails the hits it would carry stay held, so the next run
+/// reads them again.
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
@@ -32,11 +38,15 @@ pub(super) async fn aggregate(
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
     (mut notices_rx, mut robots): (Option<mpsc::Receiver<Notice>>, Vec<String>),
+    saver: Option<AlertSaver>,
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
     Vec<(String, u64)>,
+    Vec<(String, u64)>,
 ) {
+    let mut save_tick = tokio::time::interval(SAVE_EVERY);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Quiet hours ending is a deadline too (on the wall clock).
         let quiet_end = hush
@@ -86,9 +96,26 @@ pub(super) async fn aggregate(
                 report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
+            _ = save_tick.tick(), if saver.is_some() => {
+                if let Some(s) = &saver {
+                    s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
+                }
+            }
         }
     }
     let alerts = agg.flush(Instant::now());
+    if let Some(saver) = saver {
+        match saver
+            .finish(agg.snapshot(Instant::now(), SystemTime::now()))
+            .await
+        {
+            Ok(()) => agg.release_carried(),
+            // The hits it would carry stay held: the next run reads them again.
+            Err(e) => tracing::error!(
+                "cannot save the alert state: {e}; cooldowns and open alerts are forgotten, hits not sent are read again by the next run"
+            ),
+        }
+    }
     report_progress(&mut agg, &progress_tx, None);
     let alerts = hushed(&mut hush, alerts, &progress_tx, true);
     route(alerts, &routes).await;
@@ -99,7 +126,14 @@ pub(super) async fn aggregate(
         .zip(agg.held_below_threshold().iter().copied())
         .filter(|(_, n)| *n > 0)
         .collect();
-    (held, fleet.finish(), hush.silenced())
+    let kept = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.kept_for_next_run().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish(), hush.silenced(), kept)
 }
 
 /// The next notice of the self-alert task (never, without one).

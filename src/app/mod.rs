@@ -38,6 +38,7 @@ use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
+use crate::state::alert_state::{AlertSaver, AlertStore};
 use aggregator_task::{aggregate, robot_names};
 use matcher_thread::match_all;
 
@@ -150,8 +151,32 @@ pub async fn run(
             config.origin
         );
     }
-    let mut ops =
-        crate::operate::Operate::start(&config, opts.state_dir.as_deref(), opts.listen).await?;
+    // On stdin the state directory is optional (nothing can be re-read): one that cannot be
+    // used is one warning, and alert state, silences and budget then live in memory only.
+    // Locked like for files, so two instances never write over each other's state.
+    let stdin_state = if files || opts.dry_run {
+        None
+    } else {
+        match checkpoint::state_dir(opts.state_dir.as_deref())
+            .and_then(Store::open)
+            .and_then(Store::lock)
+        {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; alert state (cooldowns, open alerts), silences and the monthly budget live in memory only"
+                );
+                None
+            }
+        }
+    };
+    let mut ops = crate::operate::Operate::start(
+        &config,
+        opts.state_dir.as_deref(),
+        opts.listen,
+        files || stdin_state.is_some() || opts.dry_run,
+    )
+    .await?;
     // dingtail's own trouble goes to a robot only with `self_alerts:`.
     let (trouble, trouble_rx) = if config.self_alerts.is_some() {
         let (t, rx) = crate::trouble::Reporter::channel();
@@ -171,7 +196,7 @@ pub async fn run(
     let budget = if dry_run {
         None
     } else {
-        let budget = open_budget(&config, &opts)?;
+        let budget = open_budget(&config, &opts, files || stdin_state.is_some())?;
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
@@ -208,10 +233,11 @@ pub async fn run(
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
     let mut backlog_bytes = 0;
+    let mut alert_store = stdin_state.as_ref().map(|s| AlertStore::new(s.dir()));
     let (source, waker) = if files {
         let positions = checkpoint::Positions::default();
         ops.metrics.watch_positions(positions.clone());
-        let (source, waker, backlog) = spawn_files(
+        let (source, waker, backlog, store) = spawn_files(
             &config,
             &opts,
             inputs,
@@ -220,6 +246,7 @@ pub async fn run(
             (trouble.clone(), positions),
         )?;
         backlog_bytes = backlog;
+        alert_store = store;
         (source, waker)
     } else {
         drop((events_rx, settled_rx));
@@ -278,18 +305,36 @@ pub async fn run(
 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
+    // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
+    let alert_store = alert_store.filter(|_| !opts.dry_run);
+    let mut agg = Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
+        .with_absence_at_end(!files)
+        .with_pending_kept(files && !opts.once && alert_store.is_some());
+    if let Some(store) = alert_store.as_ref().filter(|_| !opts.from_beginning)
+        && let Some(snap) = store.load()
+    {
+        for note in agg.restore(&snap, Instant::now(), SystemTime::now()) {
+            tracing::info!("{note}");
+        }
+        tracing::info!(
+            path = %store.path().display(),
+            streams = snap.streams(),
+            "alert state restored"
+        );
+    }
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
-            .with_absence_at_end(!files),
+        agg,
         hit_rx,
         routes,
         fleet,
         ops.hush(&config),
         progress_tx,
         (notices_rx, robot_names(&config)),
+        alert_store.map(AlertSaver::spawn),
     ));
 
-    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
+    let (held, added, silenced, kept) = aggregator.await.context("aggregator task")?;
+    drop(stdin_state);
     let mut deliveries = Vec::new();
     for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
@@ -303,7 +348,7 @@ pub async fn run(
         crate::self_alert::write_stopped(dir);
     }
     ops.metrics.set_reading(false);
-    let (lines, mut bytes, per_rule) = matcher_thread
+    let (lines, events, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
     let cut_lines = match finish_source(source).await? {
@@ -318,12 +363,14 @@ pub async fn run(
     Ok(RunReport {
         dry_run,
         lines,
+        events,
         bytes,
         cut_lines,
         matches: per_rule,
         deliveries,
         held_below_threshold: held,
         silenced,
+        kept,
         budget: budget.map(|b| b.status(SystemTime::now())),
     })
 }
@@ -433,10 +480,11 @@ fn spawn_files(
         mpsc::UnboundedReceiver<Vec<Mark>>,
     ),
     (trouble, positions): (crate::trouble::Reporter, checkpoint::Positions),
-) -> anyhow::Result<(Source, Option<tail::Waker>, u64)> {
+) -> anyhow::Result<(Source, Option<tail::Waker>, u64, Option<AlertStore>)> {
     let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
     let (store, saved) = open_store(opts, patterns)?;
     let backlog_bytes = backlog(&saved.files);
+    let alert_store = store.as_ref().map(|s| AlertStore::new(s.dir()));
     let cfg = TailConfig {
         inputs,
         max_line: config.max_line_bytes,
@@ -469,7 +517,7 @@ fn spawn_files(
         keeper,
         finish_tx,
     };
-    Ok((source, Some(waker), backlog_bytes))
+    Ok((source, Some(waker), backlog_bytes, alert_store))
 }
 
 /// The sizes of the files the inputs match now (`--from-beginning` reads them whole).
@@ -505,8 +553,9 @@ fn backlog(entries: &[checkpoint::Entry]) -> u64 {
         .sum()
 }
 
-/// What the matcher thread counted: lines, bytes, and matching lines per rule name.
-pub(super) type MatchTotals = (u64, u64, Vec<(String, u64)>);
+/// What the matcher thread counted: lines, events (a multi-line event counts once), bytes, and
+/// matching events per rule name.
+pub(super) type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
 
 /// Starts the matcher thread: synchronous, so network waits never slow matching.
 fn spawn_matcher(
@@ -571,7 +620,16 @@ async fn finish_source(source: Source) -> anyhow::Result<SourceEnd> {
 
 /// The monthly budget with its ledger from the state directory (in memory only, with a
 /// warning, when there is no state directory to be found).
-fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+///
+/// `dir_usable`: false when the state directory was already found unusable and said so.
+fn open_budget(
+    config: &Config,
+    opts: &RunOptions,
+    dir_usable: bool,
+) -> anyhow::Result<SharedBudget> {
+    if !dir_usable {
+        return Ok(SharedBudget::open(config, None)?);
+    }
     let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
     let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
         Ok(file) => Some(file),

@@ -637,6 +637,7 @@ mod tests {
             end_offset: data.len() as u64,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
+            joined: false,
         }
     }
 
@@ -744,6 +745,7 @@ mod tests {
             end_offset: 10,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
+            joined: false,
         };
         let batch = m.match_chunk(&chunk);
         assert_eq!(batch.lines, 3);

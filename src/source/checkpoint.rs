@@ -350,6 +350,11 @@ impl Store {
         self
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The state file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)

@@ -38,7 +38,7 @@
 //! - `once`: every file is read from where it starts to its current end, then the thread ends,
 //!   which ends the run. Blocks of 256 KiB go straight into chunks, no per-line work.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Entry, Event, Identity, compressed_file};
+use super::checkpoint::{Entry, Event, FINGERPRINT_BYTES, Identity, compressed_file};
 use super::multiline::Assembler;
 use super::stdin::BLOCK;
 use super::{Chunk, FileId, LineFramer, Mark};
@@ -227,10 +227,19 @@ struct Tailer {
     unreadable: std::collections::HashMap<Arc<str>, (Instant, bool)>,
     /// Inputs a reload added, not scanned yet: what they match now starts as at a start.
     fresh: HashSet<String>,
+    /// Files that looked like a copy still being written when first seen, and since when: not
+    /// taken up until the copy is complete (or [`COPY_WAIT`] passed).
+    deferred: HashMap<(u64, u64), Instant>,
 }
 
 /// How many left files [`Tailer`] remembers for copies.
 const LEFT_KEPT: usize = 64;
+
+/// The longest a file that looks like a `copytruncate` copy in progress waits to be taken up.
+/// `cp` and logrotate write the copy in a few milliseconds; waiting for it to be complete is
+/// what lets it be recognised (full fingerprint, at least as long as its original was read), so
+/// it is read from where its original was read to instead of again from its first byte.
+const COPY_WAIT: Duration = Duration::from_secs(2);
 
 impl Tailer {
     fn new(
@@ -252,6 +261,7 @@ impl Tailer {
             left: std::collections::VecDeque::new(),
             unreadable: std::collections::HashMap::new(),
             fresh: HashSet::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -621,6 +631,40 @@ impl Tailer {
             .max()
     }
 
+    /// Whether a file looks like a `copytruncate` copy still being written: its first bytes
+    /// (fewer than a full fingerprint) are the first bytes of a file this run reads, or its full
+    /// fingerprint is that of a known file but it is still shorter than where that file was
+    /// read to.
+    fn copy_in_progress(&self, file: &File, identity: &Identity, size: u64) -> bool {
+        let open = || {
+            self.followed
+                .iter()
+                .flat_map(|w| w.current.iter().chain(&w.retired))
+        };
+        let other = |id: &Identity| id.dev == identity.dev && id.ino != identity.ino;
+        if (identity.fp_len as usize) < FINGERPRINT_BYTES {
+            let n = identity.fp_len as usize;
+            let mut head = vec![0u8; n];
+            if file.read_exact_at(&mut head, 0).is_err() {
+                return false;
+            }
+            return open().any(|o| {
+                let mut theirs = vec![0u8; n];
+                other(&o.identity)
+                    && o.identity.fp_len as usize == FINGERPRINT_BYTES
+                    && o.file.read_exact_at(&mut theirs, 0).is_ok()
+                    && theirs == head
+            });
+        }
+        open()
+            .map(|o| (o.identity, o.chunk_start))
+            .chain(self.left.iter().copied())
+            .chain(self.cfg.checkpoints.iter().map(|e| (e.identity, e.offset)))
+            .any(|(id, at)| {
+                other(&id) && id.fp_len == identity.fp_len && id.fp == identity.fp && size < at
+            })
+    }
+
     /// Another followed path whose current file is this one and still there: a second way to
     /// the same file, not a rotation.
     fn followed_elsewhere(&self, i: usize, meta: &std::fs::Metadata) -> Option<Arc<str>> {
@@ -676,6 +720,14 @@ impl Tailer {
             }
         };
         let size = meta.len();
+        if self.cfg.start != Start::Beginning && self.copy_in_progress(&file, &identity, size) {
+            let key = (identity.dev, identity.ino);
+            let since = *self.deferred.entry(key).or_insert_with(Instant::now);
+            if since.elapsed() < COPY_WAIT {
+                return;
+            }
+        }
+        self.deferred.remove(&(identity.dev, identity.ino));
         let w = &self.followed[i];
         let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
             // New since start; a `copytruncate` copy of a file already read starts where that
@@ -896,6 +948,7 @@ impl Tailer {
                 file: open.id,
                 start: open.chunk_start,
             }),
+            joined: open.assembler.is_some(),
         };
         open.chunk_start = end;
         if self.chunk_tx.blocking_send(chunk).is_err() {
@@ -1284,6 +1337,37 @@ mod tests {
         let seen = numbered(lines);
         let missing: Vec<usize> = range.filter(|n| !seen.contains_key(n)).collect();
         assert!(missing.is_empty(), "lost: {missing:?}");
+    }
+
+    #[test]
+    fn a_copytruncate_copy_seen_while_it_is_being_written_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let copy = dir.path().join("app.log.1");
+        append(&log, 0, 10);
+        let pattern = dir.path().join("app.log*");
+        let pats = [pattern.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 10, 30);
+        run.step();
+        // `cp` has created the copy and written part of it when the tailer looks: less than a
+        // fingerprint, then more than a fingerprint but less than the original was read to
+        let content = std::fs::read(&log).unwrap();
+        for part in [0, 100, 600] {
+            std::fs::write(&copy, &content[..part]).unwrap();
+            run.step();
+        }
+        std::fs::write(&copy, &content).unwrap();
+        File::options()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, 30, 40);
+        run.step();
+        let (_, lines) = run.stop(&pats);
+        exactly_once(&lines, 10..40);
     }
 
     #[test]
