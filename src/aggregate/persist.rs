@@ -329,6 +329,7 @@ mod tests {
                     AlertKind::Recovered { .. } => "recovered",
                     AlertKind::Absent { .. } => "absent",
                     AlertKind::Back => "back",
+                    AlertKind::Notice => "notice",
                 };
                 out.push((kind.to_owned(), a.count));
             }

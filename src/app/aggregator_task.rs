@@ -30,6 +30,7 @@ use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
+#[allow(clippy::too_many_arguments)] // one per stage it links; grouping them would only rename
 pub(super) async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
