@@ -12,13 +12,12 @@ use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{Output, TestEnv, header_counts, signal, wait};
 
 const TOKEN: &str = "tok-alertstate012345";
-const WAIT: Duration = Duration::from_secs(30);
 
 fn emulator() -> Emulator {
     Emulator::start(vec![
@@ -72,11 +71,7 @@ fn texts(emu: &Emulator) -> String {
 }
 
 fn wait_for(what: &str, done: impl Fn() -> bool) {
-    let until = Instant::now() + WAIT;
-    while !done() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    support::env::wait_until(what, done);
 }
 
 struct Run {

@@ -4,11 +4,11 @@
 
 mod support;
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use support::emulator::{Emulator, Fault, Post, RobotSpec};
 use support::env::{TestEnv, signal};
-use support::running::{LIMIT, Running};
+use support::running::Running;
 
 const OPS: &str = "tok-ops-5f1e2d3c4b5a";
 const BACKUP: &str = "tok-backup-0a1b2c3d";
@@ -31,22 +31,18 @@ fn env_for(emu: &Emulator, extra: &str) -> TestEnv {
 
 /// Waits for a post to `token` whose text contains `needle`.
 fn wait_for_post(emu: &Emulator, token: &str, needle: &str) -> Post {
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        if let Some(p) = emu
-            .posts()
+    let find = || {
+        emu.posts()
             .into_iter()
             .find(|p| p.token == token && p.text().contains(needle))
-        {
-            return p;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no post to {token} with `{needle}`: {:?}",
-            emu.posts().iter().map(|p| p.text()).collect::<Vec<_>>()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    };
+    let found = support::env::poll_until(|| find().is_some());
+    assert!(
+        found,
+        "no post to {token} with `{needle}`: {:?}",
+        emu.posts().iter().map(|p| p.text()).collect::<Vec<_>>()
+    );
+    find().expect("found above")
 }
 
 fn no_secret_in(emu: &Emulator) {
@@ -149,11 +145,10 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
     run.wait_for_line("sending to", 1);
     // Stop once the file is taken up (its checkpoint written), not before.
     let checkpoints = env.dir().join("state/checkpoints.json");
-    let deadline = std::time::Instant::now() + LIMIT;
-    while !std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("app.log")) {
-        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let taken_up = support::env::poll_until(|| {
+        std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("app.log"))
+    });
+    assert!(taken_up, "{}", run.stderr());
     signal(&run.child, libc::SIGTERM);
     let (code, _, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");
