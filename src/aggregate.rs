@@ -37,6 +37,7 @@ use tokio::time::Instant;
 
 use crate::config::RobotId;
 use crate::dingtalk::style::Style;
+use crate::escalate;
 use crate::matcher::{Hit, HitBatch};
 use crate::rules::{OTHER_GROUP, Rule, RuleId};
 use crate::source::Mark;
@@ -87,6 +88,13 @@ pub enum AlertKind {
     /// An absence rule's line matched again after an [`AlertKind::Absent`]; `count` is 0, the
     /// line is the one sample.
     Back,
+    /// An episode (first message to "recovered") reached an `escalate:` step; `count` is 0.
+    Escalated {
+        /// The step's `after`.
+        after: Duration,
+        /// Matching lines counted since the episode's first message, that one's included.
+        episode_count: u64,
+    },
 }
 
 /// Everything one message needs to say about one rule (and group): the exact number of hits it
@@ -120,8 +128,10 @@ pub struct Alert {
     /// Values of the rule's named captures on the most recent hit (aligned with
     /// `style.capture_names`; empty when the rule needs none).
     pub captures: Vec<String>,
-    /// How the message looks.
+    /// How the message looks (the route's, with escalated mentions added).
     pub style: Arc<Style>,
+    /// The route the hits took (`None`: the rule's own robots), see [`crate::route`].
+    pub route: Option<usize>,
     /// Per followed file, the start of the first chunk this alert counts a hit from: until the
     /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
     /// before it. One entry per file, not per hit, because later hits of the same file lie after
@@ -142,6 +152,8 @@ impl Alert {
     pub fn merge(&mut self, later: Alert) -> Vec<Mark> {
         debug_assert!(self.same_stream(&later));
         self.count += later.count;
+        // an escalation reached while waiting: the later mentions are the wider ones
+        self.style = later.style;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
         self.source = later.source;
@@ -172,6 +184,7 @@ impl Alert {
         self.rule == other.rule
             && self.rule_name == other.rule_name
             && self.group == other.group
+            && self.route == other.route
             && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
     }
 
@@ -210,18 +223,49 @@ struct Group {
     alerted: bool,
     /// The entry in the deadline set, if any.
     scheduled: Option<Instant>,
+    /// With `escalate:`, the open episode (first message to "recovered").
+    episode: Option<Episode>,
 }
 
-/// An absence rule's state.
+/// An episode of a group with `escalate:` steps: since when, how many lines, which steps sent.
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    start: Instant,
+    count: u64,
+    level: usize,
+}
+
+/// An absence rule's state (per `group_by` value, with one).
 #[derive(Debug)]
 struct Watch {
     /// Last match: when, by the aggregator's clock and the wall clock.
     last_seen: Option<(Instant, SystemTime)>,
     alerted: bool,
     scheduled: Option<Instant>,
+    /// Captures and route of the last matching line (for templates and routing of "absent").
+    captures: Vec<String>,
+    route: Option<usize>,
 }
 
-type Key = (RuleId, Arc<str>);
+impl Watch {
+    fn new(scheduled: Option<Instant>) -> Watch {
+        Watch {
+            last_seen: None,
+            alerted: false,
+            scheduled,
+            captures: Vec::new(),
+            route: None,
+        }
+    }
+}
+
+/// An alert stream: rule, group text (empty without `group_by`), route.
+type Key = (RuleId, Arc<str>, Option<usize>);
+
+/// The key of a rule's only absence watch (or its only group without `group_by`).
+fn whole(rule: RuleId) -> Key {
+    (rule, Arc::from(""), None)
+}
 
 /// Gathers hits into alerts; see the module docs.
 #[derive(Debug)]
@@ -231,7 +275,9 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     /// Groups per rule, not counting [`OTHER_GROUP`].
     group_counts: Vec<usize>,
-    watches: HashMap<RuleId, Watch>,
+    watches: HashMap<Key, Watch>,
+    /// Absence watches per rule, not counting [`OTHER_GROUP`] (bounded by `max_groups`).
+    watch_counts: Vec<usize>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
     started: Instant,
@@ -261,6 +307,7 @@ impl Aggregator {
             groups: HashMap::new(),
             group_counts: vec![0; rules.len()],
             watches: HashMap::new(),
+            watch_counts: vec![0; rules.len()],
             deadlines: BTreeSet::new(),
             started: now,
             anchor: (now, wall),
@@ -271,17 +318,14 @@ impl Aggregator {
             absence_at_end: true,
         };
         for (id, rule) in rules.iter().enumerate() {
-            if let Some(silence) = rule.absent_for {
+            // With group_by, a value is watched from its first line: the ones never seen are
+            // not known.
+            if let Some(silence) = rule.absent_for
+                && rule.group_by.is_empty()
+            {
                 let at = now + silence;
-                agg.deadlines.insert((at, (id, Arc::from(""))));
-                agg.watches.insert(
-                    id,
-                    Watch {
-                        last_seen: None,
-                        alerted: false,
-                        scheduled: Some(at),
-                    },
-                );
+                agg.deadlines.insert((at, whole(id)));
+                agg.watches.insert(whole(id), Watch::new(Some(at)));
             }
         }
         agg
@@ -306,12 +350,22 @@ impl Aggregator {
         let rule = &self.rules[hit.rule];
         let mut key_text = group_key(rule, hit);
         if let Some(k) = &key_text {
-            let key = (hit.rule, Arc::from(k.as_str()));
+            let key = (
+                hit.rule,
+                Arc::from(k.as_str()),
+                rule.route_for(&hit.line, &hit.captures),
+            );
             if !self.groups.contains_key(&key) && self.group_counts[hit.rule] >= rule.max_groups {
                 key_text = Some(OTHER_GROUP.to_owned());
             }
         }
-        let key: Key = (hit.rule, Arc::from(key_text.as_deref().unwrap_or("")));
+        let route = rule.route_for(&hit.line, &hit.captures);
+        let copies = rule.targets(route).len().max(1);
+        let key: Key = (
+            hit.rule,
+            Arc::from(key_text.as_deref().unwrap_or("")),
+            route,
+        );
         let group = match self.groups.get_mut(&key) {
             Some(g) => g,
             None => {
@@ -326,6 +380,7 @@ impl Aggregator {
                     last_hit: now,
                     alerted: false,
                     scheduled: None,
+                    episode: None,
                 })
             }
         };
@@ -343,9 +398,12 @@ impl Aggregator {
         {
             pending.holds.push(mark);
             // fan_out makes one copy of the alert per robot, and each copy is settled
-            self.new_holds += rule.robots.len().max(1) as u32;
+            self.new_holds += copies as u32;
         }
         pending.count += 1;
+        if let Some(e) = &mut group.episode {
+            e.count += 1;
+        }
         pending.last = pending.last.max(batch.read_at);
         if !Arc::ptr_eq(&pending.source, &batch.source) {
             pending.source = batch.source.clone();
@@ -379,24 +437,46 @@ impl Aggregator {
     fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Alert>) {
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
+        let route = rule.route_for(&hit.line, &hit.captures);
+        let key: Key = match group_key(rule, hit) {
+            None => whole(hit.rule),
+            Some(k) => {
+                let key = (hit.rule, Arc::from(k.as_str()), None);
+                if self.watches.contains_key(&key) {
+                    key
+                } else if self.watch_counts[hit.rule] >= rule.max_groups {
+                    // At the bound, the values not watched yet share one "other" watch: it
+                    // goes absent when none of them was seen for `for`.
+                    (hit.rule, Arc::from(OTHER_GROUP), None)
+                } else {
+                    self.watch_counts[hit.rule] += 1;
+                    key
+                }
+            }
+        };
+        let captures: Vec<String> = if rule.needs_captures {
+            hit.captures.iter().map(|c| capture_text(c)).collect()
+        } else {
+            Vec::new()
+        };
+        let grouped = !rule.group_by.is_empty();
         let watch = self
             .watches
-            .get_mut(&hit.rule)
-            .expect("absence rules are watched");
+            .entry(key.clone())
+            .or_insert_with(|| Watch::new(None));
         watch.last_seen = Some((now, wall));
+        watch.captures = captures;
+        watch.route = route;
         if std::mem::take(&mut watch.alerted) {
             let alert = Alert {
                 kind: AlertKind::Back,
                 samples: vec![Sample::from_line(&hit.line)],
-                ..self.bare_alert(hit.rule, None, wall)
+                captures: watch.captures.clone(),
+                ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
-            fan_out(alert, &self.rules[hit.rule], out);
+            fan_out(alert, self.rules[hit.rule].targets(route), out);
         }
-        let key: Key = (hit.rule, Arc::from(""));
-        let watch = self
-            .watches
-            .get_mut(&hit.rule)
-            .expect("absence rules are watched");
+        let watch = self.watches.get_mut(&key).expect("just inserted");
         if let Some(old) = watch.scheduled.take() {
             self.deadlines.remove(&(old, key.clone()));
         }
@@ -419,8 +499,8 @@ impl Aggregator {
                 break;
             }
             let (at, key) = self.deadlines.pop_first().expect("just seen");
-            if self.watches.contains_key(&key.0) {
-                self.absence_due(key.0, at, &mut out);
+            if self.watches.contains_key(&key) {
+                self.absence_due(&key, at, &mut out);
             } else {
                 self.group_due(&key, at, &mut out);
             }
@@ -428,24 +508,28 @@ impl Aggregator {
         out
     }
 
-    fn absence_due(&mut self, rule: RuleId, at: Instant, out: &mut Vec<Alert>) {
+    fn absence_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Alert>) {
         let wall = self.wall(at);
-        let watch = self.watches.get_mut(&rule).expect("watched");
+        let watch = self.watches.get_mut(key).expect("watched");
         watch.scheduled = None;
         if watch.alerted {
             return;
         }
         watch.alerted = true;
         let last_seen = watch.last_seen.map(|(_, w)| w);
-        let silence = self.rules[rule].absent_for.expect("an absence rule");
+        let (route, captures) = (watch.route, watch.captures.clone());
+        let rule = &self.rules[key.0];
+        let silence = rule.absent_for.expect("an absence rule");
+        let group = (!rule.group_by.is_empty()).then(|| key.1.clone());
         let alert = Alert {
             kind: AlertKind::Absent {
                 silent_for: silence,
                 last_seen,
             },
-            ..self.bare_alert(rule, None, wall)
+            captures,
+            ..self.bare_alert(key.0, group, route, wall)
         };
-        fan_out(alert, &self.rules[rule], out);
+        fan_out(alert, self.rules[key.0].targets(route), out);
     }
 
     /// The timers of one group at `at` (its scheduled time, which is the current time as far
@@ -469,24 +553,60 @@ impl Aggregator {
             if let Some(cd) = rule.cooldown {
                 group.cooldown_until = Some(at + cd);
             }
-            let alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            fan_out(alert, rule, out);
+            if !rule.escalate.is_empty() && group.episode.is_none() {
+                group.episode = Some(Episode {
+                    start: at,
+                    count: p.count,
+                    level: 0,
+                });
+            }
+            let level = group.episode.map_or(0, |e| e.level);
+            let mut alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
+            alert.style = escalate::styled(&alert.style, &rule.escalate, level);
+            fan_out(alert, rule.targets(key.2), out);
         }
-        if let Some(quiet) = rule.resolve_after
-            && group.alerted
-            && group.closes_at.is_none()
-            && group.pending.is_none()
-            && at >= group.last_hit + quiet
+        let resolving = rule.resolve_after.filter(|&quiet| {
+            group.alerted
+                && group.closes_at.is_none()
+                && group.pending.is_none()
+                && at >= group.last_hit + quiet
+        });
+        let mut escalated = None;
+        if resolving.is_none()
+            && let Some(e) = &mut group.episode
+            && let Some(step) = rule.escalate.get(e.level)
+            && at >= e.start + step.after
         {
+            e.level = escalate::reached(&rule.escalate, at - e.start).max(e.level + 1);
+            escalated = Some((step.after, *e));
+        }
+        if let Some((after, e)) = escalated {
+            let rule = &self.rules[key.0];
+            let alert = Alert {
+                kind: AlertKind::Escalated {
+                    after,
+                    episode_count: e.count,
+                },
+                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                first: self.wall(e.start),
+                style: escalate::styled(rule.style_for(key.2), &rule.escalate, e.level),
+                ..self.bare_alert(key.0, None, key.2, self.wall(at))
+            };
+            fan_out(alert, rule.targets(key.2), out);
+        }
+        let rule = &self.rules[key.0];
+        let group = self.groups.get_mut(key).expect("still there");
+        if let Some(quiet) = resolving {
             group.alerted = false;
             group.cooldown_until = None;
+            group.episode = None;
             let wall = self.wall(at);
             let alert = Alert {
                 kind: AlertKind::Recovered { quiet },
                 group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
-                ..self.bare_alert(key.0, None, wall)
+                ..self.bare_alert(key.0, None, key.2, wall)
             };
-            fan_out(alert, &self.rules[key.0], out);
+            fan_out(alert, self.rules[key.0].targets(key.2), out);
         }
         self.reschedule(key, at);
     }
@@ -511,7 +631,7 @@ impl Aggregator {
             {
                 // Below the threshold: only the recent hits can still count towards it, so
                 // the checkpoint is held at the earliest of them, not at the first hit ever.
-                let copies = rule.robots.len().max(1);
+                let copies = rule.targets(key.2).len().max(1);
                 let mut needed: Vec<Mark> = Vec::new();
                 for m in group.recent.iter().filter_map(|&(_, m)| m) {
                     match needed.iter_mut().find(|n| n.file == m.file) {
@@ -540,10 +660,19 @@ impl Aggregator {
             .resolve_after
             .filter(|_| group.alerted && quiet_now)
             .map(|q| group.last_hit + q);
-        let mut next = [group.closes_at, group.cooldown_until, resolve_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let escalate_at = group
+            .episode
+            .filter(|_| group.alerted)
+            .and_then(|e| rule.escalate.get(e.level).map(|s| e.start + s.after));
+        let mut next = [
+            group.closes_at,
+            group.cooldown_until,
+            resolve_at,
+            escalate_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if next.is_none() && group.pending.is_none() {
             // Idle: wait only until the threshold no longer needs the recent hit times.
             next = rule
@@ -586,7 +715,7 @@ impl Aggregator {
                     None => {
                         self.held[key.0] += p.count;
                         // not worth a message: its lines are done with
-                        let copies = self.rules[key.0].robots.len().max(1);
+                        let copies = self.rules[key.0].targets(key.2).len().max(1);
                         for _ in 0..copies {
                             self.released.extend(&p.holds);
                         }
@@ -608,18 +737,18 @@ impl Aggregator {
                 self.group_due(&key, at, &mut out);
             }
         }
-        let mut absent: Vec<RuleId> = self.watches.keys().copied().collect();
+        let mut absent: Vec<Key> = self.watches.keys().cloned().collect();
         absent.sort_unstable();
-        for rule in absent {
-            let watch = &self.watches[&rule];
-            let silence = self.rules[rule].absent_for.expect("an absence rule");
+        for key in absent {
+            let watch = &self.watches[&key];
+            let silence = self.rules[key.0].absent_for.expect("an absence rule");
             let since = watch.last_seen.map_or(self.started, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
             let silent =
                 (self.absence_at_end && watch.last_seen.is_none()) || now >= since + silence;
             if !watch.alerted && silent {
-                self.absence_due(rule, now, &mut out);
+                self.absence_due(&key, now, &mut out);
             }
         }
         self.groups.clear();
@@ -685,8 +814,14 @@ impl Aggregator {
         }
     }
 
-    /// An alert of `rule` standing for no line, at `wall`.
-    fn bare_alert(&self, rule: RuleId, group: Option<Arc<str>>, wall: SystemTime) -> Alert {
+    /// An alert of `rule` (by `route`) standing for no line, at `wall`.
+    fn bare_alert(
+        &self,
+        rule: RuleId,
+        group: Option<Arc<str>>,
+        route: Option<usize>,
+        wall: SystemTime,
+    ) -> Alert {
         let r = &self.rules[rule];
         Alert {
             rule,
@@ -701,7 +836,8 @@ impl Aggregator {
             samples: Vec::new(),
             max_lines: r.max_lines,
             captures: Vec::new(),
-            style: r.style.clone(),
+            style: r.style_for(route).clone(),
+            route,
             holds: Vec::new(),
             silenced: 0,
         }
@@ -742,17 +878,17 @@ impl Aggregator {
             };
             let rule = &self.rules[key.0];
             let alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            fan_out(alert, rule, &mut out);
+            fan_out(alert, rule.targets(key.2), &mut out);
         }
-        let gone_watches: Vec<RuleId> = self
+        let gone_watches: Vec<Key> = self
             .watches
             .keys()
-            .copied()
-            .filter(|&id| !kept(&self.rules[id]))
+            .filter(|k| !kept(&self.rules[k.0]))
+            .cloned()
             .collect();
-        for id in gone_watches {
-            if let Some(at) = self.watches.remove(&id).and_then(|w| w.scheduled) {
-                self.deadlines.remove(&(at, (id, Arc::from(""))));
+        for key in gone_watches {
+            if let Some(at) = self.watches.remove(&key).and_then(|w| w.scheduled) {
+                self.deadlines.remove(&(at, key));
             }
         }
         out
@@ -768,6 +904,7 @@ impl Aggregator {
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
         let groups = std::mem::take(&mut self.groups);
         let watches = std::mem::take(&mut self.watches);
+        self.watch_counts = vec![0; rules.len()];
         let held = std::mem::replace(&mut self.held, vec![0; rules.len()]);
         self.names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
         self.deadlines.clear();
@@ -777,35 +914,43 @@ impl Aggregator {
                 self.held[new] += n;
             }
         }
-        for ((old, text), mut group) in groups {
+        // A route is kept by position: a reload that reorders `routes:` sends a group's next
+        // message by the route now at its place (its hits were counted all the same).
+        let route_kept =
+            |route: Option<usize>, new: RuleId| route.filter(|&i| i < rules[new].routes.len());
+        for ((old, text, route), mut group) in groups {
             let Some(new) = map[old] else { continue };
             group.scheduled = None;
             if !text.is_empty() && text.as_ref() != OTHER_GROUP {
                 self.group_counts[new] += 1;
             }
-            self.groups.insert((new, text), group);
+            self.groups
+                .insert((new, text, route_kept(route, new)), group);
         }
-        for (old, watch) in watches {
+        for ((old, text, _), mut watch) in watches {
             let Some(new) = map[old] else { continue };
-            if let Some(at) = watch.scheduled {
-                self.deadlines.insert((at, (new, Arc::from(""))));
+            // a rule that gained or lost group_by starts its watches afresh
+            if text.is_empty() != rules[new].group_by.is_empty() {
+                continue;
             }
-            self.watches.insert(new, watch);
+            if !text.is_empty() && text.as_ref() != OTHER_GROUP {
+                self.watch_counts[new] += 1;
+            }
+            watch.route = route_kept(watch.route, new);
+            let key = (new, text, None);
+            if let Some(at) = watch.scheduled {
+                self.deadlines.insert((at, key.clone()));
+            }
+            self.watches.insert(key, watch);
         }
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for
-                && !self.watches.contains_key(&id)
+                && rule.group_by.is_empty()
+                && !self.watches.contains_key(&whole(id))
             {
                 let at = now + silence;
-                self.deadlines.insert((at, (id, Arc::from(""))));
-                self.watches.insert(
-                    id,
-                    Watch {
-                        last_seen: None,
-                        alerted: false,
-                        scheduled: Some(at),
-                    },
-                );
+                self.deadlines.insert((at, whole(id)));
+                self.watches.insert(whole(id), Watch::new(Some(at)));
             }
         }
         let keys: Vec<Key> = self.groups.keys().cloned().collect();
@@ -830,15 +975,16 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> Alert {
         samples: p.samples,
         max_lines: rule.max_lines,
         captures: p.captures,
-        style: rule.style.clone(),
+        style: rule.style_for(key.2).clone(),
+        route: key.2,
         holds: p.holds,
         silenced: 0,
     }
 }
 
-/// One copy of the alert per robot of the rule.
-fn fan_out(alert: Alert, rule: &Rule, out: &mut Vec<Alert>) {
-    match rule.robots.as_slice() {
+/// One copy of the alert per robot it goes to (the rule's, or its route's).
+fn fan_out(alert: Alert, robots: &[RobotId], out: &mut Vec<Alert>) {
+    match robots {
         [] => out.push(alert),
         [only] => out.push(Alert {
             robot: Some(*only),
@@ -975,8 +1121,14 @@ mod tests {
         match a.kind {
             AlertKind::Hits => format!("{at} ×{}{group}{robot}", a.count),
             AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
-            AlertKind::Absent { .. } => format!("{at} absent{robot}"),
-            AlertKind::Back => format!("{at} back{robot}"),
+            AlertKind::Absent { .. } => format!("{at} absent{group}{robot}"),
+            AlertKind::Back => format!("{at} back{group}{robot}"),
+            AlertKind::Escalated { episode_count, .. } => {
+                format!(
+                    "{at} escalated{group}{robot} ({episode_count} so far, @{})",
+                    a.style.mention.mobiles.join(",")
+                )
+            }
         }
     }
 
@@ -1370,5 +1522,137 @@ mod tests {
             }
             prop_assert_eq!(agg.pending_hits(), 0);
         }
+    }
+
+    fn routes(spec: &[(&str, &[RobotId], &str)]) -> Vec<crate::route::RouteSpec> {
+        spec.iter()
+            .map(|&(when, robots, mobile)| crate::route::RouteSpec {
+                name: Arc::from(when),
+                when: Some(crate::where_expr::Where::parse(when).unwrap()),
+                robots: robots.to_vec(),
+                mention: crate::dingtalk::style::Mention {
+                    mobiles: vec![mobile.into()],
+                    ..Default::default()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn routes_split_streams_and_pick_robots_with_exact_counts() {
+        let r = rule(|s| {
+            s.routes = routes(&[("ip == 'pay'", &[1, 2], "111")]);
+            s.resolve_after = Some(1000 * MS);
+        });
+        let (got, _) = play(
+            std::slice::from_ref(&r),
+            &[(0, 0, "pay x"), (10, 0, "web x"), (20, 0, "pay x")],
+            5000,
+            false,
+        );
+        // the pay hits go to robots 1 and 2 (twice two), the web hit to the rule's robot 0;
+        // "recovered" goes where the alerts went
+        assert_eq!(
+            got,
+            [
+                "100 ×2 @1",
+                "100 ×2 @2",
+                "110 ×1 @0",
+                "1010 recovered @0",
+                "1020 recovered @1",
+                "1020 recovered @2"
+            ]
+        );
+    }
+
+    #[test]
+    fn escalation_counts_from_the_first_message_and_recovery_resets_it() {
+        use crate::dingtalk::style::Mention;
+        let step = |ms: u64, m: &str| crate::escalate::Step {
+            after: dur(ms),
+            mention: Mention {
+                mobiles: vec![m.into()],
+                ..Mention::default()
+            },
+        };
+        let r = rule(|s| {
+            s.pattern = "x".into();
+            s.cooldown = Some(300 * MS);
+            s.resolve_after = Some(500 * MS);
+            s.escalate = vec![step(1000, "dba"), step(400, "lead")];
+        });
+        // hits every 200 ms until 1800, then quiet; then a new episode at 4000
+        let mut hits: Vec<(u64, RuleId, &str)> = (0..10).map(|i| (i * 200, 0, "x")).collect();
+        hits.push((4000, 0, "x"));
+        let (got, _) = play(std::slice::from_ref(&r), &hits, 6000, false);
+        assert_eq!(
+            got,
+            [
+                "100 ×1 @0",
+                "400 ×1 @0",
+                // 400 after the first message at 100: the lead is added
+                "500 escalated @0 (3 so far, @lead)",
+                "700 ×2 @0",
+                "1000 ×1 @0",
+                // 1000 after 100: the dba too
+                "1100 escalated @0 (6 so far, @lead,dba)",
+                "1300 ×2 @0",
+                "1600 ×1 @0",
+                "1900 ×2 @0",
+                "2300 recovered @0",
+                // a new episode starts from the first step again; it recovers at the moment
+                // its first step would be due, so it never escalates
+                "4100 ×1 @0",
+                "4500 recovered @0"
+            ]
+        );
+        // the exact counts are untouched: 11 hits, 11 counted
+        let counted: u64 = got
+            .iter()
+            .filter_map(|g| g.split('×').nth(1)?.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, 11);
+    }
+
+    #[test]
+    fn absence_per_group_watches_each_value_seen_up_to_max_groups() {
+        let r = rule(|s| {
+            s.pattern = r"(?P<ip>\S+) x".into();
+            s.absent_for = Some(1000 * MS);
+            s.group_by = vec!["ip".into()];
+            s.max_groups = 2;
+        });
+        let (got, agg) = play(
+            std::slice::from_ref(&r),
+            &[
+                (0, 0, "a x"),
+                (0, 0, "b x"),
+                // past max_groups: c and d share the "other" watch
+                (100, 0, "c x"),
+                (500, 0, "a x"),
+                (900, 0, "d x"),
+                (1200, 0, "a x"),
+                (2500, 0, "b x"),
+            ],
+            2600,
+            false,
+        );
+        assert_eq!(
+            got,
+            [
+                "1000 absent ip=b @0",
+                "1900 absent other @0",
+                "2200 absent ip=a @0",
+                "2500 back ip=b @0"
+            ]
+        );
+        assert_eq!(
+            agg.watches.len(),
+            3,
+            "a, b and other: bounded by max_groups + 1"
+        );
+        // no timer before a value is seen: a rule with group_by and no line says nothing
+        let (got, _) = play(std::slice::from_ref(&r), &[], 5000, false);
+        assert!(got.is_empty(), "{got:?}");
     }
 }

@@ -25,8 +25,11 @@ use crate::timezone::Zone;
 mod mute_config;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod escalate;
+mod people;
 mod pii;
 mod quota;
+mod routes;
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
@@ -535,6 +538,10 @@ struct RawConfig {
     quota: Option<Spanned<quota::RawQuota>>,
     #[serde(default)]
     redact: Option<pii::RawRedact>,
+    #[serde(default)]
+    people: BTreeMap<String, Spanned<RawMention>>,
+    #[serde(default)]
+    routes: Vec<Spanned<routes::RawRoute>>,
 }
 
 impl RawConfig {
@@ -552,6 +559,8 @@ impl RawConfig {
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
         self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
+        self.people.extend(part.people);
+        self.routes.extend(part.routes);
     }
 }
 
@@ -633,7 +642,7 @@ struct RawDefaults {
     max_lines: Option<Spanned<usize>>,
     /// Mentions by severity: `critical: {mobiles: [...]}`.
     #[serde(default)]
-    mention: BTreeMap<String, Spanned<RawMention>>,
+    mention: BTreeMap<String, Spanned<people::RawMentionRef>>,
     #[serde(default)]
     msgtype: Option<Spanned<String>>,
 }
@@ -665,7 +674,7 @@ struct RawRule {
     #[serde(default)]
     template: Option<Spanned<String>>,
     #[serde(default)]
-    mention: Option<Spanned<RawMention>>,
+    mention: Option<Spanned<people::RawMentionRef>>,
     #[serde(default)]
     msgtype: Option<Spanned<String>>,
     #[serde(default)]
@@ -676,6 +685,8 @@ struct RawRule {
     resolve_after: Option<Spanned<String>>,
     #[serde(default)]
     absent: Option<Spanned<RawAbsent>>,
+    #[serde(default)]
+    escalate: Option<Spanned<Vec<escalate::RawStep>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -685,7 +696,7 @@ struct RawThreshold {
     within: Spanned<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawMention {
     #[serde(default)]
@@ -958,7 +969,18 @@ fn check(
         None => DEFAULT_MAX_LINE_BYTES,
     };
 
-    let defaults_look = check_defaults_look(&mut c, defaults);
+    let people = people::check_people(&mut c, &raw.people);
+    let defaults_look = check_defaults_look(&mut c, defaults, people);
+    let all_rule_names: Vec<&str> = (raw.rules.iter())
+        .map(|r| r.value.name.value.trim())
+        .collect();
+    let routes = routes::check_routes(
+        &mut c,
+        &raw.routes,
+        &find_robot,
+        &defaults_look.people,
+        &all_rule_names,
+    );
     let timestamp = raw
         .timestamp
         .as_ref()
@@ -1046,6 +1068,7 @@ fn check(
             continue;
         };
         spec.style.pii = pii.clone();
+        spec.routes = routes::for_rule(&routes, &name);
         match Rule::compile(spec) {
             Ok(r) => rules.push(r),
             Err(e) => {
@@ -1209,6 +1232,8 @@ pub struct TimestampFormat {
 struct DefaultsLook {
     mention: BTreeMap<Severity, Mention>,
     msgtype: MsgType,
+    /// `people:` groups, for every `mention:`.
+    people: people::People,
 }
 
 /// Longest `threshold.count` and `max_groups`: both size per-rule memory.
@@ -1233,8 +1258,15 @@ fn check_msgtype(c: &mut Checker, raw: &Spanned<String>, context: &str) -> Optio
     }
 }
 
-fn check_defaults_look(c: &mut Checker, defaults: Option<&RawDefaults>) -> DefaultsLook {
-    let mut look = DefaultsLook::default();
+fn check_defaults_look(
+    c: &mut Checker,
+    defaults: Option<&RawDefaults>,
+    people: people::People,
+) -> DefaultsLook {
+    let mut look = DefaultsLook {
+        people,
+        ..DefaultsLook::default()
+    };
     let Some(d) = defaults else {
         return look;
     };
@@ -1243,7 +1275,7 @@ fn check_defaults_look(c: &mut Checker, defaults: Option<&RawDefaults>) -> Defau
     }
     for (severity, mention) in &d.mention {
         let ctx = format!("defaults, field 'mention.{severity}'");
-        let people = check_mention(c, mention, &ctx);
+        let people = people::resolve(c, &look.people, mention, &ctx);
         match Severity::parse(severity) {
             Some(s) => {
                 look.mention.insert(s, people);
@@ -1364,9 +1396,8 @@ fn check_rule_fields<'r>(
             let not_here = [
                 ("threshold", rule.threshold.is_some()),
                 ("cooldown", rule.cooldown.is_some()),
-                ("group_by", !rule.group_by.is_empty()),
-                ("max_groups", rule.max_groups.is_some()),
                 ("field", rule.field.is_some()),
+                ("escalate", rule.escalate.is_some()),
                 ("where", rule.condition.is_some()),
                 ("resolve_after", rule.resolve_after.is_some()),
             ];
@@ -1503,7 +1534,7 @@ fn check_rule_fields<'r>(
         }
     }
     style.mention = match &rule.mention {
-        Some(m) => check_mention(c, m, &ctx("mention")),
+        Some(m) => people::resolve(c, &defaults.people, m, &ctx("mention")),
         None => style
             .severity
             .and_then(|s| defaults.mention.get(&s).cloned())
@@ -1545,6 +1576,10 @@ fn check_rule_fields<'r>(
     }
     if let Some(r) = &rule.resolve_after {
         spec.resolve_after = c.duration(r, &ctx("resolve_after"), limits::LONG);
+    }
+    if let Some(e) = &rule.escalate {
+        let has_resolve = rule.resolve_after.is_some();
+        spec.escalate = escalate::check_escalate(c, e, name, has_resolve, &defaults.people);
     }
     spec.style = style;
     Some(pattern_at)

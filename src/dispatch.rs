@@ -814,6 +814,7 @@ mod tests {
             kind: crate::aggregate::AlertKind::Hits,
             captures: Vec::new(),
             style: Arc::new(crate::dingtalk::style::Style::default()),
+            route: None,
         }
     }
 

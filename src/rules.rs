@@ -75,6 +75,10 @@ pub struct RuleSpec {
     pub style: Style,
     /// `where:`: a matched line is a hit only when this holds.
     pub condition: Option<crate::where_expr::Where>,
+    /// The config's `routes:` that apply to this rule, in order (see [`crate::route`]).
+    pub routes: Vec<crate::route::RouteSpec>,
+    /// `escalate:`: more people as an episode goes on (see [`crate::escalate`]).
+    pub escalate: Vec<crate::escalate::Step>,
 }
 
 /// A checked, compiled rule.
@@ -115,6 +119,11 @@ pub struct Rule {
     pub style: Arc<Style>,
     /// `where:`: a matched line is a hit only when this holds (see [`crate::where_expr`]).
     pub condition: Option<Arc<crate::where_expr::Where>>,
+    /// Routes tried in order on each hit; none holding: `robots` and `style` (see
+    /// [`crate::route`]).
+    pub routes: Vec<crate::route::RuleRoute>,
+    /// `escalate:` steps, by `after` (see [`crate::escalate`]).
+    pub escalate: Vec<crate::escalate::Step>,
 }
 
 /// Why a rule did not compile, with which regex was at fault.
@@ -203,7 +212,17 @@ impl Rule {
                 .iter()
                 .any(|n| style.capture_names.iter().any(|c| &**c == *n))
         });
-        let needs_captures = !group_by.is_empty() || templated || conditioned;
+        let routed = spec.routes.iter().filter_map(|r| r.when.as_ref()).any(|w| {
+            w.names()
+                .iter()
+                .any(|n| style.capture_names.iter().any(|c| &**c == *n))
+        });
+        let needs_captures = !group_by.is_empty() || templated || conditioned || routed;
+        let routes = (spec.routes.iter())
+            .map(|r| crate::route::RuleRoute::bind(r, &spec.robots, &style))
+            .collect();
+        let mut escalate = spec.escalate;
+        escalate.sort_by_key(|s| s.after);
         let regex = (needs_captures || spec.field.is_some()).then_some(re);
         Ok(Rule {
             name: spec.name,
@@ -223,6 +242,8 @@ impl Rule {
             absent_for: spec.absent_for,
             style: Arc::new(style),
             condition: spec.condition.map(Arc::new),
+            routes,
+            escalate,
         })
     }
 

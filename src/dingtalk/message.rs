@@ -360,6 +360,7 @@ fn title(a: &Alert) -> String {
         AlertKind::Recovered { .. } => format!("{} recovered", a.rule_name),
         AlertKind::Absent { .. } => format!("{} absent", a.rule_name),
         AlertKind::Back => format!("{} back", a.rule_name),
+        AlertKind::Escalated { .. } => format!("{} escalated", a.rule_name),
     };
     match a.style.severity {
         Some(s) => format!("[{s}] {news}"),
@@ -383,6 +384,7 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         AlertKind::Recovered { .. } => "recovered".to_owned(),
         AlertKind::Absent { .. } => "absent".to_owned(),
         AlertKind::Back => "back".to_owned(),
+        AlertKind::Escalated { .. } => "escalated".to_owned(),
     };
     // The host name is the operator's (not log text): no markup twins, but nothing hidden.
     let mut h = format!(
@@ -474,6 +476,22 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
             return Part {
                 pre,
                 lines: quote(a),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Escalated {
+            after,
+            episode_count,
+        } => {
+            pre.push_str(&format!(
+                "still firing {} after its first message (at {}): {episode_count} matching line(s) since{eol}",
+                humantime::format_duration(after),
+                time(zone, a.first)
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
                 more: false,
                 post: String::new(),
             };
@@ -737,6 +755,7 @@ mod tests {
             kind: AlertKind::Hits,
             captures: Vec::new(),
             style: Arc::new(Style::default()),
+            route: None,
         }
     }
 
