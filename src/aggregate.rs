@@ -548,27 +548,11 @@ impl Aggregator {
             group.cooldown_until = None;
             send = group.pending.is_some();
         }
-        if send && let Some(p) = group.pending.take() {
-            group.alerted = true;
-            if let Some(cd) = rule.cooldown {
-                group.cooldown_until = Some(at + cd);
-            }
-            if !rule.escalate.is_empty() && group.episode.is_none() {
-                group.episode = Some(Episode {
-                    start: at,
-                    count: p.count,
-                    level: 0,
-                });
-            }
-            let level = group.episode.map_or(0, |e| e.level);
-            let mut alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            alert.style = escalate::styled(&alert.style, &rule.escalate, level);
-            fan_out(alert, rule.targets(key.2), out);
-        }
         let resolving = rule.resolve_after.filter(|&quiet| {
             group.alerted
                 && group.closes_at.is_none()
                 && group.pending.is_none()
+                && !send
                 && at >= group.last_hit + quiet
         });
         let mut escalated = None;
@@ -596,14 +580,35 @@ impl Aggregator {
         }
         let rule = &self.rules[key.0];
         let group = self.groups.get_mut(key).expect("still there");
+        if send && let Some(p) = group.pending.take() {
+            group.alerted = true;
+            if let Some(cd) = rule.cooldown {
+                group.cooldown_until = Some(at + cd);
+            }
+            if !rule.escalate.is_empty() && group.episode.is_none() {
+                group.episode = Some(Episode {
+                    start: at,
+                    count: p.count,
+                    level: 0,
+                });
+            }
+            let level = group.episode.map_or(0, |e| e.level);
+            let mut alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
+            alert.style = escalate::styled(&alert.style, &rule.escalate, level);
+            fan_out(alert, rule.targets(key.2), out);
+        }
+        let rule = &self.rules[key.0];
+        let group = self.groups.get_mut(key).expect("still there");
         if let Some(quiet) = resolving {
             group.alerted = false;
             group.cooldown_until = None;
-            group.episode = None;
+            // the people an escalation reached hear that it is over
+            let level = group.episode.take().map_or(0, |e| e.level);
             let wall = self.wall(at);
             let alert = Alert {
                 kind: AlertKind::Recovered { quiet },
                 group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                style: escalate::styled(rule.style_for(key.2), &rule.escalate, level),
                 ..self.bare_alert(key.0, None, key.2, wall)
             };
             fan_out(alert, self.rules[key.0].targets(key.2), out);
