@@ -292,6 +292,11 @@ pub struct Aggregator {
     /// Holds moved to an earlier chunk than the one being reported (a below-threshold pending
     /// whose oldest hits left the threshold's reach), to register, one entry per copy.
     moved: Vec<Mark>,
+    /// Inputs watched for silence (`stale:`), with the id of the rule each is watched under;
+    /// their rules come after the config's (see [`crate::stale`]).
+    stale: Vec<(RuleId, crate::stale::StaleInput)>,
+    /// Those rules, kept across reloads.
+    stale_rules: Vec<Rule>,
     /// Whether [`Aggregator::flush`] reports absence not yet due: yes at the end of a finite
     /// input (stdin read to its end holds no such line), no for a stop of followed files.
     absence_at_end: bool,
@@ -316,6 +321,8 @@ impl Aggregator {
             released: Vec::new(),
             moved: Vec::new(),
             absence_at_end: true,
+            stale: Vec::new(),
+            stale_rules: Vec::new(),
         };
         for (id, rule) in rules.iter().enumerate() {
             // With group_by, a value is watched from its first line: the ones never seen are
@@ -331,11 +338,51 @@ impl Aggregator {
         agg
     }
 
+    /// Watches these inputs for silence (`stale:`) from `now`, sending to `robots`: each
+    /// becomes an absence rule after the config's, whose heartbeat is any chunk of the input.
+    pub fn with_stale(
+        mut self,
+        inputs: &[crate::stale::StaleInput],
+        robots: &[RobotId],
+        pii: &crate::pii::Pii,
+        now: Instant,
+    ) -> Aggregator {
+        for input in inputs {
+            let rule = input.rule(robots, pii);
+            let id = self.rules.len();
+            let at = now + input.after;
+            self.names.push(Arc::from(rule.name.as_str()));
+            self.group_counts.push(0);
+            self.watch_counts.push(0);
+            self.held.push(0);
+            self.rules.push(rule.clone());
+            self.stale_rules.push(rule);
+            self.stale.push((id, input.clone()));
+            self.deadlines.insert((at, whole(id)));
+            self.watches.insert(whole(id), Watch::new(Some(at)));
+        }
+        self
+    }
+
     /// Counts the hits of a batch read at `now`, returning alerts due at once (an absence rule's
-    /// "back" message).
+    /// "back" message, a stale input's).
     pub fn add(&mut self, batch: &HitBatch, now: Instant) -> Vec<Alert> {
         self.anchor = (now, batch.read_at);
         let mut out = Vec::new();
+        if batch.lines > 0 {
+            let fed: Vec<RuleId> = (self.stale.iter())
+                .filter(|(_, s)| s.covers(&batch.source))
+                .map(|&(id, _)| id)
+                .collect();
+            for rule in fed {
+                let beat = Hit {
+                    rule,
+                    line: Bytes::new(),
+                    captures: Vec::new(),
+                };
+                self.seen(&beat, batch.read_at, now, &mut out);
+            }
+        }
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
                 self.seen(hit, batch.read_at, now, &mut out);
@@ -470,7 +517,11 @@ impl Aggregator {
         if std::mem::take(&mut watch.alerted) {
             let alert = Alert {
                 kind: AlertKind::Back,
-                samples: vec![Sample::from_line(&hit.line)],
+                // a stale input's heartbeat is no line
+                samples: (!hit.line.is_empty())
+                    .then(|| Sample::from_line(&hit.line))
+                    .into_iter()
+                    .collect(),
                 captures: watch.captures.clone(),
                 ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
@@ -750,8 +801,10 @@ impl Aggregator {
             let since = watch.last_seen.map_or(self.started, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
-            let silent =
-                (self.absence_at_end && watch.last_seen.is_none()) || now >= since + silence;
+            // (an input that wrote nothing at all before its end is not stale: it ended)
+            let stale_input = self.stale.iter().any(|&(id, _)| id == key.0);
+            let silent = (self.absence_at_end && watch.last_seen.is_none() && !stale_input)
+                || now >= since + silence;
             if !watch.alerted && silent {
                 self.absence_due(&key, now, &mut out);
             }
@@ -861,6 +914,7 @@ impl Aggregator {
     /// threshold met or not, routed by the old rule's robots. Call before [`Self::reconfigure`],
     /// and route the alerts with the routes of the old config.
     pub fn retire(&mut self, rules: &[Rule]) -> Vec<Alert> {
+        let rules = &[rules, &self.stale_rules[..]].concat()[..];
         let kept = |old: &Rule| {
             rules
                 .iter()
@@ -904,6 +958,12 @@ impl Aggregator {
     /// the next timer on); new absence rules start their timer now. Call [`Self::retire`] first:
     /// state of rules that are gone is dropped here.
     pub fn reconfigure(&mut self, rules: &[Rule], now: Instant) {
+        // stale inputs' rules stay (inputs are read at start); their ids move after the new rules
+        let rules = &[rules, &self.stale_rules[..]].concat()[..];
+        let first_stale = rules.len() - self.stale_rules.len();
+        for (i, (id, _)) in self.stale.iter_mut().enumerate() {
+            *id = first_stale + i;
+        }
         let new_id = |name: &str| rules.iter().position(|r| r.name == name);
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();

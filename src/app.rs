@@ -342,6 +342,12 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     drop(events_tx);
     let aggregator = tokio::spawn(aggregate(
         Aggregator::new(&config.rules, Instant::now(), std::time::SystemTime::now())
+            .with_stale(
+                &config.stale,
+                &config.default_robot.into_iter().collect::<Vec<_>>(),
+                &crate::pii::Pii::default(),
+                Instant::now(),
+            )
             .with_absence_at_end(!files),
         hit_rx,
         routes,

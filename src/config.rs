@@ -30,6 +30,7 @@ mod people;
 mod pii;
 mod quota;
 mod routes;
+mod stale;
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
@@ -145,6 +146,8 @@ pub struct Config {
     pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
+    /// Inputs watched for silence (`stale:`).
+    pub stale: StaleInputs,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.
@@ -155,6 +158,9 @@ pub struct InputConfig {
     /// How lines gather into multi-line events (stack traces); `None`: every line is an event.
     pub multiline: Option<Multiline>,
 }
+
+/// Inputs watched for silence (`inputs[].stale`, `stdin.stale`): see [`crate::stale`].
+pub type StaleInputs = Vec<crate::stale::StaleInput>;
 
 /// `multiline:` of an input: a line that does not match `start` continues the event before it.
 #[derive(Debug, Clone)]
@@ -542,6 +548,8 @@ struct RawConfig {
     people: BTreeMap<String, Spanned<RawMention>>,
     #[serde(default)]
     routes: Vec<Spanned<routes::RawRoute>>,
+    #[serde(default)]
+    stdin: Option<stale::RawStdin>,
 }
 
 impl RawConfig {
@@ -561,6 +569,7 @@ impl RawConfig {
         self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
         self.people.extend(part.people);
         self.routes.extend(part.routes);
+        self.stdin = self.stdin.take().or(part.stdin);
     }
 }
 
@@ -570,6 +579,8 @@ struct RawInput {
     path: Spanned<String>,
     #[serde(default)]
     multiline: Option<Spanned<RawMultiline>>,
+    #[serde(default)]
+    stale: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -1094,6 +1105,21 @@ fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
         .collect();
+    let stale_inputs: Vec<(String, &Spanned<String>)> = (raw.inputs.iter())
+        .filter_map(|i| {
+            Some((
+                i.value.path.value.trim().to_owned(),
+                i.value.stale.as_ref()?,
+            ))
+        })
+        .collect();
+    let stale = stale::check_stale(
+        &mut c,
+        &stale_inputs,
+        raw.stdin.as_ref(),
+        default_robot,
+        robot_names.len(),
+    );
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
     let rule_names: Vec<&str> = raw
         .rules
@@ -1135,6 +1161,7 @@ fn check(
             mutes,
             quiet_hours,
             quota,
+            stale,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -48,6 +48,7 @@ pub mod rules;
 pub mod secret;
 pub mod silence;
 pub mod source;
+pub mod stale;
 pub mod startup;
 pub mod tester;
 pub mod timezone;

@@ -447,6 +447,35 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
         AlertKind::Absent {
             silent_for,
             last_seen,
+        } if a.style.absent_pattern.is_none() => {
+            // a stale input (see stale.rs): its name is in the header
+            pre.push_str(&format!(
+                "nothing was read from it for {} (last read: {}){eol}",
+                humantime::format_duration(silent_for),
+                last_seen.map_or_else(
+                    || "never, since dingtail started".to_owned(),
+                    |t| time(zone, t)
+                )
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Back if a.style.absent_pattern.is_none() => {
+            pre.push_str(&format!("read again at {}{eol}", time(zone, a.first)));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Absent {
+            silent_for,
+            last_seen,
         } => {
             let pattern = a.style.absent_pattern.as_deref().unwrap_or("");
             pre.push_str(&format!(
