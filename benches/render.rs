@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use dingtail::aggregate::{Alert, AlertKind, SAMPLE_MAX_BYTES, Sample};
+use dingtail::alert::{Alert, AlertKind, SAMPLE_MAX_BYTES, Sample};
 use dingtail::dingtalk::message::render;
-use dingtail::dingtalk::style::Style;
 use dingtail::dingtalk::{MAX_BODY_BYTES, RenderContext};
+use dingtail::style::Style;
 
 const NGINX: &str = r#"10.2.7.201 - - [29/Nov/2026:10:44:54 +0800] "GET /api/v1/payments/charge HTTP/1.1" 502 324 "-" "okhttp/4.12.0" 3.021"#;
 const CJK: &str =
@@ -24,7 +24,6 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
     Alert {
         rule,
         rule_name: Arc::from(format!("r{rule:04}-nginx-5xx").as_str()),
-        robot: None,
         group: None,
         kind: AlertKind::Hits,
         count,
@@ -39,7 +38,6 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
         captures: Vec::new(),
         style: Arc::new(Style::default()),
         route: None,
-        holds: Vec::new(),
         silenced: 0,
     }
 }

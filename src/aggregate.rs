@@ -30,139 +30,46 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
-use crate::config::RobotId;
-use crate::dingtalk::style::Style;
+pub use crate::alert::{Alert, AlertKind, SAMPLE_MAX_BYTES, Sample};
 use crate::escalate;
+use crate::ids::RobotId;
+use crate::ids::RuleId;
 use crate::matcher::{Hit, HitBatch};
-use crate::rules::{OTHER_GROUP, Rule, RuleId};
+use crate::rules::{OTHER_GROUP, Rule};
 use crate::source::Mark;
-
-/// Longest sample line kept; a message (20,000 bytes in all) could not show more of it anyway.
-pub const SAMPLE_MAX_BYTES: usize = 8 * 1024;
 
 /// Longest capture value kept for group keys and templates, in bytes.
 pub const CAPTURE_MAX_BYTES: usize = 256;
 
-/// A quoted line: its bytes (maybe invalid UTF-8) and whether it was already cut.
+/// An [`Alert`] on its way to one robot, with the file positions it holds until it is settled
+/// (delivered, or reported undelivered). Reads as the alert it carries.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sample {
-    /// The line, without newline, at most [`SAMPLE_MAX_BYTES`].
-    pub text: Bytes,
-    /// The line was longer than `text`.
-    pub cut: bool,
-}
-
-impl Sample {
-    /// Copies a line, cutting it at [`SAMPLE_MAX_BYTES`].
-    pub fn from_line(line: &[u8]) -> Sample {
-        let cut = line.len() > SAMPLE_MAX_BYTES;
-        Sample {
-            text: Bytes::copy_from_slice(&line[..line.len().min(SAMPLE_MAX_BYTES)]),
-            cut,
-        }
-    }
-}
-
-/// What an alert reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    /// Matching lines (the usual case): `count` is exact.
-    Hits,
-    /// The rule (group) was quiet for `resolve_after` after a message; `count` is 0.
-    Recovered {
-        /// The quiet time that was waited.
-        quiet: Duration,
-    },
-    /// An absence rule saw no matching line for `silent_for`; `count` is 0.
-    Absent {
-        /// The rule's `absent.for`.
-        silent_for: Duration,
-        /// When a line last matched (`None`: never, since dingtail started).
-        last_seen: Option<SystemTime>,
-    },
-    /// An absence rule's line matched again after an [`AlertKind::Absent`]; `count` is 0, the
-    /// line is the one sample.
-    Back,
-    /// An episode (first message to "recovered") reached an `escalate:` step; `count` is 0.
-    Escalated {
-        /// The step's `after`.
-        after: Duration,
-        /// Matching lines counted since the episode's first message, that one's included.
-        episode_count: u64,
-    },
-}
-
-/// Everything one message needs to say about one rule (and group): the exact number of hits it
-/// stands for, when they happened, and a bounded sample of them.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Alert {
-    /// The rule.
-    pub rule: RuleId,
-    /// Its name, for the `【rule】` header.
-    pub rule_name: Arc<str>,
+pub struct Routed {
+    /// What the message says.
+    pub alert: Alert,
     /// Where it goes (`None` when the config has no robot: dry-run). A rule with several robots
     /// yields one alert per robot.
     pub robot: Option<RobotId>,
-    /// The `group_by` values (`ip=10.0.0.5`), [`OTHER_GROUP`] past `max_groups`; `None` for
-    /// rules without `group_by`.
-    pub group: Option<Arc<str>>,
-    /// What it reports.
-    pub kind: AlertKind,
-    /// Exact number of matching lines this alert stands for.
-    pub count: u64,
-    /// Time of the first hit.
-    pub first: SystemTime,
-    /// Time of the last hit.
-    pub last: SystemTime,
-    /// Source of the most recent hit (`-` for stdin, else a path).
-    pub source: Arc<str>,
-    /// Up to `max_lines` lines, the first ones seen.
-    pub samples: Vec<Sample>,
-    /// The rule's `max_lines`, kept so merged alerts stay within it.
-    pub max_lines: usize,
-    /// Values of the rule's named captures on the most recent hit (aligned with
-    /// `style.capture_names`; empty when the rule needs none).
-    pub captures: Vec<String>,
-    /// How the message looks (the route's, with escalated mentions added).
-    pub style: Arc<Style>,
-    /// The route the hits took (`None`: the rule's own robots), see [`crate::route`].
-    pub route: Option<usize>,
     /// Per followed file, the start of the first chunk this alert counts a hit from: until the
     /// alert is settled (delivered, or reported undelivered) the file's checkpoint stays at or
     /// before it. One entry per file, not per hit, because later hits of the same file lie after
     /// it anyway; merging keeps the earliest per file and hands back the others to be settled
-    /// ([`Alert::merge`]), so this never grows with the number of alerts merged.
+    /// ([`Routed::merge`]), so this never grows with the number of alerts merged.
     pub holds: Vec<Mark>,
-    /// Hits of this stream that a silence or mute window covered since its last message (not
-    /// counted in `count`): the message says `while silenced: ×N`.
-    pub silenced: u64,
 }
 
-impl Alert {
-    /// Folds a later alert of the same stream into this one: counts add up, the time span widens,
-    /// samples fill up to `max_lines`, captures and kind are the later ones. Holds stay one per
+impl Routed {
+    /// Folds a later alert of the same stream into this one ([`Alert::merge`]). Holds stay one per
     /// file, the earliest: the later ones are returned, to be settled at once (the earlier hold
     /// keeps the file's checkpoint before them anyway), so however many alerts merge while
     /// DingTalk is down, an alert holds at most one position per file.
-    pub fn merge(&mut self, later: Alert) -> Vec<Mark> {
-        debug_assert!(self.same_stream(&later));
-        self.count += later.count;
-        // an escalation reached while waiting: the later mentions are the wider ones
-        self.style = later.style;
-        self.first = self.first.min(later.first);
-        self.last = self.last.max(later.last);
-        self.source = later.source;
-        self.kind = later.kind;
-        if !later.captures.is_empty() {
-            self.captures = later.captures;
-        }
-        let room = self.max_lines.saturating_sub(self.samples.len());
-        self.samples.extend(later.samples.into_iter().take(room));
+    pub fn merge(&mut self, later: Routed) -> Vec<Mark> {
+        self.alert.merge(later.alert);
         let mut surplus = Vec::new();
         for h in later.holds {
             match self.holds.iter_mut().find(|m| m.file == h.file) {
@@ -173,24 +80,26 @@ impl Alert {
                 None => self.holds.push(h),
             }
         }
-        self.silenced += later.silenced;
         surplus
     }
+}
 
-    /// Whether `other` reports on the same thing (rule, group and kind of news), so the two may
-    /// be merged into one entry of a message. Rule ids are those of one config, so the name is
-    /// compared too: across a reload the same id may name another rule.
-    pub fn same_stream(&self, other: &Alert) -> bool {
-        self.rule == other.rule
-            && self.rule_name == other.rule_name
-            && self.group == other.group
-            && self.route == other.route
-            && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
+impl std::ops::Deref for Routed {
+    type Target = Alert;
+    fn deref(&self) -> &Alert {
+        &self.alert
     }
+}
 
-    /// Lines counted but not quoted.
-    pub fn unquoted(&self) -> u64 {
-        self.count.saturating_sub(self.samples.len() as u64)
+impl std::ops::DerefMut for Routed {
+    fn deref_mut(&mut self) -> &mut Alert {
+        &mut self.alert
+    }
+}
+
+impl AsRef<Alert> for Routed {
+    fn as_ref(&self) -> &Alert {
+        &self.alert
     }
 }
 
@@ -203,7 +112,7 @@ struct Pending {
     source: Arc<str>,
     samples: Vec<Sample>,
     captures: Vec<String>,
-    /// See [`Alert::holds`].
+    /// See [`Routed::holds`].
     holds: Vec<Mark>,
 }
 
@@ -366,7 +275,7 @@ impl Aggregator {
 
     /// Counts the hits of a batch read at `now`, returning alerts due at once (an absence rule's
     /// "back" message, a stale input's).
-    pub fn add(&mut self, batch: &HitBatch, now: Instant) -> Vec<Alert> {
+    pub fn add(&mut self, batch: &HitBatch, now: Instant) -> Vec<Routed> {
         self.anchor = (now, batch.read_at);
         let mut out = Vec::new();
         if batch.lines > 0 {
@@ -481,7 +390,7 @@ impl Aggregator {
         self.reschedule(&key, now);
     }
 
-    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Alert>) {
+    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Routed>) {
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
         let route = rule.route_for(&hit.line, &hit.captures);
@@ -525,7 +434,7 @@ impl Aggregator {
                 captures: watch.captures.clone(),
                 ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
-            fan_out(alert, self.rules[hit.rule].targets(route), out);
+            fan_out(alert, Vec::new(), self.rules[hit.rule].targets(route), out);
         }
         let watch = self.watches.get_mut(&key).expect("just inserted");
         if let Some(old) = watch.scheduled.take() {
@@ -543,7 +452,7 @@ impl Aggregator {
 
     /// Runs every timer due at `now` (windows, cooldowns, recoveries, absences), returning the
     /// alerts they produce, oldest first.
-    pub fn expire(&mut self, now: Instant) -> Vec<Alert> {
+    pub fn expire(&mut self, now: Instant) -> Vec<Routed> {
         let mut out = Vec::new();
         while let Some((at, _)) = self.deadlines.first() {
             if *at > now {
@@ -559,7 +468,7 @@ impl Aggregator {
         out
     }
 
-    fn absence_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Alert>) {
+    fn absence_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Routed>) {
         let wall = self.wall(at);
         let watch = self.watches.get_mut(key).expect("watched");
         watch.scheduled = None;
@@ -580,12 +489,12 @@ impl Aggregator {
             captures,
             ..self.bare_alert(key.0, group, route, wall)
         };
-        fan_out(alert, self.rules[key.0].targets(route), out);
+        fan_out(alert, Vec::new(), self.rules[key.0].targets(route), out);
     }
 
     /// The timers of one group at `at` (its scheduled time, which is the current time as far
     /// as the group is concerned).
-    fn group_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Alert>) {
+    fn group_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Routed>) {
         let rule = &self.rules[key.0];
         let Some(group) = self.groups.get_mut(key) else {
             return;
@@ -627,7 +536,7 @@ impl Aggregator {
                 style: escalate::styled(rule.style_for(key.2), &rule.escalate, e.level),
                 ..self.bare_alert(key.0, None, key.2, self.wall(at))
             };
-            fan_out(alert, rule.targets(key.2), out);
+            fan_out(alert, Vec::new(), rule.targets(key.2), out);
         }
         let rule = &self.rules[key.0];
         let group = self.groups.get_mut(key).expect("still there");
@@ -644,9 +553,9 @@ impl Aggregator {
                 });
             }
             let level = group.episode.map_or(0, |e| e.level);
-            let mut alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
+            let (mut alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
             alert.style = escalate::styled(&alert.style, &rule.escalate, level);
-            fan_out(alert, rule.targets(key.2), out);
+            fan_out(alert, holds, rule.targets(key.2), out);
         }
         let rule = &self.rules[key.0];
         let group = self.groups.get_mut(key).expect("still there");
@@ -662,7 +571,7 @@ impl Aggregator {
                 style: escalate::styled(rule.style_for(key.2), &rule.escalate, level),
                 ..self.bare_alert(key.0, None, key.2, wall)
             };
-            fan_out(alert, self.rules[key.0].targets(key.2), out);
+            fan_out(alert, Vec::new(), self.rules[key.0].targets(key.2), out);
         }
         self.reschedule(key, at);
     }
@@ -762,7 +671,7 @@ impl Aggregator {
     /// (open windows, hits gathered in cooldowns) and checks absence rules; hits below a
     /// threshold that was not met are not sent but added to [`Self::held_below_threshold`].
     /// Pending "recovered" messages are not sent: nobody knows yet whether it stays quiet.
-    pub fn flush(&mut self, now: Instant) -> Vec<Alert> {
+    pub fn flush(&mut self, now: Instant) -> Vec<Routed> {
         let mut due: Vec<(Instant, Key)> = Vec::new();
         for (key, g) in &self.groups {
             if let Some(p) = &g.pending {
@@ -884,7 +793,6 @@ impl Aggregator {
         Alert {
             rule,
             rule_name: self.names[rule].clone(),
-            robot: None,
             group,
             kind: AlertKind::Hits,
             count: 0,
@@ -896,7 +804,6 @@ impl Aggregator {
             captures: Vec::new(),
             style: r.style_for(route).clone(),
             route,
-            holds: Vec::new(),
             silenced: 0,
         }
     }
@@ -913,7 +820,7 @@ impl Aggregator {
     /// or back) delivers now what it holds: every pending hit of every group becomes an alert,
     /// threshold met or not, routed by the old rule's robots. Call before [`Self::reconfigure`],
     /// and route the alerts with the routes of the old config.
-    pub fn retire(&mut self, rules: &[Rule]) -> Vec<Alert> {
+    pub fn retire(&mut self, rules: &[Rule]) -> Vec<Routed> {
         let rules = &[rules, &self.stale_rules[..]].concat()[..];
         let kept = |old: &Rule| {
             rules
@@ -936,8 +843,8 @@ impl Aggregator {
                 continue;
             };
             let rule = &self.rules[key.0];
-            let alert = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            fan_out(alert, rule.targets(key.2), &mut out);
+            let (alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
+            fan_out(alert, holds, rule.targets(key.2), &mut out);
         }
         let gone_watches: Vec<Key> = self
             .watches
@@ -1025,12 +932,12 @@ impl Aggregator {
     }
 }
 
-/// The alert that a group's pending hits become when its window closes (or its rule goes).
-fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> Alert {
-    Alert {
+/// The alert that a group's pending hits become when its window closes (or its rule goes), and
+/// the file positions it holds.
+fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> (Alert, Vec<Mark>) {
+    let alert = Alert {
         rule: key.0,
         rule_name,
-        robot: None,
         group: (!rule.group_by.is_empty()).then_some(key.1),
         kind: AlertKind::Hits,
         count: p.count,
@@ -1042,22 +949,29 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> Alert {
         captures: p.captures,
         style: rule.style_for(key.2).clone(),
         route: key.2,
-        holds: p.holds,
         silenced: 0,
-    }
+    };
+    (alert, p.holds)
 }
 
-/// One copy of the alert per robot it goes to (the rule's, or its route's).
-fn fan_out(alert: Alert, robots: &[RobotId], out: &mut Vec<Alert>) {
+/// One copy of the alert per robot it goes to (the rule's, or its route's), each holding
+/// `holds` (each copy is settled on its own).
+fn fan_out(alert: Alert, holds: Vec<Mark>, robots: &[RobotId], out: &mut Vec<Routed>) {
     match robots {
-        [] => out.push(alert),
-        [only] => out.push(Alert {
-            robot: Some(*only),
-            ..alert
+        [] => out.push(Routed {
+            alert,
+            robot: None,
+            holds,
         }),
-        many => out.extend(many.iter().map(|&r| Alert {
+        [only] => out.push(Routed {
+            alert,
+            robot: Some(*only),
+            holds,
+        }),
+        many => out.extend(many.iter().map(|&r| Routed {
+            alert: alert.clone(),
             robot: Some(r),
-            ..alert.clone()
+            holds: holds.clone(),
         })),
     }
 }
@@ -1097,6 +1011,7 @@ fn capture_text(value: &[u8]) -> String {
 mod tests {
     use std::time::Duration;
 
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     use super::*;
@@ -1176,7 +1091,7 @@ mod tests {
         assert_eq!(agg.rule_names().len(), 2);
     }
 
-    fn describe(a: &Alert, at: u64) -> String {
+    fn describe(a: &Routed, at: u64) -> String {
         let group = a
             .group
             .as_deref()
@@ -1554,7 +1469,7 @@ mod tests {
             let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, SystemTime::UNIX_EPOCH);
             let mut now = t0;
             let mut sent = vec![0u64; robots];
-            let record = |alerts: Vec<Alert>, sent: &mut Vec<u64>| {
+            let record = |alerts: Vec<Routed>, sent: &mut Vec<u64>| {
                 for a in alerts {
                     sent[a.robot.unwrap()] += a.count;
                 }
@@ -1595,7 +1510,7 @@ mod tests {
                 name: Arc::from(when),
                 when: Some(crate::where_expr::Where::parse(when).unwrap()),
                 robots: robots.to_vec(),
-                mention: crate::dingtalk::style::Mention {
+                mention: crate::style::Mention {
                     mobiles: vec![mobile.into()],
                     ..Default::default()
                 },
@@ -1632,7 +1547,7 @@ mod tests {
 
     #[test]
     fn escalation_counts_from_the_first_message_and_recovery_resets_it() {
-        use crate::dingtalk::style::Mention;
+        use crate::style::Mention;
         let step = |ms: u64, m: &str| crate::escalate::Step {
             after: dur(ms),
             mention: Mention {

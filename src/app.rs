@@ -1,7 +1,7 @@
 //! Wires the stages with bounded channels and owns shutdown.
 //!
 //! ```text
-//! stdin thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Alert>─▶ dispatcher task per robot
+//! stdin thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Routed>─▶ dispatcher task per robot
 //! ```
 //!
 //! Only the source end watches for SIGINT/SIGTERM: the gate stops forwarding and drops its
@@ -17,7 +17,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use crate::aggregate::{Aggregator, Alert};
+use crate::aggregate::{Aggregator, Routed};
 use crate::budget::ledger_file::LedgerFile;
 use crate::budget::{SharedBudget, Status};
 use crate::config::{Config, RobotId};
@@ -192,7 +192,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     if opts.tee && dry_run {
         anyhow::bail!("--tee cannot be used when messages are printed to stdout (dry-run)");
     }
-    let mut ops = crate::operate::Operate::start(&config, &opts).await?;
+    let mut ops =
+        crate::operate::Operate::start(&config, opts.state_dir.as_deref(), opts.listen).await?;
     let inputs: Vec<Input> = config
         .inputs
         .iter()
@@ -222,7 +223,7 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
     } else {
         (0..config.robots.len()).map(Some).collect()
     };
-    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>> = HashMap::new();
+    let mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>> = HashMap::new();
     let mut receivers = Vec::new();
     for &target in &targets {
         let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
@@ -251,7 +252,8 @@ pub async fn run(config: Config, opts: RunOptions) -> anyhow::Result<RunReport> 
         let robot = target.map(|id| &config.robots[id]);
         let sink = match robot {
             Some(r) if !dry_run => Sink::Post {
-                client: Client::for_robot(r).with_context(|| format!("robot {}", r.name))?,
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
                 robot: Box::new(r.clone()),
             },
             _ => Sink::DryRun(stdout.clone()),
@@ -618,7 +620,7 @@ fn match_all(
 async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
-    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>,
+    mut routes: HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>,
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
@@ -684,10 +686,10 @@ async fn aggregate(
 /// holds of silenced alerts are released.
 fn hushed(
     hush: &mut Hush,
-    alerts: Vec<Alert>,
+    alerts: Vec<Routed>,
     progress_tx: &Option<mpsc::UnboundedSender<Event>>,
     all: bool,
-) -> Vec<Alert> {
+) -> Vec<Routed> {
     let now = SystemTime::now();
     let (mut send, released) = hush.filter(alerts, now);
     if let Some(tx) = progress_tx
@@ -724,8 +726,8 @@ fn report_progress(
 
 /// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
 /// can be merged into one message.
-async fn route(alerts: Vec<Alert>, routes: &HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>) {
-    let mut by_robot: HashMap<Option<RobotId>, Vec<Alert>> = HashMap::new();
+async fn route(alerts: Vec<Routed>, routes: &HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>) {
+    let mut by_robot: HashMap<Option<RobotId>, Vec<Routed>> = HashMap::new();
     for a in alerts {
         by_robot.entry(a.robot).or_default().push(a);
     }

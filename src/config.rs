@@ -17,9 +17,10 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::dingtalk::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
+use crate::dingtalk::Endpoint;
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec, Threshold, capture_names};
 use crate::secret::Secret;
+use crate::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::timezone::Zone;
 
 mod mute_config;
@@ -39,55 +40,24 @@ pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
 /// Where the built-in rules are said to come from in messages and errors.
 pub const BUILTIN_NAME: &str = "<built-in rules/default.yaml>";
 
-/// Index of a robot in [`Config::robots`].
-pub type RobotId = usize;
+pub use crate::ids::RobotId;
 
-/// How many messages a robot accepts per period (DingTalk: 20 a minute).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    /// Messages allowed in any sliding window of `per`.
-    pub count: u32,
-    /// Length of the window.
-    pub per: Duration,
-}
+pub use crate::ratelimit::Rate;
 
-impl Default for Rate {
-    fn default() -> Self {
-        Rate {
-            count: 20,
-            per: Duration::from_secs(60),
-        }
-    }
-}
-
-impl fmt::Display for Rate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
-    }
-}
-
-/// A DingTalk group robot, checked. The webhook (it carries the access token) and the signing
-/// secret are [`Secret`]s, so no `Debug`, log line or error can print them.
+/// A DingTalk group robot, checked. Its [`Endpoint`] holds the webhook, secret and proxy as
+/// [`Secret`]s, so no `Debug`, log line or error can print them.
 #[derive(Debug, Clone)]
 pub struct RobotConfig {
     /// The name the config gives it; used in messages to the operator.
     pub name: String,
-    /// Full webhook URL including `access_token`; never contains `timestamp`/`sign`.
-    pub webhook: Secret,
-    /// The `SEC…` signing secret, when the robot uses 加签.
-    pub secret: Option<Secret>,
+    /// Where and how its messages are posted: what the DingTalk client takes.
+    pub endpoint: Endpoint,
     /// A security keyword that every message must contain.
     pub keyword: Option<String>,
     /// The robot's rate limit.
     pub rate: Rate,
     /// Where alerts go while DingTalk has this robot blocked for sending too fast.
     pub fallback: Option<RobotId>,
-    /// A proxy for this robot only (else `HTTPS_PROXY`/`NO_PROXY` apply); may hold credentials.
-    pub proxy: Option<Secret>,
-    /// TCP/TLS connect timeout.
-    pub connect_timeout: Duration,
-    /// Whole-request timeout.
-    pub request_timeout: Duration,
     /// Backoff for failed sends.
     pub retry: Retry,
     /// How long to leave the robot alone after DingTalk says it sends too fast.
@@ -162,21 +132,9 @@ pub struct InputConfig {
 /// Inputs watched for silence (`inputs[].stale`, `stdin.stale`): see [`crate::stale`].
 pub type StaleInputs = Vec<crate::stale::StaleInput>;
 
-/// `multiline:` of an input: a line that does not match `start` continues the event before it.
-#[derive(Debug, Clone)]
-pub struct Multiline {
-    /// A line matching this starts a new event.
-    pub start: regex::bytes::Regex,
-    /// An event is closed after this many lines (the next line starts a new one).
-    pub max_lines: usize,
-    /// An event is closed this long after its last line arrived.
-    pub timeout: Duration,
-}
-
-/// Default `multiline.max_lines`.
-pub const DEFAULT_MULTILINE_MAX_LINES: usize = 500;
-/// Default `multiline.timeout`.
-pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
+pub use crate::source::multiline::{
+    DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT, Multiline,
+};
 
 impl Config {
     /// Finds a robot by name.
@@ -1759,14 +1717,16 @@ fn check_robot(
     }
     Some(RobotConfig {
         name: name.to_owned(),
-        webhook: Secret::new(webhook?.1),
-        secret,
+        endpoint: Endpoint {
+            webhook: Secret::new(webhook?.1),
+            secret,
+            proxy,
+            connect_timeout,
+            request_timeout,
+        },
         keyword,
         rate,
         fallback: None,
-        proxy,
-        connect_timeout,
-        request_timeout,
         retry,
         throttle_pause,
     })
@@ -2014,10 +1974,10 @@ rules:
         assert_eq!(c.robots.len(), 1);
         let ops = &c.robots[0];
         assert_eq!(
-            ops.webhook.expose(),
+            ops.endpoint.webhook.expose(),
             "http://127.0.0.1:1/robot/send?access_token=t0k3n"
         );
-        assert_eq!(ops.secret.as_ref().unwrap().expose(), "SECabc");
+        assert_eq!(ops.endpoint.secret.as_ref().unwrap().expose(), "SECabc");
         assert_eq!(ops.keyword.as_deref(), Some("告警"));
         assert_eq!(
             ops.rate,

@@ -33,7 +33,6 @@
 //! `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
 //! delivered, with its rules, counts and the last error, never dropped silently.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -41,20 +40,20 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, sleep_until};
 
-use crate::aggregate::Alert;
+use crate::aggregate::Routed;
 use crate::budget::month::shanghai_time;
 use crate::budget::{SharedBudget, Verdict};
 use crate::config::{Rate, Retry, RobotConfig};
+pub use crate::delivery_report::DeliveryReport;
 use crate::dingtalk::message::render;
-use crate::dingtalk::style::Severity;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
 use crate::metrics::RobotMetrics;
 use crate::ratelimit::SlidingWindow;
-use crate::reload::{RobotUpdate, UpdateRx};
 use crate::source::Mark;
+use crate::style::Severity;
 use crate::timezone::Zone;
 
 /// A permanent error is logged again at most this often, however short `retry.recheck` is.
@@ -130,47 +129,16 @@ impl DispatchConfig {
     }
 }
 
-/// What a dispatcher did, for the summary and the exit status.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveryReport {
-    /// The robot (`None`: no robot, dry-run).
-    pub robot: Option<String>,
-    /// Messages accepted (or printed, in dry-run).
-    pub messages_sent: u64,
-    /// Messages given up on.
-    pub messages_failed: u64,
-    /// Matching lines accounted for in accepted messages.
-    pub events_sent: u64,
-    /// Matching lines handed to the fallback robot while this one was throttled.
-    pub events_forwarded: u64,
-    /// Matching lines in messages given up on, by rule.
-    pub events_failed: BTreeMap<String, u64>,
-    /// Why messages were given up on, each reason once, in order.
-    pub reasons: Vec<String>,
+/// New settings for a robot that stays across a reload.
+pub struct RobotUpdate {
+    /// Rate, keyword, retries, time zone…
+    pub cfg: DispatchConfig,
+    /// Where its messages go (a client for the new webhook, secret and proxy).
+    pub sink: Sink,
 }
 
-impl DeliveryReport {
-    /// Matching lines that were not delivered.
-    pub fn events_failed_total(&self) -> u64 {
-        self.events_failed.values().sum()
-    }
-
-    fn fail(&mut self, alerts: &[Alert], reason: &str) {
-        if alerts.is_empty() {
-            return;
-        }
-        self.messages_failed += 1;
-        for a in alerts {
-            *self
-                .events_failed
-                .entry(a.rule_name.to_string())
-                .or_default() += a.count;
-        }
-        if !self.reasons.iter().any(|r| r == reason) {
-            self.reasons.push(reason.to_owned());
-        }
-    }
-}
+/// Where a dispatcher receives [`RobotUpdate`]s.
+pub type UpdateRx = watch::Receiver<Option<Arc<RobotUpdate>>>;
 
 /// The dry-run line: what would be sent, to whom, and what it accounts for.
 #[derive(Serialize)]
@@ -212,11 +180,11 @@ enum Gate {
 pub struct Dispatcher {
     cfg: DispatchConfig,
     sink: Sink,
-    alerts_rx: mpsc::Receiver<Vec<Alert>>,
+    alerts_rx: mpsc::Receiver<Vec<Routed>>,
     /// While throttled, alerts go here instead of waiting.
-    fallback_tx: Option<mpsc::Sender<Vec<Alert>>>,
+    fallback_tx: Option<mpsc::Sender<Vec<Routed>>>,
     limiter: SlidingWindow,
-    pending: Vec<Alert>,
+    pending: Vec<Routed>,
     input_open: bool,
     deadline: Option<Instant>,
     max_body: usize,
@@ -250,7 +218,7 @@ pub struct Dispatcher {
 /// Tells the time of day (the budget's month and pace are in wall-clock time).
 pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
-fn is_critical(alert: &Alert) -> bool {
+fn is_critical(alert: &Routed) -> bool {
     alert.style.severity == Some(Severity::Critical)
 }
 
@@ -260,8 +228,8 @@ impl Dispatcher {
     pub fn new(
         cfg: DispatchConfig,
         sink: Sink,
-        alerts_rx: mpsc::Receiver<Vec<Alert>>,
-        fallback_tx: Option<mpsc::Sender<Vec<Alert>>>,
+        alerts_rx: mpsc::Receiver<Vec<Routed>>,
+        fallback_tx: Option<mpsc::Sender<Vec<Routed>>>,
     ) -> Dispatcher {
         Dispatcher {
             limiter: SlidingWindow::new(cfg.rate),
@@ -369,7 +337,7 @@ impl Dispatcher {
     }
 
     /// These alerts are done with (delivered, or counted as undelivered): release their holds.
-    fn settle(&self, alerts: &[Alert]) {
+    fn settle(&self, alerts: &[Routed]) {
         if let Some(tx) = &self.settled_tx {
             let holds: Vec<Mark> = alerts
                 .iter()
@@ -432,7 +400,7 @@ impl Dispatcher {
             }
             self.critical_first();
             let (message, used) = render(&self.pending, &self.render_context(), new_uuid());
-            let alerts: Vec<Alert> = self.pending.drain(..used).collect();
+            let alerts: Vec<Routed> = self.pending.drain(..used).collect();
             let counted = (self.wall)();
             if let Some((budget, robot)) = &self.budget {
                 let critical = alerts.iter().any(is_critical);
@@ -583,7 +551,7 @@ impl Dispatcher {
     }
 
     /// Puts alerts of an unsent message back in front of what arrived since.
-    fn requeue(&mut self, alerts: Vec<Alert>) {
+    fn requeue(&mut self, alerts: Vec<Routed>) {
         let later = std::mem::replace(&mut self.pending, alerts);
         self.merge(later);
     }
@@ -623,7 +591,7 @@ impl Dispatcher {
             }
             let attempt = {
                 let (client, robot, body) = (client.clone(), robot.clone(), message.body.clone());
-                async move { client.post(&robot, body).await }
+                async move { client.post(&robot.endpoint, body).await }
             };
             let result = self.race(attempt).await;
             self.limiter.record(Instant::now());
@@ -732,7 +700,7 @@ impl Dispatcher {
         }
     }
 
-    fn on_receive(&mut self, batch: Option<Vec<Alert>>) {
+    fn on_receive(&mut self, batch: Option<Vec<Routed>>) {
         match batch {
             Some(alerts) => self.merge(alerts),
             None => {
@@ -749,7 +717,7 @@ impl Dispatcher {
     }
 
     /// Folds alerts into pending: one entry per rule, counts added.
-    fn merge(&mut self, alerts: Vec<Alert>) {
+    fn merge(&mut self, alerts: Vec<Routed>) {
         let mut surplus = Vec::new();
         for alert in alerts {
             match self.pending.iter_mut().find(|p| p.same_stream(&alert)) {
@@ -795,26 +763,29 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::aggregate::Sample;
+    use crate::alert::{Alert, AlertKind, Sample};
 
-    fn alert(rule: usize, count: u64) -> Alert {
-        Alert {
+    fn alert(rule: usize, count: u64) -> Routed {
+        let alert = Alert {
             rule,
             rule_name: Arc::from(format!("rule-{rule}")),
-            robot: None,
             count,
             first: SystemTime::now(),
             last: SystemTime::now(),
             source: "-".into(),
             samples: vec![Sample::from_line(b"line")],
-            holds: Vec::new(),
             silenced: 0,
             max_lines: 3,
             group: None,
-            kind: crate::aggregate::AlertKind::Hits,
+            kind: AlertKind::Hits,
             captures: Vec::new(),
-            style: Arc::new(crate::dingtalk::style::Style::default()),
+            style: Arc::new(crate::style::Style::default()),
             route: None,
+        };
+        Routed {
+            alert,
+            robot: None,
+            holds: Vec::new(),
         }
     }
 
@@ -898,7 +869,7 @@ mod tests {
     async fn on_the_simulated_clock_a_month_of_storms_keeps_to_the_budget_and_loses_nothing() {
         use crate::budget::{Budget, Ledger, Month};
         use crate::config::{Quota, Reserve};
-        use crate::dingtalk::style::Style;
+        use crate::style::Style;
 
         let nov = Month {
             year: 2026,

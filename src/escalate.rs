@@ -17,7 +17,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dingtalk::style::{Mention, Style};
+use crate::style::{Mention, Style};
 
 /// One `escalate:` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]

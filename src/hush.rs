@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::aggregate::Alert;
+use crate::aggregate::Routed;
 use crate::config::RobotId;
 use crate::metrics::Metrics;
 use crate::mute::{MuteWindow, QuietHours};
@@ -37,7 +37,7 @@ pub struct Hush {
     /// Silenced hits per rule: the most any robot's copies covered, in first-seen order.
     per_rule: Vec<(Arc<str>, u64)>,
     /// Alerts waiting for the end of quiet hours, and when that is.
-    waiting: Vec<Alert>,
+    waiting: Vec<Routed>,
     quiet_ends: Option<SystemTime>,
     metrics: Option<Arc<Metrics>>,
 }
@@ -72,7 +72,7 @@ impl Hush {
 
     /// Sorts alerts produced at `now`: returns those to send now, and the holds of those that
     /// will never be sent.
-    pub fn filter(&mut self, alerts: Vec<Alert>, now: SystemTime) -> (Vec<Alert>, Vec<Mark>) {
+    pub fn filter(&mut self, alerts: Vec<Routed>, now: SystemTime) -> (Vec<Routed>, Vec<Mark>) {
         let mut send = Vec::new();
         let mut released = Vec::new();
         let local = self.zone.naive(now);
@@ -108,7 +108,7 @@ impl Hush {
         (send, released)
     }
 
-    fn count(&mut self, alert: &Alert) {
+    fn count(&mut self, alert: &Routed) {
         let n = alert.count;
         if n == 0 {
             return;
@@ -149,7 +149,7 @@ impl Hush {
 
     /// The alerts that waited for quiet hours to end, if they have ended at `now` (or `all`:
     /// end of input).
-    pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Alert> {
+    pub fn due(&mut self, now: SystemTime, all: bool) -> Vec<Routed> {
         match self.quiet_ends {
             Some(end) if all || now >= end => {
                 self.quiet_ends = None;

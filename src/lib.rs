@@ -21,14 +21,17 @@
 #![warn(missing_docs)]
 
 pub mod aggregate;
+pub mod alert;
 pub mod app;
 pub mod budget;
 pub mod cli;
 pub mod config;
+pub mod delivery_report;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod escalate;
 pub mod hush;
+pub mod ids;
 pub mod init;
 pub mod listen;
 pub mod manpage;
@@ -50,6 +53,7 @@ pub mod silence;
 pub mod source;
 pub mod stale;
 pub mod startup;
+pub mod style;
 pub mod tester;
 pub mod timezone;
 pub mod where_expr;

@@ -384,8 +384,8 @@ fn send(args: &SendArgs) -> ExitCode {
         );
     }
     let result = runtime().block_on(async {
-        let client = Client::for_robot(&robot)?;
-        client.post(&robot, body).await
+        let client = Client::for_endpoint(&robot.endpoint)?;
+        client.post(&robot.endpoint, body).await
     });
     if let (Some(b), Err(dingtail::dingtalk::SendError::Api { .. })) = (&budget, &result) {
         b.refund(robot_id, counted, std::time::SystemTime::now());

@@ -23,7 +23,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::dispatch::DeliveryReport;
+use crate::delivery_report::DeliveryReport;
 use crate::matcher::HitBatch;
 
 /// A label set: a few `(name, value)` pairs.

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use chrono::{Datelike, NaiveDateTime, NaiveTime, Timelike};
 
-use crate::dingtalk::style::Severity;
+use crate::style::Severity;
 use crate::timezone::Zone;
 
 /// Weekday names the config accepts, Monday first.

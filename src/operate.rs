@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use crate::app::RunOptions;
 use crate::config::Config;
 use crate::hush::Hush;
 use crate::listen::{self, ListenState};
@@ -26,14 +25,19 @@ pub struct Operate {
 }
 
 impl Operate {
-    /// Creates the metrics and, with `--listen` or `listen:`, starts the listener (an address
-    /// that cannot be bound is an error: the run does not start).
-    pub async fn start(config: &Config, opts: &RunOptions) -> anyhow::Result<Operate> {
+    /// Creates the metrics and, with `--listen` (`listen`, which wins) or `listen:`, starts the
+    /// listener (an address that cannot be bound is an error: the run does not start). Silences
+    /// are kept in `state_dir` (`--state-dir`; `None`: the default state directory).
+    pub async fn start(
+        config: &Config,
+        state_dir: Option<&std::path::Path>,
+        listen: Option<std::net::SocketAddr>,
+    ) -> anyhow::Result<Operate> {
         let triggers = crate::reload::Triggers::install()?;
         let metrics = Arc::new(Metrics::new());
         let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
         metrics.declare_rules(&rules);
-        let dir = checkpoint::state_dir(opts.state_dir.as_deref()).ok();
+        let dir = checkpoint::state_dir(state_dir).ok();
         let silences = match Silences::open(dir.as_deref()) {
             Ok(s) => s,
             Err(e) => {
@@ -41,7 +45,7 @@ impl Operate {
                 Silences::open(None).expect("in memory")
             }
         };
-        if let Some(addr) = opts.listen.or(config.listen) {
+        if let Some(addr) = listen.or(config.listen) {
             let state = ListenState {
                 metrics: metrics.clone(),
                 silences: silences.clone(),

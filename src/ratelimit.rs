@@ -12,11 +12,34 @@
 //! once and the rest exactly as fast as the robot allows, never faster.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::config::Rate;
+/// How many messages a robot accepts per period (DingTalk: 20 a minute).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    /// Messages allowed in any sliding window of `per`.
+    pub count: u32,
+    /// Length of the window.
+    pub per: Duration,
+}
+
+impl Default for Rate {
+    fn default() -> Self {
+        Rate {
+            count: 20,
+            per: Duration::from_secs(60),
+        }
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.count, humantime::format_duration(self.per))
+    }
+}
 
 /// Sliding-window limiter for one robot; see the module docs. Pure: it is told the time.
 #[derive(Debug, Clone)]

@@ -31,10 +31,11 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::sync::{mpsc, watch};
 
-use crate::aggregate::Alert;
+use crate::aggregate::Routed;
 use crate::config::{self, Config, RobotId};
 use crate::dingtalk::Client;
 use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
+pub use crate::dispatch::{RobotUpdate, UpdateRx};
 use crate::matcher::{HitBatch, Matcher};
 use crate::metrics::Metrics;
 use crate::source::{Chunk, Mark};
@@ -63,17 +64,6 @@ pub struct Reload {
     pub config: Arc<Config>,
 }
 
-/// New settings for a robot that stays across a reload.
-pub struct RobotUpdate {
-    /// Rate, keyword, retries, time zone…
-    pub cfg: DispatchConfig,
-    /// Where its messages go (a client for the new webhook, secret and proxy).
-    pub sink: Sink,
-}
-
-/// Where a dispatcher receives [`RobotUpdate`]s.
-pub type UpdateRx = watch::Receiver<Option<Arc<RobotUpdate>>>;
-
 /// Starts dispatchers the way `app::run` does, for robots a reload adds.
 pub struct DispatcherFactory {
     /// Print instead of sending.
@@ -91,7 +81,7 @@ pub struct DispatcherFactory {
 }
 
 struct Member {
-    alerts_tx: mpsc::Sender<Vec<Alert>>,
+    alerts_tx: mpsc::Sender<Vec<Routed>>,
     updates_tx: watch::Sender<Option<Arc<RobotUpdate>>>,
 }
 
@@ -115,7 +105,7 @@ impl Fleet {
 
     /// A dispatcher started by `app::run`; returns the receiver it must be given
     /// (`Dispatcher::with_updates`).
-    pub fn adopt(&mut self, robot: Option<&str>, alerts_tx: mpsc::Sender<Vec<Alert>>) -> UpdateRx {
+    pub fn adopt(&mut self, robot: Option<&str>, alerts_tx: mpsc::Sender<Vec<Routed>>) -> UpdateRx {
         let (updates_tx, updates_rx) = watch::channel(None);
         self.members.insert(
             robot.map(str::to_owned),
@@ -136,7 +126,8 @@ impl Fleet {
         let f = &self.factory;
         let sink = match robot {
             Some(r) if !f.dry_run => Sink::Post {
-                client: Client::for_robot(r).with_context(|| format!("robot {}", r.name))?,
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
                 robot: Box::new(r.clone()),
             },
             _ => Sink::DryRun(f.stdout.clone()),
@@ -152,7 +143,7 @@ impl Fleet {
     pub fn apply(
         &mut self,
         config: &Config,
-    ) -> anyhow::Result<HashMap<Option<RobotId>, mpsc::Sender<Vec<Alert>>>> {
+    ) -> anyhow::Result<HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>> {
         let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
             vec![None]
         } else {

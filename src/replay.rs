@@ -21,7 +21,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Datelike, Local, NaiveDateTime, TimeZone};
 use tokio::time::Instant;
 
-use crate::aggregate::{Aggregator, Alert};
+use crate::aggregate::{Aggregator, Routed};
 use crate::budget::forecast::{Forecast, Planned, forecast};
 use crate::config::{Config, TimestampFormat};
 use crate::dingtalk::message::render;
@@ -237,7 +237,7 @@ impl Clock {
 
 /// Renders alerts that fell due together, per robot, exactly as a dispatcher would.
 fn emit(
-    alerts: Vec<Alert>,
+    alerts: Vec<Routed>,
     at: SystemTime,
     config: &Config,
     host: &str,
@@ -250,7 +250,7 @@ fn emit(
     robots.sort_unstable();
     robots.dedup();
     for robot in robots {
-        let mut rest: Vec<Alert> = alerts
+        let mut rest: Vec<Routed> = alerts
             .iter()
             .filter(|a| a.robot == robot)
             .cloned()
@@ -266,7 +266,7 @@ fn emit(
             let (message, used) = render(&rest, &ctx, "replay".to_owned());
             let critical = rest
                 .drain(..used)
-                .any(|a| a.style.severity == Some(crate::dingtalk::style::Severity::Critical));
+                .any(|a| a.style.severity == Some(crate::style::Severity::Critical));
             let body: serde_json::Value =
                 serde_json::from_str(&message.body).expect("rendered bodies are JSON");
             let text = body["text"]["content"]

@@ -22,8 +22,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
-use crate::listen::ListenState;
-
 /// The file in the state directory.
 pub const FILE_NAME: &str = "silences.json";
 
@@ -225,19 +223,21 @@ fn read(path: &Path) -> Result<Vec<Silence>, SilenceError> {
     }
 }
 
-/// `GET /api/silences`, `POST /api/silences` (a [`NewSilence`]), `DELETE /api/silences/{id}`.
-pub fn routes() -> Router<ListenState> {
+/// `GET /api/silences`, `POST /api/silences` (a [`NewSilence`]), `DELETE /api/silences/{id}`,
+/// on the silences in force (the listener merges these routes into its own).
+pub fn routes(silences: Silences) -> Router {
     Router::new()
         .route("/api/silences", get(list).post(add))
         .route("/api/silences/{id}", delete(expire))
+        .with_state(silences)
 }
 
-async fn list(State(state): State<ListenState>) -> Json<Vec<Silence>> {
-    Json(state.silences.list(SystemTime::now()))
+async fn list(State(silences): State<Silences>) -> Json<Vec<Silence>> {
+    Json(silences.list(SystemTime::now()))
 }
 
-async fn add(State(state): State<ListenState>, Json(new): Json<NewSilence>) -> Response {
-    match state.silences.add(new, SystemTime::now()) {
+async fn add(State(silences): State<Silences>, Json(new): Json<NewSilence>) -> Response {
+    match silences.add(new, SystemTime::now()) {
         Ok(s) => {
             tracing::info!(id = %s.id, rule = %s.rule, group = ?s.group, comment = %s.comment, "silence added");
             (StatusCode::CREATED, Json(s)).into_response()
@@ -246,8 +246,8 @@ async fn add(State(state): State<ListenState>, Json(new): Json<NewSilence>) -> R
     }
 }
 
-async fn expire(State(state): State<ListenState>, UrlPath(id): UrlPath<String>) -> Response {
-    match state.silences.expire(&id, SystemTime::now()) {
+async fn expire(State(silences): State<Silences>, UrlPath(id): UrlPath<String>) -> Response {
+    match silences.expire(&id, SystemTime::now()) {
         Ok(s) => {
             tracing::info!(id = %s.id, rule = %s.rule, "silence expired");
             Json(s).into_response()

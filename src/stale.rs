@@ -15,9 +15,9 @@
 
 use std::time::Duration;
 
-use crate::config::RobotId;
-use crate::dingtalk::style::{Severity, Style};
+use crate::ids::RobotId;
 use crate::rules::{Rule, RuleSpec};
+use crate::style::{Severity, Style};
 
 /// Prefix of the name of a stale input's rule, shown as `【stale-input PATH】`.
 pub const RULE_PREFIX: &str = "stale-input";

@@ -364,20 +364,6 @@ impl Where {
     }
 }
 
-/// Whether a line the rule matched is a hit: no `where:`, or it holds on the line and the
-/// hit's captures (aligned with the rule's capture names; empty when none were taken). The
-/// matcher's one call into this module, made right after a rule is confirmed on a line.
-pub fn admits(rule: &crate::rules::Rule, line: &[u8], captures: &[bytes::Bytes]) -> bool {
-    let Some(w) = &rule.condition else {
-        return true;
-    };
-    let named: Vec<(&str, &[u8])> = (rule.style.capture_names.iter())
-        .zip(captures)
-        .map(|(n, v)| (&**n, &v[..]))
-        .collect();
-    w.holds_on(line, &named)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,8 +4,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::Checker;
-use crate::dingtalk::style::Severity;
 use crate::mute::{DAYS, MuteWindow, QuietHours, Schedule};
+use crate::style::Severity;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::{Checker, RawMention, check_mention, quoted};
-use crate::dingtalk::style::{MAX_MENTIONS, Mention};
+use crate::style::{MAX_MENTIONS, Mention};
 
 /// The checked `people:` groups, by name.
 pub(super) type People = BTreeMap<String, Mention>;

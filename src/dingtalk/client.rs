@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::config::RobotConfig;
-use crate::dingtalk::sign;
+use crate::dingtalk::{Endpoint, sign};
 use crate::redact::{MAX_QUOTED_CHARS, Redactor, one_line};
 
 /// What the dispatcher should do after a failure.
@@ -219,8 +218,8 @@ impl Client {
         })
     }
 
-    /// The client a robot's settings ask for (timeouts, proxy).
-    pub fn for_robot(robot: &RobotConfig) -> Result<Client, SendError> {
+    /// The client an endpoint asks for (timeouts, proxy).
+    pub fn for_endpoint(robot: &Endpoint) -> Result<Client, SendError> {
         Client::new(
             robot.connect_timeout,
             robot.request_timeout,
@@ -238,7 +237,7 @@ impl Client {
     }
 
     /// Signs and posts `body` to `robot`. Each call signs afresh.
-    pub async fn post(&self, robot: &RobotConfig, body: String) -> Result<Accepted, SendError> {
+    pub async fn post(&self, robot: &Endpoint, body: String) -> Result<Accepted, SendError> {
         let secret = robot.secret.as_ref().map(|s| s.expose());
         let url =
             sign::signed_url(robot.webhook.expose(), secret, sign::now_ms()).map_err(|e| {
@@ -324,7 +323,7 @@ fn transport(err: reqwest::Error, redactor: &Redactor) -> SendError {
 
 /// A redactor that hides everything secret about `robot`: the webhook and its token, the
 /// secret, the proxy URL and its credentials.
-pub fn redactor(robot: &RobotConfig) -> Redactor {
+pub fn redactor(robot: &Endpoint) -> Redactor {
     let mut r = Redactor::new().hide(robot.webhook.expose());
     if let Some(s) = &robot.secret {
         r = r.hide(s.expose());
@@ -338,7 +337,6 @@ pub fn redactor(robot: &RobotConfig) -> Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Rate, Retry};
     use crate::secret::Secret;
 
     #[test]
@@ -419,18 +417,12 @@ mod tests {
 
     #[test]
     fn redaction_hides_webhook_token_and_secret() {
-        let robot = RobotConfig {
-            name: "ops".into(),
+        let robot = Endpoint {
             webhook: Secret::new("https://x/robot/send?access_token=tok123456"),
             secret: Some(Secret::new("SECsecret")),
-            keyword: None,
-            rate: Rate::default(),
-            fallback: None,
             proxy: Some(Secret::new("http://user:pw@proxy:3128")),
             connect_timeout: std::time::Duration::from_secs(5),
             request_timeout: std::time::Duration::from_secs(10),
-            retry: Retry::default(),
-            throttle_pause: std::time::Duration::from_secs(600),
         };
         let text = "error for https://x/robot/send?access_token=tok123456 tok123456 SECsecret \
                     via http://user:pw@proxy:3128";

@@ -25,10 +25,10 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::aggregate::{Alert, AlertKind};
+use crate::alert::{Alert, AlertKind};
 use crate::dingtalk::neutral::{MAX_VALUE_CHARS, neutralise, neutralise_short};
-use crate::dingtalk::style::{Mention, MsgType, Piece, Placeholder};
 use crate::pii::Pii;
+use crate::style::{Mention, MsgType, Piece, Placeholder};
 use crate::timezone::Zone;
 
 /// DingTalk's limit on a request body, in bytes.
@@ -150,10 +150,18 @@ struct Part {
 /// fewer alerts are put in, and a single alert too large for a message has its text after the
 /// header cut: its count is never dropped, and the other alerts go into the next message.
 ///
+/// Takes anything that reads as an [`Alert`] (the aggregator's routed alerts do), so the caller
+/// need not copy its alerts to render them.
+///
 /// # Panics
 /// When `alerts` is empty.
-pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Message, usize) {
-    let mut alerts = alerts;
+pub fn render<A: AsRef<Alert>>(
+    alerts: &[A],
+    ctx: &RenderContext,
+    msg_uuid: String,
+) -> (Message, usize) {
+    let alerts: Vec<&Alert> = alerts.iter().map(AsRef::as_ref).collect();
+    let mut alerts = &alerts[..];
     loop {
         let (message, used, content) = render_within(alerts, ctx, msg_uuid.clone());
         if message.body.len() <= ctx.max_body {
@@ -168,7 +176,7 @@ pub fn render(alerts: &[Alert], ctx: &RenderContext, msg_uuid: String) -> (Messa
             alerts = &alerts[..used - 1];
             continue;
         }
-        return (squeeze(&alerts[0], ctx, msg_uuid, &content), 1);
+        return (squeeze(alerts[0], ctx, msg_uuid, &content), 1);
     }
 }
 
@@ -217,7 +225,7 @@ fn keyword_line(keyword: Option<&str>) -> String {
 
 /// The message as sized, how many alerts it used, and its content (for [`squeeze`]).
 fn render_within(
-    alerts: &[Alert],
+    alerts: &[&Alert],
     ctx: &RenderContext,
     msg_uuid: String,
 ) -> (Message, usize, String) {
@@ -229,7 +237,7 @@ fn render_within(
         .count();
     let alerts = &alerts[..same_type];
     let flavor = Flavor::of(msgtype);
-    let title = title(&alerts[0]);
+    let title = title(alerts[0]);
     let keyword_part = keyword_line(ctx.keyword);
     // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
     let parts: Vec<Part> = alerts
@@ -764,20 +772,18 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::aggregate::Sample;
-    use crate::dingtalk::style::Style;
+    use crate::alert::Sample;
+    use crate::style::Style;
 
     fn alert(name: &str, count: u64, lines: &[&[u8]], max_lines: usize) -> Alert {
         Alert {
             rule: 0,
             rule_name: Arc::from(name),
-            robot: Some(0),
             count,
             first: SystemTime::UNIX_EPOCH,
             last: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(65),
             source: "-".into(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
-            holds: Vec::new(),
             silenced: 0,
             max_lines,
             group: None,
@@ -1033,7 +1039,7 @@ mod tests {
             markdown in any::<bool>(),
             template in any::<bool>(),
         ) {
-            use crate::dingtalk::style::Template;
+            use crate::style::Template;
             let caps: Vec<Arc<str>> = vec!["v".into()];
             let style = Style {
                 msgtype: if markdown { MsgType::Markdown } else { MsgType::Text },
@@ -1075,7 +1081,7 @@ mod tests {
 
     #[test]
     fn hundreds_of_rules_in_one_window_split_into_messages_that_fit_at_the_first_try() {
-        use crate::dingtalk::style::Severity;
+        use crate::style::Severity;
         for markdown in [false, true] {
             let style = Style {
                 msgtype: if markdown {
@@ -1102,7 +1108,8 @@ mod tests {
                     )
                 })
                 .collect();
-            let mut rest: &[Alert] = &alerts;
+            let refs: Vec<&Alert> = alerts.iter().collect();
+            let mut rest: &[&Alert] = &refs;
             let (mut messages, mut total) = (0, 0);
             while !rest.is_empty() {
                 let (m, used, _) = render_within(rest, &ctx(Some("告警")), "u".into());
@@ -1130,7 +1137,7 @@ mod tests {
 
     #[test]
     fn a_single_alert_too_large_for_any_message_keeps_its_header_and_count() {
-        use crate::dingtalk::style::Template;
+        use crate::style::Template;
         let huge = "x".repeat(30_000);
         let style = Style {
             template: Some(Template::parse(&format!("{huge}\n{{lines}}"), &[]).unwrap()),
@@ -1167,7 +1174,7 @@ mod tests {
 
     #[test]
     fn severity_group_template_and_mentions() {
-        use crate::dingtalk::style::{Mention, Severity, Template};
+        use crate::style::{Mention, Severity, Template};
         let caps: Vec<Arc<str>> = vec!["ip".into(), "user".into()];
         let style = Style {
             severity: Some(Severity::Critical),
@@ -1210,7 +1217,7 @@ mod tests {
 
     #[test]
     fn a_template_without_lines_quotes_none_but_keeps_the_header() {
-        use crate::dingtalk::style::Template;
+        use crate::style::Template;
         let style = Style {
             template: Some(Template::parse("{rule} fired {count} times on {host}", &[]).unwrap()),
             ..Style::default()
@@ -1224,7 +1231,7 @@ mod tests {
     fn markdown_quotes_log_lines_so_they_cannot_inject_markup_or_mentions() {
         let style = Style {
             msgtype: MsgType::Markdown,
-            severity: Some(crate::dingtalk::style::Severity::Warning),
+            severity: Some(crate::style::Severity::Warning),
             // The number stays so the `@` before it can be seen neutralised.
             pii: Pii::off(),
             ..Style::default()

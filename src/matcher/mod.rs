@@ -399,7 +399,7 @@ impl Matcher {
                 let judged = line.slice(..line.len().min(self.max_line));
                 captures_of(r, &judged)
             };
-            if crate::where_expr::admits(r, line, &captures) {
+            if r.admits(line, &captures) {
                 hit(rule, captures);
             }
         }

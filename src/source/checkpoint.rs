@@ -6,7 +6,7 @@
 //! (delivered, or reported undelivered at exit). So the keeper learns two things:
 //!
 //! - from the aggregator, for every chunk of a followed file, [`Event::Progress`]: the chunk is
-//!   counted, and how many alerts now hold its start ([`Alert::holds`](crate::aggregate::Alert));
+//!   counted, and how many alerts now hold its start ([`Routed::holds`](crate::aggregate::Routed::holds));
 //! - from the dispatchers, the holds of every alert they settle.
 //!
 //! A file's safe offset is the start of the earliest chunk still held, else the end of the last

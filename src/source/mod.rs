@@ -42,7 +42,7 @@ pub struct Chunk {
 pub type FileId = u64;
 
 /// The start of a chunk in a followed file. A hit that an alert counts keeps its chunk's mark
-/// (as a [`Hold`](crate::aggregate::Alert::holds)) until the alert is delivered or reported
+/// (as a [`Hold`](crate::aggregate::Routed::holds)) until the alert is delivered or reported
 /// undelivered: the checkpoint may not pass `start` before then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Mark {

@@ -20,7 +20,21 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::config::Multiline;
+/// `multiline:` of an input: a line that does not match `start` continues the event before it.
+#[derive(Debug, Clone)]
+pub struct Multiline {
+    /// A line matching this starts a new event.
+    pub start: regex::bytes::Regex,
+    /// An event is closed after this many lines (the next line starts a new one).
+    pub max_lines: usize,
+    /// An event is closed this long after its last line arrived.
+    pub timeout: Duration,
+}
+
+/// Default `multiline.max_lines`.
+pub const DEFAULT_MULTILINE_MAX_LINES: usize = 500;
+/// Default `multiline.timeout`.
+pub const DEFAULT_MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// What joins the lines of an event.
 pub const EVENT_LINE_SEP: u8 = b'\r';

@@ -55,7 +55,7 @@ use super::checkpoint::{Entry, Event, Identity, compressed_file};
 use super::multiline::Assembler;
 use super::stdin::BLOCK;
 use super::{Chunk, FileId, LineFramer, Mark};
-use crate::config::Multiline;
+use crate::source::multiline::Multiline;
 
 /// Longest wait between looks when file-system events are not available.
 pub const POLL: Duration = Duration::from_millis(250);

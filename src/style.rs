@@ -1,8 +1,9 @@
 //! How a rule's messages look: severity, template, mentions and message type.
 //!
 //! These are rendering instructions, compiled once when the config is loaded and shared by every
-//! alert of the rule (behind an `Arc`), so rendering never parses anything. They live with the
-//! DingTalk code because they describe DingTalk messages; they know nothing of patterns or time.
+//! alert of the rule (behind an `Arc`), so rendering never parses anything. They sit beside the
+//! rules, below both the config that builds them and the renderer that follows them, and know
+//! nothing of patterns, time or HTTP.
 
 use std::fmt;
 use std::sync::Arc;
