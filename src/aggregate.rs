@@ -146,7 +146,7 @@ struct Episode {
 
 /// An absence rule's state (per `group_by` value, with one).
 #[derive(Debug)]
-struct Watch {
+struct Absence {
     /// Last match: when, by the aggregator's clock and the wall clock.
     last_seen: Option<(Instant, SystemTime)>,
     alerted: bool,
@@ -156,9 +156,9 @@ struct Watch {
     route: Option<usize>,
 }
 
-impl Watch {
-    fn new(scheduled: Option<Instant>) -> Watch {
-        Watch {
+impl Absence {
+    fn new(scheduled: Option<Instant>) -> Absence {
+        Absence {
             last_seen: None,
             alerted: false,
             scheduled,
@@ -171,7 +171,7 @@ impl Watch {
 /// An alert stream: rule, group text (empty without `group_by`), route.
 type Key = (RuleId, Arc<str>, Option<usize>);
 
-/// The key of a rule's only absence watch (or its only group without `group_by`).
+/// The key of a rule's only absence state (or its only group without `group_by`).
 fn whole(rule: RuleId) -> Key {
     (rule, Arc::from(""), None)
 }
@@ -184,9 +184,9 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     /// Groups per rule, not counting [`OTHER_GROUP`].
     group_counts: Vec<usize>,
-    watches: HashMap<Key, Watch>,
-    /// Absence watches per rule, not counting [`OTHER_GROUP`] (bounded by `max_groups`).
-    watch_counts: Vec<usize>,
+    absences: HashMap<Key, Absence>,
+    /// Absence states per rule, not counting [`OTHER_GROUP`] (bounded by `max_groups`).
+    absence_counts: Vec<usize>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
     started: Instant,
@@ -220,8 +220,8 @@ impl Aggregator {
             rules: rules.to_vec(),
             groups: HashMap::new(),
             group_counts: vec![0; rules.len()],
-            watches: HashMap::new(),
-            watch_counts: vec![0; rules.len()],
+            absences: HashMap::new(),
+            absence_counts: vec![0; rules.len()],
             deadlines: BTreeSet::new(),
             started: now,
             anchor: (now, wall),
@@ -241,7 +241,7 @@ impl Aggregator {
             {
                 let at = now + silence;
                 agg.deadlines.insert((at, whole(id)));
-                agg.watches.insert(whole(id), Watch::new(Some(at)));
+                agg.absences.insert(whole(id), Absence::new(Some(at)));
             }
         }
         agg
@@ -262,13 +262,13 @@ impl Aggregator {
             let at = now + input.after;
             self.names.push(Arc::from(rule.name.as_str()));
             self.group_counts.push(0);
-            self.watch_counts.push(0);
+            self.absence_counts.push(0);
             self.held.push(0);
             self.rules.push(rule.clone());
             self.stale_rules.push(rule);
             self.stale.push((id, input.clone()));
             self.deadlines.insert((at, whole(id)));
-            self.watches.insert(whole(id), Watch::new(Some(at)));
+            self.absences.insert(whole(id), Absence::new(Some(at)));
         }
         self
     }
@@ -289,12 +289,12 @@ impl Aggregator {
                     line: Bytes::new(),
                     captures: Vec::new(),
                 };
-                self.seen(&beat, batch.read_at, now, &mut out);
+                self.absence_matched(&beat, batch.read_at, now, &mut out);
             }
         }
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
-                self.seen(hit, batch.read_at, now, &mut out);
+                self.absence_matched(hit, batch.read_at, now, &mut out);
             } else {
                 self.count(hit, batch, now);
             }
@@ -390,7 +390,13 @@ impl Aggregator {
         self.reschedule(&key, now);
     }
 
-    fn seen(&mut self, hit: &Hit, wall: SystemTime, now: Instant, out: &mut Vec<Routed>) {
+    fn absence_matched(
+        &mut self,
+        hit: &Hit,
+        wall: SystemTime,
+        now: Instant,
+        out: &mut Vec<Routed>,
+    ) {
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
         let route = rule.route_for(&hit.line, &hit.captures);
@@ -398,14 +404,14 @@ impl Aggregator {
             None => whole(hit.rule),
             Some(k) => {
                 let key = (hit.rule, Arc::from(k.as_str()), None);
-                if self.watches.contains_key(&key) {
+                if self.absences.contains_key(&key) {
                     key
-                } else if self.watch_counts[hit.rule] >= rule.max_groups {
-                    // At the bound, the values not watched yet share one "other" watch: it
+                } else if self.absence_counts[hit.rule] >= rule.max_groups {
+                    // At the bound, the values not watched yet share one "other" absence state: it
                     // goes absent when none of them was seen for `for`.
                     (hit.rule, Arc::from(OTHER_GROUP), None)
                 } else {
-                    self.watch_counts[hit.rule] += 1;
+                    self.absence_counts[hit.rule] += 1;
                     key
                 }
             }
@@ -416,14 +422,14 @@ impl Aggregator {
             Vec::new()
         };
         let grouped = !rule.group_by.is_empty();
-        let watch = self
-            .watches
+        let absence = self
+            .absences
             .entry(key.clone())
-            .or_insert_with(|| Watch::new(None));
-        watch.last_seen = Some((now, wall));
-        watch.captures = captures;
-        watch.route = route;
-        if std::mem::take(&mut watch.alerted) {
+            .or_insert_with(|| Absence::new(None));
+        absence.last_seen = Some((now, wall));
+        absence.captures = captures;
+        absence.route = route;
+        if std::mem::take(&mut absence.alerted) {
             let alert = Alert {
                 kind: AlertKind::Back,
                 // a stale input's heartbeat is no line
@@ -431,17 +437,17 @@ impl Aggregator {
                     .then(|| Sample::from_line(&hit.line))
                     .into_iter()
                     .collect(),
-                captures: watch.captures.clone(),
+                captures: absence.captures.clone(),
                 ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
             fan_out(alert, Vec::new(), self.rules[hit.rule].targets(route), out);
         }
-        let watch = self.watches.get_mut(&key).expect("just inserted");
-        if let Some(old) = watch.scheduled.take() {
+        let absence = self.absences.get_mut(&key).expect("just inserted");
+        if let Some(old) = absence.scheduled.take() {
             self.deadlines.remove(&(old, key.clone()));
         }
         let at = now + silence;
-        watch.scheduled = Some(at);
+        absence.scheduled = Some(at);
         self.deadlines.insert((at, key));
     }
 
@@ -459,7 +465,7 @@ impl Aggregator {
                 break;
             }
             let (at, key) = self.deadlines.pop_first().expect("just seen");
-            if self.watches.contains_key(&key) {
+            if self.absences.contains_key(&key) {
                 self.absence_due(&key, at, &mut out);
             } else {
                 self.group_due(&key, at, &mut out);
@@ -470,14 +476,14 @@ impl Aggregator {
 
     fn absence_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Routed>) {
         let wall = self.wall(at);
-        let watch = self.watches.get_mut(key).expect("watched");
-        watch.scheduled = None;
-        if watch.alerted {
+        let absence = self.absences.get_mut(key).expect("an absence rule");
+        absence.scheduled = None;
+        if absence.alerted {
             return;
         }
-        watch.alerted = true;
-        let last_seen = watch.last_seen.map(|(_, w)| w);
-        let (route, captures) = (watch.route, watch.captures.clone());
+        absence.alerted = true;
+        let last_seen = absence.last_seen.map(|(_, w)| w);
+        let (route, captures) = (absence.route, absence.captures.clone());
         let rule = &self.rules[key.0];
         let silence = rule.absent_for.expect("an absence rule");
         let group = (!rule.group_by.is_empty()).then(|| key.1.clone());
@@ -702,26 +708,26 @@ impl Aggregator {
                 self.group_due(&key, at, &mut out);
             }
         }
-        let mut absent: Vec<Key> = self.watches.keys().cloned().collect();
+        let mut absent: Vec<Key> = self.absences.keys().cloned().collect();
         absent.sort_unstable();
         for key in absent {
-            let watch = &self.watches[&key];
+            let absence = &self.absences[&key];
             let silence = self.rules[key.0].absent_for.expect("an absence rule");
-            let since = watch.last_seen.map_or(self.started, |(t, _)| t);
+            let since = absence.last_seen.map_or(self.started, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
             // (an input that wrote nothing at all before its end is not stale: it ended)
             let stale_input = self.stale.iter().any(|&(id, _)| id == key.0);
-            let silent = (self.absence_at_end && watch.last_seen.is_none() && !stale_input)
+            let silent = (self.absence_at_end && absence.last_seen.is_none() && !stale_input)
                 || now >= since + silence;
-            if !watch.alerted && silent {
+            if !absence.alerted && silent {
                 self.absence_due(&key, now, &mut out);
             }
         }
         self.groups.clear();
         self.deadlines.clear();
         self.group_counts.iter_mut().for_each(|n| *n = 0);
-        for w in self.watches.values_mut() {
+        for w in self.absences.values_mut() {
             w.scheduled = None;
         }
         out
@@ -846,14 +852,14 @@ impl Aggregator {
             let (alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
             fan_out(alert, holds, rule.targets(key.2), &mut out);
         }
-        let gone_watches: Vec<Key> = self
-            .watches
+        let gone_absences: Vec<Key> = self
+            .absences
             .keys()
             .filter(|k| !kept(&self.rules[k.0]))
             .cloned()
             .collect();
-        for key in gone_watches {
-            if let Some(at) = self.watches.remove(&key).and_then(|w| w.scheduled) {
+        for key in gone_absences {
+            if let Some(at) = self.absences.remove(&key).and_then(|w| w.scheduled) {
                 self.deadlines.remove(&(at, key));
             }
         }
@@ -875,8 +881,8 @@ impl Aggregator {
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
         let groups = std::mem::take(&mut self.groups);
-        let watches = std::mem::take(&mut self.watches);
-        self.watch_counts = vec![0; rules.len()];
+        let absences = std::mem::take(&mut self.absences);
+        self.absence_counts = vec![0; rules.len()];
         let held = std::mem::replace(&mut self.held, vec![0; rules.len()]);
         self.names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
         self.deadlines.clear();
@@ -899,30 +905,30 @@ impl Aggregator {
             self.groups
                 .insert((new, text, route_kept(route, new)), group);
         }
-        for ((old, text, _), mut watch) in watches {
+        for ((old, text, _), mut absence) in absences {
             let Some(new) = map[old] else { continue };
-            // a rule that gained or lost group_by starts its watches afresh
+            // a rule that gained or lost group_by starts its absences afresh
             if text.is_empty() != rules[new].group_by.is_empty() {
                 continue;
             }
             if !text.is_empty() && text.as_ref() != OTHER_GROUP {
-                self.watch_counts[new] += 1;
+                self.absence_counts[new] += 1;
             }
-            watch.route = route_kept(watch.route, new);
+            absence.route = route_kept(absence.route, new);
             let key = (new, text, None);
-            if let Some(at) = watch.scheduled {
+            if let Some(at) = absence.scheduled {
                 self.deadlines.insert((at, key.clone()));
             }
-            self.watches.insert(key, watch);
+            self.absences.insert(key, absence);
         }
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for
                 && rule.group_by.is_empty()
-                && !self.watches.contains_key(&whole(id))
+                && !self.absences.contains_key(&whole(id))
             {
                 let at = now + silence;
                 self.deadlines.insert((at, whole(id)));
-                self.watches.insert(whole(id), Watch::new(Some(at)));
+                self.absences.insert(whole(id), Absence::new(Some(at)));
             }
         }
         let keys: Vec<Key> = self.groups.keys().cloned().collect();
@@ -1607,7 +1613,7 @@ mod tests {
             &[
                 (0, 0, "a x"),
                 (0, 0, "b x"),
-                // past max_groups: c and d share the "other" watch
+                // past max_groups: c and d share the "other" absence
                 (100, 0, "c x"),
                 (500, 0, "a x"),
                 (900, 0, "d x"),
@@ -1627,7 +1633,7 @@ mod tests {
             ]
         );
         assert_eq!(
-            agg.watches.len(),
+            agg.absences.len(),
             3,
             "a, b and other: bounded by max_groups + 1"
         );

@@ -62,7 +62,12 @@ fn main() -> ExitCode {
                 config_path: config_path(&args.config),
                 watch_config: args.watch_config,
             };
-            let result = runtime().block_on(app::run(config, opts));
+            let result = runtime().block_on(async {
+                // Handlers first: a signal that arrives while files are being taken up must be
+                // a clean stop (checkpoints written), not the default action (killed).
+                let shutdown = app::shutdown::on_signal();
+                app::run(config, opts, shutdown).await
+            });
             match result {
                 Ok(report) => {
                     // The summary and the failures pass the redaction step like every log line.
@@ -81,9 +86,11 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
-                    // A state directory that cannot be used is a setup error, like a bad config.
+                    // A state directory that cannot be used, or options that contradict each
+                    // other or the config, are setup errors, like a bad config.
                     if e.downcast_ref::<dingtail::source::checkpoint::StoreError>()
                         .is_some()
+                        || e.downcast_ref::<app::UsageError>().is_some()
                     {
                         ExitCode::from(EXIT_USAGE)
                     } else {

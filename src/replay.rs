@@ -93,8 +93,10 @@ pub fn replay_as(
         config.quiet_hours.clone(),
         config.timezone,
     );
+    // Read once: a yearless timestamp is placed by this day, however long the replay takes.
+    let today = Local::now();
     let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
-        let wall = line_time(config.timestamp.as_ref(), &line);
+        let wall = line_time(config.timestamp.as_ref(), &line, today);
         let clock = state.get_or_insert_with(|| Clock::start(wall));
         let now = clock.advance(wall, line_interval);
         let agg = agg.get_or_insert_with(|| {
@@ -326,19 +328,28 @@ fn lines(block: &Bytes) -> Vec<Bytes> {
     out
 }
 
-/// The time written in a line, by the config's `timestamp` setting.
-fn line_time(format: Option<&TimestampFormat>, line: &[u8]) -> Option<SystemTime> {
+/// The time written in a line, by the config's `timestamp` setting, `now` being the day a
+/// yearless timestamp is placed by.
+fn line_time(
+    format: Option<&TimestampFormat>,
+    line: &[u8],
+    now: DateTime<Local>,
+) -> Option<SystemTime> {
     let f = format?;
     let caps = f.regex.captures(line)?;
     let m = caps.name("ts").or_else(|| caps.get(1))?;
     let text = std::str::from_utf8(m.as_bytes()).ok()?.trim();
-    parse_time(text, &f.format)
+    parse_time(text, &f.format, now)
 }
 
-/// Parses with a strftime format: with a zone if it has one, else as local time; a format
-/// without a year (syslog) gets the current one, or last year's when that would put the line
-/// more than a day in the future (a December log replayed in January).
-pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
+/// How many years back a yearless date is looked for: Feb 29 recurs within eight.
+const YEARS_BACK: i32 = 8;
+
+/// Parses with a strftime format: with a zone if it has one, else as local time. A format
+/// without a year (syslog) gets the most recent year, as of `now`, that puts the line at most a
+/// day in the future and in which the date exists: a December log replayed in January is last
+/// year's, and `Feb 29` read on 2028-02-26 is 2024's (not 2028's, three days ahead).
+pub fn parse_time(text: &str, format: &str, now: DateTime<Local>) -> Option<SystemTime> {
     if let Ok(t) = DateTime::parse_from_str(text, format) {
         return Some(t.into());
     }
@@ -348,18 +359,15 @@ pub fn parse_time(text: &str, format: &str) -> Option<SystemTime> {
             if format.contains("%Y") || format.contains("%y") {
                 return None;
             }
-            let now = Local::now();
+            let latest = now.naive_local() + chrono::Duration::days(1);
             let with_year = |year: i32| {
                 NaiveDateTime::parse_from_str(&format!("{year} {text}"), &format!("%Y {format}"))
                     .ok()
             };
-            let this_year = with_year(now.year())?;
-            if this_year > now.naive_local() + chrono::Duration::days(1) {
-                // (Feb 29 of a leap year has no last year: keep this year's.)
-                with_year(now.year() - 1).or(Some(this_year))
-            } else {
-                Some(this_year)
-            }
+            (now.year() - YEARS_BACK..=now.year())
+                .rev()
+                .filter_map(with_year)
+                .find(|t| *t <= latest)
         })?;
     Local
         .from_local_datetime(&naive)
@@ -373,18 +381,69 @@ mod tests {
 
     use super::*;
 
+    /// A local time, as the replay's "now".
+    fn local(y: i32, mo: u32, d: u32, h: u32) -> DateTime<Local> {
+        Local
+            .with_ymd_and_hms(y, mo, d, h, 0, 0)
+            .earliest()
+            .unwrap()
+    }
+
     #[test]
     fn a_yearless_timestamp_is_never_placed_in_the_future() {
         let format = "%b %d %H:%M:%S";
-        let tomorrow_plus = Local::now() + ChronoDuration::days(3);
-        let text = tomorrow_plus.format(format).to_string();
-        let t: DateTime<Local> = parse_time(&text, format).unwrap().into();
-        assert!(t <= Local::now() + ChronoDuration::days(1), "{t}");
+        let year_of = |text: &str, now| -> Option<(i32, u32, u32)> {
+            let t: DateTime<Local> = parse_time(text, format, now)?.into();
+            assert!(t <= now + ChronoDuration::days(1), "{t} after {now}");
+            Some((t.year(), t.month(), t.day()))
+        };
+        // today and a little ahead of today: this year
+        assert_eq!(
+            year_of("Feb 26 10:00:00", local(2028, 2, 26, 12)),
+            Some((2028, 2, 26))
+        );
+        assert_eq!(
+            year_of("Feb 27 10:00:00", local(2028, 2, 26, 12)),
+            Some((2028, 2, 27))
+        );
+        // three days ahead: last year's
+        assert_eq!(
+            year_of("Mar 01 10:00:00", local(2028, 2, 27, 12)),
+            Some((2027, 3, 1))
+        );
+        // a December log replayed in January
+        assert_eq!(
+            year_of("Dec 31 23:59:59", local(2027, 1, 1, 0)),
+            Some((2026, 12, 31))
+        );
+        // Feb 29 ahead in a leap year, or in a year without one: the last Feb 29 that was
+        assert_eq!(
+            year_of("Feb 29 10:00:00", local(2028, 2, 26, 12)),
+            Some((2024, 2, 29))
+        );
+        assert_eq!(
+            year_of("Feb 29 10:00:00", local(2026, 11, 29, 12)),
+            Some((2024, 2, 29))
+        );
+        assert_eq!(
+            year_of("Feb 29 10:00:00", local(2028, 3, 1, 12)),
+            Some((2028, 2, 29))
+        );
+        // not a date at all
+        assert_eq!(year_of("Feb 30 10:00:00", local(2028, 3, 1, 12)), None);
+    }
 
-        let earlier = Local::now() - ChronoDuration::hours(2);
-        let t: DateTime<Local> = parse_time(&earlier.format(format).to_string(), format)
+    #[test]
+    fn a_timestamp_with_a_year_or_a_zone_is_taken_as_written() {
+        let now = local(2028, 2, 26, 12);
+        let t: DateTime<Local> = parse_time("2031-05-01 10:00:00", "%Y-%m-%d %H:%M:%S", now)
             .unwrap()
             .into();
-        assert_eq!(t.year(), earlier.year());
+        assert_eq!((t.year(), t.month(), t.day()), (2031, 5, 1));
+        let t = parse_time("2031-05-01T10:00:00+08:00", "%Y-%m-%dT%H:%M:%S%z", now).unwrap();
+        assert_eq!(
+            t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs(),
+            1_935_367_200
+        );
     }
 }

@@ -183,12 +183,15 @@ fn a_permanent_echo_while_input_flows_is_said_once_without_secrets() {
     let env = env(&emu, "");
     let mut child = env.spawn(&["run"]);
     let mut stdin = child.stdin.take().unwrap();
-    // Input flows for longer than the 200ms recheck, so the robot is tried again and delivers.
+    // Input is still open when the robot is checked again (200ms recheck), so it delivers.
     for i in 0..8 {
         writeln!(stdin, "{i} ERROR x").unwrap();
         stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        if i == 0 {
+            emu.wait_for_requests(1, Duration::from_secs(60));
+        }
     }
+    emu.wait_for_posts(1, Duration::from_secs(60));
     drop(stdin);
     let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{TestEnv, header_counts, header_total, signal, wait};
+use support::env::{TestEnv, header_counts, header_total, wait};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 const SECRET: &str = "SECd1f2e3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0";
@@ -147,9 +147,9 @@ fn windows_close_on_time_while_input_flows() {
 
 #[test]
 fn the_rate_limit_holds_with_many_rules_firing() {
-    // 60 rules, hits spread over ~2.4 s, windows of 50ms: far more alerts than a robot allowed
-    // 4 messages per second may send. The emulator enforces the same limit and would answer
-    // 130101 at the first excess.
+    // 60 rules, hits in 40 rounds spread over at least ten messages' time, windows of 50ms: far
+    // more alerts than a robot allowed 4 messages per second may send. The emulator enforces
+    // the same limit and would answer 130101 at the first excess.
     let emu = Emulator::start(vec![
         robot()
             .rate(4, Duration::from_secs(1))
@@ -173,7 +173,10 @@ fn the_rate_limit_holds_with_many_rules_firing() {
             }
         }
         stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(60));
+        if round % 4 == 3 {
+            // input keeps coming while the robot sends: one more message per four rounds
+            emu.wait_for_posts(round / 4 + 1, Duration::from_secs(60));
+        }
     }
     drop(stdin);
     let out = wait(child);
@@ -301,6 +304,21 @@ fn tee_with_dry_run_is_a_usage_error() {
 }
 
 #[test]
+fn tee_found_contradictory_only_at_run_time_is_a_usage_error_too() {
+    // no robot (the built-in rules): messages go to stdout, which --tee would share
+    let out = TestEnv::new().run(&["run", "--tee"], b"ERROR x\n");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--tee"), "{}", out.stderr);
+    // following files: --tee copies stdin only
+    let env = TestEnv::new();
+    let log = env.dir().join("app.log");
+    std::fs::write(&log, "").unwrap();
+    let out = env.run(&["run", "--tee", "--once", log.to_str().unwrap()], b"");
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("--tee"), "{}", out.stderr);
+}
+
+#[test]
 fn without_a_config_the_builtin_rules_print_what_would_be_sent() {
     let sample =
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sample.log")).unwrap();
@@ -374,16 +392,16 @@ fn sigterm_flushes_pending_windows_and_delivers() {
     let env = TestEnv::new()
         .config(&config(&emu, "20/min", rules))
         .env("TEST_SECRET", SECRET);
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut child = env.start(&["run", "--listen", "127.0.0.1:0"]);
+    let mut stdin = child.stdin();
     for i in 0..25 {
         writeln!(stdin, "ERROR {i}").unwrap();
     }
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    child.wait_for_lines_read(25);
     assert!(emu.posts().is_empty(), "the 1h window is still open");
-    signal(&child, libc::SIGTERM);
-    let out = wait(child);
+    child.signal(libc::SIGTERM);
+    let out = child.wait();
     drop(stdin);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let posts = emu.posts();

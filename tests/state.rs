@@ -5,7 +5,7 @@ mod support;
 
 use std::fs;
 
-use support::env::{TestEnv, signal, wait};
+use support::env::{TestEnv, signal, wait, wait_until};
 
 #[test]
 fn a_state_directory_that_cannot_be_used_is_exit_2_naming_it() {
@@ -47,14 +47,9 @@ fn a_second_instance_on_the_same_state_directory_is_exit_2() {
     ];
     let first = env.spawn(&args);
     // the first one has the directory once it has written its checkpoints
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while !state.join("checkpoints.json").exists() {
-        assert!(
-            std::time::Instant::now() < until,
-            "the first instance did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    wait_until("the first instance to start", || {
+        state.join("checkpoints.json").exists()
+    });
     let second = env.run(&args, b"");
     assert_eq!(second.code, 2, "{}", second.stderr);
     assert!(

@@ -19,7 +19,9 @@ use crate::escalate::Step;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStep {
+    /// How long into an unresolved episode this step comes.
     after: Spanned<String>,
+    /// Whom it mentions: a `people:` group, a list of groups, or people written out.
     mention: Spanned<RawMentionRef>,
 }
 

@@ -10,25 +10,35 @@ use crate::style::Severity;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMute {
+    /// A name for the window, for people reading the config.
     #[serde(default)]
     name: Option<Spanned<String>>,
+    /// Rules it mutes.
     #[serde(default)]
     rules: Vec<Spanned<String>>,
+    /// Severities it mutes.
     #[serde(default)]
     severities: Vec<Spanned<String>>,
+    /// Days it applies on (default: every day).
     #[serde(default)]
     days: Vec<Spanned<String>>,
+    /// Start, `HH:MM` in the config's zone.
     from: Spanned<String>,
+    /// End, `HH:MM` (`24:00` is midnight); before `from`, it runs past midnight.
     to: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQuietHours {
+    /// Days they apply on (default: every day).
     #[serde(default)]
     days: Vec<Spanned<String>>,
+    /// Start, `HH:MM` in the config's zone.
     from: Spanned<String>,
+    /// End, `HH:MM`; before `from`, they run past midnight.
     to: Spanned<String>,
+    /// Severities held for the digest (default: info, warning and rules without one).
     #[serde(default)]
     severities: Option<Vec<Spanned<String>>>,
 }

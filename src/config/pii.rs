@@ -21,8 +21,10 @@ use crate::pii::{Builtins, Pii, UserPattern};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRedact {
+    /// Built-in maskers turned on or off by name.
     #[serde(default)]
     builtins: BTreeMap<String, Spanned<bool>>,
+    /// Patterns of your own to mask.
     #[serde(default)]
     patterns: Vec<RawPattern>,
 }
@@ -31,8 +33,11 @@ pub(super) struct RawRedact {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPattern {
+    /// Shown in `[name]` where it masks.
     name: Spanned<String>,
+    /// What to mask.
     regex: Spanned<String>,
+    /// What to put instead (`$1`, `${name}` are the regex's groups; default `[name]`).
     #[serde(default)]
     replace: Option<Spanned<String>>,
 }

@@ -71,6 +71,7 @@ impl std::fmt::Display for Reserve {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawQuota {
+    /// Messages per natural month (Asia/Shanghai) for all robots together.
     #[serde(default)]
     monthly: Option<Spanned<u64>>,
     /// A string so that both `10%` and `300` are accepted (YAML gives the scalar's text).

@@ -28,14 +28,19 @@ use crate::where_expr::Where;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRoute {
+    /// Shown by `dingtail test` (default `#N`, N counting from 1).
     #[serde(default)]
     name: Option<Spanned<String>>,
+    /// `where:` grammar on captures, JSON fields and severity; none: the route always holds.
     #[serde(default)]
     when: Option<Spanned<String>>,
+    /// The robot (or robots) to send to; none: the rule's own.
     #[serde(default)]
     robot: Option<Spanned<OneOrMany>>,
+    /// Whom to mention: a `people:` group, a list of groups, or people written out.
     #[serde(default)]
     mention: Option<Spanned<RawMentionRef>>,
+    /// Only for these rules (default: every rule).
     #[serde(default)]
     rules: Option<Spanned<OneOrMany>>,
 }

@@ -10,6 +10,7 @@ use crate::stale::StaleInput;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawStdin {
+    /// Standard input that wrote nothing for this long is an alert of its own.
     #[serde(default)]
     stale: Option<Spanned<String>>,
 }

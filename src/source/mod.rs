@@ -1,6 +1,6 @@
 //! Where lines come from, and the unit they travel in.
 //!
-//! Every source (stdin now; followed files later) turns bytes into [`Chunk`]s: blocks of whole
+//! Every source (stdin, followed files, `test` and `--replay`) turns bytes into [`Chunk`]s: blocks of whole
 //! lines. Reading in blocks rather than lines is what lets the matcher search at grep speed. The
 //! [`LineFramer`] is the one place that decides what a line is, so all sources agree on partial
 //! last lines, CRLF and overlong lines.

@@ -152,7 +152,7 @@ pub fn spawn(
 }
 
 /// An open file being read.
-struct Open {
+struct OpenFile {
     file: File,
     id: FileId,
     identity: Identity,
@@ -169,15 +169,15 @@ struct Open {
 }
 
 /// A followed path.
-struct Watched {
+struct Followed {
     path: Arc<str>,
     multiline: Option<Multiline>,
     /// Named on its own (not only by a glob): kept even while missing.
     explicit: bool,
     /// The file now at the path.
-    current: Option<Open>,
+    current: Option<OpenFile>,
     /// Files rotated away from this path, read until quiet.
-    retired: Vec<Open>,
+    retired: Vec<OpenFile>,
     /// The last problem reported, so each is reported once.
     problem: Option<String>,
     /// The path existed when dingtail started: its first file starts at its end or checkpoint.
@@ -194,7 +194,7 @@ struct Tailer {
     cfg: TailConfig,
     chunk_tx: mpsc::Sender<Chunk>,
     events_tx: mpsc::UnboundedSender<Event>,
-    watched: Vec<Watched>,
+    followed: Vec<Followed>,
     next_id: FileId,
     /// Set once the first scan is done: files found later are new and read from 0.
     started: bool,
@@ -222,7 +222,7 @@ impl Tailer {
             cfg,
             chunk_tx,
             events_tx,
-            watched: Vec::new(),
+            followed: Vec::new(),
             next_id: 1,
             started: false,
             closed: false,
@@ -236,10 +236,10 @@ impl Tailer {
     /// `--once`: everything to its current end, then finish every file.
     fn run_once(&mut self) {
         self.scan();
-        for i in 0..self.watched.len() {
-            self.look(i, usize::MAX);
-            let w = &mut self.watched[i];
-            let opens: Vec<Open> = w.retired.drain(..).chain(w.current.take()).collect();
+        for i in 0..self.followed.len() {
+            self.check_path(i, usize::MAX);
+            let w = &mut self.followed[i];
+            let opens: Vec<OpenFile> = w.retired.drain(..).chain(w.current.take()).collect();
             let path = w.path.clone();
             for mut open in opens {
                 self.finish(&path, &mut open);
@@ -253,7 +253,7 @@ impl Tailer {
 
     /// Follows until the chunk channel closes.
     fn run(&mut self, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
-        let mut watcher = Watcher::new(wake_tx);
+        let mut dir_watcher = DirWatcher::new(wake_tx);
         let mut last_scan = Instant::now() - RESCAN;
         let mut rescan = true;
         let mut first = true;
@@ -261,19 +261,23 @@ impl Tailer {
             if rescan || last_scan.elapsed() >= RESCAN {
                 self.scan();
                 last_scan = Instant::now();
-                watcher.watch(self.dirs());
+                dir_watcher.watch(self.dirs());
             }
             let mut busy = false;
-            for i in 0..self.watched.len() {
-                busy |= self.look(i, BLOCKS_PER_TURN);
+            for i in 0..self.followed.len() {
+                busy |= self.check_path(i, BLOCKS_PER_TURN);
                 if self.closed {
                     return;
                 }
             }
             if std::mem::take(&mut first) {
                 let _ = self.events_tx.send(Event::Started);
+                // Said once every file present is taken up and its directory watched: from
+                // here on a line appended is seen (tests wait for this line).
+                let open = self.followed.iter().filter(|w| w.current.is_some()).count();
+                tracing::info!(files = open, "following files");
             }
-            self.watched
+            self.followed
                 .retain(|w| w.explicit || w.current.is_some() || !w.retired.is_empty());
             if self.chunk_tx.is_closed() {
                 return;
@@ -282,7 +286,7 @@ impl Tailer {
                 continue;
             }
             let now = Instant::now();
-            let mut wait = if watcher.working() { RESCAN } else { POLL };
+            let mut wait = if dir_watcher.working() { RESCAN } else { POLL };
             wait = wait.min(RESCAN.saturating_sub(last_scan.elapsed()));
             if let Some(d) = self.next_deadline() {
                 wait = wait.min(d.saturating_duration_since(now));
@@ -302,7 +306,7 @@ impl Tailer {
 
     /// The earliest multi-line timeout.
     fn next_deadline(&self) -> Option<Instant> {
-        self.watched
+        self.followed
             .iter()
             .flat_map(|w| w.current.iter().chain(&w.retired))
             .filter_map(|o| o.assembler.as_ref()?.deadline())
@@ -318,7 +322,7 @@ impl Tailer {
             .filter_map(|i| fixed_dir(&i.pattern))
             .collect();
         dirs.extend(
-            self.watched
+            self.followed
                 .iter()
                 .filter_map(|w| Path::new(&*w.path).parent().map(Path::to_owned)),
         );
@@ -346,14 +350,14 @@ impl Tailer {
                 vec![input.pattern.clone()]
             };
             for path in paths {
-                if self.watched.iter().any(|w| *w.path == *path) {
+                if self.followed.iter().any(|w| *w.path == *path) {
                     continue;
                 }
                 let exists = Path::new(&path).exists();
                 if !self.started && !exists {
                     tracing::warn!(path = %path, "file does not exist (yet); following it when it appears");
                 }
-                self.watched.push(Watched {
+                self.followed.push(Followed {
                     path: path.into(),
                     multiline: input.multiline.clone(),
                     explicit: !is_glob,
@@ -385,7 +389,7 @@ impl Tailer {
         };
         for e in self.cfg.checkpoints.clone() {
             let followed = self
-                .watched
+                .followed
                 .iter()
                 .any(|w| File::open(&*w.path).is_ok_and(|f| is(&e, &f)));
             if followed {
@@ -422,7 +426,7 @@ impl Tailer {
                 };
                 let path: Arc<str> = path.to_string_lossy().into();
                 tracing::info!(checkpointed = %e.path, path = %path, offset = e.offset, "reading a file renamed while dingtail was stopped to its end, from its checkpoint");
-                self.watched.push(Watched {
+                self.followed.push(Followed {
                     path: path.clone(),
                     multiline: None,
                     explicit: false,
@@ -434,8 +438,8 @@ impl Tailer {
                     pattern_known: false,
                     orphan: true,
                 });
-                let i = self.watched.len() - 1;
-                self.watched[i].multiline = self
+                let i = self.followed.len() - 1;
+                self.followed[i].multiline = self
                     .cfg
                     .inputs
                     .iter()
@@ -453,7 +457,7 @@ impl Tailer {
                     identity,
                     offset: e.offset,
                 });
-                self.watched[i].retired.push(open);
+                self.followed[i].retired.push(open);
                 break;
             }
         }
@@ -461,12 +465,12 @@ impl Tailer {
 
     /// Looks at one path: identity, truncation, new data, rotated files. True when it stopped
     /// reading because of `max_blocks` (more is waiting).
-    fn look(&mut self, i: usize, max_blocks: usize) -> bool {
-        let path = self.watched[i].path.clone();
+    fn check_path(&mut self, i: usize, max_blocks: usize) -> bool {
+        let path = self.followed[i].path.clone();
         let mut busy = false;
 
         // Files rotated away: read what is left; close the quiet ones.
-        let mut retired = std::mem::take(&mut self.watched[i].retired);
+        let mut retired = std::mem::take(&mut self.followed[i].retired);
         let mut keep = Vec::new();
         for mut open in retired.drain(..) {
             busy |= self.read(&path, &mut open, max_blocks);
@@ -477,23 +481,23 @@ impl Tailer {
                 keep.push(open);
             }
         }
-        self.watched[i].retired = keep;
-        if self.watched[i].orphan {
+        self.followed[i].retired = keep;
+        if self.followed[i].orphan {
             return busy;
         }
 
         match std::fs::metadata(&*path) {
             Ok(meta) if meta.is_file() => {
-                let same = self.watched[i]
+                let same = self.followed[i]
                     .current
                     .as_ref()
                     .is_some_and(|o| (o.identity.dev, o.identity.ino) == (meta.dev(), meta.ino()));
                 if !same {
-                    if let Some(mut old) = self.watched[i].current.take() {
+                    if let Some(mut old) = self.followed[i].current.take() {
                         tracing::info!(path = %path, "file rotated: reading the old one to its end, following the new one from its start");
                         busy |= self.read(&path, &mut old, usize::MAX);
                         old.active_at = Instant::now();
-                        self.watched[i].retired.push(old);
+                        self.followed[i].retired.push(old);
                     }
                     if let Some(open) = self.adopt(&meta) {
                         tracing::info!(path = %path, "following a rotated file under its new name");
@@ -508,10 +512,10 @@ impl Tailer {
             Ok(_) => self.report(i, "is not a regular file".into()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Deleted or renamed away: keep reading what we hold until it is quiet.
-                if let Some(open) = &self.watched[i].current
+                if let Some(open) = &self.followed[i].current
                     && open.active_at.elapsed() >= ROTATE_GRACE
                 {
-                    let mut open = self.watched[i].current.take().expect("checked");
+                    let mut open = self.followed[i].current.take().expect("checked");
                     tracing::info!(path = %path, "file gone; following it again when it reappears");
                     self.read(&path, &mut open, usize::MAX);
                     self.finish(&path, &mut open);
@@ -521,27 +525,27 @@ impl Tailer {
             Err(e) => self.report(i, e.to_string()),
         }
 
-        if let Some(mut open) = self.watched[i].current.take() {
+        if let Some(mut open) = self.followed[i].current.take() {
             match self.check_in_place(&path, &mut open) {
                 Ok(()) => busy |= self.read(&path, &mut open, max_blocks),
                 Err(e) => {
-                    self.watched[i].current = Some(open);
+                    self.followed[i].current = Some(open);
                     self.report(i, e.to_string());
                     return busy;
                 }
             }
-            self.watched[i].current = Some(open);
+            self.followed[i].current = Some(open);
         }
         busy
     }
 
     /// A rotated file that another path of ours still holds open: take it over, so a glob that
     /// also matches rotated names does not read it again from 0.
-    fn adopt(&mut self, meta: &std::fs::Metadata) -> Option<Open> {
+    fn adopt(&mut self, meta: &std::fs::Metadata) -> Option<OpenFile> {
         let key = (meta.dev(), meta.ino());
         // The current file of another path that was renamed here (logrotate shifting
         // `app.log.1` to `app.log.2` under a glob): it goes on here.
-        for w in &mut self.watched {
+        for w in &mut self.followed {
             let moved = w.current.as_ref().is_some_and(|o| {
                 (o.identity.dev, o.identity.ino) == key
                     && std::fs::metadata(&*w.path).map_or(true, |m| (m.dev(), m.ino()) != key)
@@ -550,7 +554,7 @@ impl Tailer {
                 return w.current.take();
             }
         }
-        for w in &mut self.watched {
+        for w in &mut self.followed {
             if let Some(k) = w
                 .retired
                 .iter()
@@ -566,7 +570,7 @@ impl Tailer {
     /// another inode) was read to.
     fn copy_of(&self, file: &File) -> Option<u64> {
         let open = self
-            .watched
+            .followed
             .iter()
             .flat_map(|w| w.current.iter().chain(&w.retired))
             .map(|o| (o.identity, o.chunk_start));
@@ -582,7 +586,7 @@ impl Tailer {
     /// the same file, not a rotation.
     fn followed_elsewhere(&self, i: usize, meta: &std::fs::Metadata) -> Option<Arc<str>> {
         let key = (meta.dev(), meta.ino());
-        self.watched.iter().enumerate().find_map(|(j, w)| {
+        self.followed.iter().enumerate().find_map(|(j, w)| {
             let o = w.current.as_ref()?;
             let there = std::fs::metadata(&*w.path).ok()?;
             (j != i && (o.identity.dev, o.identity.ino) == key && (there.dev(), there.ino()) == key)
@@ -591,7 +595,7 @@ impl Tailer {
     }
 
     /// Tells the keeper this id of a file is done with: nothing past its last chunk will come.
-    fn close(&mut self, open: &Open) {
+    fn close(&mut self, open: &OpenFile) {
         if self.left.len() == LEFT_KEPT {
             self.left.pop_front();
         }
@@ -604,7 +608,7 @@ impl Tailer {
 
     /// Opens the file now at path `i`, deciding where to start.
     fn open(&mut self, i: usize, meta: &std::fs::Metadata) {
-        let path = self.watched[i].path.clone();
+        let path = self.followed[i].path.clone();
         let file = match File::open(&*path) {
             Ok(f) => f,
             Err(e) => {
@@ -633,7 +637,7 @@ impl Tailer {
             }
         };
         let size = meta.len();
-        let w = &self.watched[i];
+        let w = &self.followed[i];
         let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
             // New since start; a `copytruncate` copy of a file already read starts where that
             // file was read to.
@@ -652,7 +656,7 @@ impl Tailer {
                 None => size,
             }
         };
-        self.watched[i].problem = None;
+        self.followed[i].problem = None;
         let open = self.new_open(i, file, identity, pos, size);
         self.take_up(i, open);
     }
@@ -688,15 +692,15 @@ impl Tailer {
         })
     }
 
-    fn new_open(&self, i: usize, file: File, identity: Identity, pos: u64, size: u64) -> Open {
-        Open {
+    fn new_open(&self, i: usize, file: File, identity: Identity, pos: u64, size: u64) -> OpenFile {
+        OpenFile {
             file,
             id: 0,
             identity,
             pos,
             size,
             framer: LineFramer::starting_at(self.cfg.max_line, pos),
-            assembler: self.watched[i]
+            assembler: self.followed[i]
                 .multiline
                 .as_ref()
                 .map(|m| Assembler::new(m, self.cfg.max_line)),
@@ -706,8 +710,8 @@ impl Tailer {
     }
 
     /// Makes `open` the current file of path `i` and tells the checkpoint keeper.
-    fn take_up(&mut self, i: usize, mut open: Open) {
-        let path = self.watched[i].path.clone();
+    fn take_up(&mut self, i: usize, mut open: OpenFile) {
+        let path = self.followed[i].path.clone();
         // Always a new id, also for an adopted file: the keeper still tracks the holds of its
         // old id under its old path, until they are settled.
         if open.id != 0 {
@@ -715,19 +719,19 @@ impl Tailer {
         }
         open.id = self.next_id;
         self.next_id += 1;
-        self.watched[i].taken_before = true;
+        self.followed[i].taken_before = true;
         let _ = self.events_tx.send(Event::Opened {
             file: open.id,
             path,
             identity: open.identity,
             offset: open.chunk_start,
         });
-        self.watched[i].current = Some(open);
+        self.followed[i].current = Some(open);
     }
 
     /// Truncation (size below our offset, or other first bytes under the same inode) means the
     /// file is read again from 0, as a new file for the checkpoint.
-    fn check_in_place(&mut self, path: &Arc<str>, open: &mut Open) -> io::Result<()> {
+    fn check_in_place(&mut self, path: &Arc<str>, open: &mut OpenFile) -> io::Result<()> {
         let size = open.file.metadata()?.len();
         if size == open.size {
             return Ok(());
@@ -761,7 +765,7 @@ impl Tailer {
     }
 
     /// Reads up to `max_blocks` blocks; true when it stopped with more to read.
-    fn read(&mut self, path: &Arc<str>, open: &mut Open, max_blocks: usize) -> bool {
+    fn read(&mut self, path: &Arc<str>, open: &mut OpenFile, max_blocks: usize) -> bool {
         let mut blocks = 0;
         loop {
             if blocks >= max_blocks {
@@ -779,6 +783,7 @@ impl Tailer {
             blocks += 1;
             open.pos += n as u64;
             open.active_at = Instant::now();
+            tracing::debug!(path = %path, offset = open.pos, "read up to");
             let from = open.framer.complete_offset();
             let lines = open.framer.push(&self.buf[..n]);
             let end = open.framer.complete_offset();
@@ -803,7 +808,7 @@ impl Tailer {
     fn emit(
         &mut self,
         path: &Arc<str>,
-        open: &mut Open,
+        open: &mut OpenFile,
         lines: Option<Bytes>,
         from: u64,
         end: u64,
@@ -822,12 +827,12 @@ impl Tailer {
 
     /// The file is left for good (rotated away and quiet, gone, truncated, end of `once`): its
     /// partial last line and pending event are taken as they are.
-    fn finish(&mut self, path: &Arc<str>, open: &mut Open) {
+    fn finish(&mut self, path: &Arc<str>, open: &mut OpenFile) {
         self.emit_tail(path, open);
         self.stats.cut_lines += open.framer.cut_lines();
     }
 
-    fn emit_tail(&mut self, path: &Arc<str>, open: &mut Open) {
+    fn emit_tail(&mut self, path: &Arc<str>, open: &mut OpenFile) {
         let from = open.framer.complete_offset();
         let last = open.framer.finish();
         let end = open.framer.complete_offset();
@@ -838,7 +843,7 @@ impl Tailer {
         }
     }
 
-    fn send(&mut self, path: &Arc<str>, open: &mut Open, data: Bytes, end: u64) {
+    fn send(&mut self, path: &Arc<str>, open: &mut OpenFile, data: Bytes, end: u64) {
         if data.is_empty() && end == open.chunk_start {
             return;
         }
@@ -860,7 +865,7 @@ impl Tailer {
 
     /// Warns once per distinct problem of a path.
     fn report(&mut self, i: usize, problem: String) {
-        let w = &mut self.watched[i];
+        let w = &mut self.followed[i];
         if w.problem.as_deref() != Some(problem.as_str()) {
             tracing::warn!(path = %w.path, "{problem}; still following the other files and retrying this one");
             w.problem = Some(problem);
@@ -889,14 +894,14 @@ fn fixed_dir(pattern: &str) -> Option<PathBuf> {
 }
 
 /// Directory watches through `notify`; when they cannot be set up, the tailer polls.
-struct Watcher {
+struct DirWatcher {
     inner: Option<notify::RecommendedWatcher>,
     watching: HashSet<PathBuf>,
     failed: bool,
 }
 
-impl Watcher {
-    fn new(wake_tx: std_mpsc::Sender<Wake>) -> Watcher {
+impl DirWatcher {
+    fn new(wake_tx: std_mpsc::Sender<Wake>) -> DirWatcher {
         use notify::event::{EventKind, ModifyKind};
         let handler = move |res: notify::Result<notify::Event>| {
             let wake = match res {
@@ -921,7 +926,7 @@ impl Watcher {
                 None
             }
         };
-        Watcher {
+        DirWatcher {
             inner,
             watching: HashSet::new(),
             failed: false,
@@ -1036,15 +1041,15 @@ mod tests {
         /// One look at everything (a rescan included), then the pipeline catches up.
         fn step(&mut self) {
             self.tailer.scan();
-            for i in 0..self.tailer.watched.len() {
-                self.tailer.look(i, usize::MAX);
+            for i in 0..self.tailer.followed.len() {
+                self.tailer.check_path(i, usize::MAX);
             }
             self.drain();
         }
 
         /// Retired files are finished now, as after their quiet time.
         fn quiet(&mut self) {
-            for w in &mut self.tailer.watched {
+            for w in &mut self.tailer.followed {
                 for o in &mut w.retired {
                     o.active_at = Instant::now() - ROTATE_GRACE;
                 }

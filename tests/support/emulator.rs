@@ -260,6 +260,7 @@ impl Emulator {
             posts: Vec::new(),
             outage: false,
             clock_offset_ms: 0,
+            ahead: Duration::ZERO,
         }));
 
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
@@ -340,6 +341,12 @@ impl Emulator {
         self.lock().clock_offset_ms = ms;
     }
 
+    /// Moves the clock that rate windows and blocks are judged by (and requests are stamped
+    /// with) ahead by `by`, so a test steps through a window instead of sleeping through it.
+    pub fn advance(&self, by: Duration) {
+        self.lock().ahead += by;
+    }
+
     /// Waits until at least `n` posts were accepted or `timeout` passed;
     /// returns the posts it has either way.
     pub fn wait_for_posts(&self, n: usize, timeout: Duration) -> Vec<Post> {
@@ -394,6 +401,8 @@ struct State {
     posts: Vec<Post>,
     outage: bool,
     clock_offset_ms: i64,
+    /// How far the test moved the emulator's rate and block clock ahead of the real one.
+    ahead: Duration,
 }
 
 struct Robot {
@@ -514,7 +523,7 @@ const FIREWALL_BODY: &str = r#"{"status":1111,"source":"x5","punish":"deny","wai
 
 /// Decides the fate of one request, updates the state and records it.
 fn decide(state: &mut State, req: &Incoming) -> Action {
-    let now = Instant::now();
+    let now = Instant::now() + state.ahead;
     let body_bytes = req.body.as_deref().unwrap_or_default();
     let mut record = RequestRecord {
         at: now,

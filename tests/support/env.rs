@@ -1,9 +1,11 @@
 //! `TestEnv`: runs the real `dingtail` binary the way a user would, in a scratch directory, with a
 //! config file, environment variables and stdin of the test's choosing.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// A scratch directory, a config and environment for running `dingtail`.
@@ -123,21 +125,213 @@ impl TestEnv {
     pub fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).spawn().expect("start dingtail")
     }
+
+    /// Starts `dingtail ARGS` like [`TestEnv::spawn`], reading its standard error as it comes,
+    /// so the test can wait for what dingtail says instead of sleeping.
+    pub fn start(&self, args: &[&str]) -> Running {
+        let mut child = self.spawn(args);
+        let stderr = child.stderr.take().expect("stderr");
+        let seen: Arc<Seen> = Arc::default();
+        let reader = {
+            let seen = seen.clone();
+            std::thread::spawn(move || seen.read_from(stderr))
+        };
+        Running {
+            child,
+            seen,
+            reader,
+        }
+    }
+}
+
+/// The longest a test waits for something dingtail should say or do before it fails.
+pub const WAIT_LIMIT: Duration = Duration::from_secs(60);
+
+/// Standard error read so far, and whether it ended.
+#[derive(Default)]
+struct Seen {
+    text: Mutex<(Vec<u8>, bool)>,
+    grew: Condvar,
+}
+
+impl Seen {
+    fn read_from(&self, mut r: impl Read) {
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = r.read(&mut buf).unwrap_or(0);
+            let mut t = self.text.lock().unwrap();
+            if n == 0 {
+                t.1 = true;
+                self.grew.notify_all();
+                return;
+            }
+            t.0.extend_from_slice(&buf[..n]);
+            self.grew.notify_all();
+        }
+    }
+}
+
+/// A `dingtail` started by [`TestEnv::start`].
+pub struct Running {
+    child: Child,
+    seen: Arc<Seen>,
+    reader: JoinHandle<()>,
+}
+
+impl Running {
+    /// Its standard input (once).
+    pub fn stdin(&mut self) -> ChildStdin {
+        self.child.stdin.take().expect("stdin taken once")
+    }
+
+    /// Its process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.seen.text.lock().unwrap().0).into_owned()
+    }
+
+    /// Waits until standard error has said `needle` at least `n` times; panics (showing what
+    /// it said) after [`WAIT_LIMIT`] or when dingtail ended first.
+    pub fn wait_for_nth(&self, needle: &str, n: usize) {
+        let until = Instant::now() + WAIT_LIMIT;
+        let mut t = self.seen.text.lock().unwrap();
+        loop {
+            if String::from_utf8_lossy(&t.0).matches(needle).count() >= n {
+                return;
+            }
+            let now = Instant::now();
+            if t.1 || now >= until {
+                panic!(
+                    "dingtail did not say {needle:?} {n} time(s):\n{}",
+                    String::from_utf8_lossy(&t.0)
+                );
+            }
+            t = self.seen.grew.wait_timeout(t, until - now).unwrap().0;
+        }
+    }
+
+    /// Waits until standard error has said `needle`.
+    pub fn wait_for(&self, needle: &str) {
+        self.wait_for_nth(needle, 1);
+    }
+
+    /// The address it listens on (`--listen 127.0.0.1:0`), from `listening on ADDR`.
+    pub fn listen_addr(&self) -> String {
+        self.wait_for("listening on ");
+        let text = self.stderr();
+        let line = text.lines().find(|l| l.contains("listening on ")).unwrap();
+        line.split("listening on ")
+            .nth(1)
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// Waits until the matcher has counted `n` lines of standard input (the listener's
+    /// `dingtail_lines_read_total`; start it with `--listen 127.0.0.1:0`).
+    pub fn wait_for_lines_read(&self, n: u64) {
+        let addr = self.listen_addr();
+        let read = || metric(&addr, "dingtail_lines_read_total{source=\"-\"}").unwrap_or(0.0);
+        let mut last = 0.0;
+        assert!(
+            poll_until(|| {
+                last = read();
+                last >= n as f64
+            }),
+            "{last} of {n} lines read:\n{}",
+            self.stderr()
+        );
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: i32) {
+        signal(&self.child, sig);
+    }
+
+    /// Kills it (SIGKILL) and waits for it to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        let _ = self.reader.join();
+    }
+
+    /// Waits for it to exit, like [`wait`].
+    pub fn wait(self) -> Output {
+        let Running {
+            child,
+            seen,
+            reader,
+        } = self;
+        finish(child, move || {
+            reader.join().expect("stderr reader");
+            std::mem::take(&mut seen.text.lock().unwrap().0)
+        })
+    }
+}
+
+/// Polls `ok` until it holds; panics with `what` after [`WAIT_LIMIT`]. For conditions that no
+/// line of dingtail's announces (a file written, a request that reached the emulator).
+pub fn wait_until(what: &str, ok: impl FnMut() -> bool) {
+    assert!(poll_until(ok), "waited {WAIT_LIMIT:?} for {what}");
+}
+
+/// Polls `ok` until it holds (`true`) or [`WAIT_LIMIT`] passed (`false`), for a test that
+/// shows in detail what is missing.
+pub fn poll_until(mut ok: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + WAIT_LIMIT;
+    while !ok() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    true
+}
+
+/// One sample (`name{labels}` exactly as written) of the metrics served at `addr`.
+pub fn metric(addr: &str, series: &str) -> Option<f64> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let text = agent
+        .get(&format!("http://{addr}/metrics"))
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// Waits for a child started by [`TestEnv::spawn`], killing it if it outlives [`RUN_LIMIT`].
 pub fn wait(mut child: Child) -> Output {
-    let stdout = child.stdout.take().expect("stdout");
     let stderr = child.stderr.take().expect("stderr");
-    let read = |mut r: Box<dyn std::io::Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let out_t = read(Box::new(stdout));
-    let err_t = read(Box::new(stderr));
+    let err_t = read_all(stderr);
+    finish(child, move || err_t.join().expect("stderr reader"))
+}
+
+fn read_all(mut r: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        buf
+    })
+}
+
+/// Waits for the child to exit (killing it past [`RUN_LIMIT`]), with its stdout and the
+/// stderr `stderr` gives once it has exited.
+fn finish(mut child: Child, stderr: impl FnOnce() -> Vec<u8>) -> Output {
+    let stdout = child.stdout.take().expect("stdout");
+    let out_t = read_all(stdout);
     let start = Instant::now();
     let pid = child.id();
     // Peak RSS is read from /proc (VmHWM, the high-water mark of the exec'd program) while the
@@ -158,7 +352,7 @@ pub fn wait(mut child: Child) -> Output {
         std::thread::sleep(Duration::from_millis(5));
     };
     let stdout_bytes = out_t.join().expect("stdout reader");
-    let stderr = err_t.join().expect("stderr reader");
+    let stderr = stderr();
     Output {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout_bytes).into_owned(),

@@ -1,0 +1,149 @@
+//! The aggregator task: hits in, alerts out to each robot's dispatcher, on time (windows,
+//! cooldowns, quiet hours), through silences and mute windows, telling the checkpoint keeper
+//! what each chunk's alerts hold.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use super::Routes;
+use crate::aggregate::{Aggregator, Routed};
+use crate::config::RobotId;
+use crate::dispatch::DeliveryReport;
+use crate::hush::Hush;
+use crate::reload::{Fleet, Matched};
+use crate::source::Mark;
+use crate::source::checkpoint::Event;
+
+/// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
+/// of input closes every window and lets the dispatchers finish. Returns the hits held below a
+/// threshold per rule, and the dispatchers reloads started.
+///
+/// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
+/// counted and how many alerts hold it, before any of those alerts can be routed.
+pub(super) async fn aggregate(
+    mut agg: Aggregator,
+    mut hit_rx: mpsc::Receiver<Matched>,
+    mut routes: Routes,
+    mut fleet: Fleet,
+    mut hush: Hush,
+    progress_tx: Option<mpsc::UnboundedSender<Event>>,
+) -> (
+    Vec<(String, u64)>,
+    Vec<tokio::task::JoinHandle<DeliveryReport>>,
+    Vec<(String, u64)>,
+) {
+    loop {
+        // Quiet hours ending is a deadline too (on the wall clock).
+        let quiet_end = hush
+            .next_deadline()
+            .map(|t| Instant::now() + t.duration_since(SystemTime::now()).unwrap_or_default());
+        let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
+        let far = Instant::now() + Duration::from_secs(86_400 * 365);
+        tokio::select! {
+            batch = hit_rx.recv() => match batch {
+                Some(Matched::Batch(b)) => {
+                    let alerts = agg.add(&b, Instant::now());
+                    // Registered before any alert holding this chunk can reach a dispatcher.
+                    report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
+                    route(alerts, &routes).await;
+                }
+                Some(Matched::Reload(config)) => {
+                    // Rules that are gone deliver what they hold, by the old routes.
+                    let alerts = agg.retire(&config.rules);
+                    report_progress(&mut agg, &progress_tx, None);
+                    let alerts = hushed(&mut hush, alerts, &progress_tx, false);
+                    route(alerts, &routes).await;
+                    match fleet.apply(&config) {
+                        Ok(new_routes) => routes = new_routes,
+                        Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
+                    }
+                    agg.reconfigure(&config.rules, Instant::now());
+                    hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
+                }
+                None => break,
+            },
+            () = sleep_until(deadline.unwrap_or(far)), if deadline.is_some() => {
+                let alerts = hushed(&mut hush, agg.expire(Instant::now()), &progress_tx, false);
+                report_progress(&mut agg, &progress_tx, None);
+                route(alerts, &routes).await;
+            }
+        }
+    }
+    let alerts = agg.flush(Instant::now());
+    report_progress(&mut agg, &progress_tx, None);
+    let alerts = hushed(&mut hush, alerts, &progress_tx, true);
+    route(alerts, &routes).await;
+    let held = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.held_below_threshold().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish(), hush.silenced())
+}
+
+/// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those
+/// to send now, with those whose quiet hours ended (all of them at end of input, `all`); the
+/// holds of silenced alerts are released.
+fn hushed(
+    hush: &mut Hush,
+    alerts: Vec<Routed>,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    all: bool,
+) -> Vec<Routed> {
+    let now = SystemTime::now();
+    let (mut send, released) = hush.filter(alerts, now);
+    if let Some(tx) = progress_tx
+        && !released.is_empty()
+    {
+        let _ = tx.send(Event::Released(released));
+    }
+    send.extend(hush.due(now, all));
+    send
+}
+
+/// Tells the checkpoint keeper about a counted chunk (`chunk`: its mark and end) and the holds
+/// the aggregator took or dropped meanwhile.
+fn report_progress(
+    agg: &mut Aggregator,
+    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    chunk: Option<(Mark, u64)>,
+) {
+    let moved = agg.take_moved_holds();
+    let (holds, released) = agg.take_holds();
+    let Some(tx) = progress_tx else {
+        return;
+    };
+    if !moved.is_empty() {
+        let _ = tx.send(Event::Held(moved));
+    }
+    if let Some((mark, end)) = chunk {
+        let _ = tx.send(Event::Progress { mark, end, holds });
+    }
+    if !released.is_empty() {
+        let _ = tx.send(Event::Released(released));
+    }
+}
+
+/// Sends alerts to their robots' dispatchers, one batch per robot, so alerts closed together
+/// can be merged into one message.
+async fn route(alerts: Vec<Routed>, routes: &Routes) {
+    let mut by_robot: HashMap<Option<RobotId>, Vec<Routed>> = HashMap::new();
+    for a in alerts {
+        by_robot.entry(a.robot).or_default().push(a);
+    }
+    for (robot, alerts) in by_robot {
+        let Some(tx) = routes.get(&robot) else {
+            tracing::error!(?robot, "no dispatcher for robot (a dingtail bug)");
+            continue;
+        };
+        if tx.send(alerts).await.is_err() {
+            tracing::error!(?robot, "dispatcher stopped early (a dingtail bug)");
+        }
+    }
+}

@@ -1,0 +1,520 @@
+//! Wires the stages with bounded channels; shutdown is passed in.
+//!
+//! ```text
+//! stdin or tail thread ─raw─▶ gate task ─Chunk─▶ matcher thread ─HitBatch─▶ aggregator task ─Vec<Routed>─▶ dispatcher task per robot
+//! ```
+//!
+//! Only the source end watches the shutdown future ([`shutdown::on_signal`] for the binary: the
+//! first SIGINT/SIGTERM; a second one exits at once): the gate stops forwarding and drops its
+//! sender. Every later stage flushes what it holds and exits when its input channel closes, so
+//! end of input and a shutdown take the same path. Each stage has its spawner below; the report
+//! is in [`report`].
+
+mod aggregator_task;
+mod matcher_thread;
+pub mod report;
+pub mod shutdown;
+
+pub use report::RunReport;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::aggregate::{Aggregator, Routed};
+use crate::budget::SharedBudget;
+use crate::budget::ledger_file::LedgerFile;
+use crate::config::{Config, RobotId};
+use crate::dingtalk::Client;
+use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
+use crate::matcher::Matcher;
+use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
+use crate::source::checkpoint::{self, Event, Keeper, Store};
+use crate::source::tail::{self, Input, Start, TailConfig};
+use crate::source::{Chunk, Mark, stdin};
+use aggregator_task::aggregate;
+use matcher_thread::match_all;
+
+/// How `run` behaves, beyond the config.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Print messages instead of sending them.
+    pub dry_run: bool,
+    /// Copy input to stdout.
+    pub tee: bool,
+    /// Time allowed to deliver after input ends.
+    pub shutdown_timeout: Duration,
+    /// This machine's name for message headers.
+    pub host: String,
+    /// Files and globs to follow, beyond the config's `inputs`; with neither, stdin is read.
+    pub paths: Vec<String>,
+    /// Read files present at start from byte 0, ignoring checkpoints.
+    pub from_beginning: bool,
+    /// Read files to their current end and stop, instead of following them.
+    pub once: bool,
+    /// `--state-dir`: where the checkpoint file lives (see [`checkpoint::state_dir`]).
+    pub state_dir: Option<PathBuf>,
+    /// How dry-run messages are printed: JSON lines, or for people (see [`crate::pretty`]).
+    pub presentation: crate::pretty::Presentation,
+    /// `--listen`: serve metrics and probes here (overrides the config's `listen:`).
+    pub listen: Option<std::net::SocketAddr>,
+    /// The config file, which SIGHUP reloads (`None`: the built-in rules).
+    pub config_path: Option<PathBuf>,
+    /// `--watch-config`: reload when the config file changes, too.
+    pub watch_config: bool,
+}
+
+/// Channel sizes: small, because each item is large (a chunk is up to 256 KiB).
+const CHUNKS_IN_FLIGHT: usize = 4;
+const BATCHES_IN_FLIGHT: usize = 16;
+const ALERT_BATCHES_IN_FLIGHT: usize = 64;
+
+/// Where the lines come from, and what the checkpoint keeper needs while they flow.
+enum Source {
+    Stdin(std::thread::JoinHandle<std::io::Result<stdin::StdinStats>>),
+    Files {
+        tailer: std::thread::JoinHandle<tail::TailStats>,
+        keeper: tokio::task::JoinHandle<()>,
+        finish_tx: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// A run that cannot start as asked: the options contradict each other or the config (`main`
+/// exits with the usage status, 2, as for a bad command line).
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    /// `--tee` while messages go to stdout.
+    #[error("--tee cannot be used when messages are printed to stdout (dry-run)")]
+    TeeWithDryRun,
+    /// `--tee` while following files.
+    #[error("--tee copies standard input; it cannot be used when following files")]
+    TeeWithFiles,
+}
+
+/// What the stages share while they are being wired.
+struct Wiring {
+    /// The checkpoint keeper hears from the tailer and the aggregator (events) and from the
+    /// dispatchers (settled alerts); see `source::checkpoint`.
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    settled_tx: mpsc::UnboundedSender<Vec<Mark>>,
+    settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
+}
+
+/// Runs the whole pipeline over stdin, or over followed files, until end of input or until
+/// `shutdown` resolves, then delivers and reports.
+///
+/// `shutdown` is watched by the source end only (`main` passes [`shutdown::on_signal`]; a test
+/// passes a future it controls): the sources stop, and every later stage flushes what it holds
+/// and exits when its input channel closes, so end of input and a shutdown take the same path.
+pub async fn run(
+    config: Config,
+    opts: RunOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<RunReport> {
+    let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
+    let dry_run = opts.dry_run || config.robots.is_empty();
+    let inputs = inputs(&config, &opts);
+    let files = !inputs.is_empty();
+    if opts.tee && dry_run {
+        return Err(UsageError::TeeWithDryRun.into());
+    }
+    if opts.tee && files {
+        return Err(UsageError::TeeWithFiles.into());
+    }
+    if !opts.dry_run && config.robots.is_empty() {
+        eprintln!(
+            "dingtail: no robot in {}; printing the messages that would be sent (as --dry-run)",
+            config.origin
+        );
+    }
+    let mut ops =
+        crate::operate::Operate::start(&config, opts.state_dir.as_deref(), opts.listen).await?;
+    let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let (settled_tx, settled_rx) = mpsc::unbounded_channel::<Vec<Mark>>();
+    let wiring = Wiring {
+        events_tx,
+        events_rx,
+        settled_tx,
+        settled_rx,
+    };
+    let budget = if dry_run {
+        None
+    } else {
+        let budget = open_budget(&config, &opts)?;
+        ops.metrics.watch_budget(budget.clone());
+        Some(budget)
+    };
+    let (dispatchers, routes, fleet) =
+        spawn_dispatchers(&config, &opts, dry_run, files, &ops, &budget, &wiring)?;
+    let Wiring {
+        events_tx,
+        events_rx,
+        settled_tx,
+        settled_rx,
+    } = wiring;
+    drop(settled_tx);
+
+    // Source: stdin thread or tailer thread → gate (watches `shutdown`) → matcher.
+    let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
+    let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
+    let reloader = tokio::spawn(reload::run(
+        ops.take_triggers(),
+        opts.config_path.clone(),
+        opts.watch_config,
+        Arc::new(config.clone()),
+        chunk_tx.downgrade(),
+        ops.metrics.clone(),
+    ));
+    let (source, waker) = if files {
+        spawn_files(
+            &config,
+            &opts,
+            inputs,
+            raw_tx,
+            events_tx.clone(),
+            events_rx,
+            settled_rx,
+        )?
+    } else {
+        drop((events_rx, settled_rx));
+        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
+        (Source::Stdin(reader), None)
+    };
+    ops.metrics.set_reading(true);
+    let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, shutdown));
+
+    let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
+    let matcher_thread = spawn_matcher(matcher, chunk_rx, hit_tx, config.rules.len(), &ops)?;
+
+    let progress_tx = files.then(|| events_tx.clone());
+    drop(events_tx);
+    let aggregator = tokio::spawn(aggregate(
+        Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
+            .with_stale(
+                &config.stale,
+                &config.default_robot.into_iter().collect::<Vec<_>>(),
+                &crate::pii::Pii::default(),
+                Instant::now(),
+            )
+            .with_absence_at_end(!files),
+        hit_rx,
+        routes,
+        fleet,
+        ops.hush(&config),
+        progress_tx,
+    ));
+
+    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
+    let mut deliveries = Vec::new();
+    for d in dispatchers.into_iter().chain(added) {
+        deliveries.push(d.await.context("dispatcher task")?);
+    }
+    gate.await.context("gate task")?;
+    reloader.abort();
+    ops.metrics.set_reading(false);
+    let (lines, mut bytes, per_rule) = matcher_thread
+        .join()
+        .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
+    let cut_lines = match finish_source(source).await? {
+        SourceEnd::Stdin(Some(stats)) => {
+            // The reader counted every byte, the skipped tails of cut lines included.
+            bytes = stats.bytes;
+            stats.cut_lines
+        }
+        SourceEnd::Stdin(None) => 0,
+        SourceEnd::Files(cut_lines) => cut_lines,
+    };
+    Ok(RunReport {
+        dry_run,
+        lines,
+        bytes,
+        cut_lines,
+        matches: per_rule,
+        deliveries,
+        held_below_threshold: held,
+        silenced,
+        budget: budget.map(|b| b.status(SystemTime::now())),
+    })
+}
+
+/// The config's `inputs` and the files of the command line; with neither, stdin is read.
+fn inputs(config: &Config, opts: &RunOptions) -> Vec<Input> {
+    config
+        .inputs
+        .iter()
+        .map(|i| Input {
+            pattern: i.path.clone(),
+            multiline: i.multiline.clone(),
+        })
+        .chain(opts.paths.iter().map(|p| Input {
+            pattern: p.clone(),
+            multiline: None,
+        }))
+        .collect()
+}
+
+/// The dispatcher tasks a run starts with.
+type Dispatchers = Vec<tokio::task::JoinHandle<DeliveryReport>>;
+/// Where the aggregator sends each robot's alerts.
+pub(super) type Routes = HashMap<Option<RobotId>, mpsc::Sender<Vec<Routed>>>;
+
+/// Starts one dispatcher per robot, or one for "no robot" when the config has none. All
+/// channels exist before any dispatcher starts, so each can hold its fallback's sender.
+fn spawn_dispatchers(
+    config: &Config,
+    opts: &RunOptions,
+    dry_run: bool,
+    files: bool,
+    ops: &crate::operate::Operate,
+    budget: &Option<SharedBudget>,
+    wiring: &Wiring,
+) -> anyhow::Result<(Dispatchers, Routes, Fleet)> {
+    let stdout = crate::pretty::dry_run_stdout(opts.presentation);
+    let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
+        vec![None]
+    } else {
+        (0..config.robots.len()).map(Some).collect()
+    };
+    let mut routes: Routes = HashMap::new();
+    let mut receivers = Vec::new();
+    for &target in &targets {
+        let (alerts_tx, alerts_rx) = mpsc::channel(ALERT_BATCHES_IN_FLIGHT);
+        routes.insert(target, alerts_tx);
+        receivers.push(alerts_rx);
+    }
+    let mut fleet = Fleet::new(DispatcherFactory {
+        dry_run,
+        stdout: stdout.clone(),
+        host: opts.host.clone(),
+        shutdown_timeout: opts.shutdown_timeout,
+        settled_tx: files.then(|| wiring.settled_tx.clone()),
+        metrics: ops.metrics.clone(),
+    });
+    let mut dispatchers = Vec::new();
+    // One delivery deadline for every robot, fallbacks included.
+    let shutdown_deadline = Arc::default();
+    for (target, alerts_rx) in targets.into_iter().zip(receivers) {
+        let robot = target.map(|id| &config.robots[id]);
+        let sink = match robot {
+            Some(r) if !dry_run => Sink::Post {
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
+                robot: Box::new(r.clone()),
+            },
+            _ => Sink::DryRun(stdout.clone()),
+        };
+        let fallback_tx = robot
+            .and_then(|r| r.fallback)
+            .filter(|_| !dry_run)
+            .and_then(|f| routes.get(&Some(f)).cloned());
+        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
+            .sharing_deadline(&shutdown_deadline);
+        cfg.zone = config.timezone;
+        let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
+        if files {
+            dispatcher = dispatcher.with_settled(wiring.settled_tx.clone());
+        }
+        let name = robot.map(|r| r.name.as_str());
+        dispatcher = dispatcher
+            .with_metrics(ops.metrics.robot(name))
+            .with_updates(fleet.adopt(name, routes[&target].clone()));
+        if let (Some(b), Some(id)) = (budget, target) {
+            dispatcher = dispatcher.with_budget(b.clone(), id);
+        }
+        dispatchers.push(tokio::spawn(dispatcher.run()));
+    }
+    Ok((dispatchers, routes, fleet))
+}
+
+/// Starts the tail thread over `inputs` and the checkpoint keeper beside it.
+fn spawn_files(
+    config: &Config,
+    opts: &RunOptions,
+    inputs: Vec<Input>,
+    raw_tx: mpsc::Sender<Chunk>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events_rx: mpsc::UnboundedReceiver<Event>,
+    settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
+) -> anyhow::Result<(Source, Option<tail::Waker>)> {
+    let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
+    let (store, saved) = open_store(opts, patterns)?;
+    let cfg = TailConfig {
+        inputs,
+        max_line: config.max_line_bytes,
+        start: if opts.from_beginning {
+            Start::Beginning
+        } else {
+            Start::End
+        },
+        once: opts.once,
+        checkpoints: saved.files.clone(),
+        known_patterns: saved.patterns,
+    };
+    let (tailer, waker) =
+        tail::spawn(cfg, raw_tx, events_tx).context("cannot start the tail thread")?;
+    let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
+    let keeper = tokio::spawn(checkpoint::keep(
+        store,
+        Keeper::new(saved.files),
+        events_rx,
+        settled_rx,
+        finish_rx,
+    ));
+    let source = Source::Files {
+        tailer,
+        keeper,
+        finish_tx,
+    };
+    Ok((source, Some(waker)))
+}
+
+/// What the matcher thread counted: lines, bytes, and matching lines per rule name.
+pub(super) type MatchTotals = (u64, u64, Vec<(String, u64)>);
+
+/// Starts the matcher thread: synchronous, so network waits never slow matching.
+fn spawn_matcher(
+    matcher: Matcher,
+    chunk_rx: mpsc::Receiver<Feed>,
+    hit_tx: mpsc::Sender<Matched>,
+    rule_count: usize,
+    ops: &crate::operate::Operate,
+) -> anyhow::Result<std::thread::JoinHandle<MatchTotals>> {
+    let counted = ops.counter();
+    std::thread::Builder::new()
+        .name("matcher".into())
+        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
+        .context("cannot start the matcher thread")
+}
+
+/// How the source ended: stdin's own counts (`None` when a shutdown left the reader waiting for
+/// input), or the lines the tailer cut.
+enum SourceEnd {
+    Stdin(Option<stdin::StdinStats>),
+    Files(u64),
+}
+
+/// How long the tail thread is given to notice that nobody reads any more (the gate woke it).
+const TAILER_GRACE: Duration = Duration::from_secs(2);
+
+/// Joins the source once every alert is settled: the checkpoint keeper writes its last
+/// checkpoint; the stdin reader and the tail thread are joined when they have finished (the
+/// stdin reader has not when a shutdown came while it waits for input: it is left behind, and
+/// the process exits).
+async fn finish_source(source: Source) -> anyhow::Result<SourceEnd> {
+    match source {
+        Source::Stdin(reader) if reader.is_finished() => match reader.join() {
+            Ok(Ok(stats)) => Ok(SourceEnd::Stdin(Some(stats))),
+            Ok(Err(e)) => Err(e).context("cannot read stdin"),
+            Err(_) => anyhow::bail!("the stdin thread panicked"),
+        },
+        Source::Stdin(_) => Ok(SourceEnd::Stdin(None)),
+        Source::Files {
+            tailer,
+            keeper,
+            finish_tx,
+        } => {
+            // Every alert is settled now: the last checkpoint is final.
+            let _ = finish_tx.send(());
+            keeper.await.context("checkpoint task")?;
+            let joined = tokio::task::spawn_blocking(move || tailer.join());
+            match tokio::time::timeout(TAILER_GRACE, joined).await {
+                Ok(Ok(Ok(stats))) => Ok(SourceEnd::Files(stats.cut_lines)),
+                Ok(Ok(Err(_))) => anyhow::bail!("the tail thread panicked"),
+                Ok(Err(e)) => Err(e).context("tail thread join"),
+                Err(_) => {
+                    tracing::warn!(
+                        "the tail thread did not stop in time; its count of cut lines is missing"
+                    );
+                    Ok(SourceEnd::Files(0))
+                }
+            }
+        }
+    }
+}
+
+/// The monthly budget with its ledger from the state directory (in memory only, with a
+/// warning, when there is no state directory to be found).
+fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+    let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
+    let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
+        Ok(file) => Some(file),
+        // Alerting without a disk beats no alerting; a ledger that exists but cannot be read
+        // stops the start instead (starting from zero would under-count the month).
+        Err(e) => {
+            tracing::warn!(
+                "{e:#}; the monthly budget is counted in memory only (a restart forgets it)"
+            );
+            None
+        }
+    };
+    Ok(SharedBudget::open(config, file)?)
+}
+
+/// The state directory's checkpoints, and the store to write them to, locked for this instance
+/// and checked to be writable (a [`checkpoint::StoreError`] otherwise, which `main` turns into
+/// exit status 2: following files without being able to checkpoint them would re-read or skip
+/// lines on every restart).
+///
+/// An explicit `--dry-run` reads the checkpoints but neither locks nor writes them (`None`):
+/// trying a config out next to the running service must not make it skip lines; a state
+/// directory that cannot be used is then one warning.
+fn open_store(
+    opts: &RunOptions,
+    patterns: Vec<String>,
+) -> anyhow::Result<(Option<Store>, checkpoint::Saved)> {
+    let opened = checkpoint::state_dir(opts.state_dir.as_deref()).and_then(Store::open);
+    let store = match opened.and_then(|s| if opts.dry_run { Ok(s) } else { s.lock() }) {
+        Ok(s) => s.with_patterns(patterns),
+        Err(e) if opts.dry_run => {
+            tracing::warn!("{e}; no checkpoints in this dry run");
+            return Ok((None, checkpoint::Saved::default()));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let saved = if opts.from_beginning {
+        checkpoint::Saved::default()
+    } else {
+        store.load()?
+    };
+    tracing::debug!(path = %store.path().display(), entries = saved.files.len(), "checkpoints loaded");
+    Ok(((!opts.dry_run).then_some(store), saved))
+}
+
+/// Forwards chunks until the source ends or `shutdown` resolves; then wakes the tailer, if
+/// there is one, so it notices at once that nobody reads any more.
+async fn gate(
+    mut raw_rx: mpsc::Receiver<Chunk>,
+    chunk_tx: mpsc::Sender<Feed>,
+    waker: Option<tail::Waker>,
+    shutdown: impl Future<Output = ()>,
+) {
+    forward(&mut raw_rx, chunk_tx, shutdown).await;
+    drop(raw_rx);
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+async fn forward(
+    raw_rx: &mut mpsc::Receiver<Chunk>,
+    chunk_tx: mpsc::Sender<Feed>,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            chunk = raw_rx.recv() => match chunk {
+                Some(c) => if chunk_tx.send(Feed::Chunk(c)).await.is_err() { return },
+                None => return,
+            },
+            () = &mut shutdown => return,
+        }
+    }
+}
