@@ -189,14 +189,14 @@ for n in $RULES; do
         rss[$tool]=$(( peak / 1024 ))
         case $tool in
             dingtail*)
-                summary=$(grep '^dingtail: read' "$OUT/last.err") || die "no summary from dingtail run"
+                summary=$(grep -E '^dingtail: read [0-9]+ lines' "$OUT/last.err") || die "no summary from dingtail run"
                 got_lines=$(echo "$summary" | sed -E 's/^dingtail: read ([0-9]+) lines.*/\1/')
                 [ "$got_lines" = "$LINES" ] || die "MISMATCH: dingtail run read $got_lines lines, the corpus has $LINES"
                 run_hits=$(echo "$summary" | grep -oE 'r[0-9]{4} [0-9]+' | awk '{s += $2} END {print s + 0}')
                 # lines matching at least one rule, as rg counts them
                 "$DINGTAIL" test -c "$PAT/$n.yaml" "$CORPUS" > "$OUT/test.out"
                 matched[$tool]=$(tail -1 "$OUT/test.out" | awk '{print $1}')
-                test_hits=$(awk 'NF == 2 && $1 ~ /^r[0-9]+$/ {s += $2} END {print s + 0}' "$OUT/test.out")
+                test_hits=$(awk 'NF == 2 && $1 ~ /^r[0-9]+$/ && index($0, "\t") == 0 {s += $2} END {print s + 0}' "$OUT/test.out")
                 [ "$run_hits" = "$test_hits" ] ||
                     die "MISMATCH: dingtail run counted $run_hits rule matches, dingtail test $test_hits ($n rules)"
                 ;;

@@ -66,7 +66,7 @@ while IFS= read -r p; do
 done < <(list_patterns)
 
 "$DINGTAIL" run --dry-run -c "$PAT/$RULES.yaml" < "$CORPUS" > /dev/null 2> "$OUT/smoke-run.err"
-summary=$(grep '^dingtail: read' "$OUT/smoke-run.err") || fail "no summary line from dingtail run"
+summary=$(grep -E '^dingtail: read [0-9]+ lines' "$OUT/smoke-run.err") || fail "no summary line from dingtail run"
 [[ $summary == "dingtail: read $LINES lines"* ]] || fail "dingtail run: $summary (corpus has $LINES lines)"
 run_hits=$(echo "$summary" | grep -oE 'r[0-9]{4} [0-9]+' | sort)
 test_hits=$(awk 'NF == 2 && $1 ~ /^r[0-9]+$/ && $2 > 0 {print $1, $2}' "$OUT/smoke-test.out" | sort)

@@ -30,6 +30,7 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
         first: t,
         last: t + Duration::from_secs(9),
         source: Arc::from("/var/log/nginx/access.log"),
+        other_sources: Vec::new(),
         max_lines: lines.len(),
         samples: lines
             .into_iter()

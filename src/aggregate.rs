@@ -35,13 +35,17 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use tokio::time::Instant;
 
-pub use crate::alert::{Alert, AlertKind, SAMPLE_MAX_BYTES, Sample};
+pub use crate::alert::{
+    Alert, AlertKind, MAX_OTHER_SOURCES, SAMPLE_MAX_BYTES, Sample, note_source,
+};
 use crate::escalate;
 use crate::ids::RobotId;
 use crate::ids::RuleId;
 use crate::matcher::{Hit, HitBatch};
 use crate::rules::{OTHER_GROUP, Rule};
 use crate::source::Mark;
+
+mod persist;
 
 /// Longest capture value kept for group keys and templates, in bytes.
 pub const CAPTURE_MAX_BYTES: usize = 256;
@@ -110,6 +114,8 @@ struct Pending {
     first: SystemTime,
     last: SystemTime,
     source: Arc<str>,
+    /// See [`Alert::other_sources`].
+    other_sources: Vec<Arc<str>>,
     samples: Vec<Sample>,
     captures: Vec<String>,
     /// See [`Routed::holds`].
@@ -147,6 +153,9 @@ struct Episode {
 /// An absence rule's state (per `group_by` value, with one).
 #[derive(Debug)]
 struct Absence {
+    /// When watching began (this run's start, or an earlier run's: see `persist.rs`): the
+    /// silence is counted from here while no line was seen.
+    since: Instant,
     /// Last match: when, by the aggregator's clock and the wall clock.
     last_seen: Option<(Instant, SystemTime)>,
     alerted: bool,
@@ -157,8 +166,9 @@ struct Absence {
 }
 
 impl Absence {
-    fn new(scheduled: Option<Instant>) -> Absence {
+    fn new(since: Instant, scheduled: Option<Instant>) -> Absence {
         Absence {
+            since,
             last_seen: None,
             alerted: false,
             scheduled,
@@ -189,7 +199,6 @@ pub struct Aggregator {
     absence_counts: Vec<usize>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
-    started: Instant,
     /// Relates the aggregator's clock to the wall clock, for times shown in messages.
     anchor: (Instant, SystemTime),
     held: Vec<u64>,
@@ -209,6 +218,17 @@ pub struct Aggregator {
     /// Whether [`Aggregator::flush`] reports absence not yet due: yes at the end of a finite
     /// input (stdin read to its end holds no such line), no for a stop of followed files.
     absence_at_end: bool,
+    /// Whether [`Aggregator::flush`] keeps the hits gathered in a cooldown for the next run
+    /// (exported by [`Aggregator::snapshot`]) instead of sending them at once.
+    keep_pending: bool,
+    /// Pending hits [`Aggregator::flush`] did not send (below a threshold, or gathered in a
+    /// cooldown when `keep_pending`), for the snapshot; not counted by `pending_hits`.
+    carried: Vec<(Key, Pending)>,
+    /// Holds of the hits carried over, one entry per alert copy: released by
+    /// [`Aggregator::release_carried`] once the snapshot carrying them is saved.
+    carried_holds: Vec<Mark>,
+    /// Per rule: hits gathered in a cooldown that [`Aggregator::flush`] kept for the next run.
+    kept: Vec<u64>,
 }
 
 impl Aggregator {
@@ -223,7 +243,6 @@ impl Aggregator {
             absences: HashMap::new(),
             absence_counts: vec![0; rules.len()],
             deadlines: BTreeSet::new(),
-            started: now,
             anchor: (now, wall),
             held: vec![0; rules.len()],
             new_holds: 0,
@@ -232,6 +251,10 @@ impl Aggregator {
             absence_at_end: true,
             stale: Vec::new(),
             stale_rules: Vec::new(),
+            keep_pending: false,
+            carried: Vec::new(),
+            carried_holds: Vec::new(),
+            kept: vec![0; rules.len()],
         };
         for (id, rule) in rules.iter().enumerate() {
             // With group_by, a value is watched from its first line: the ones never seen are
@@ -241,7 +264,7 @@ impl Aggregator {
             {
                 let at = now + silence;
                 agg.deadlines.insert((at, whole(id)));
-                agg.absences.insert(whole(id), Absence::new(Some(at)));
+                agg.absences.insert(whole(id), Absence::new(now, Some(at)));
             }
         }
         agg
@@ -268,7 +291,7 @@ impl Aggregator {
             self.stale_rules.push(rule);
             self.stale.push((id, input.clone()));
             self.deadlines.insert((at, whole(id)));
-            self.absences.insert(whole(id), Absence::new(Some(at)));
+            self.absences.insert(whole(id), Absence::new(now, Some(at)));
         }
         self
     }
@@ -289,12 +312,12 @@ impl Aggregator {
                     line: Bytes::new(),
                     captures: Vec::new(),
                 };
-                self.absence_matched(&beat, batch.read_at, now, &mut out);
+                self.absence_matched(&beat, batch, now, &mut out);
             }
         }
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
-                self.absence_matched(hit, batch.read_at, now, &mut out);
+                self.absence_matched(hit, batch, now, &mut out);
             } else {
                 self.count(hit, batch, now);
             }
@@ -345,6 +368,7 @@ impl Aggregator {
             first: batch.read_at,
             last: batch.read_at,
             source: batch.source.clone(),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             captures: Vec::new(),
             holds: Vec::new(),
@@ -361,8 +385,13 @@ impl Aggregator {
             e.count += 1;
         }
         pending.last = pending.last.max(batch.read_at);
-        if !Arc::ptr_eq(&pending.source, &batch.source) {
-            pending.source = batch.source.clone();
+        if !Arc::ptr_eq(&pending.source, &batch.source) && pending.source != batch.source {
+            note_source(
+                &mut pending.source,
+                &mut pending.other_sources,
+                &[],
+                &batch.source,
+            );
         }
         if pending.samples.len() < rule.max_lines {
             pending.samples.push(Sample::from_line(&hit.line));
@@ -393,10 +422,11 @@ impl Aggregator {
     fn absence_matched(
         &mut self,
         hit: &Hit,
-        wall: SystemTime,
+        batch: &HitBatch,
         now: Instant,
         out: &mut Vec<Routed>,
     ) {
+        let wall = batch.read_at;
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
         let route = rule.route_for(&hit.line, &hit.captures);
@@ -425,7 +455,7 @@ impl Aggregator {
         let absence = self
             .absences
             .entry(key.clone())
-            .or_insert_with(|| Absence::new(None));
+            .or_insert_with(|| Absence::new(now, None));
         absence.last_seen = Some((now, wall));
         absence.captures = captures;
         absence.route = route;
@@ -438,6 +468,8 @@ impl Aggregator {
                     .into_iter()
                     .collect(),
                 captures: absence.captures.clone(),
+                // The line's own source: "back" says where it matched again.
+                source: batch.source.clone(),
                 ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
             fan_out(alert, Vec::new(), self.rules[hit.rule].targets(route), out);
@@ -679,19 +711,44 @@ impl Aggregator {
     /// Pending "recovered" messages are not sent: nobody knows yet whether it stays quiet.
     pub fn flush(&mut self, now: Instant) -> Vec<Routed> {
         let mut due: Vec<(Instant, Key)> = Vec::new();
+        let mut carry: Vec<Key> = Vec::new();
         for (key, g) in &self.groups {
             if let Some(p) = &g.pending {
-                match g.closes_at.or(g.cooldown_until) {
-                    Some(t) => due.push((t, key.clone())),
-                    None => {
+                match (g.closes_at, g.cooldown_until) {
+                    (Some(t), _) => due.push((t, key.clone())),
+                    // (a routed stream is not saved, see persist.rs: sent now instead)
+                    (None, Some(_)) if self.keep_pending && key.2.is_none() => {
+                        self.kept[key.0] += p.count;
+                        carry.push(key.clone());
+                    }
+                    (None, Some(t)) => due.push((t, key.clone())),
+                    (None, None) => {
                         self.held[key.0] += p.count;
-                        // not worth a message: its lines are done with
-                        let copies = self.rules[key.0].targets(key.2).len().max(1);
-                        for _ in 0..copies {
-                            self.released.extend(&p.holds);
-                        }
+                        carry.push(key.clone());
                     }
                 }
+            }
+        }
+        for key in carry {
+            let g = self.groups.get_mut(&key).expect("listed");
+            let mut p = g.pending.take().expect("listed with pending hits");
+            // Counted here, carried by the snapshot: the holds go once it is saved (below a
+            // threshold without a saved state, the lines are simply done with).
+            let copies = self.rules[key.0].targets(key.2).len().max(1);
+            let holds = std::mem::take(&mut p.holds);
+            // A routed stream is not saved (see persist.rs): its lines below the threshold are
+            // simply done with.
+            let saved = key.2.is_none();
+            let to = if self.keep_pending && saved {
+                &mut self.carried_holds
+            } else {
+                &mut self.released
+            };
+            for _ in 0..copies {
+                to.extend(&holds);
+            }
+            if saved {
+                self.carried.push((key, p));
             }
         }
         due.sort();
@@ -713,7 +770,7 @@ impl Aggregator {
         for key in absent {
             let absence = &self.absences[&key];
             let silence = self.rules[key.0].absent_for.expect("an absence rule");
-            let since = absence.last_seen.map_or(self.started, |(t, _)| t);
+            let since = absence.last_seen.map_or(absence.since, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
             // (an input that wrote nothing at all before its end is not stale: it ended)
@@ -724,13 +781,36 @@ impl Aggregator {
                 self.absence_due(&key, now, &mut out);
             }
         }
-        self.groups.clear();
+        // No timer runs after the end; what the groups still know (cooldowns, open alerts,
+        // threshold history) stays for the snapshot.
         self.deadlines.clear();
-        self.group_counts.iter_mut().for_each(|n| *n = 0);
+        for g in self.groups.values_mut() {
+            g.scheduled = None;
+        }
         for w in self.absences.values_mut() {
             w.scheduled = None;
         }
         out
+    }
+
+    /// Whether [`Self::flush`] keeps hits gathered in a cooldown for the next run instead of
+    /// sending them: yes when followed files are stopped and the alert state is saved (a deploy
+    /// must not send what is cooling down), no for stdin (its end is final).
+    pub fn with_pending_kept(mut self, yes: bool) -> Aggregator {
+        self.keep_pending = yes;
+        self
+    }
+
+    /// Per rule: hits gathered in a cooldown that [`Self::flush`] kept for the next run.
+    pub fn kept_for_next_run(&self) -> &[u64] {
+        &self.kept
+    }
+
+    /// The snapshot carrying the kept hits is saved: their holds are released (through
+    /// [`Self::take_holds`]). Not called when the save failed, so the checkpoint stays before
+    /// those lines and the next run reads them again.
+    pub fn release_carried(&mut self) {
+        self.released.append(&mut self.carried_holds);
     }
 
     /// Whether the end of input (a [`Self::flush`]) reports absence rules whose line was never
@@ -805,6 +885,7 @@ impl Aggregator {
             first: wall,
             last: wall,
             source: Arc::from("-"),
+            other_sources: Vec::new(),
             samples: Vec::new(),
             max_lines: r.max_lines,
             captures: Vec::new(),
@@ -877,6 +958,7 @@ impl Aggregator {
         for (i, (id, _)) in self.stale.iter_mut().enumerate() {
             *id = first_stale + i;
         }
+        let kept = std::mem::replace(&mut self.kept, vec![0; rules.len()]);
         let new_id = |name: &str| rules.iter().position(|r| r.name == name);
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
@@ -890,6 +972,11 @@ impl Aggregator {
         for (old, n) in held.into_iter().enumerate() {
             if let Some(new) = map[old] {
                 self.held[new] += n;
+            }
+        }
+        for (old, n) in kept.into_iter().enumerate() {
+            if let Some(new) = map[old] {
+                self.kept[new] += n;
             }
         }
         // A route is kept by position: a reload that reorders `routes:` sends a group's next
@@ -928,7 +1015,7 @@ impl Aggregator {
             {
                 let at = now + silence;
                 self.deadlines.insert((at, whole(id)));
-                self.absences.insert(whole(id), Absence::new(Some(at)));
+                self.absences.insert(whole(id), Absence::new(now, Some(at)));
             }
         }
         let keys: Vec<Key> = self.groups.keys().cloned().collect();
@@ -950,6 +1037,7 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> (Alert,
         first: p.first,
         last: p.last,
         source: p.source,
+        other_sources: p.other_sources,
         samples: p.samples,
         max_lines: rule.max_lines,
         captures: p.captures,
@@ -1109,6 +1197,7 @@ mod tests {
             AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
             AlertKind::Absent { .. } => format!("{at} absent{group}{robot}"),
             AlertKind::Back => format!("{at} back{group}{robot}"),
+            AlertKind::Notice => format!("{at} notice{robot}"),
             AlertKind::Escalated { episode_count, .. } => {
                 format!(
                     "{at} escalated{group}{robot} ({episode_count} so far, @{})",
@@ -1376,6 +1465,55 @@ mod tests {
         // at the end of input (stdin), an input without the line is absence
         let (got, _) = play(&[absent], &[], 10, true);
         assert_eq!(got, ["10 absent @0"]);
+    }
+
+    /// Regression: one file was named for lines from several.
+    #[test]
+    fn an_alert_names_every_source_its_lines_came_from() {
+        let r = rule(|s| s.pattern = "x".into());
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&r), t0, w0);
+        for src in ["/a.log", "/b.log", "/a.log", "/c.log"] {
+            let mut b = batch(&r, 0, "1 x", w0);
+            b.source = src.into();
+            agg.add(&b, t0);
+        }
+        let out = agg.expire(t0 + dur(100));
+        assert_eq!(out.len(), 1);
+        assert_eq!(&*out[0].source, "/c.log");
+        let others: Vec<&str> = out[0].other_sources.iter().map(|s| &**s).collect();
+        assert_eq!(others, ["/b.log", "/a.log"]);
+        // Merging keeps every name once, bounded.
+        let mut merged = out[0].clone();
+        for i in 0..10 {
+            let mut later = out[0].clone();
+            later.source = format!("/{i}.log").into();
+            later.other_sources = vec!["/a.log".into()];
+            merged.merge(later);
+        }
+        assert_eq!(&*merged.source, "/9.log");
+        assert_eq!(merged.other_sources.len(), MAX_OTHER_SOURCES + 1);
+        assert!(!merged.other_sources.iter().any(|s| &**s == "/9.log"));
+    }
+
+    /// Regression: "back" named stdin for a line that matched again in a followed file.
+    #[test]
+    fn a_back_message_names_the_source_the_line_came_from() {
+        let absent = rule(|s| {
+            s.pattern = "heartbeat".into();
+            s.absent_for = Some(1000 * MS);
+        });
+        let t0 = Instant::now();
+        let w0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut agg = Aggregator::new(std::slice::from_ref(&absent), t0, w0);
+        let absent_out = agg.expire(t0 + dur(1000));
+        assert!(matches!(absent_out[0].kind, AlertKind::Absent { .. }));
+        let mut b = batch(&absent, 0, "heartbeat", w0);
+        b.source = "/var/log/app/worker.log".into();
+        let out = agg.add(&b, t0 + dur(1500));
+        assert!(matches!(out[0].kind, AlertKind::Back));
+        assert_eq!(&*out[0].source, "/var/log/app/worker.log");
     }
 
     #[test]

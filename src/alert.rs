@@ -61,6 +61,29 @@ pub enum AlertKind {
         /// Matching lines counted since the episode's first message, that one's included.
         episode_count: u64,
     },
+    /// dingtail's news about itself (`self_alerts:`, see `crate::self_alert`): `count` is 0, the
+    /// samples are the lines of the news, written by dingtail.
+    Notice,
+}
+
+/// How many other sources an alert names besides its latest (see [`Alert::other_sources`]).
+pub const MAX_OTHER_SOURCES: usize = 4;
+
+/// Makes `new` an alert's latest source, moving the one before (and `earlier` ones, when two
+/// alerts merge) into `others`, bounded at [`MAX_OTHER_SOURCES`] + 1.
+pub fn note_source(
+    latest: &mut Arc<str>,
+    others: &mut Vec<Arc<str>>,
+    earlier: &[Arc<str>],
+    new: &Arc<str>,
+) {
+    let old = std::mem::replace(latest, new.clone());
+    for s in earlier.iter().chain(std::iter::once(&old)) {
+        if **s != **new && !others.iter().any(|o| **o == **s) && others.len() <= MAX_OTHER_SOURCES {
+            others.push(s.clone());
+        }
+    }
+    others.retain(|o| **o != **new);
 }
 
 /// Everything one message needs to say about one rule (and group): the exact number of hits it
@@ -84,6 +107,10 @@ pub struct Alert {
     pub last: SystemTime,
     /// Source of the most recent hit (`-` for stdin, else a path).
     pub source: Arc<str>,
+    /// The other sources this alert's hits came from, oldest first, without `source`: at most
+    /// [`MAX_OTHER_SOURCES`] named, one more entry when there were even more (the message says
+    /// "and more"), so a message never names one file for lines from several.
+    pub other_sources: Vec<Arc<str>>,
     /// Up to `max_lines` lines, the first ones seen.
     pub samples: Vec<Sample>,
     /// The rule's `max_lines`, kept so merged alerts stay within it.
@@ -111,7 +138,12 @@ impl Alert {
         self.style = later.style;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
-        self.source = later.source;
+        note_source(
+            &mut self.source,
+            &mut self.other_sources,
+            &later.other_sources,
+            &later.source,
+        );
         self.kind = later.kind;
         if !later.captures.is_empty() {
             self.captures = later.captures;

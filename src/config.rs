@@ -24,6 +24,7 @@ use crate::style::{MAX_MENTIONS, Mention, MsgType, Severity, Style, Template};
 use crate::timezone::Zone;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
+mod coordination;
 mod escalate;
 mod mute_config;
 mod people;
@@ -31,6 +32,7 @@ mod pii;
 mod quota;
 mod routes;
 mod stale;
+pub use coordination::{Coordination, RedisTarget};
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 mod checker;
 mod environment;
@@ -40,6 +42,8 @@ mod problem;
 mod raw;
 mod robots;
 mod rule;
+mod self_alerts;
+pub use self_alerts::{DEFAULT_UNREADABLE_FOR, SelfAlerts};
 
 use checker::*;
 pub use environment::*;
@@ -93,6 +97,10 @@ pub struct Config {
     pub quota: Quota,
     /// Inputs watched for silence (`stale:`).
     pub stale: StaleInputs,
+    /// `self_alerts:`: the robot told about dingtail's own trouble (`None`: only the log).
+    pub self_alerts: Option<SelfAlerts>,
+    /// `coordination:`: limits shared with other instances through Redis; see `crate::fleet`.
+    pub coordination: Option<Coordination>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.

@@ -29,6 +29,13 @@
 //! in the same message. When the budget is spent, the robot holds everything until the month
 //! turns; at the end of input what it holds is reported as not delivered.
 //!
+//! With `coordination:` ([`crate::fleet`]) the same three limits are asked of Redis, shared by
+//! every instance posting to the robot: each attempt first takes a place in the robot's shared
+//! window ([`RobotLink::acquire`]), a throttle pause told to any instance holds them all, and the
+//! message is counted in the fleet's ledger. The local window still applies too (it can only be
+//! laxer than the shared one). While Redis is away the link answers from local state at
+//! `fallback_rate`, and this module does not notice the difference.
+//!
 //! Edges: when its input closes (end of input or a shutdown signal) the dispatcher has
 //! `shutdown_timeout` to deliver what it holds; whatever is left then is reported as not
 //! delivered, with its rules, counts and the last error, never dropped silently.
@@ -50,6 +57,7 @@ use crate::config::{Rate, Retry, RobotConfig};
 pub use crate::delivery_report::DeliveryReport;
 use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
+use crate::fleet::{RobotLink, Slot};
 use crate::metrics::RobotMetrics;
 use crate::ratelimit::SlidingWindow;
 use crate::source::Mark;
@@ -213,6 +221,10 @@ pub struct Dispatcher {
     maybe_posted: bool,
     /// The wall clock the budget is asked with (tests put it on tokio's paused clock).
     wall: WallClock,
+    /// With `coordination:`, the robot's limits shared with the fleet through Redis.
+    link: Option<Arc<RobotLink>>,
+    /// A shared pause was said (once per pause).
+    shared_pause_said: bool,
 }
 
 /// Tells the time of day (the budget's month and pace are in wall-clock time).
@@ -256,6 +268,8 @@ impl Dispatcher {
             budget_said: None,
             maybe_posted: false,
             wall: Arc::new(SystemTime::now),
+            link: None,
+            shared_pause_said: false,
         }
     }
 
@@ -312,7 +326,7 @@ impl Dispatcher {
             self.pending.len(),
             self.pending.iter().map(|a| a.count).sum(),
         );
-        m.set_failing(self.broken.is_some());
+        m.set_failing(self.broken.as_ref().map(|(reason, _)| reason.as_str()));
         if !self.limiter.paused(Instant::now()) {
             m.set_paused(None);
         }
@@ -321,6 +335,12 @@ impl Dispatcher {
     /// Asks the budget with this clock instead of the system's.
     pub fn with_wall_clock(mut self, wall: WallClock) -> Dispatcher {
         self.wall = wall;
+        self
+    }
+
+    /// Shares the robot's rate, throttle pause and budget with the fleet (`coordination:`).
+    pub fn with_link(mut self, link: RobotLink) -> Dispatcher {
+        self.link = Some(Arc::new(link));
         self
     }
 
@@ -352,6 +372,10 @@ impl Dispatcher {
 
     /// Runs until the input closes and everything is delivered or the deadline passes.
     pub async fn run(mut self) -> DeliveryReport {
+        // With coordination, the budget starts from the fleet's counts (see `RobotLink`).
+        if let (Some(link), Some((budget, robot))) = (&self.link, &self.budget) {
+            link.load_budget(budget, *robot).await;
+        }
         loop {
             self.take_update();
             self.publish();
@@ -404,7 +428,17 @@ impl Dispatcher {
             let counted = (self.wall)();
             if let Some((budget, robot)) = &self.budget {
                 let critical = alerts.iter().any(is_critical);
-                if budget.try_record(*robot, critical, self.input_open, counted) != Verdict::Now {
+                let taken = match &self.link {
+                    Some(link) => {
+                        link.take_budget(budget, *robot, critical, self.input_open, counted)
+                            .await
+                    }
+                    None => {
+                        budget.try_record(*robot, critical, self.input_open, counted)
+                            == Verdict::Now
+                    }
+                };
+                if !taken {
                     // Another robot took the last of the budget meanwhile: ask again.
                     self.requeue(alerts);
                     continue;
@@ -415,7 +449,7 @@ impl Dispatcher {
                 outcome,
                 Outcome::Requeue | Outcome::Broken(_) | Outcome::Spent(_)
             ) {
-                self.refund(counted);
+                self.refund(counted).await;
             }
             match outcome {
                 Outcome::Delivered => {
@@ -448,7 +482,9 @@ impl Dispatcher {
                 }
                 Outcome::Spent(why) => {
                     self.requeue(alerts);
-                    if let Some((budget, robot)) = &self.budget {
+                    if let (Some((budget, robot)), Some(link)) = (&self.budget, &self.link) {
+                        link.mark_spent(budget, *robot, &why).await;
+                    } else if let Some((budget, robot)) = &self.budget {
                         budget.mark_spent(*robot, &why, (self.wall)());
                     } else {
                         // No ledger to remember it: hold the robot like a broken one.
@@ -526,11 +562,49 @@ impl Dispatcher {
     }
 
     /// Takes back the ledger's count for a message DingTalk certainly did not post.
-    fn refund(&self, counted: SystemTime) {
+    async fn refund(&self, counted: SystemTime) {
         if let Some((budget, robot)) = &self.budget
             && !self.maybe_posted
         {
-            budget.refund(*robot, counted, (self.wall)());
+            match &self.link {
+                Some(link) => link.refund(budget, *robot, counted).await,
+                None => budget.refund(*robot, counted, (self.wall)()),
+            }
+        }
+    }
+
+    /// Takes a place in the fleet's window for the robot (`Ok(None)` without coordination, or
+    /// counted locally in fallback), waiting (and merging) while the window is full. A pause
+    /// told to another instance pauses this one too: `Err(Requeue)`, and the main loop holds or
+    /// forwards as after its own 130101.
+    async fn shared_slot(&mut self) -> Result<Option<String>, Outcome> {
+        let Some(link) = self.link.clone() else {
+            return Ok(None);
+        };
+        loop {
+            let l = link.clone();
+            match self.race(async move { l.acquire().await }).await {
+                None => return Err(Outcome::TimedOut),
+                Some(Slot::Granted(place)) => {
+                    self.shared_pause_said = false;
+                    return Ok(place);
+                }
+                Some(Slot::Wait(wait)) => {
+                    if !self.wait_until(Instant::now() + wait).await {
+                        return Err(Outcome::TimedOut);
+                    }
+                }
+                Some(Slot::Paused(pause)) => {
+                    if !std::mem::replace(&mut self.shared_pause_said, true) {
+                        tracing::warn!(robot = ?self.cfg.robot, ?pause, "robot throttled by DingTalk (told to another instance of the fleet), pausing it");
+                    }
+                    self.limiter.pause(Instant::now() + pause);
+                    if let Some(m) = &self.metrics {
+                        m.set_paused(Some(std::time::SystemTime::now() + pause));
+                    }
+                    return Err(Outcome::Requeue);
+                }
+            }
         }
     }
 
@@ -589,12 +663,19 @@ impl Dispatcher {
             if !self.wait_until(slot).await {
                 return Outcome::TimedOut;
             }
+            let place = match self.shared_slot().await {
+                Ok(place) => place,
+                Err(outcome) => return outcome,
+            };
             let attempt = {
                 let (client, robot, body) = (client.clone(), robot.clone(), message.body.clone());
                 async move { client.post(&robot.endpoint, body).await }
             };
             let result = self.race(attempt).await;
             self.limiter.record(Instant::now());
+            if let Some(link) = &self.link {
+                link.completed(place).await;
+            }
             let error = match result {
                 None => return Outcome::TimedOut,
                 Some(Ok(_)) => {
@@ -630,6 +711,9 @@ impl Dispatcher {
                     };
                     tracing::warn!(robot = %robot.name, ?pause, "robot throttled by DingTalk, pausing it ({to}): {error}");
                     self.limiter.pause(Instant::now() + pause);
+                    if let Some(link) = &self.link {
+                        link.pause(pause).await;
+                    }
                     if let Some(m) = &self.metrics {
                         m.set_paused(Some(std::time::SystemTime::now() + pause));
                     }
@@ -773,6 +857,7 @@ mod tests {
             first: SystemTime::now(),
             last: SystemTime::now(),
             source: "-".into(),
+            other_sources: Vec::new(),
             samples: vec![Sample::from_line(b"line")],
             silenced: 0,
             max_lines: 3,

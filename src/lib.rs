@@ -23,7 +23,9 @@
 //!   automata), then which rules match, on the candidate lines only.
 //! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads
 //!   it. Its [`aggregate::Routed`] alerts carry the robot and the file positions they hold.
+//! - [`state`]: the alert state carried across restarts (cooldowns, open alerts, absence).
 //! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
+//! - [`fleet`]: with `coordination:`, the rate, throttle pause and budget shared through Redis.
 //! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries;
 //!   [`delivery_report`] is what it did.
 //! - [`hush`], [`silence`]: silences, mute windows and quiet hours between aggregator and
@@ -50,6 +52,7 @@ pub mod delivery_report;
 pub mod dingtalk;
 pub mod dispatch;
 pub mod escalate;
+pub mod fleet;
 pub mod hush;
 pub mod ids;
 pub mod init;
@@ -69,12 +72,15 @@ pub mod replay;
 pub mod route;
 pub mod rules;
 pub mod secret;
+pub mod self_alert;
 pub mod silence;
 pub mod source;
 pub mod stale;
 pub mod startup;
+pub mod state;
 pub mod style;
 pub mod tester;
 pub mod timezone;
+pub mod trouble;
 pub mod where_expr;
 pub mod yaml_units;

@@ -208,20 +208,19 @@ fn silence(cmd: dingtail::cli::SilenceCommand) -> ExitCode {
         SilenceCommand::List(t) => (t, Action::List),
         SilenceCommand::Expire { target, id } => (target, Action::Expire(id)),
     };
-    let listen = match target.listen {
-        Some(a) => Some(a),
-        None => match config_path(&target.config).map(|p| config::load(&p)) {
-            Some(Ok(c)) => c.listen,
-            Some(Err(e)) => {
-                eprintln!("{e}");
-                return ExitCode::from(EXIT_USAGE);
-            }
-            None => None,
-        },
+    // The config names the listener (unless --listen does) and the zone times are shown in.
+    let config = match config_path(&target.config).map(|p| config::load(&p)) {
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) if target.listen.is_none() => {
+            eprintln!("{e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Some(Err(_)) | None => None,
     };
     let place = Place {
-        listen,
+        listen: target.listen.or(config.as_ref().and_then(|c| c.listen)),
         state_dir: target.state_dir,
+        zone: config.map_or_else(dingtail::timezone::Zone::from_env, |c| c.timezone),
     };
     match runtime().block_on(dingtail::silence::act(&place, action)) {
         Ok(lines) => {

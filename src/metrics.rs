@@ -65,6 +65,7 @@ pub struct Metrics {
     budget_allowance: Gauge,
     robot_budget_used: Family<Labels, Gauge>,
     robot_budget_spent: Family<Labels, Gauge>,
+    coordination_fallback: Gauge,
     /// The monthly budget, read at each scrape (its ledger is the truth; copying it into gauges
     /// on every send would be a second bookkeeping to keep in step).
     budget: Mutex<Option<SharedBudget>>,
@@ -72,6 +73,19 @@ pub struct Metrics {
     failing_robots: Mutex<BTreeSet<String>>,
     /// Whether the sources are open (set when reading starts, cleared at end of input).
     reading: AtomicBool,
+    /// Lines and bytes read since start, all sources (for `self_alert`'s restart news).
+    lines_total: AtomicU64,
+    bytes_total: AtomicU64,
+    hits_total: AtomicU64,
+    /// Rules that matched a line since start.
+    rules_hit: Mutex<BTreeSet<String>>,
+    /// Where a robot that starts (or stops) failing permanently is reported.
+    trouble: Mutex<crate::trouble::Reporter>,
+    files_followed: Gauge,
+    checkpoint_lag: Family<Labels, Gauge>,
+    /// The followed files and their checkpoints, read at each scrape.
+    positions: Mutex<Option<crate::source::checkpoint::Positions>>,
+    self_alerts: Family<Labels, Counter>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -115,9 +129,19 @@ impl Metrics {
             budget_allowance: Gauge::default(),
             robot_budget_used: Family::default(),
             robot_budget_spent: Family::default(),
+            coordination_fallback: Gauge::default(),
             budget: Mutex::new(None),
             failing_robots: Mutex::new(BTreeSet::new()),
             reading: AtomicBool::new(false),
+            lines_total: AtomicU64::new(0),
+            hits_total: AtomicU64::new(0),
+            bytes_total: AtomicU64::new(0),
+            rules_hit: Mutex::new(BTreeSet::new()),
+            trouble: Mutex::new(crate::trouble::Reporter::default()),
+            files_followed: Gauge::default(),
+            checkpoint_lag: Family::default(),
+            positions: Mutex::new(None),
+            self_alerts: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -241,6 +265,26 @@ impl Metrics {
             "1 while a robot holds its alerts until the month turns (budget spent or quota error)",
             m.robot_budget_spent.clone(),
         );
+        r.register(
+            "files_followed",
+            "Files followed now (each once, however many paths lead to it)",
+            m.files_followed.clone(),
+        );
+        r.register(
+            "checkpoint_lag_bytes",
+            "Per followed file: bytes between its checkpoint and its end (read or not, not yet settled)",
+            m.checkpoint_lag.clone(),
+        );
+        r.register(
+            "self_alerts",
+            "Messages dingtail sent about itself (self_alerts:), per kind",
+            m.self_alerts.clone(),
+        );
+        r.register(
+            "coordination_fallback",
+            "1 while Redis (coordination:) cannot be reached and this instance sends on its own at fallback_rate",
+            m.coordination_fallback.clone(),
+        );
         m.config_ok.set(1);
         m.config_loaded_at.set(unix_seconds(SystemTime::now()));
         Metrics { registry, ..m }
@@ -249,6 +293,11 @@ impl Metrics {
     /// Reports the monthly `budget` in the budget gauges, as it stands at each scrape.
     pub fn watch_budget(&self, budget: SharedBudget) {
         *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(budget);
+    }
+
+    /// Whether this instance is cut off from its fleet's Redis (see `crate::fleet`).
+    pub fn set_coordination_fallback(&self, on: bool) {
+        self.coordination_fallback.set(i64::from(on));
     }
 
     /// Brings the budget gauges up to the ledger.
@@ -273,9 +322,70 @@ impl Metrics {
         }
     }
 
+    /// Reports the followed files and their checkpoints at each scrape.
+    pub fn watch_positions(&self, positions: crate::source::checkpoint::Positions) {
+        *self.positions.lock().unwrap_or_else(|e| e.into_inner()) = Some(positions);
+    }
+
+    /// Brings the files gauges up to the checkpoint keeper: one series per file followed, its
+    /// lag the file's size now (a `stat` of its path; 0 when another file is there now, which
+    /// the next scrape shows) minus its checkpoint. Files let go lose their series.
+    fn refresh_positions(&self) {
+        let positions = self.positions.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(positions) = positions.as_ref() else {
+            return;
+        };
+        let now = positions.current();
+        self.checkpoint_lag.clear();
+        self.files_followed
+            .set(i64::try_from(now.len()).unwrap_or(i64::MAX));
+        for p in now {
+            let size = std::fs::metadata(&p.path)
+                .ok()
+                .filter(|m| p.is_at_path(m))
+                .map_or(p.offset, |m| std::os::unix::fs::MetadataExt::size(&m));
+            let lag = size.saturating_sub(p.offset);
+            self.checkpoint_lag
+                .get_or_create(&labels(&[("file", &p.path)]))
+                .set(i64::try_from(lag).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a message dingtail sent about itself.
+    pub fn record_self_alert(&self, kind: &str) {
+        self.self_alerts
+            .get_or_create(&labels(&[("kind", kind)]))
+            .inc();
+    }
+
+    /// Where robots failing permanently are reported from now on.
+    pub fn set_trouble(&self, reporter: crate::trouble::Reporter) {
+        *self.trouble.lock().unwrap_or_else(|e| e.into_inner()) = reporter;
+    }
+
+    /// Lines and bytes read since start, all sources.
+    pub fn totals(&self) -> (u64, u64) {
+        (
+            self.lines_total.load(Ordering::Relaxed),
+            self.bytes_total.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Matching lines since start, all rules.
+    pub fn hits_total(&self) -> u64 {
+        self.hits_total.load(Ordering::Relaxed)
+    }
+
+    /// The rules that matched a line since start, by name.
+    pub fn rules_hit(&self) -> Vec<String> {
+        let set = self.rules_hit.lock().unwrap_or_else(|e| e.into_inner());
+        set.iter().cloned().collect()
+    }
+
     /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
         self.refresh_budget();
+        self.refresh_positions();
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
@@ -295,11 +405,25 @@ impl Metrics {
         let source = labels(&[("source", &batch.source)]);
         self.lines_read.get_or_create(&source).inc_by(batch.lines);
         self.bytes_read.get_or_create(&source).inc_by(batch.bytes);
+        self.lines_total.fetch_add(batch.lines, Ordering::Relaxed);
+        self.bytes_total.fetch_add(batch.bytes, Ordering::Relaxed);
+        self.hits_total
+            .fetch_add(batch.hits.len() as u64, Ordering::Relaxed);
         let mut per_rule: Vec<(usize, u64)> = Vec::new();
         for hit in &batch.hits {
             match per_rule.iter_mut().find(|(r, _)| *r == hit.rule) {
                 Some((_, n)) => *n += 1,
                 None => per_rule.push((hit.rule, 1)),
+            }
+        }
+        if !per_rule.is_empty() {
+            let mut hit = self.rules_hit.lock().unwrap_or_else(|e| e.into_inner());
+            for (rule, _) in &per_rule {
+                if let Some(name) = rules.get(*rule)
+                    && !hit.contains(name)
+                {
+                    hit.insert(name.clone());
+                }
             }
         }
         for (rule, n) in per_rule {
@@ -380,7 +504,7 @@ impl Metrics {
         let _ = m.metrics.latency.get_or_create(&m.label);
         m.set_pending(0, 0);
         m.set_paused(None);
-        m.set_failing(false);
+        m.set_failing(None);
         m
     }
 }
@@ -466,15 +590,33 @@ impl RobotMetrics {
             .set(until.map_or(0.0, unix_seconds));
     }
 
-    /// The robot fails permanently (or works again).
-    pub fn set_failing(&self, failing: bool) {
+    /// The robot fails permanently, for this reason (or works again: `None`). A change is
+    /// reported as [`Trouble`](crate::trouble::Trouble) (to `self_alerts:`).
+    pub fn set_failing(&self, failing: Option<&str>) {
+        use crate::trouble::Trouble;
         let m = &self.metrics;
-        m.failing.get_or_create(&self.label).set(i64::from(failing));
+        m.failing
+            .get_or_create(&self.label)
+            .set(i64::from(failing.is_some()));
         let mut set = m.failing_robots.lock().unwrap_or_else(|e| e.into_inner());
-        if failing {
-            set.insert(self.name.clone());
-        } else {
-            set.remove(&self.name);
+        let changed = match failing {
+            Some(_) => set.insert(self.name.clone()),
+            None => set.remove(&self.name),
+        };
+        drop(set);
+        if changed {
+            let robot = self.name.clone();
+            let trouble = match failing {
+                Some(reason) => Trouble::RobotFailing {
+                    robot,
+                    reason: reason.to_owned(),
+                },
+                None => Trouble::RobotWorks { robot },
+            };
+            m.trouble
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .report(trouble);
         }
     }
 
@@ -576,12 +718,12 @@ mod tests {
         metrics.set_reading(true);
         assert_eq!(metrics.not_ready(), None);
         let robot = metrics.robot(Some("ops"));
-        robot.set_failing(true);
+        robot.set_failing(Some("errcode 310000"));
         assert_eq!(
             metrics.not_ready().as_deref(),
             Some("robot failing permanently: ops")
         );
-        robot.set_failing(false);
+        robot.set_failing(None);
         assert_eq!(metrics.not_ready(), None);
     }
 }

@@ -27,17 +27,22 @@ pub struct Operate {
 impl Operate {
     /// Creates the metrics and, with `--listen` (`listen`, which wins) or `listen:`, starts the
     /// listener (an address that cannot be bound is an error: the run does not start). Silences
-    /// are kept in `state_dir` (`--state-dir`; `None`: the default state directory).
+    /// are kept in `state_dir` (`--state-dir`; `None`: the default state directory);
+    /// `state_usable`: false when the state directory was found unusable and said so (silences
+    /// then live in memory).
     pub async fn start(
         config: &Config,
         state_dir: Option<&std::path::Path>,
         listen: Option<std::net::SocketAddr>,
+        state_usable: bool,
     ) -> anyhow::Result<Operate> {
         let triggers = crate::reload::Triggers::install()?;
         let metrics = Arc::new(Metrics::new());
         let rules: Arc<[String]> = config.rules.iter().map(|r| r.name.clone()).collect();
         metrics.declare_rules(&rules);
-        let dir = checkpoint::state_dir(state_dir).ok();
+        let dir = checkpoint::state_dir(state_dir)
+            .ok()
+            .filter(|_| state_usable);
         let silences = match Silences::open(dir.as_deref()) {
             Ok(s) => s,
             Err(e) => {

@@ -20,8 +20,11 @@
 //!
 //! Edges: `--watch-config` watches the config file's directory (not the file, which a
 //! Kubernetes ConfigMap update replaces by swapping the `..data` symlink) and reloads when the
-//! file's content changed. Inputs (`inputs:`) are read once at start: a reload that changes them
-//! says so in the log and keeps following the files it follows.
+//! file's content changed. Inputs (`inputs:`) that a reload adds are followed (what they match
+//! now from its checkpoint, else from its end, as at a start); inputs it removes are let go,
+//! their checkpoints kept (see `tail::Waker::set_inputs`); paths given on the command line stay.
+//! A run that reads stdin cannot start following files: that reload says so and a restart
+//! applies it. A refused reload is also told to `self_alerts:` (see `crate::trouble`).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -245,6 +248,43 @@ pub fn prepare(path: &Path) -> Result<Reload, Refused> {
     })
 }
 
+/// The tailer's end of a reload: where new inputs go, and the paths from the command line
+/// that every config's inputs are followed with.
+pub struct TailerInputs {
+    /// Tells the tailer.
+    pub waker: crate::source::tail::Waker,
+    /// `dingtail run PATH…`.
+    pub cli_paths: Vec<String>,
+}
+
+impl TailerInputs {
+    fn inputs(&self, config: &Config) -> Vec<crate::source::tail::Input> {
+        use crate::source::tail::Input;
+        config
+            .inputs
+            .iter()
+            .map(|i| Input {
+                pattern: i.path.clone(),
+                multiline: i.multiline.clone(),
+            })
+            .chain(self.cli_paths.iter().map(|p| Input {
+                pattern: p.clone(),
+                multiline: None,
+            }))
+            .collect()
+    }
+}
+
+/// What the reloader task talks to, beside the pipeline.
+pub struct Sides {
+    /// The process's metrics.
+    pub metrics: Arc<Metrics>,
+    /// `self_alerts:`.
+    pub trouble: crate::trouble::Reporter,
+    /// The tailer (`None` when reading stdin).
+    pub tailer: Option<TailerInputs>,
+}
+
 /// The reloader task: on SIGHUP (and, with `watch`, when the config file's content changes)
 /// loads `path`, and sends it down `feed` or refuses it. Ends when the pipeline no longer reads
 /// (the feed's last strong sender is gone).
@@ -254,8 +294,9 @@ pub async fn run(
     watch: bool,
     current: Arc<Config>,
     feed: mpsc::WeakSender<Feed>,
-    metrics: Arc<Metrics>,
+    sides: Sides,
 ) {
+    let metrics = sides.metrics.clone();
     let (changed_tx, mut changed_rx) = mpsc::channel::<()>(1);
     // Kept alive as long as this task runs.
     let _watcher = match (&path, watch) {
@@ -301,6 +342,12 @@ pub async fn run(
                 for line in e.to_string().lines() {
                     tracing::error!("  {line}");
                 }
+                sides
+                    .trouble
+                    .report(crate::trouble::Trouble::ReloadRefused {
+                        why: why.to_owned(),
+                        problems: e.to_string().lines().map(str::to_owned).collect(),
+                    });
             }
             Ok(reload) => {
                 for w in &reload.config.warnings {
@@ -313,11 +360,28 @@ pub async fn run(
                     .map(|i| i.path.clone())
                     .collect();
                 if new_inputs != inputs {
+                    match &sides.tailer {
+                        Some(t) => {
+                            let all = t.inputs(&reload.config);
+                            if all.is_empty() {
+                                tracing::warn!(
+                                    "the reloaded config follows no file any more: nothing is read until a reload names one"
+                                );
+                            }
+                            t.waker.set_inputs(all);
+                            inputs = new_inputs;
+                        }
+                        None => tracing::warn!(
+                            "inputs changed in {}, but this run reads stdin: a restart follows them",
+                            p.display()
+                        ),
+                    }
+                }
+                if reload.config.self_alerts != current.self_alerts {
                     tracing::warn!(
-                        "inputs changed in {}: a restart applies them; still following {inputs:?}",
+                        "self_alerts changed in {}: a restart applies it",
                         p.display()
                     );
-                    inputs = new_inputs;
                 }
                 let (rules, robots) = (reload.config.rules.len(), reload.config.robots.len());
                 let Some(tx) = feed.upgrade() else { return };

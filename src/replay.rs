@@ -121,6 +121,7 @@ pub fn replay_as(
             end_offset: 0,
             read_at: clock.wall_at(now),
             mark: None,
+            joined: false,
         };
         let (alerts, _) = hush.filter(
             agg.add(&matcher.match_chunk(&chunk), now),

@@ -142,13 +142,72 @@ pub fn regex_builder(pattern: &str) -> RegexBuilder {
     b
 }
 
-/// The named capture groups of a pattern, in order (empty when it does not compile: the
-/// compile error is reported on its own).
+/// The named capture groups of a pattern, in order (empty when it does not parse: the error is
+/// reported on its own). Read from the syntax tree alone: compiling the pattern for this would
+/// cost as much again as checking it.
 pub fn capture_names(pattern: &str) -> Vec<Arc<str>> {
-    regex_builder(pattern)
-        .build()
-        .map(|re| re.capture_names().flatten().map(Arc::from).collect())
-        .unwrap_or_default()
+    use regex_syntax::ast::{self, Ast, GroupKind, Visitor};
+    struct Names(Vec<(u32, Arc<str>)>);
+    impl Visitor for Names {
+        type Output = Vec<(u32, Arc<str>)>;
+        type Err = ();
+        fn finish(self) -> Result<Self::Output, ()> {
+            Ok(self.0)
+        }
+        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
+            if let Ast::Group(g) = ast
+                && let GroupKind::CaptureName { name, .. } = &g.kind
+            {
+                self.0.push((name.index, Arc::from(name.name.as_str())));
+            }
+            Ok(())
+        }
+    }
+    let Ok(tree) = ast::parse::Parser::new().parse(pattern) else {
+        return Vec::new();
+    };
+    let mut names = ast::visit(&tree, Names(Vec::new())).unwrap_or_default();
+    names.sort_by_key(|(i, _)| *i);
+    names.into_iter().map(|(_, n)| n).collect()
+}
+
+fn names_of(re: &regex_automata::meta::Regex) -> Vec<Arc<str>> {
+    re.group_info()
+        .pattern_names(regex_automata::PatternID::ZERO)
+        .flatten()
+        .map(Arc::from)
+        .collect()
+}
+
+/// `pattern` compiled as the regex crate would compile it (same syntax, same size limit, the same
+/// errors), without the search engines: a `regex::bytes::Regex` also determinizes small patterns
+/// into full DFAs, which with a thousand rules took most of a second at start. The matcher builds
+/// what it searches with itself.
+fn checked(pattern: &str) -> Result<regex_automata::meta::Regex, regex::Error> {
+    use regex_automata::meta;
+    use regex_automata::util::syntax;
+    meta::Regex::builder()
+        .syntax(
+            syntax::Config::new()
+                .utf8(false)
+                .multi_line(true)
+                .crlf(true),
+        )
+        .configure(
+            meta::Config::new()
+                .utf8_empty(false)
+                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
+                .dfa(false)
+                .onepass(false)
+                .backtrack(false)
+                .hybrid(false),
+        )
+        .build(pattern)
+        .map_err(|e| match (e.size_limit(), e.syntax_error()) {
+            (Some(limit), _) => regex::Error::CompiledTooBig(limit),
+            (None, Some(syntax)) => regex::Error::Syntax(syntax.to_string()),
+            (None, None) => regex::Error::Syntax(e.to_string()),
+        })
 }
 
 impl Rule {
@@ -180,7 +239,7 @@ impl Rule {
             Some(set)
         };
         let mut style = spec.style;
-        style.capture_names = re.capture_names().flatten().map(Arc::from).collect();
+        style.capture_names = names_of(&re);
         let group_by: Vec<usize> = spec
             .group_by
             .iter()
@@ -219,7 +278,18 @@ impl Rule {
             .collect();
         let mut escalate = spec.escalate;
         escalate.sort_by_key(|s| s.after);
-        let regex = (needs_captures || spec.field.is_some()).then_some(re);
+        let regex = if needs_captures || spec.field.is_some() {
+            Some(
+                regex_builder(&spec.pattern)
+                    .build()
+                    .map_err(|err| RuleError {
+                        exclude_index: None,
+                        message: explain(&err),
+                    })?,
+            )
+        } else {
+            None
+        };
         Ok(Rule {
             name: spec.name,
             pattern: spec.pattern,
@@ -317,8 +387,9 @@ impl Rule {
 /// A pattern that matches the empty string would make every line a hit: almost always a
 /// mistake (`a*`, `|x`), so it is refused with an explanation. A field rule may match an empty
 /// value on purpose (`^$`), so it is allowed there.
-fn check_pattern(pattern: &str, field: bool) -> Result<Regex, String> {
-    let re = regex_builder(pattern).build().map_err(|e| explain(&e))?;
+/// Checks a rule's pattern (see [`checked`]) and that it cannot match an empty line.
+fn check_pattern(pattern: &str, field: bool) -> Result<regex_automata::meta::Regex, String> {
+    let re = checked(pattern).map_err(|e| explain(&e))?;
     if !field && re.is_match(b"") {
         return Err(format!(
             "`{pattern}` matches the empty string, so every line would be a hit"
@@ -332,10 +403,18 @@ pub(crate) fn explain(err: &regex::Error) -> String {
     match err {
         regex::Error::Syntax(text) => {
             let last = text.lines().rev().find(|l| l.starts_with("error:"));
-            match last {
+            let mut msg = match last {
                 Some(l) => format!("invalid regex: {}", l.trim_start_matches("error:").trim()),
                 None => format!("invalid regex: {}", text.trim()),
+            };
+            // The common mistake: a pattern written for PCRE or Java.
+            if msg.contains("look-around") {
+                msg.push_str(
+                    "; dingtail's regexes have no (?=…), (?!…), (?<=…) or (?<!…): match the line \
+                     itself, and put what must not be in it under `exclude:`",
+                );
             }
+            msg
         }
         regex::Error::CompiledTooBig(limit) => {
             format!("regex is too big once compiled (limit {limit} bytes); simplify it")
@@ -356,6 +435,38 @@ mod tests {
             window: Duration::from_secs(1),
             max_lines: 5,
             ..RuleSpec::default()
+        }
+    }
+
+    #[test]
+    fn capture_names_and_checks_agree_with_the_regex_crate() {
+        for p in [
+            r"from (?P<ip>[\d.]+)(?: port (?<port>\d+))?",
+            r"(?x) (?P<a> x ) | ( (?P<b>y) (?P<c>z) )",
+            r"(?i)(?P<w>\w+)\s(?:(?P<v>\d)|(?P<u>u))",
+            "plain",
+        ] {
+            let want: Vec<Arc<str>> = regex_builder(p)
+                .build()
+                .unwrap()
+                .capture_names()
+                .flatten()
+                .map(Arc::from)
+                .collect();
+            assert_eq!(capture_names(p), want, "{p}");
+            assert_eq!(
+                Rule::compile(spec(p, &[])).unwrap().style.capture_names,
+                want
+            );
+        }
+        // the same errors as the regex crate, size limit included
+        for p in ["(open", r"\w{100000}", "[z-a]", r"\p{Nope}"] {
+            let want = explain(&regex_builder(p).build().unwrap_err());
+            assert_eq!(
+                Rule::compile(spec(p, &[])).unwrap_err().message,
+                want,
+                "{p}"
+            );
         }
     }
 

@@ -22,6 +22,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use serde::{Deserialize, Serialize};
 
+use crate::timezone::Zone;
+
 /// The file in the state directory.
 pub const FILE_NAME: &str = "silences.json";
 
@@ -275,15 +277,21 @@ pub struct Place {
     pub listen: Option<std::net::SocketAddr>,
     /// `--state-dir`.
     pub state_dir: Option<PathBuf>,
+    /// The zone times are shown in (the config's `timezone:`).
+    pub zone: Zone,
 }
 
-/// One line per silence: `ID  rule [group]  until TIME  comment`.
-fn describe(s: &Silence) -> String {
-    let until = chrono::DateTime::<chrono::Utc>::from(
+/// One line per silence: `ID  rule [group]  until TIME ZONE  comment`, the time in the
+/// config's `timezone:` (the zone messages and mute windows use), named so it is never taken
+/// for another.
+fn describe(s: &Silence, zone: Zone) -> String {
+    let mut until = zone.format(
         SystemTime::UNIX_EPOCH + Duration::from_secs(s.ends_at),
-    )
-    .with_timezone(&chrono::Local)
-    .format("%Y-%m-%d %H:%M:%S");
+        "%Y-%m-%d %H:%M:%S %:z",
+    );
+    if let Zone::Iana(_) = zone {
+        until = format!("{until} ({zone})");
+    }
     format!(
         "{}  {}{}  until {until}  {}",
         s.id,
@@ -301,7 +309,7 @@ fn describe(s: &Silence) -> String {
 /// Returns the lines to print.
 pub async fn act(place: &Place, action: Action) -> anyhow::Result<Vec<String>> {
     if let Some(addr) = place.listen {
-        match remote(addr, &action).await {
+        match remote(addr, &action, place.zone).await {
             Ok(lines) => return Ok(lines),
             Err(e) if e.is_connect() => {
                 eprintln!("dingtail: nothing answers on {addr}; using the state directory");
@@ -313,15 +321,23 @@ pub async fn act(place: &Place, action: Action) -> anyhow::Result<Vec<String>> {
     let set = Silences::open(Some(&dir))?;
     let now = SystemTime::now();
     Ok(match action {
-        Action::Add(new) => vec![describe(&set.add(new, now)?)],
-        Action::List => set.list(now).iter().map(describe).collect(),
-        Action::Expire(id) => vec![format!("expired {}", describe(&set.expire(&id, now)?))],
+        Action::Add(new) => vec![describe(&set.add(new, now)?, place.zone)],
+        Action::List => set
+            .list(now)
+            .iter()
+            .map(|s| describe(s, place.zone))
+            .collect(),
+        Action::Expire(id) => vec![format!(
+            "expired {}",
+            describe(&set.expire(&id, now)?, place.zone)
+        )],
     })
 }
 
 async fn remote(
     addr: std::net::SocketAddr,
     action: &Action,
+    zone: Zone,
 ) -> Result<Vec<String>, reqwest::Error> {
     // reqwest is built without a default crypto provider (see `dingtalk::client`).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -337,7 +353,7 @@ async fn remote(
                 .error_for_status()?
                 .json()
                 .await?;
-            vec![describe(&s)]
+            vec![describe(&s, zone)]
         }
         Action::List => {
             let list: Vec<Silence> = client
@@ -347,7 +363,7 @@ async fn remote(
                 .error_for_status()?
                 .json()
                 .await?;
-            list.iter().map(describe).collect()
+            list.iter().map(|s| describe(s, zone)).collect()
         }
         Action::Expire(id) => {
             let s: Silence = client
@@ -357,7 +373,7 @@ async fn remote(
                 .error_for_status()?
                 .json()
                 .await?;
-            vec![format!("expired {}", describe(&s))]
+            vec![format!("expired {}", describe(&s, zone))]
         }
     })
 }

@@ -66,6 +66,8 @@ pub fn describe(
         .iter()
         .map(|i| i.path.as_str())
         .chain(paths.iter().map(String::as_str))
+        // `-` is stdin (`app::run` refuses it beside files).
+        .filter(|p| *p != "-")
         .collect();
     let mut warnings = Vec::new();
     let mut parts = Vec::new();

@@ -192,3 +192,61 @@ fn send_reports_an_unreachable_dingtalk() {
     );
     assert!(!out.stderr.contains(TOKEN), "{}", out.stderr);
 }
+
+/// The common mistakes get errors that say what to change: a missing config names `init`, a
+/// look-ahead (written for PCRE) names `exclude:`.
+#[test]
+fn common_mistakes_say_what_to_change() {
+    let env = TestEnv::new();
+    let out = env.run(&["check", "-c", "nope.yaml"], b"");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("cannot read config nope.yaml"),
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("dingtail init"), "{}", out.stderr);
+    let env = TestEnv::new().config("rules:\n  - {name: a, match: 'ERROR(?!.*retrying)'}\n");
+    let out = env.run(&["check"], b"");
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("rules.yaml:2:"), "{}", out.stderr);
+    assert!(out.stderr.contains("`exclude:`"), "{}", out.stderr);
+}
+
+/// `${VAR}` in `inputs:` is expanded like elsewhere, and `-` names stdin.
+#[test]
+fn inputs_expand_variables_and_dash_is_stdin() {
+    let env = TestEnv::new().config(
+        "inputs:\n  - path: '${LOG_DIR}/app.log'\nrules:\n  - {name: err, match: ERROR, window: 10ms}\n",
+    );
+    let dir = env.dir().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("app.log"), "ERROR in the file\n").unwrap();
+    let env = env.env("LOG_DIR", dir.to_str().unwrap());
+    let out = env.run(&["run", "--dry-run", "--once", "--from-beginning"], b"");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("ERROR in the file"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&format!("{}/app.log", dir.display())),
+        "{}",
+        out.stdout
+    );
+    // Unset: an error naming the variable and the input.
+    let out = TestEnv::new()
+        .config("inputs:\n  - path: '${LOG_DIR}/app.log'\n")
+        .run(&["check"], b"");
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr
+            .contains("input 1, field 'path': environment variable LOG_DIR is not set"),
+        "{}",
+        out.stderr
+    );
+    // `-` is stdin.
+    let env = TestEnv::new()
+        .config("inputs:\n  - path: '-'\nrules:\n  - {name: err, match: ERROR, window: 10ms}\n");
+    let out = env.run(&["run", "--dry-run"], b"ERROR on stdin\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("ERROR on stdin"), "{}", out.stdout);
+    assert!(out.stderr.contains("reading stdin"), "{}", out.stderr);
+}

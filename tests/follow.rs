@@ -421,6 +421,12 @@ fn a_java_stack_trace_is_one_event() {
     assert_eq!(wait_total(&emu, 2, Duration::from_secs(5)), 2);
     let out = stop(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // the summary counts both: 10 lines written, gathered into 4 events
+    assert!(
+        out.stderr.contains("read 10 lines as 4 events"),
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         total(&emu),
         2,

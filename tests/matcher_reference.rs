@@ -209,3 +209,55 @@ fn bundled_packs_and_bench_patterns_match_like_one_regex_per_rule() {
         assert_agree(&patterns, &data);
     }
 }
+
+/// The literal path's two ways of searching caseless literals (a window of each in every
+/// spelling, searched case-sensitively with Teddy, for a small set; case folded for all when the
+/// spellings would be too many), and its compact automaton for literal sets too big for a DFA,
+/// over lines in many case spellings, ASCII and not (an ASCII line is confirmed by a lazy DFA
+/// compiled with Unicode off, any other by the rule's own regex).
+#[test]
+fn caseless_windows_big_literal_sets_and_non_ascii_lines_match_like_one_regex_per_rule() {
+    let small: Vec<String> = [
+        r"(?i)connection (?:refused|reset)",
+        r"(?i)out of memory|oom-killer",
+        r"(?i)kill\W+\w+",
+        r"(?i)pa[sſ]s(?:word)?[^\n]{0,10}fail",
+        r"\bdisk \w+ full\b",
+        r"Failed password for",
+        // non-ASCII letters that fold to ASCII ones: `ſ` is `s`, the Kelvin sign is `k`
+        "(?i)ſtop now",
+        "(?i)\u{212a}eep\\W+alive",
+        r"(?i)\x{17F}top now",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let big: Vec<String> = (0..600)
+        .map(|i| match i % 3 {
+            0 => format!("(?i)service{i}.*(?:stopped|crashed|restarting|degraded|unhealthy)"),
+            1 => format!(r"node-{i}[^\n]{{0,40}}(?:latency|queue|backlog)\s*[:=]?\s*\d+"),
+            _ => format!(r"\bjob{i} (?:failed|killed|evicted|preempted|lost)\b"),
+        })
+        .collect();
+    let mut data = String::new();
+    for i in 0..3000 {
+        let n = (i * 7919) % 700;
+        let line = match i % 9 {
+            0 => "Connection REFUSED by peer".to_owned(),
+            1 => "kernel: Out Of Memory: oom-KILLER invoked; KILL -- proc".to_owned(),
+            2 => format!("SERVICE{n} is now Crashed"),
+            3 => format!("node-{n} queue = {i}"),
+            4 => format!("job{n} evicted from pool é"),
+            5 => "PAſS check fail; Failed password for root".to_owned(),
+            6 => format!("Δ service{n} DEGRADED ünïcode"),
+            7 => "disk sda1 full; STOP NOW, keep-alive".to_owned(),
+            _ => format!("noise {i} connection ok, memory fine"),
+        };
+        data.push_str(&line);
+        data.push('\n');
+    }
+    let mut both = small.clone();
+    both.extend(big.iter().cloned());
+    for patterns in [&small, &big, &both] {
+        assert_agree(patterns, data.as_bytes());
+    }
+}

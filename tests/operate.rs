@@ -3,13 +3,14 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{TestEnv, header_total, signal};
+use support::running::{LIMIT, Running, http_get, sample};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 
@@ -42,150 +43,6 @@ fn message_times_are_written_in_the_configured_zone() {
     );
 }
 
-/// A `dingtail run` in the background: its stderr is read line by line as it comes, so a test
-/// can wait for a line (`listening on ADDR`, a reload) instead of sleeping.
-struct Running {
-    child: std::process::Child,
-    stdin: Option<std::process::ChildStdin>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    readers: Vec<std::thread::JoinHandle<()>>,
-    stdout: Arc<Mutex<Vec<u8>>>,
-}
-
-impl Running {
-    fn start(env: &TestEnv, args: &[&str]) -> Running {
-        let mut child = env.spawn(args);
-        let stdin = child.stdin.take();
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let mut err = BufReader::new(child.stderr.take().expect("stderr"));
-        let mut out = child.stdout.take().expect("stdout");
-        let (e, o) = (stderr.clone(), stdout.clone());
-        let readers = vec![
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                while err.read_line(&mut line).unwrap_or(0) > 0 {
-                    e.lock().unwrap().push(std::mem::take(&mut line));
-                }
-            }),
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = out.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    o.lock().unwrap().extend_from_slice(&buf[..n]);
-                }
-            }),
-        ];
-        Running {
-            child,
-            stdin,
-            stderr,
-            readers,
-            stdout,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().concat()
-    }
-
-    /// Waits until a stderr line contains `needle` (at least `n` such lines); returns the last.
-    fn wait_for_line(&mut self, needle: &str, n: usize) -> String {
-        let deadline = Instant::now() + LIMIT;
-        loop {
-            {
-                let lines = self.stderr.lock().unwrap();
-                let found: Vec<&String> = lines.iter().filter(|l| l.contains(needle)).collect();
-                if found.len() >= n {
-                    return found[n - 1].clone();
-                }
-            }
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!(
-                    "dingtail exited ({status}) before `{needle}`: {}",
-                    self.stderr()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` on stderr: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// Waits until stdout contains `needle`.
-    fn wait_for_stdout(&mut self, needle: &str) {
-        let deadline = Instant::now() + LIMIT;
-        while !String::from_utf8_lossy(&self.stdout.lock().unwrap()).contains(needle) {
-            assert!(
-                Instant::now() < deadline,
-                "no `{needle}` on stdout: {}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// The address from `listening on ADDR`.
-    fn listen_addr(&mut self) -> String {
-        let line = self.wait_for_line("listening on ", 1);
-        line.split("listening on ")
-            .nth(1)
-            .unwrap()
-            .trim()
-            .to_owned()
-    }
-
-    fn write(&mut self, data: &[u8]) {
-        self.stdin
-            .as_mut()
-            .expect("stdin open")
-            .write_all(data)
-            .unwrap();
-    }
-
-    /// Closes stdin (end of input) and waits for the exit: (code, stdout, stderr).
-    fn finish(mut self) -> (i32, String, String) {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("dingtail did not exit: {}", self.stderr());
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        for r in self.readers.drain(..) {
-            r.join().unwrap();
-        }
-        let stdout = String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned();
-        (status.code().unwrap_or(-1), stdout, self.stderr())
-    }
-}
-
-/// The longest a test waits for anything before failing.
-const LIMIT: Duration = Duration::from_secs(60);
-
-fn http_get(url: &str) -> (u16, String) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut resp = agent
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
-    let status = resp.status().as_u16();
-    (status, resp.body_mut().read_to_string().unwrap())
-}
-
 /// promtool from Debian's `prometheus` package (.ci/run installs it); the test fails without it.
 fn promtool_check(text: &str) {
     let promtool = ["promtool", "/usr/bin/promtool"]
@@ -212,16 +69,6 @@ fn promtool_check(text: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// The value of one sample (`name{labels}` exactly as written) in a metrics text.
-fn sample(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// A number in the summary line after `prefix` (`read `, `messages: `).
@@ -719,4 +566,112 @@ fn a_silence_written_while_nothing_runs_is_honoured_at_start() {
         "{}",
         out.stderr
     );
+}
+
+/// `silence list` writes its times in the config's `timezone:`, whatever the host's zone is, and
+/// says which zone it is.
+#[test]
+fn silence_times_are_shown_in_the_configured_zone() {
+    let env = TestEnv::new()
+        .config("timezone: Asia/Shanghai\nrules:\n  - {name: err, match: ERROR}\n")
+        .env("TZ", "UTC");
+    let config = env.config_path().to_str().unwrap().to_owned();
+    let added = silence_cmd(
+        &env,
+        &[
+            "silence", "add", "-c", &config, "--rule", "err", "--for", "1h",
+        ],
+    );
+    let listed = silence_cmd(&env, &["silence", "list", "-c", &config]);
+    assert!(listed.contains("+08:00 (Asia/Shanghai)"), "{listed}");
+    assert_eq!(added.trim(), listed.trim());
+    // The printed time is the silence's end, read back in Shanghai time.
+    let until = listed.split("until ").nth(1).unwrap();
+    let end = chrono::DateTime::parse_from_str(&until[..26], "%Y-%m-%d %H:%M:%S %:z").unwrap();
+    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    assert!(
+        (end.timestamp() - in_an_hour.timestamp()).abs() <= 60,
+        "{listed}"
+    );
+    assert_eq!(end.offset().local_minus_utc(), 8 * 3600);
+}
+
+/// Waits until a scrape of `addr` satisfies `ok`; returns that scrape.
+fn wait_for_metrics(run: &Running, addr: &str, ok: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let (_, text) = http_get(&format!("http://{addr}/metrics"));
+        if ok(&text) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{text}\n{}", run.stderr());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A reload that changes `inputs:` follows the added ones and lets the removed ones go with
+/// their checkpoints kept: added back, a file resumes where it was left, so nothing written
+/// meanwhile is lost or read twice. The files metrics say which files are followed.
+#[test]
+fn a_reload_follows_added_inputs_and_lets_removed_ones_go_keeping_their_place() {
+    let env = TestEnv::new();
+    let (a, b) = (env.dir().join("a.log"), env.dir().join("b.log"));
+    std::fs::write(&a, "start\n").unwrap();
+    std::fs::write(&b, "start\n").unwrap();
+    let config = |input: &std::path::Path| {
+        format!(
+            "inputs:\n  - path: '{}'\nrules:\n  - {{name: err, match: ERROR, window: 10ms}}\n",
+            input.display()
+        )
+    };
+    let env = env.config(&config(&a));
+    let append = |p: &std::path::Path, text: &str| {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(p)
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    };
+    let followed = |text: &str, p: &std::path::Path| {
+        text.contains(&format!(
+            "dingtail_checkpoint_lag_bytes{{file=\"{}\"}}",
+            p.display()
+        )) && text.contains("dingtail_files_followed 1")
+    };
+    let mut run = Running::start(&env, &["run", "--dry-run", "--listen", "127.0.0.1:0"]);
+    let addr = run.listen_addr();
+    wait_for_metrics(&run, &addr, |t| followed(t, &a));
+    append(&a, "ERROR a1\n");
+    run.wait_for_stdout("ERROR a1");
+
+    std::fs::write(env.config_path(), config(&b)).unwrap();
+    signal(&run.child, libc::SIGHUP);
+    let lag_of_a = format!("dingtail_checkpoint_lag_bytes{{file=\"{}\"}}", a.display());
+    let text = wait_for_metrics(&run, &addr, |t| followed(t, &b) && !t.contains(&lag_of_a));
+    promtool_check(&text);
+    append(&a, "ERROR a2\n");
+    append(&b, "ERROR b1\n");
+    run.wait_for_stdout("ERROR b1");
+
+    std::fs::write(env.config_path(), config(&a)).unwrap();
+    signal(&run.child, libc::SIGHUP);
+    run.wait_for_stdout("ERROR a2");
+    // Everything delivered: the checkpoint is at the end of the file.
+    wait_for_metrics(&run, &addr, |t| {
+        t.contains(&format!(
+            "dingtail_checkpoint_lag_bytes{{file=\"{}\"}} 0",
+            a.display()
+        ))
+    });
+    signal(&run.child, libc::SIGTERM);
+    let (code, stdout, stderr) = run.finish();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        printed_totals(&stdout).get("err"),
+        Some(&3),
+        "{stdout}\n{stderr}"
+    );
+    assert!(stderr.contains("input removed by the reload"), "{stderr}");
 }

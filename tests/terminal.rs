@@ -252,3 +252,42 @@ fn strip_ansi(s: &str) -> String {
     let re = regex::Regex::new(r"\x1b\[[0-9;?]*[A-Za-z]").unwrap();
     re.replace_all(s, "").into_owned()
 }
+
+/// `run --once --from-beginning` over a large file shows the bar on a terminal (and clears it
+/// before the summary), and never when stderr is piped.
+#[test]
+fn run_once_over_a_large_file_shows_progress_only_on_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = dir.path().join("big.log");
+    let line = "2026-11-29 10:00:00 INFO all is well, nothing to see here at all\n";
+    let mut text = line.repeat((4 << 20) / line.len() + 1);
+    text.push_str("2026-11-29 10:00:01 ERROR the one\n");
+    std::fs::write(&big, &text).unwrap();
+    let path = big.display().to_string();
+    let args = [
+        "run",
+        "--dry-run",
+        "--once",
+        "--from-beginning",
+        "--state-dir",
+        "state",
+        &path,
+    ];
+    let shown = strip_ansi(&on_terminal(dir.path(), &args, Path::new("/dev/null")));
+    assert!(shown.contains(" hits"), "no progress bar: {shown}");
+    assert!(shown.contains("MiB"), "{shown}");
+    assert!(
+        shown.contains("dingtail: read "),
+        "the summary follows: {shown}"
+    );
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(dir.path())
+        .env_remove("DINGTAIL_CONFIG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(" hits"), "{stderr}");
+    assert!(stderr.contains("dingtail: read "), "{stderr}");
+}

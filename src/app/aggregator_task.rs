@@ -10,19 +10,27 @@ use tokio::time::{Instant, sleep_until};
 
 use super::Routes;
 use crate::aggregate::{Aggregator, Routed};
-use crate::config::RobotId;
+use crate::config::{Config, RobotId};
 use crate::dispatch::DeliveryReport;
 use crate::hush::Hush;
 use crate::reload::{Fleet, Matched};
+use crate::self_alert::Notice;
 use crate::source::Mark;
 use crate::source::checkpoint::Event;
+use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
 /// of input closes every window and lets the dispatchers finish. Returns the hits held below a
-/// threshold per rule, and the dispatchers reloads started.
+/// threshold per rule, the dispatchers reloads started, the silenced alerts, and the hits per
+/// rule carried to the next run in the alert state.
+///
+/// With a `saver` it offers a snapshot of the aggregator every `SAVE_EVERY` and writes a last
+/// one at the end; when that last write fails the hits it would carry stay held, so the next run
+/// reads them again.
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
+#[allow(clippy::too_many_arguments)] // one per stage it links; grouping them would only rename
 pub(super) async fn aggregate(
     mut agg: Aggregator,
     mut hit_rx: mpsc::Receiver<Matched>,
@@ -30,11 +38,16 @@ pub(super) async fn aggregate(
     mut fleet: Fleet,
     mut hush: Hush,
     progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    (mut notices_rx, mut robots): (Option<mpsc::Receiver<Notice>>, Vec<String>),
+    saver: Option<AlertSaver>,
 ) -> (
     Vec<(String, u64)>,
     Vec<tokio::task::JoinHandle<DeliveryReport>>,
     Vec<(String, u64)>,
+    Vec<(String, u64)>,
 ) {
+    let mut save_tick = tokio::time::interval(SAVE_EVERY);
+    save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Quiet hours ending is a deadline too (on the wall clock).
         let quiet_end = hush
@@ -43,6 +56,18 @@ pub(super) async fn aggregate(
         let deadline = [agg.next_deadline(), quiet_end].into_iter().flatten().min();
         let far = Instant::now() + Duration::from_secs(86_400 * 365);
         tokio::select! {
+            Some(notice) = next_notice(&mut notices_rx) => {
+                // dingtail's own news: straight to its robot (by name, in the config in force).
+                let robot = robots.iter().position(|r| *r == notice.robot);
+                if robot.is_some() || robots.is_empty() {
+                    let routed = Routed {
+                        alert: notice.alert,
+                        robot,
+                        holds: Vec::new(),
+                    };
+                    route(vec![routed], &routes).await;
+                }
+            }
             batch = hit_rx.recv() => match batch {
                 Some(Matched::Batch(b)) => {
                     let alerts = agg.add(&b, Instant::now());
@@ -62,6 +87,7 @@ pub(super) async fn aggregate(
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    robots = robot_names(&config);
                     hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
                 None => break,
@@ -71,9 +97,26 @@ pub(super) async fn aggregate(
                 report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
+            _ = save_tick.tick(), if saver.is_some() => {
+                if let Some(s) = &saver {
+                    s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
+                }
+            }
         }
     }
     let alerts = agg.flush(Instant::now());
+    if let Some(saver) = saver {
+        match saver
+            .finish(agg.snapshot(Instant::now(), SystemTime::now()))
+            .await
+        {
+            Ok(()) => agg.release_carried(),
+            // The hits it would carry stay held: the next run reads them again.
+            Err(e) => tracing::error!(
+                "cannot save the alert state: {e}; cooldowns and open alerts are forgotten, hits not sent are read again by the next run"
+            ),
+        }
+    }
     report_progress(&mut agg, &progress_tx, None);
     let alerts = hushed(&mut hush, alerts, &progress_tx, true);
     route(alerts, &routes).await;
@@ -84,7 +127,27 @@ pub(super) async fn aggregate(
         .zip(agg.held_below_threshold().iter().copied())
         .filter(|(_, n)| *n > 0)
         .collect();
-    (held, fleet.finish(), hush.silenced())
+    let kept = agg
+        .rule_names()
+        .iter()
+        .map(|n| n.to_string())
+        .zip(agg.kept_for_next_run().iter().copied())
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    (held, fleet.finish(), hush.silenced(), kept)
+}
+
+/// The next notice of the self-alert task (never, without one).
+async fn next_notice(rx: &mut Option<mpsc::Receiver<Notice>>) -> Option<Notice> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The names of the config's robots, by `RobotId`: a notice names its robot.
+pub(super) fn robot_names(config: &Config) -> Vec<String> {
+    config.robots.iter().map(|r| r.name.clone()).collect()
 }
 
 /// Passes alerts through silences, mute windows and quiet hours (see `hush.rs`): returns those

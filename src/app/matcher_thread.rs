@@ -1,4 +1,5 @@
-//! The matcher thread: chunks in, hit batches out, counting lines, bytes and hits per rule.
+//! The matcher thread: chunks in, hit batches out, counting lines, events, bytes and hits per
+//! rule.
 //! Synchronous (no tokio), so network waits never slow matching.
 
 use tokio::sync::mpsc;
@@ -8,7 +9,7 @@ use crate::matcher::Matcher;
 use crate::operate::Counter;
 use crate::reload::{Feed, Matched};
 
-/// The matcher thread's loop; returns lines, bytes and matching lines per rule name (rules a
+/// The matcher thread's loop; returns lines, events, bytes and matching events per rule name (rules a
 /// reload removed included, in the order they were first configured).
 ///
 /// A reload takes effect between two chunks: the new matcher from then on, and the aggregator
@@ -20,7 +21,7 @@ pub(super) fn match_all(
     rule_count: usize,
     mut counted: Counter,
 ) -> MatchTotals {
-    let (mut lines, mut bytes) = (0, 0);
+    let (mut lines, mut events, mut bytes) = (0, 0, 0);
     let mut names: Vec<String> = counted.rules().to_vec();
     let mut per_rule = vec![0u64; rule_count];
     // Rules a reload removed, with what they matched.
@@ -57,7 +58,13 @@ pub(super) fn match_all(
             }
         };
         let batch = matcher.match_chunk(&chunk);
+        // The matcher sees events; their lines are joined inside them.
+        events += batch.lines;
         lines += batch.lines;
+        if chunk.joined {
+            lines += memchr::memchr_iter(crate::source::multiline::EVENT_LINE_SEP, &chunk.data)
+                .count() as u64;
+        }
         // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
         // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
         bytes += match chunk.mark {
@@ -74,5 +81,5 @@ pub(super) fn match_all(
     }
     let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
     matches.extend(retired);
-    (lines, bytes, matches)
+    (lines, events, bytes, matches)
 }

@@ -38,7 +38,8 @@ use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
-use aggregator_task::aggregate;
+use crate::state::alert_state::{AlertSaver, AlertStore};
+use aggregator_task::{aggregate, robot_names};
 use matcher_thread::match_all;
 
 /// How `run` behaves, beyond the config.
@@ -95,6 +96,11 @@ pub enum UsageError {
     /// `--tee` while following files.
     #[error("--tee copies standard input; it cannot be used when following files")]
     TeeWithFiles,
+    /// `-` (stdin) among the inputs beside files.
+    #[error(
+        "`-` (stdin) cannot be read together with files: run one dingtail for stdin and one for the files"
+    )]
+    StdinWithFiles,
 }
 
 /// What the stages share while they are being wired.
@@ -121,7 +127,18 @@ pub async fn run(
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
     let inputs = inputs(&config, &opts);
+    // `-` names stdin: alone, it is the same as no input at all.
+    let stdin_named = inputs.iter().filter(|i| i.pattern == "-").count();
+    if stdin_named > 0 && stdin_named < inputs.len() {
+        return Err(UsageError::StdinWithFiles.into());
+    }
+    let inputs = if stdin_named > 0 { Vec::new() } else { inputs };
     let files = !inputs.is_empty();
+    let whole_files = if files && opts.from_beginning {
+        start_sizes(&inputs)
+    } else {
+        0
+    };
     if opts.tee && dry_run {
         return Err(UsageError::TeeWithDryRun.into());
     }
@@ -134,8 +151,40 @@ pub async fn run(
             config.origin
         );
     }
-    let mut ops =
-        crate::operate::Operate::start(&config, opts.state_dir.as_deref(), opts.listen).await?;
+    // On stdin the state directory is optional (nothing can be re-read): one that cannot be
+    // used is one warning, and alert state, silences and budget then live in memory only.
+    // Locked like for files, so two instances never write over each other's state.
+    let stdin_state = if files || opts.dry_run {
+        None
+    } else {
+        match checkpoint::state_dir(opts.state_dir.as_deref())
+            .and_then(Store::open)
+            .and_then(Store::lock)
+        {
+            Ok(store) => Some(store),
+            Err(e) => {
+                tracing::warn!(
+                    "{e}; alert state (cooldowns, open alerts), silences and the monthly budget live in memory only"
+                );
+                None
+            }
+        }
+    };
+    let mut ops = crate::operate::Operate::start(
+        &config,
+        opts.state_dir.as_deref(),
+        opts.listen,
+        files || stdin_state.is_some() || opts.dry_run,
+    )
+    .await?;
+    // dingtail's own trouble goes to a robot only with `self_alerts:`.
+    let (trouble, trouble_rx) = if config.self_alerts.is_some() {
+        let (t, rx) = crate::trouble::Reporter::channel();
+        (t, Some(rx))
+    } else {
+        (crate::trouble::Reporter::default(), None)
+    };
+    ops.metrics.set_trouble(trouble.clone());
     let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
     let (settled_tx, settled_rx) = mpsc::unbounded_channel::<Vec<Mark>>();
     let wiring = Wiring {
@@ -147,12 +196,31 @@ pub async fn run(
     let budget = if dry_run {
         None
     } else {
-        let budget = open_budget(&config, &opts)?;
+        let budget = open_budget(&config, &opts, files || stdin_state.is_some())?;
         ops.metrics.watch_budget(budget.clone());
         Some(budget)
     };
-    let (dispatchers, routes, fleet) =
-        spawn_dispatchers(&config, &opts, dry_run, files, &ops, &budget, &wiring)?;
+    // `coordination:`: the robots' limits shared with the fleet through Redis.
+    let coordinator = match (&config.coordination, dry_run) {
+        (Some(c), false) => {
+            let metrics = ops.metrics.clone();
+            let hook: crate::fleet::FallbackHook =
+                Arc::new(move |on| metrics.set_coordination_fallback(on));
+            let coordinator = crate::fleet::Coordinator::new(c, &opts.host, Some(hook))?;
+            coordinator.join().await;
+            Some(coordinator)
+        }
+        _ => None,
+    };
+    let (dispatchers, routes, fleet) = spawn_dispatchers(
+        &config,
+        &opts,
+        dry_run,
+        files,
+        &ops,
+        (&budget, coordinator.as_ref()),
+        &wiring,
+    )?;
     let Wiring {
         events_tx,
         events_rx,
@@ -164,28 +232,70 @@ pub async fn run(
     // Source: stdin thread or tailer thread → gate (watches `shutdown`) → matcher.
     let (raw_tx, raw_rx) = mpsc::channel::<Chunk>(CHUNKS_IN_FLIGHT);
     let (chunk_tx, chunk_rx) = mpsc::channel::<Feed>(CHUNKS_IN_FLIGHT);
+    let mut backlog_bytes = 0;
+    let mut alert_store = stdin_state.as_ref().map(|s| AlertStore::new(s.dir()));
+    let (source, waker) = if files {
+        let positions = checkpoint::Positions::default();
+        ops.metrics.watch_positions(positions.clone());
+        let (source, waker, backlog, store) = spawn_files(
+            &config,
+            &opts,
+            inputs,
+            raw_tx,
+            (events_tx.clone(), events_rx, settled_rx),
+            (trouble.clone(), positions),
+        )?;
+        backlog_bytes = backlog;
+        alert_store = store;
+        (source, waker)
+    } else {
+        drop((events_rx, settled_rx));
+        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
+        (Source::Stdin(reader), None)
+    };
     let reloader = tokio::spawn(reload::run(
         ops.take_triggers(),
         opts.config_path.clone(),
         opts.watch_config,
         Arc::new(config.clone()),
         chunk_tx.downgrade(),
-        ops.metrics.clone(),
+        reload::Sides {
+            metrics: ops.metrics.clone(),
+            trouble,
+            tailer: waker.clone().map(|waker| reload::TailerInputs {
+                waker,
+                cli_paths: opts.paths.clone(),
+            }),
+        },
     ));
-    let (source, waker) = if files {
-        spawn_files(
-            &config,
-            &opts,
-            inputs,
-            raw_tx,
-            events_tx.clone(),
-            events_rx,
-            settled_rx,
-        )?
+    // The self-alert task, with the heartbeat in the state directory of a service run.
+    let heartbeat_dir = (!opts.dry_run && !opts.once)
+        .then(|| checkpoint::state_dir(opts.state_dir.as_deref()).ok())
+        .flatten();
+    let notices_rx = match (
+        trouble_rx,
+        crate::self_alert::Setup::for_config(&config, ops.metrics.clone()),
+    ) {
+        (Some(trouble_rx), Some(mut setup)) => {
+            setup.state_dir = heartbeat_dir.clone();
+            setup.backlog_bytes = backlog_bytes;
+            setup.budget = budget.clone();
+            let (notices_tx, notices_rx) = mpsc::channel(16);
+            tokio::spawn(crate::self_alert::run(setup, trouble_rx, notices_tx));
+            Some(notices_rx)
+        }
+        _ => None,
+    };
+    // A long read on a terminal shows its progress (see `progress::follow`).
+    let bar = if files && (opts.once || opts.from_beginning) {
+        let total = if opts.from_beginning {
+            whole_files
+        } else {
+            backlog_bytes
+        };
+        crate::progress::follow(total, ops.metrics.clone())
     } else {
-        drop((events_rx, settled_rx));
-        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
-        (Source::Stdin(reader), None)
+        None
     };
     ops.metrics.set_reading(true);
     let gate = tokio::spawn(gate(raw_rx, chunk_tx, waker, shutdown));
@@ -195,31 +305,56 @@ pub async fn run(
 
     let progress_tx = files.then(|| events_tx.clone());
     drop(events_tx);
+    // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
+    let alert_store = alert_store.filter(|_| !opts.dry_run);
+    let mut agg = Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
+        .with_stale(
+            &config.stale,
+            &config.default_robot.into_iter().collect::<Vec<_>>(),
+            &crate::pii::Pii::default(),
+            Instant::now(),
+        )
+        .with_absence_at_end(!files)
+        .with_pending_kept(files && !opts.once && alert_store.is_some());
+    if let Some(store) = alert_store.as_ref().filter(|_| !opts.from_beginning)
+        && let Some(snap) = store.load()
+    {
+        for note in agg.restore(&snap, Instant::now(), SystemTime::now()) {
+            tracing::info!("{note}");
+        }
+        tracing::info!(
+            path = %store.path().display(),
+            streams = snap.streams(),
+            "alert state restored"
+        );
+    }
     let aggregator = tokio::spawn(aggregate(
-        Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
-            .with_stale(
-                &config.stale,
-                &config.default_robot.into_iter().collect::<Vec<_>>(),
-                &crate::pii::Pii::default(),
-                Instant::now(),
-            )
-            .with_absence_at_end(!files),
+        agg,
         hit_rx,
         routes,
         fleet,
         ops.hush(&config),
         progress_tx,
+        (notices_rx, robot_names(&config)),
+        alert_store.map(AlertSaver::spawn),
     ));
 
-    let (held, added, silenced) = aggregator.await.context("aggregator task")?;
+    let (held, added, silenced, kept) = aggregator.await.context("aggregator task")?;
+    drop(stdin_state);
     let mut deliveries = Vec::new();
     for d in dispatchers.into_iter().chain(added) {
         deliveries.push(d.await.context("dispatcher task")?);
     }
     gate.await.context("gate task")?;
+    if let Some(bar) = bar {
+        bar.finish();
+    }
     reloader.abort();
+    if let (Some(dir), Some(_)) = (&heartbeat_dir, &config.self_alerts) {
+        crate::self_alert::write_stopped(dir);
+    }
     ops.metrics.set_reading(false);
-    let (lines, mut bytes, per_rule) = matcher_thread
+    let (lines, events, mut bytes, per_rule) = matcher_thread
         .join()
         .map_err(|_| anyhow::anyhow!("the matcher thread panicked"))?;
     let cut_lines = match finish_source(source).await? {
@@ -234,12 +369,14 @@ pub async fn run(
     Ok(RunReport {
         dry_run,
         lines,
+        events,
         bytes,
         cut_lines,
         matches: per_rule,
         deliveries,
         held_below_threshold: held,
         silenced,
+        kept,
         budget: budget.map(|b| b.status(SystemTime::now())),
     })
 }
@@ -273,7 +410,8 @@ fn spawn_dispatchers(
     dry_run: bool,
     files: bool,
     ops: &crate::operate::Operate,
-    budget: &Option<SharedBudget>,
+    // The robots' limits beyond their rate: the monthly budget, and the fleet's Redis.
+    (budget, coordinator): (&Option<SharedBudget>, Option<&crate::fleet::Coordinator>),
     wiring: &Wiring,
 ) -> anyhow::Result<(Dispatchers, Routes, Fleet)> {
     let stdout = crate::pretty::dry_run_stdout(opts.presentation);
@@ -328,6 +466,9 @@ fn spawn_dispatchers(
         if let (Some(b), Some(id)) = (budget, target) {
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
+        if let (Some(c), Some(r)) = (coordinator, robot) {
+            dispatcher = dispatcher.with_link(c.robot(&r.name, r.rate, r.endpoint.request_timeout));
+        }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
     Ok((dispatchers, routes, fleet))
@@ -339,12 +480,17 @@ fn spawn_files(
     opts: &RunOptions,
     inputs: Vec<Input>,
     raw_tx: mpsc::Sender<Chunk>,
-    events_tx: mpsc::UnboundedSender<Event>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
-    settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
-) -> anyhow::Result<(Source, Option<tail::Waker>)> {
+    (events_tx, events_rx, settled_rx): (
+        mpsc::UnboundedSender<Event>,
+        mpsc::UnboundedReceiver<Event>,
+        mpsc::UnboundedReceiver<Vec<Mark>>,
+    ),
+    (trouble, positions): (crate::trouble::Reporter, checkpoint::Positions),
+) -> anyhow::Result<(Source, Option<tail::Waker>, u64, Option<AlertStore>)> {
     let patterns = inputs.iter().map(|i| i.pattern.clone()).collect();
     let (store, saved) = open_store(opts, patterns)?;
+    let backlog_bytes = backlog(&saved.files);
+    let alert_store = store.as_ref().map(|s| AlertStore::new(s.dir()));
     let cfg = TailConfig {
         inputs,
         max_line: config.max_line_bytes,
@@ -356,13 +502,18 @@ fn spawn_files(
         once: opts.once,
         checkpoints: saved.files.clone(),
         known_patterns: saved.patterns,
+        trouble,
+        unreadable_for: config
+            .self_alerts
+            .as_ref()
+            .map_or(crate::config::DEFAULT_UNREADABLE_FOR, |s| s.unreadable_for),
     };
     let (tailer, waker) =
         tail::spawn(cfg, raw_tx, events_tx).context("cannot start the tail thread")?;
     let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
     let keeper = tokio::spawn(checkpoint::keep(
         store,
-        Keeper::new(saved.files),
+        Keeper::new(saved.files).with_positions(positions),
         events_rx,
         settled_rx,
         finish_rx,
@@ -372,11 +523,45 @@ fn spawn_files(
         keeper,
         finish_tx,
     };
-    Ok((source, Some(waker)))
+    Ok((source, Some(waker), backlog_bytes, alert_store))
 }
 
-/// What the matcher thread counted: lines, bytes, and matching lines per rule name.
-pub(super) type MatchTotals = (u64, u64, Vec<(String, u64)>);
+/// The sizes of the files the inputs match now (`--from-beginning` reads them whole).
+fn start_sizes(inputs: &[Input]) -> u64 {
+    let mut seen = std::collections::HashSet::new();
+    inputs
+        .iter()
+        .flat_map(|i| match glob::glob(&i.pattern) {
+            Ok(paths) => paths.filter_map(Result::ok).collect(),
+            Err(_) => vec![PathBuf::from(&i.pattern)],
+        })
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
+        .filter(|m| {
+            use std::os::unix::fs::MetadataExt;
+            seen.insert((m.dev(), m.ino()))
+        })
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Bytes between the checkpoints and the ends of their files now: the backlog a restart reads
+/// (files renamed meanwhile, or replaced, are not counted).
+fn backlog(entries: &[checkpoint::Entry]) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    entries
+        .iter()
+        .filter_map(|e| {
+            let m = std::fs::metadata(&e.path).ok()?;
+            ((m.dev(), m.ino()) == (e.identity.dev, e.identity.ino))
+                .then(|| m.size().saturating_sub(e.offset))
+        })
+        .sum()
+}
+
+/// What the matcher thread counted: lines, events (a multi-line event counts once), bytes, and
+/// matching events per rule name.
+pub(super) type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
 
 /// Starts the matcher thread: synchronous, so network waits never slow matching.
 fn spawn_matcher(
@@ -441,7 +626,16 @@ async fn finish_source(source: Source) -> anyhow::Result<SourceEnd> {
 
 /// The monthly budget with its ledger from the state directory (in memory only, with a
 /// warning, when there is no state directory to be found).
-fn open_budget(config: &Config, opts: &RunOptions) -> anyhow::Result<SharedBudget> {
+///
+/// `dir_usable`: false when the state directory was already found unusable and said so.
+fn open_budget(
+    config: &Config,
+    opts: &RunOptions,
+    dir_usable: bool,
+) -> anyhow::Result<SharedBudget> {
+    if !dir_usable {
+        return Ok(SharedBudget::open(config, None)?);
+    }
     let dir = checkpoint::state_dir(opts.state_dir.as_deref()).map_err(anyhow::Error::from);
     let file = match dir.and_then(|d| Ok(LedgerFile::open(&d)?)) {
         Ok(file) => Some(file),

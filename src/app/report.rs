@@ -11,6 +11,9 @@ pub struct RunReport {
     pub dry_run: bool,
     /// Lines read.
     pub lines: u64,
+    /// Events matched as one: lines, or multi-line events where an input has `multiline`
+    /// (then fewer than `lines`).
+    pub events: u64,
     /// Bytes read.
     pub bytes: u64,
     /// Lines cut at `max_line_bytes`.
@@ -23,6 +26,9 @@ pub struct RunReport {
     pub held_below_threshold: Vec<(String, u64)>,
     /// Hits a silence or mute window covered, per rule (counted, not sent).
     pub silenced: Vec<(String, u64)>,
+    /// Hits gathered in a cooldown at a stop, per rule: saved with the alert state and sent by
+    /// the next run when the cooldown ends (see `state::alert_state`).
+    pub kept: Vec<(String, u64)>,
     /// The monthly budget after the run (`None` in dry-run).
     pub budget: Option<Status>,
 }
@@ -66,9 +72,23 @@ impl RunReport {
                 .collect();
             format!("{held}; silenced, not sent: {}", rules.join(", "))
         };
+        let held = if self.kept.is_empty() {
+            held
+        } else {
+            let rules: Vec<String> = self.kept.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            format!(
+                "{held}; cooling down, kept for the next run: {}",
+                rules.join(", ")
+            )
+        };
         format!(
-            "dingtail: read {} lines ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
+            "dingtail: read {} lines{} ({} bytes){}; matches: {}; messages: {sent} {}, {failed} failed{held}",
             self.lines,
+            if self.events != self.lines {
+                format!(" as {} events", self.events)
+            } else {
+                String::new()
+            },
             self.bytes,
             if self.cut_lines > 0 {
                 format!(", {} cut at max_line_bytes", self.cut_lines)

@@ -83,6 +83,24 @@ impl SharedBudget {
         v
     }
 
+    /// See [`Budget::limits`].
+    pub fn limits(
+        &self,
+        robot: usize,
+        critical: bool,
+        paced: bool,
+        now: SystemTime,
+    ) -> Option<(u64, Option<u64>)> {
+        self.lock().budget.limits(robot, critical, paced, now)
+    }
+
+    /// See [`Budget::sync`]; the ledger file keeps the shared counts too.
+    pub fn sync(&self, robot: usize, month: &str, total: u64, mine: u64, now: SystemTime) {
+        let mut inner = self.lock();
+        inner.budget.sync(robot, month, total, mine, now);
+        inner.save(now);
+    }
+
     /// See [`Budget::refund`].
     pub fn refund(&self, robot: usize, counted: SystemTime, now: SystemTime) {
         let mut inner = self.lock();

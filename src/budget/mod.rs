@@ -136,6 +136,19 @@ impl Cap {
         }
     }
 
+    /// The count below which [`Cap::verdict`] says `Now` (the same rule as one number), so that
+    /// a shared ledger can check and count in one atomic step: `used < limit`.
+    fn limit(&self, critical: bool, paced: bool, month: Month, now: SystemTime) -> u64 {
+        let normal = self.cap - self.reserve;
+        let hard = if critical { self.cap } else { normal };
+        if !paced {
+            return hard;
+        }
+        let share = normal.div_ceil(month.days()).max(1);
+        let extra = if critical { self.reserve } else { 0 };
+        hard.min(self.at_pace(month, now) + share + extra)
+    }
+
     /// `⌊N·e⌋`: what an even pace would have spent by `now`.
     fn at_pace(&self, month: Month, now: SystemTime) -> u64 {
         ((self.cap - self.reserve) as u128 * month.elapsed_ms(now) as u128 / month.len_ms() as u128)
@@ -301,6 +314,37 @@ impl Budget {
                 stricter(org, own)
             }
         }
+    }
+
+    /// The counts below which `robot` may send now: (all robots, the robot's own cap), for a
+    /// ledger kept elsewhere (Redis, see `crate::fleet`) that checks `total < org` and
+    /// `mine < own` and counts in one step. `None` when DingTalk said the robot's quota is
+    /// used up.
+    pub fn limits(
+        &mut self,
+        robot: usize,
+        critical: bool,
+        paced: bool,
+        now: SystemTime,
+    ) -> Option<(u64, Option<u64>)> {
+        let month = self.roll(now);
+        let (name, cap) = &self.robots[robot];
+        if self.ledger.spent.contains_key(name) {
+            return None;
+        }
+        let org = self.org.limit(critical, paced, month, now);
+        Some((org, cap.map(|c| c.limit(critical, paced, month, now))))
+    }
+
+    /// Takes the counts of a shared ledger for `month` (`2026-11`): all robots, and `robot`'s.
+    /// Counts of another month than `now`'s are ignored.
+    pub fn sync(&mut self, robot: usize, month: &str, total: u64, mine: u64, now: SystemTime) {
+        if self.roll(now).to_string() != month {
+            return;
+        }
+        self.ledger.total = total;
+        let name = self.robots[robot].0.clone();
+        self.ledger.robots.insert(name, mine);
     }
 
     /// Counts a message of `robot` if the budget allows it now (checked and counted in one

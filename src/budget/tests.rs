@@ -325,3 +325,43 @@ fn a_month_of_storms_and_quiet_days_stays_within_budget_keeps_the_reserve_and_lo
         "{generated} lines in {sent} messages"
     );
 }
+
+/// `limits` (what a shared ledger checks in Redis) says the same as `verdict` for every count,
+/// cap, reserve, severity and time of the month.
+#[test]
+fn limits_agree_with_the_verdict_for_every_count() {
+    for (monthly, reserve, own) in [
+        (30, Reserve::Count(3), None),
+        (20, Reserve::Count(0), Some(7)),
+        (3000, Reserve::Percent(10.0), Some(500)),
+        (2, Reserve::Count(1), None),
+    ] {
+        for hour in (0..30 * 24).step_by(7) {
+            let now = nov().at_ms(hour * HOUR + 1234);
+            for critical in [false, true] {
+                for paced in [false, true] {
+                    let q = quota(monthly, reserve, vec![own]);
+                    let mut probe = Budget::new(&q, &names(1), Ledger::default());
+                    let (org, mine) = probe.limits(0, critical, paced, now).unwrap();
+                    for used in 0..=monthly.min(600) {
+                        let mut b = Budget::new(&q, &names(1), Ledger::default());
+                        b.sync(0, "2026-11", used, used, now);
+                        let allowed = used < org && mine.is_none_or(|m| used < m);
+                        assert_eq!(
+                            b.verdict(0, critical, paced, now) == Verdict::Now,
+                            allowed,
+                            "monthly {monthly} own {own:?} hour {hour} critical {critical} paced {paced} used {used}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    let mut b = Budget::new(
+        &quota(10, Reserve::Count(0), vec![None]),
+        &names(1),
+        Ledger::default(),
+    );
+    b.mark_spent(0, "90030", nov().at_ms(DAY));
+    assert_eq!(b.limits(0, true, false, nov().at_ms(DAY)), None);
+}

@@ -285,7 +285,7 @@ pub(super) fn check(
         .inputs
         .iter()
         .enumerate()
-        .filter_map(|(i, input)| check_input(&mut c, i, &input.value))
+        .filter_map(|(i, input)| check_input(&mut c, i, &input.value, env))
         .collect();
     let stale_inputs: Vec<(String, &Spanned<String>)> = (raw.inputs.iter())
         .filter_map(|i| {
@@ -327,6 +327,10 @@ pub(super) fn check(
         .map(|(n, r)| (n.as_str(), r.value.monthly.as_ref()))
         .collect();
     let quota = quota::check_quota(&mut c, raw.quota.as_ref(), &robot_monthly);
+    let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
+    let self_alerts =
+        self_alerts::check_self_alerts(&mut c, raw.self_alerts.as_ref(), &robot_names);
+    let coordination = coordination::check_coordination(&mut c, raw.coordination.as_ref(), env);
 
     if c.problems.is_empty() {
         Ok(Config {
@@ -344,6 +348,8 @@ pub(super) fn check(
             quiet_hours,
             quota,
             stale,
+            self_alerts,
+            coordination,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -3,10 +3,23 @@
 
 use super::*;
 
-pub(super) fn check_input(c: &mut Checker, index: usize, raw: &RawInput) -> Option<InputConfig> {
+/// One `inputs:` entry: `${VAR}` in its path expanded as in robot fields (`$$` is a `$`), so
+/// one config serves hosts whose logs live in different places; `-` names stdin.
+pub(super) fn check_input(
+    c: &mut Checker,
+    index: usize,
+    raw: &RawInput,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<InputConfig> {
     let ctx = |field: &str| format!("input {}, field '{field}'", index + 1);
-    let path = raw.path.value.trim().to_owned();
     let mut ok = true;
+    let path = match expand_env(raw.path.value.trim(), env) {
+        Ok(p) => p,
+        Err(e) => {
+            c.problem(&raw.path, ctx("path"), e);
+            return None;
+        }
+    };
     if path.is_empty() {
         c.problem(&raw.path, ctx("path"), "is empty");
         ok = false;

@@ -38,7 +38,15 @@ impl fmt::Display for Problem {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("cannot read config {path}: {source}")]
+    #[error(
+        "cannot read config {path}: {source}{}",
+        if source.kind() == std::io::ErrorKind::NotFound {
+            "; `dingtail init` writes a starter config there (`-o PATH`), and without -c and \
+             DINGTAIL_CONFIG dingtail looks for ./dingtail.yaml, else uses its built-in rules"
+        } else {
+            ""
+        }
+    )]
     Read {
         /// The path as given.
         path: PathBuf,

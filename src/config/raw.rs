@@ -53,6 +53,11 @@ pub(super) struct RawConfig {
     /// `stdin:` settings of standard input when it is read (its `stale:`).
     #[serde(default)]
     pub(super) stdin: Option<stale::RawStdin>,
+    /// `self_alerts:` the robot told about dingtail's own trouble.
+    #[serde(default)]
+    pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
+    /// `coordination:` Redis shared by the instances that post to the same robots.
+    pub(super) coordination: Option<Spanned<coordination::RawCoordination>>,
 }
 
 impl RawConfig {
@@ -65,6 +70,7 @@ impl RawConfig {
         self.max_line_bytes = self.max_line_bytes.take().or(part.max_line_bytes);
         self.timestamp = self.timestamp.take().or(part.timestamp);
         self.quota = self.quota.take().or(part.quota);
+        self.coordination = self.coordination.take().or(part.coordination);
         self.redact = self.redact.take().or(part.redact);
         self.timezone = self.timezone.take().or(part.timezone);
         self.listen = self.listen.take().or(part.listen);
@@ -73,6 +79,7 @@ impl RawConfig {
         self.people.extend(part.people);
         self.routes.extend(part.routes);
         self.stdin = self.stdin.take().or(part.stdin);
+        self.self_alerts = self.self_alerts.take().or(part.self_alerts);
     }
 }
 

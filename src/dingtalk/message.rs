@@ -183,7 +183,7 @@ pub fn render<A: AsRef<Alert>>(
 /// One alert whose own text does not fit: its header, then as much of the rest as fits.
 fn squeeze(alert: &Alert, ctx: &RenderContext, msg_uuid: String, content: &str) -> Message {
     let flavor = Flavor::of(alert.style.msgtype);
-    let title = title(alert);
+    let title = title(&[alert]);
     let keyword_part = keyword_line(ctx.keyword);
     let head = head(alert, ctx.host, flavor);
     let rest = content.strip_prefix(head.as_str()).unwrap_or("");
@@ -237,7 +237,8 @@ fn render_within(
         .count();
     let alerts = &alerts[..same_type];
     let flavor = Flavor::of(msgtype);
-    let title = title(alerts[0]);
+    // Sized with the title of every alert (never shorter than that of the ones that fit).
+    let title_all = title(alerts);
     let keyword_part = keyword_line(ctx.keyword);
     // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
     let parts: Vec<Part> = alerts
@@ -251,7 +252,7 @@ fn render_within(
     for (i, (a, p)) in alerts.iter().zip(&parts).enumerate() {
         let mut with = mention.clone();
         with.absorb(&a.style.mention);
-        let overhead = body_json(flavor, &msg_uuid, &title, "", &with).len()
+        let overhead = body_json(flavor, &msg_uuid, &title_all, "", &with).len()
             + escaped_len(&keyword_part)
             + escaped_len(&mention_line(&with));
         let b = ctx.max_body.saturating_sub(overhead);
@@ -278,6 +279,7 @@ fn render_within(
     }
     let alerts = &alerts[..used];
     let parts = &parts[..used];
+    let title = title(alerts);
 
     let lines: Vec<&[Quoted]> = parts.iter().map(|p| p.lines.as_slice()).collect();
     let shown = fit_lines(&lines, budget.saturating_sub(fixed));
@@ -361,19 +363,52 @@ fn mention_line(m: &Mention) -> String {
     format!("\n{}", names.join(" "))
 }
 
-/// The markdown title (shown in the notification): the first alert's news.
-fn title(a: &Alert) -> String {
-    let news = match a.kind {
+/// Longest list of rules in a markdown title, in characters, before the rest are counted as
+/// `+K more`: the title is what the notification shows, a line, not the message.
+const TITLE_RULES_CHARS: usize = 120;
+
+/// The markdown title (shown in the notification): every alert's news, so that a message
+/// standing for several rules does not read as if it held only the first. Several alerts get
+/// the total first (`×12 · disk ×3, oom ×9`) and the highest severity; past
+/// [`TITLE_RULES_CHARS`] the remaining rules are counted, not named (`… +4 more`), so the title
+/// of a subset is never longer than that of the whole.
+fn title(alerts: &[&Alert]) -> String {
+    let news = |a: &Alert| match a.kind {
         AlertKind::Hits => format!("{} ×{}", a.rule_name, a.count),
         AlertKind::Recovered { .. } => format!("{} recovered", a.rule_name),
         AlertKind::Absent { .. } => format!("{} absent", a.rule_name),
         AlertKind::Back => format!("{} back", a.rule_name),
         AlertKind::Escalated { .. } => format!("{} escalated", a.rule_name),
+        AlertKind::Notice => a.rule_name.to_string(),
     };
-    match a.style.severity {
-        Some(s) => format!("[{s}] {news}"),
-        None => news,
+    let severity = alerts.iter().filter_map(|a| a.style.severity).max();
+    let mut text = match alerts {
+        [one] => news(one),
+        _ => {
+            let total: u64 = alerts.iter().map(|a| a.count).sum();
+            let mut list = String::new();
+            let mut named = 0;
+            for &a in alerts {
+                let n = news(a);
+                if named > 0 && list.chars().count() + n.chars().count() + 2 > TITLE_RULES_CHARS {
+                    break;
+                }
+                if named > 0 {
+                    list.push_str(", ");
+                }
+                list.push_str(&n);
+                named += 1;
+            }
+            if named < alerts.len() {
+                list.push_str(&format!(" +{} more", alerts.len() - named));
+            }
+            format!("×{total} · {list}")
+        }
+    };
+    if let Some(s) = severity {
+        text = format!("[{s}] {text}");
     }
+    text
 }
 
 /// A plain text message (for `dingtail send`): the text, plus the keyword when it lacks it.
@@ -393,6 +428,7 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         AlertKind::Absent { .. } => "absent".to_owned(),
         AlertKind::Back => "back".to_owned(),
         AlertKind::Escalated { .. } => "escalated".to_owned(),
+        AlertKind::Notice => "notice".to_owned(),
     };
     // The host name is the operator's (not log text): no markup twins, but nothing hidden.
     let mut h = format!(
@@ -426,6 +462,33 @@ fn source_name(alert: &Alert) -> &str {
         "-" => "stdin",
         other => other,
     }
+}
+
+/// Where an alert's lines came from: its latest source, and the others when there were several
+/// (`/var/log/b.log (also /var/log/a.log)`; "and more" past those it names).
+fn sources_text(alert: &Alert) -> String {
+    let name = |s: &str| match s {
+        "-" => "stdin".to_owned(),
+        other => other.to_owned(),
+    };
+    let mut text = source_name(alert).to_owned();
+    if !alert.other_sources.is_empty() {
+        let named = alert
+            .other_sources
+            .len()
+            .min(crate::aggregate::MAX_OTHER_SOURCES);
+        let others: Vec<String> = alert.other_sources[..named]
+            .iter()
+            .map(|s| name(s))
+            .collect();
+        let more = if alert.other_sources.len() > named {
+            " and more"
+        } else {
+            ""
+        };
+        text.push_str(&format!(" (also {}{more})", others.join(", ")));
+    }
+    text
 }
 
 /// Lays out one alert: its header and template (or default body) around its quoted lines.
@@ -533,13 +596,26 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
                 post: String::new(),
             };
         }
+        AlertKind::Notice => {
+            // dingtail's own words, but they name paths and quote errors: made harmless too.
+            for s in &a.samples {
+                pre.push_str(&flavor.untrusted(&String::from_utf8_lossy(&s.text)));
+                pre.push_str(eol);
+            }
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
         AlertKind::Hits => {}
     }
     let Some(template) = &a.style.template else {
         pre.push_str(&format!(
             "{} · {}{eol}",
             span(zone, a.first, a.last),
-            flavor.untrusted(source_name(a))
+            flavor.untrusted(&sources_text(a))
         ));
         if flavor == Flavor::Markdown && !a.samples.is_empty() {
             pre.push('\n');
@@ -592,7 +668,7 @@ fn value(a: &Alert, v: Placeholder, host: &str, zone: Zone, flavor: Flavor) -> S
         Placeholder::Rule => a.rule_name.to_string(),
         Placeholder::Count => a.count.to_string(),
         Placeholder::Host => neutralise_short(host, false, MAX_VALUE_CHARS),
-        Placeholder::Source => flavor.untrusted(source_name(a)),
+        Placeholder::Source => flavor.untrusted(&sources_text(a)),
         Placeholder::Severity => a.style.severity.map(|s| s.to_string()).unwrap_or_default(),
         Placeholder::First => time(zone, a.first),
         Placeholder::Last => time(zone, a.last),
@@ -783,6 +859,7 @@ mod tests {
             first: SystemTime::UNIX_EPOCH,
             last: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(65),
             source: "-".into(),
+            other_sources: Vec::new(),
             samples: lines.iter().map(|l| Sample::from_line(l)).collect(),
             silenced: 0,
             max_lines,
@@ -1225,6 +1302,41 @@ mod tests {
         let a = styled(alert("r", 3, &[b"x", b"y"], 5), style);
         let (m, _) = render(&[a], &ctx(None), "u".into());
         assert_eq!(content(&m), "【r】×3 web-01\nr fired 3 times on web-01");
+    }
+
+    #[test]
+    fn a_markdown_title_covers_every_rule_and_count_in_the_message() {
+        use crate::style::Severity;
+        let md = |sev| Style {
+            msgtype: MsgType::Markdown,
+            severity: sev,
+            ..Style::default()
+        };
+        let alerts = vec![
+            styled(alert("disk", 3, &[b"a"], 5), md(Some(Severity::Warning))),
+            styled(alert("oom", 9, &[b"b"], 5), md(Some(Severity::Critical))),
+            styled(alert("slow", 1, &[b"c"], 5), md(None)),
+        ];
+        let (m, used) = render(&alerts, &ctx(None), "u".into());
+        assert_eq!(used, 3);
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        assert_eq!(
+            v["markdown"]["title"],
+            "[critical] ×13 · disk ×3, oom ×9, slow ×1"
+        );
+        // Many rules: the title stays a line, and says how many it does not name.
+        let many: Vec<Alert> = (0..40)
+            .map(|i| styled(alert(&format!("rule-number-{i}"), 2, &[b"x"], 5), md(None)))
+            .collect();
+        let (m, used) = render(&many, &ctx(None), "u".into());
+        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+        let t = v["markdown"]["title"].as_str().unwrap();
+        assert!(
+            t.starts_with(&format!("×{} · rule-number-0 ×2, ", 2 * used)),
+            "{t}"
+        );
+        assert!(t.ends_with(" more"), "{t}");
+        assert!(t.chars().count() < TITLE_RULES_CHARS + 40, "{t}");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   rules, are searched once per block with `aho-corasick`; only the rules whose literal occurs
 //!   run their regex, only on the lines where it occurs. Work grows with the number of literal
 //!   occurrences, not with the number of rules, and no rule shape (wide bounded gaps, Unicode
-//!   classes, `(?i)`) can bloat a shared automaton.
+//!   classes, `(?i)`) can bloat a shared automaton. A rule is confirmed on an ASCII line by a
+//!   small lazy DFA compiled with Unicode off, which means the same there ([`confirm`]).
 //! - **Automaton path** ([`group`]): rules with no usable literal (see [`literals`]) are
 //!   searched together as multi-pattern automata, in groups of [`GROUP_SIZE`].
 //!
@@ -24,6 +25,7 @@
 //! parsed as JSON (at any depth: [`json_field`]). With hit rates of a few percent, almost all
 //! bytes see only the literal search or the combined automaton.
 
+mod confirm;
 mod group;
 mod json_field;
 mod literal_path;
@@ -635,6 +637,7 @@ mod tests {
             end_offset: data.len() as u64,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
+            joined: false,
         }
     }
 
@@ -742,6 +745,7 @@ mod tests {
             end_offset: 10,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
+            joined: false,
         };
         let batch = m.match_chunk(&chunk);
         assert_eq!(batch.lines, 3);

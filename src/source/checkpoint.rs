@@ -350,6 +350,11 @@ impl Store {
         self
     }
 
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The state file's path.
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
@@ -533,6 +538,45 @@ pub struct Keeper {
     /// Files done with lately (closed, read, settled) and where they ended: written too, so a
     /// rotated copy or renamed file found at the next start is not read again.
     ghosts: std::collections::VecDeque<Entry>,
+    /// Where the files followed now and their checkpoints are published (for the metrics).
+    positions: Option<Positions>,
+}
+
+/// A followed file and its checkpoint, as last published by the keeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// The path it is followed at.
+    pub path: String,
+    /// Its device and inode, to tell whether it is still the file at `path`.
+    pub dev: u64,
+    /// See `dev`.
+    pub ino: u64,
+    /// Its checkpoint: everything before is done with.
+    pub offset: u64,
+}
+
+impl Position {
+    /// Whether `meta` (of `path`, now) is this file.
+    pub fn is_at_path(&self, meta: &std::fs::Metadata) -> bool {
+        (meta.dev(), meta.ino()) == (self.dev, self.ino)
+    }
+}
+
+/// The files followed now and their checkpoints, shared between the keeper (which publishes
+/// them whenever it writes the state, at most once a second) and whoever reads them (the
+/// metrics, at each scrape).
+#[derive(Debug, Clone, Default)]
+pub struct Positions(Arc<std::sync::Mutex<Vec<Position>>>);
+
+impl Positions {
+    /// The files followed now, one per path.
+    pub fn current(&self) -> Vec<Position> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, now: Vec<Position>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
 }
 
 /// How many done files the state keeps.
@@ -674,6 +718,31 @@ impl Keeper {
         out
     }
 
+    /// Publishes the files followed now to `positions` (see [`Positions`]).
+    pub fn with_positions(mut self, positions: Positions) -> Keeper {
+        self.positions = Some(positions);
+        self
+    }
+
+    fn publish(&self) {
+        let Some(p) = &self.positions else { return };
+        let mut now: Vec<Position> = self
+            .current
+            .iter()
+            .filter_map(|(path, id)| {
+                let t = self.files.get(id).filter(|t| t.closed_at.is_none())?;
+                Some(Position {
+                    path: path.to_string(),
+                    dev: t.identity.dev,
+                    ino: t.identity.ino,
+                    offset: t.safe_offset(),
+                })
+            })
+            .collect();
+        now.sort_by(|a, b| a.path.cmp(&b.path));
+        p.set(now);
+    }
+
     /// The safe offset of the file now followed at `path` (for tests and logs).
     pub fn safe_offset(&self, path: &str) -> Option<u64> {
         let f = self.current.get(path)?;
@@ -741,6 +810,7 @@ pub async fn keep(
 }
 
 async fn save(store: &Option<Store>, keeper: &mut Keeper) {
+    keeper.publish();
     let Some(store) = store.clone() else {
         keeper.dirty = false;
         return;

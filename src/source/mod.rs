@@ -34,6 +34,9 @@ pub struct Chunk {
     pub read_at: SystemTime,
     /// Where the chunk starts in a followed file, for checkpoints; `None` for stdin.
     pub mark: Option<Mark>,
+    /// Multi-line events: each `\n`-ended item of `data` is an event whose lines are joined
+    /// by [`multiline::EVENT_LINE_SEP`], so lines and events are counted apart.
+    pub joined: bool,
 }
 
 /// One followed file as this run knows it: a file opened at a path, from one point of its

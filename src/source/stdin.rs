@@ -58,6 +58,7 @@ fn read_all(
                 end_offset,
                 read_at: SystemTime::now(),
                 mark: None,
+                joined: false,
             })
             .is_ok()
     };

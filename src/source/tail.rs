@@ -38,7 +38,7 @@
 //! - `once`: every file is read from where it starts to its current end, then the thread ends,
 //!   which ends the run. Blocks of 256 KiB go straight into chunks, no per-line work.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -51,7 +51,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Entry, Event, Identity, compressed_file};
+use super::checkpoint::{Entry, Event, FINGERPRINT_BYTES, Identity, compressed_file};
 use super::multiline::Assembler;
 use super::stdin::BLOCK;
 use super::{Chunk, FileId, LineFramer, Mark};
@@ -100,6 +100,10 @@ pub struct TailConfig {
     /// The patterns followed when the checkpoints were written: what they match now without a
     /// checkpoint appeared while dingtail was stopped.
     pub known_patterns: Vec<String>,
+    /// Where a path that stays unreadable is reported (`self_alerts:`).
+    pub trouble: crate::trouble::Reporter,
+    /// How long a path may stay unreadable before it is reported to `trouble`.
+    pub unreadable_for: Duration,
 }
 
 /// What the tailer saw, for the summary.
@@ -118,14 +122,24 @@ impl Waker {
     pub fn wake(&self) {
         let _ = self.0.send(Wake::Look);
     }
+
+    /// A reload changed `inputs:`: follow these from now on. Paths only the old inputs led to
+    /// are let go (their checkpoints kept, so adding them back resumes where they were left);
+    /// files the new inputs match now start as at a start (at their checkpoint, else at their
+    /// end); files that appear later under them are read from their first byte.
+    pub fn set_inputs(&self, inputs: Vec<Input>) {
+        let _ = self.0.send(Wake::Inputs(inputs));
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Wake {
     /// Data may have changed.
     Look,
     /// Names in a watched directory changed: expand the globs too.
     Names,
+    /// New inputs (a reload).
+    Inputs(Vec<Input>),
 }
 
 /// Starts the tailer thread. Chunks go to `chunk_tx` (the thread ends when it is closed), file
@@ -188,6 +202,8 @@ struct Followed {
     pattern_known: bool,
     /// A checkpointed file found under a name no pattern follows: only read to its end.
     orphan: bool,
+    /// The input that led here (`None` for an orphan).
+    pattern: Option<String>,
 }
 
 struct Tailer {
@@ -207,10 +223,23 @@ struct Tailer {
     /// Files left lately (rotated away, truncated) and where they ended: a `copytruncate` copy
     /// that a glob finds later is read from there, not again from 0.
     left: std::collections::VecDeque<(Identity, u64)>,
+    /// Paths with a problem, since when, and whether that was reported to `cfg.trouble`.
+    unreadable: std::collections::HashMap<Arc<str>, (Instant, bool)>,
+    /// Inputs a reload added, not scanned yet: what they match now starts as at a start.
+    fresh: HashSet<String>,
+    /// Files that looked like a copy still being written when first seen, and since when: not
+    /// taken up until the copy is complete (or [`COPY_WAIT`] passed).
+    deferred: HashMap<(u64, u64), Instant>,
 }
 
 /// How many left files [`Tailer`] remembers for copies.
 const LEFT_KEPT: usize = 64;
+
+/// The longest a file that looks like a `copytruncate` copy in progress waits to be taken up.
+/// `cp` and logrotate write the copy in a few milliseconds; waiting for it to be complete is
+/// what lets it be recognised (full fingerprint, at least as long as its original was read), so
+/// it is read from where its original was read to instead of again from its first byte.
+const COPY_WAIT: Duration = Duration::from_secs(2);
 
 impl Tailer {
     fn new(
@@ -230,6 +259,9 @@ impl Tailer {
             stats: TailStats::default(),
             skipped: HashSet::new(),
             left: std::collections::VecDeque::new(),
+            unreadable: std::collections::HashMap::new(),
+            fresh: HashSet::new(),
+            deferred: HashMap::new(),
         }
     }
 
@@ -291,15 +323,25 @@ impl Tailer {
             if let Some(d) = self.next_deadline() {
                 wait = wait.min(d.saturating_duration_since(now));
             }
+            self.check_unreadable();
             rescan = false;
+            let mut woken = Vec::new();
             match wake_rx.recv_timeout(wait) {
-                Ok(w) => rescan |= w == Wake::Names,
+                Ok(w) => woken.push(w),
                 Err(std_mpsc::RecvTimeoutError::Timeout) => {}
                 Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
             }
             // A burst of events is one look.
-            while let Ok(w) = wake_rx.try_recv() {
-                rescan |= w == Wake::Names;
+            woken.extend(wake_rx.try_iter());
+            for w in woken {
+                match w {
+                    Wake::Look => {}
+                    Wake::Names => rescan = true,
+                    Wake::Inputs(inputs) => {
+                        self.set_inputs(inputs);
+                        rescan = true;
+                    }
+                }
             }
         }
     }
@@ -354,7 +396,8 @@ impl Tailer {
                     continue;
                 }
                 let exists = Path::new(&path).exists();
-                if !self.started && !exists {
+                let fresh = self.fresh.contains(&input.pattern);
+                if (!self.started || fresh) && !exists {
                     tracing::warn!(path = %path, "file does not exist (yet); following it when it appears");
                 }
                 self.followed.push(Followed {
@@ -364,10 +407,11 @@ impl Tailer {
                     current: None,
                     retired: Vec::new(),
                     problem: None,
-                    present_at_start: !self.started && exists,
+                    present_at_start: (!self.started || fresh) && exists,
                     taken_before: false,
                     pattern_known: self.cfg.known_patterns.contains(&input.pattern),
                     orphan: false,
+                    pattern: Some(input.pattern.clone()),
                 });
             }
         }
@@ -375,6 +419,7 @@ impl Tailer {
             self.recover();
         }
         self.started = true;
+        self.fresh.clear();
     }
 
     /// At start: checkpointed files that no followed path leads to any more (renamed while
@@ -437,6 +482,7 @@ impl Tailer {
                     taken_before: true,
                     pattern_known: false,
                     orphan: true,
+                    pattern: None,
                 });
                 let i = self.followed.len() - 1;
                 self.followed[i].multiline = self
@@ -503,13 +549,13 @@ impl Tailer {
                         tracing::info!(path = %path, "following a rotated file under its new name");
                         self.take_up(i, open);
                     } else if let Some(other) = self.followed_elsewhere(i, &meta) {
-                        self.report(i, format!("is the same file as {other}, which is followed already: followed once"));
+                        self.report(i, format!("is the same file as {other}, which is followed already: followed once"), false);
                     } else {
                         self.open(i, &meta);
                     }
                 }
             }
-            Ok(_) => self.report(i, "is not a regular file".into()),
+            Ok(_) => self.report(i, "is not a regular file".into(), true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // Deleted or renamed away: keep reading what we hold until it is quiet.
                 if let Some(open) = &self.followed[i].current
@@ -522,15 +568,18 @@ impl Tailer {
                     self.close(&open);
                 }
             }
-            Err(e) => self.report(i, e.to_string()),
+            Err(e) => self.report(i, e.to_string(), true),
         }
 
         if let Some(mut open) = self.followed[i].current.take() {
             match self.check_in_place(&path, &mut open) {
-                Ok(()) => busy |= self.read(&path, &mut open, max_blocks),
+                Ok(()) => {
+                    self.readable(i);
+                    busy |= self.read(&path, &mut open, max_blocks);
+                }
                 Err(e) => {
                     self.followed[i].current = Some(open);
-                    self.report(i, e.to_string());
+                    self.report(i, e.to_string(), true);
                     return busy;
                 }
             }
@@ -582,6 +631,40 @@ impl Tailer {
             .max()
     }
 
+    /// Whether a file looks like a `copytruncate` copy still being written: its first bytes
+    /// (fewer than a full fingerprint) are the first bytes of a file this run reads, or its full
+    /// fingerprint is that of a known file but it is still shorter than where that file was
+    /// read to.
+    fn copy_in_progress(&self, file: &File, identity: &Identity, size: u64) -> bool {
+        let open = || {
+            self.followed
+                .iter()
+                .flat_map(|w| w.current.iter().chain(&w.retired))
+        };
+        let other = |id: &Identity| id.dev == identity.dev && id.ino != identity.ino;
+        if (identity.fp_len as usize) < FINGERPRINT_BYTES {
+            let n = identity.fp_len as usize;
+            let mut head = vec![0u8; n];
+            if file.read_exact_at(&mut head, 0).is_err() {
+                return false;
+            }
+            return open().any(|o| {
+                let mut theirs = vec![0u8; n];
+                other(&o.identity)
+                    && o.identity.fp_len as usize == FINGERPRINT_BYTES
+                    && o.file.read_exact_at(&mut theirs, 0).is_ok()
+                    && theirs == head
+            });
+        }
+        open()
+            .map(|o| (o.identity, o.chunk_start))
+            .chain(self.left.iter().copied())
+            .chain(self.cfg.checkpoints.iter().map(|e| (e.identity, e.offset)))
+            .any(|(id, at)| {
+                other(&id) && id.fp_len == identity.fp_len && id.fp == identity.fp && size < at
+            })
+    }
+
     /// Another followed path whose current file is this one and still there: a second way to
     /// the same file, not a rotation.
     fn followed_elsewhere(&self, i: usize, meta: &std::fs::Metadata) -> Option<Arc<str>> {
@@ -612,7 +695,7 @@ impl Tailer {
         let file = match File::open(&*path) {
             Ok(f) => f,
             Err(e) => {
-                self.report(i, format!("cannot open: {e}"));
+                self.report(i, format!("cannot open: {e}"), true);
                 return;
             }
         };
@@ -625,18 +708,26 @@ impl Tailer {
             }
             Ok(None) => {}
             Err(e) => {
-                self.report(i, format!("cannot read: {e}"));
+                self.report(i, format!("cannot read: {e}"), true);
                 return;
             }
         }
         let identity = match Identity::of(&file) {
             Ok(id) => id,
             Err(e) => {
-                self.report(i, format!("cannot read: {e}"));
+                self.report(i, format!("cannot read: {e}"), true);
                 return;
             }
         };
         let size = meta.len();
+        if self.cfg.start != Start::Beginning && self.copy_in_progress(&file, &identity, size) {
+            let key = (identity.dev, identity.ino);
+            let since = *self.deferred.entry(key).or_insert_with(Instant::now);
+            if since.elapsed() < COPY_WAIT {
+                return;
+            }
+        }
+        self.deferred.remove(&(identity.dev, identity.ino));
         let w = &self.followed[i];
         let pos = if !w.present_at_start || w.taken_before || self.cfg.start == Start::Beginning {
             // New since start; a `copytruncate` copy of a file already read starts where that
@@ -656,6 +747,7 @@ impl Tailer {
                 None => size,
             }
         };
+        self.readable(i);
         self.followed[i].problem = None;
         let open = self.new_open(i, file, identity, pos, size);
         self.take_up(i, open);
@@ -856,6 +948,7 @@ impl Tailer {
                 file: open.id,
                 start: open.chunk_start,
             }),
+            joined: open.assembler.is_some(),
         };
         open.chunk_start = end;
         if self.chunk_tx.blocking_send(chunk).is_err() {
@@ -863,8 +956,106 @@ impl Tailer {
         }
     }
 
-    /// Warns once per distinct problem of a path.
-    fn report(&mut self, i: usize, problem: String) {
+    /// Path `i` is read: its problem, if it had one, is over (and said to be, if it was
+    /// reported).
+    fn readable(&mut self, i: usize) {
+        if let Some((_, told)) = self.unreadable.remove(&self.followed[i].path) {
+            self.followed[i].problem = None;
+            if told {
+                tracing::info!(path = %self.followed[i].path, "readable again");
+                self.cfg.trouble.report(crate::trouble::Trouble::Readable {
+                    path: self.followed[i].path.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Reports paths unreadable for `cfg.unreadable_for` (once each, until they are read again).
+    fn check_unreadable(&mut self) {
+        let followed: HashSet<&str> = self.followed.iter().map(|w| &*w.path).collect();
+        self.unreadable.retain(|p, _| followed.contains(&**p));
+        for w in &self.followed {
+            let Some((since, told)) = self.unreadable.get_mut(&w.path) else {
+                continue;
+            };
+            if !*told && since.elapsed() >= self.cfg.unreadable_for {
+                *told = true;
+                self.cfg
+                    .trouble
+                    .report(crate::trouble::Trouble::Unreadable {
+                        path: w.path.to_string(),
+                        problem: w.problem.clone().unwrap_or_default(),
+                        since: since.elapsed(),
+                    });
+            }
+        }
+    }
+
+    /// A reload's new inputs (see [`Waker::set_inputs`]).
+    fn set_inputs(&mut self, inputs: Vec<Input>) {
+        let matches = |input: &Input, path: &str| {
+            input.pattern == path
+                || glob::Pattern::new(&input.pattern).is_ok_and(|p| p.matches(path))
+        };
+        let old: Vec<String> = self.cfg.inputs.iter().map(|i| i.pattern.clone()).collect();
+        for input in &inputs {
+            if !old.contains(&input.pattern) {
+                tracing::info!(pattern = %input.pattern, "input added by the reload: following it");
+                self.fresh.insert(input.pattern.clone());
+            }
+        }
+        for pattern in old
+            .iter()
+            .filter(|p| !inputs.iter().any(|i| &i.pattern == *p))
+        {
+            tracing::info!(pattern = %pattern, "input removed by the reload: letting its files go (their checkpoints are kept)");
+        }
+        let mut kept = Vec::new();
+        for mut w in std::mem::take(&mut self.followed) {
+            let gone = w
+                .pattern
+                .as_ref()
+                .is_some_and(|p| !inputs.iter().any(|i| &i.pattern == p));
+            if !gone {
+                kept.push(w);
+                continue;
+            }
+            // Another input may lead here too: the path stays, under that input.
+            if let Some(other) = inputs.iter().find(|i| matches(i, &w.path)) {
+                w.pattern = Some(other.pattern.clone());
+                kept.push(w);
+                continue;
+            }
+            // Let go: nothing past the last chunk sent is taken (a partial line or a pending
+            // event lies after it), so the checkpoint is where reading would resume.
+            for open in w.retired.iter().chain(w.current.iter()) {
+                self.close(open);
+                self.cfg
+                    .checkpoints
+                    .retain(|e| !e.identity.same_inode(&open.identity));
+                self.cfg.checkpoints.push(Entry {
+                    path: w.path.to_string(),
+                    identity: open.identity,
+                    offset: open.chunk_start,
+                    from: open.chunk_start,
+                });
+                self.stats.cut_lines += open.framer.cut_lines();
+            }
+            tracing::info!(path = %w.path, "no longer followed (its input was removed)");
+            self.unreadable.remove(&w.path);
+        }
+        self.followed = kept;
+        self.cfg.inputs = inputs;
+    }
+
+    /// Warns once per distinct problem of a path; a problem that keeps it from being read
+    /// (`unreadable`) starts the clock of [`Tailer::check_unreadable`].
+    fn report(&mut self, i: usize, problem: String, unreadable: bool) {
+        if unreadable {
+            self.unreadable
+                .entry(self.followed[i].path.clone())
+                .or_insert((Instant::now(), false));
+        }
         let w = &mut self.followed[i];
         if w.problem.as_deref() != Some(problem.as_str()) {
             tracing::warn!(path = %w.path, "{problem}; still following the other files and retrying this one");
@@ -1022,6 +1213,8 @@ mod tests {
                 once: false,
                 checkpoints: state.entries.clone(),
                 known_patterns: state.patterns.clone(),
+                trouble: crate::trouble::Reporter::default(),
+                unreadable_for: Duration::from_secs(300),
             };
             let mut run = Run {
                 tailer: Tailer::new(cfg, chunk_tx, events_tx),
@@ -1144,6 +1337,37 @@ mod tests {
         let seen = numbered(lines);
         let missing: Vec<usize> = range.filter(|n| !seen.contains_key(n)).collect();
         assert!(missing.is_empty(), "lost: {missing:?}");
+    }
+
+    #[test]
+    fn a_copytruncate_copy_seen_while_it_is_being_written_is_not_read_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("app.log");
+        let copy = dir.path().join("app.log.1");
+        append(&log, 0, 10);
+        let pattern = dir.path().join("app.log*");
+        let pats = [pattern.as_path()];
+        let mut run = Run::start(&pats, &State::default());
+        append(&log, 10, 30);
+        run.step();
+        // `cp` has created the copy and written part of it when the tailer looks: less than a
+        // fingerprint, then more than a fingerprint but less than the original was read to
+        let content = std::fs::read(&log).unwrap();
+        for part in [0, 100, 600] {
+            std::fs::write(&copy, &content[..part]).unwrap();
+            run.step();
+        }
+        std::fs::write(&copy, &content).unwrap();
+        File::options()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        append(&log, 30, 40);
+        run.step();
+        let (_, lines) = run.stop(&pats);
+        exactly_once(&lines, 10..40);
     }
 
     #[test]

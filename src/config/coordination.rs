@@ -1,0 +1,222 @@
+//! `coordination:`: several dingtail instances that post to the same robots share its limits
+//! through Redis (or Valkey). Checked here, used by `crate::fleet`.
+//!
+//! ```yaml
+//! coordination:
+//!   redis: "rediss://redis.internal:6380/0"   # redis://, rediss:// (TLS) or unix:///path
+//!   password: "${REDIS_PASSWORD}"             # optional; else the URL's own
+//!   key_prefix: "dingtail"                    # every key starts with it (default dingtail)
+//!   fallback_rate: 2/min                      # per instance while Redis cannot be reached
+//!   timeout: 500ms                            # a Redis answer slower than this is "unreachable"
+//! ```
+//!
+//! Or `cluster: [ "redis://node-a:6379", "redis://node-b:6379" ]` instead of `redis:` for Redis
+//! Cluster: a robot's keys carry a hash tag (`dingtail:{ops}:sent`) so that each script touches
+//! one slot. The URL and the password are `${VAR}`-expanded and kept as [`Secret`]s: neither is
+//! ever printed; errors name the field only.
+//!
+//! Without `coordination:` nothing changes: every instance counts on its own.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Checker, Rate, expand_env, parse_rate};
+use crate::secret::Secret;
+
+/// The default `fallback_rate`: 2 a minute per instance, so ten instances cut off from Redis
+/// together still stay within DingTalk's 20 a minute.
+pub const DEFAULT_FALLBACK_RATE: Rate = Rate {
+    count: 2,
+    per: Duration::from_secs(60),
+};
+
+/// The default `timeout`.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The longest `timeout` accepted: a dispatcher waits this long before it falls back.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the Redis of a fleet is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server (`redis://`, `rediss://`, `unix://`), or a Valkey.
+    Single(Secret),
+    /// Redis Cluster: the seed nodes.
+    Cluster(Vec<Secret>),
+}
+
+/// `coordination:`, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coordination {
+    /// The server or cluster.
+    pub target: RedisTarget,
+    /// `password:`, when not in the URL.
+    pub password: Option<Secret>,
+    /// Every key starts with `PREFIX:`.
+    pub key_prefix: String,
+    /// How fast each instance sends on its own while Redis cannot be reached.
+    pub fallback_rate: Rate,
+    /// A Redis call slower than this counts as Redis being unreachable.
+    pub timeout: Duration,
+}
+
+/// `coordination:` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCoordination {
+    /// `redis://`, `rediss://` or `unix://` URL of one server (`${VAR}` expanded).
+    #[serde(default)]
+    redis: Option<Spanned<String>>,
+    /// Redis Cluster seed nodes, instead of `redis`.
+    #[serde(default)]
+    cluster: Option<Spanned<Vec<String>>>,
+    /// The password, when not in the URL (`${VAR}` expanded).
+    #[serde(default)]
+    password: Option<Spanned<String>>,
+    /// Every key starts with it.
+    #[serde(default)]
+    key_prefix: Option<Spanned<String>>,
+    /// Per instance and robot while Redis cannot be reached.
+    #[serde(default)]
+    fallback_rate: Option<Spanned<String>>,
+    /// A slower Redis answer counts as Redis being away.
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+}
+
+/// Checks `coordination:`; `None` when absent or wrong (the problems are in `c`).
+pub(super) fn check_coordination(
+    c: &mut Checker,
+    raw: Option<&Spanned<RawCoordination>>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<Coordination> {
+    let raw = raw?;
+    let r = &raw.value;
+    let ctx = |f: &str| format!("coordination, field '{f}'");
+    let url = |text: &str| {
+        let u = expand_env(text, env)?;
+        check_url(u.trim())?;
+        Ok::<_, String>(Secret::new(u.trim()))
+    };
+    let target = match (&r.redis, &r.cluster) {
+        (Some(_), Some(cl)) => {
+            c.problem(cl, ctx("cluster"), "give `redis` or `cluster`, not both");
+            None
+        }
+        (None, None) => {
+            c.problem(
+                raw,
+                "coordination",
+                "needs `redis: \"redis://host:6379/0\"` (or `cluster:` with the nodes)",
+            );
+            None
+        }
+        (Some(u), None) => match url(&u.value) {
+            Ok(url) => Some(RedisTarget::Single(url)),
+            Err(e) => {
+                c.problem(u, ctx("redis"), e);
+                None
+            }
+        },
+        (None, Some(nodes)) if nodes.value.is_empty() => {
+            c.problem(nodes, ctx("cluster"), "lists no node");
+            None
+        }
+        (None, Some(nodes)) => {
+            let checked: Vec<Option<Secret>> = (nodes.value.iter().enumerate())
+                .map(|(i, n)| {
+                    url(n)
+                        .map_err(|e| {
+                            c.problem(nodes, ctx("cluster"), format!("node {}: {e}", i + 1))
+                        })
+                        .ok()
+                })
+                .collect();
+            checked
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .map(RedisTarget::Cluster)
+        }
+    };
+    let password = r
+        .password
+        .as_ref()
+        .and_then(|p| match expand_env(&p.value, env) {
+            Ok(v) => Some(Secret::new(v)),
+            Err(e) => {
+                c.problem(p, ctx("password"), e);
+                None
+            }
+        });
+    let key_prefix = match &r.key_prefix {
+        None => "dingtail".to_owned(),
+        Some(p) => {
+            let ok = !p.value.is_empty()
+                && p.value.len() <= 64
+                && (p.value.chars()).all(|ch| ch.is_ascii_alphanumeric() || "-_.:".contains(ch));
+            if !ok {
+                c.problem(
+                    p,
+                    ctx("key_prefix"),
+                    "1 to 64 letters, digits, '-', '_', '.' or ':' (no braces: they are the hash tags)",
+                );
+            }
+            p.value.clone()
+        }
+    };
+    let fallback_rate = match &r.fallback_rate {
+        None => DEFAULT_FALLBACK_RATE,
+        Some(f) => parse_rate(&f.value).unwrap_or_else(|e| {
+            c.problem(f, ctx("fallback_rate"), e);
+            DEFAULT_FALLBACK_RATE
+        }),
+    };
+    let timeout = match &r.timeout {
+        None => DEFAULT_TIMEOUT,
+        Some(t) => c
+            .duration(t, &ctx("timeout"), MAX_TIMEOUT)
+            .unwrap_or(DEFAULT_TIMEOUT),
+    };
+    Some(Coordination {
+        target: target?,
+        password,
+        key_prefix,
+        fallback_rate,
+        timeout,
+    })
+}
+
+/// A URL the Redis client understands. The error never quotes it: it may hold a password.
+fn check_url(url: &str) -> Result<(), String> {
+    let scheme = url.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some("redis" | "rediss" | "valkey" | "valkeys" | "unix" | "redis+unix") => {}
+        _ => {
+            return Err(
+                "must start with redis://, rediss:// (TLS) or unix:// (the value is not shown: it may hold a password)"
+                    .to_owned(),
+            );
+        }
+    }
+    redis::IntoConnectionInfo::into_connection_info(url)
+        .map(|_| ())
+        .map_err(|e| format!("is not a Redis URL the client accepts ({:?})", e.kind()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_url;
+
+    #[test]
+    fn urls_are_checked_without_being_quoted() {
+        assert!(check_url("redis://127.0.0.1:6379/0").is_ok());
+        assert!(check_url("rediss://:pw@redis.example:6380/1").is_ok());
+        assert!(check_url("unix:///run/redis.sock").is_ok());
+        let e = check_url("http://user:hunter2@host").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = check_url("redis://:hunter2@host:notaport").unwrap_err();
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

@@ -1,0 +1,126 @@
+//! The Lua scripts that make each shared limit one atomic step in Redis, on Redis's own clock.
+//!
+//! Every script touches the keys of one robot (`PREFIX:{robot}:…`) or the ledger
+//! (`PREFIX:{budget}:MONTH`) only, so under Redis Cluster each runs on one slot. Times are
+//! milliseconds from Redis's `TIME`, never a host's clock: hosts disagree, Redis is one.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// May a robot send now? The sliding log of "at most N in any window" as a sorted set of sends,
+/// each scored with when its answer came back (an attempt still in flight counts as answered at
+/// start + the request timeout, until [`DONE`] rewrites it), and the throttle pause as a key
+/// with a TTL.
+///
+/// `KEYS`: sent, pause. `ARGV`: limit, window ms, member, flight ms.
+/// Returns `{1, now}` (granted, counted), `{0, ms}` (the window is full: ask again in ms) or
+/// `{2, ms}` (the robot is paused for ms).
+pub static SLOT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local paused = redis.call('PTTL', KEYS[2])
+if paused > 0 then return {2, paused} end
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local flight = tonumber(ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= limit then
+  local nth = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+  return {0, tonumber(nth[2]) + window - now + 1}
+end
+redis.call('ZADD', KEYS[1], now + flight, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], window + flight + 1000)
+return {1, now}
+",
+    )
+});
+
+/// The answer to a send came back: its place in the log moves to now (earlier than the
+/// pessimistic start + flight it was given).
+///
+/// `KEYS`: sent. `ARGV`: member.
+pub static DONE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('ZADD', KEYS[1], 'XX', 'CH', now, ARGV[1])
+",
+    )
+});
+
+/// DingTalk said "too fast" (130101/410100): nobody sends to the robot for ms (an existing
+/// longer pause stays). Returns the pause left, ms.
+///
+/// `KEYS`: pause. `ARGV`: ms.
+pub static PAUSE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return redis.call('PTTL', KEYS[1])
+",
+    )
+});
+
+/// Counts a message in the month's ledger if all robots together are below the organisation's
+/// limit and this robot below its own (`Budget::limits`: the pacing rule as two numbers), and
+/// the robot is not marked spent.
+///
+/// `KEYS`: ledger. `ARGV`: robot, org limit, own limit (-1: none), TTL s.
+/// Returns `{taken 0|1, total, robot's, spent 0|1}`.
+pub static TAKE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local total = tonumber(redis.call('HGET', KEYS[1], 'total') or '0')
+local mine = tonumber(redis.call('HGET', KEYS[1], 'robot:' .. ARGV[1]) or '0')
+if redis.call('HEXISTS', KEYS[1], 'spent:' .. ARGV[1]) == 1 then return {0, total, mine, 1} end
+local own = tonumber(ARGV[3])
+if total < tonumber(ARGV[2]) and (own < 0 or mine < own) then
+  total = redis.call('HINCRBY', KEYS[1], 'total', 1)
+  mine = redis.call('HINCRBY', KEYS[1], 'robot:' .. ARGV[1], 1)
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  return {1, total, mine, 0}
+end
+return {0, total, mine, 0}
+",
+    )
+});
+
+/// Adds `delta` messages to the ledger (a refund: -1; counts made while Redis was away: +N),
+/// never below zero. Returns `{total, robot's}`.
+///
+/// `KEYS`: ledger. `ARGV`: robot, delta, TTL s.
+pub static ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local function add(field)
+  local v = redis.call('HINCRBY', KEYS[1], field, ARGV[2])
+  if v < 0 then redis.call('HSET', KEYS[1], field, 0); v = 0 end
+  return v
+end
+local total = add('total')
+local mine = add('robot:' .. ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {total, mine}
+",
+    )
+});
+
+/// DingTalk said the robot's quota is used up: no instance sends to it this month.
+///
+/// `KEYS`: ledger. `ARGV`: robot, why, TTL s.
+pub static SPENT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('HSET', KEYS[1], 'spent:' .. ARGV[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+",
+    )
+});

@@ -1,0 +1,274 @@
+//! Alert state across restarts, through the real binary and the DingTalk emulator: a deploy
+//! (SIGTERM, start again) neither re-alerts what was cooling down nor forgets to send
+//! "recovered", absence is measured across it, and a corrupt `alerts.json` is kept aside.
+//!
+//! Each run follows a file; a second rule, `mark`, without cooldown, matches the marker lines
+//! the test writes: its message is the signal that everything before the marker was counted.
+
+mod support;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use support::emulator::{Emulator, RobotSpec};
+use support::env::{Output, TestEnv, header_counts, signal, wait};
+
+const TOKEN: &str = "tok-alertstate012345";
+const WAIT: Duration = Duration::from_secs(30);
+
+fn emulator() -> Emulator {
+    Emulator::start(vec![
+        RobotSpec::new(TOKEN).rate(1000, Duration::from_secs(1)),
+    ])
+}
+
+/// Rule `err` (with `extra` settings) and rule `mark` (the test's sync signal).
+fn config(emu: &Emulator, extra: &str) -> String {
+    format!(
+        r#"robots:
+  ops:
+    webhook: "{}"
+    rate: 1000/1s
+defaults:
+  window: 100ms
+rules:
+  - name: err
+    match: 'ERROR'
+{extra}
+  - name: mark
+    match: 'MARK'
+"#,
+        emu.webhook(TOKEN)
+    )
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Count per rule over every message so far (`recovered`/`absent` headers count 0, listed by
+/// [`kinds`]).
+fn count(emu: &Emulator, rule: &str) -> u64 {
+    emu.posts()
+        .iter()
+        .flat_map(|p| header_counts(&p.text()))
+        .filter(|(r, _)| r == rule)
+        .map(|(_, n)| n)
+        .sum()
+}
+
+/// Every message text so far, joined.
+fn texts(emu: &Emulator) -> String {
+    emu.posts().iter().map(|p| p.text() + "\n").collect()
+}
+
+fn wait_for(what: &str, done: impl Fn() -> bool) {
+    let until = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Run {
+    env: TestEnv,
+    log: PathBuf,
+    state: PathBuf,
+}
+
+impl Run {
+    fn new(emu: &Emulator, extra: &str) -> Run {
+        let env = TestEnv::new().config(&config(emu, extra));
+        let log = env.dir().join("app.log");
+        fs::write(&log, "").unwrap();
+        let state = env.dir().join("state");
+        Run { env, log, state }
+    }
+
+    fn reconfigure(&self, emu: &Emulator, extra: &str) {
+        fs::write(self.env.config_path(), config(emu, extra)).unwrap();
+    }
+
+    /// Starts dingtail on the log and waits until it follows it (it rewrites its checkpoint
+    /// file once the file is taken up).
+    fn start(&self) -> Child {
+        let checkpoints = self.state.join("checkpoints.json");
+        let before = fs::metadata(&checkpoints).map(|m| m.ino()).ok();
+        let child = self.env.spawn(&[
+            "run",
+            "--state-dir",
+            self.state.to_str().unwrap(),
+            self.log.to_str().unwrap(),
+        ]);
+        wait_for("dingtail to start", || {
+            fs::metadata(&checkpoints).map(|m| m.ino()).ok() != before
+        });
+        child
+    }
+
+    /// Writes a marker and waits until its message arrived: everything before it is counted.
+    fn mark(&self, emu: &Emulator) {
+        let before = count(emu, "mark");
+        append(&self.log, "MARK\n");
+        wait_for("the marker's message", || count(emu, "mark") > before);
+    }
+
+    fn stop(&self, child: Child) -> Output {
+        signal(&child, libc::SIGTERM);
+        let out = wait(child);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out
+    }
+
+    fn alerts_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&fs::read(self.state.join("alerts.json")).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn a_deploy_during_a_cooldown_does_not_alert_again_and_keeps_what_it_gathered() {
+    let emu = emulator();
+    let run = Run::new(&emu, "    cooldown: 1h");
+    let first = run.start();
+    append(&run.log, "ERROR one\n");
+    wait_for("the first alert", || count(&emu, "err") == 1);
+    append(&run.log, "ERROR two\n");
+    run.mark(&emu);
+    let out = run.stop(first);
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 1"),
+        "{}",
+        out.stderr
+    );
+    let saved = run.alerts_json();
+    let group = &saved["rules"]["err"]["groups"][""];
+    assert!(group["cooldown_until"].is_string(), "{saved:#}");
+    assert_eq!(group["pending"]["count"], 1, "{saved:#}");
+
+    // The deploy: a new process, a new hit, still cooling down: no message for `err`.
+    let second = run.start();
+    append(&run.log, "ERROR three\n");
+    run.mark(&emu);
+    let out = run.stop(second);
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    // both hits gathered in the cooldown are still counted, for its end
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 2"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        run.alerts_json()["rules"]["err"]["groups"][""]["pending"]["count"],
+        2
+    );
+}
+
+#[test]
+fn an_open_alert_gets_its_recovered_message_after_a_deploy() {
+    let emu = emulator();
+    let run = Run::new(&emu, "    resolve_after: 1h");
+    let first = run.start();
+    append(&run.log, "ERROR one\n");
+    wait_for("the alert", || count(&emu, "err") == 1);
+    run.stop(first);
+    assert!(!texts(&emu).contains("recovered"), "{}", texts(&emu));
+    assert_eq!(
+        run.alerts_json()["rules"]["err"]["groups"][""]["alerted"],
+        true
+    );
+
+    // The new version waits 1 s of quiet: it counts from the hit before the deploy, so the
+    // "recovered" comes without any new line.
+    run.reconfigure(&emu, "    resolve_after: 1s");
+    let second = run.start();
+    wait_for("recovered", || texts(&emu).contains("【err】recovered"));
+    run.stop(second);
+    assert_eq!(
+        texts(&emu).matches("recovered").count(),
+        1,
+        "{}",
+        texts(&emu)
+    );
+}
+
+#[test]
+fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
+    let emu = emulator();
+    let beat = "  - name: beat\n    absent: { match: 'heartbeat', for: 1h }";
+    let run = Run::new(&emu, beat);
+    let first = run.start();
+    append(&run.log, "heartbeat MARK\n");
+    wait_for("the marker's message", || count(&emu, "mark") == 1);
+    run.stop(first);
+    assert!(!texts(&emu).contains("absent"), "{}", texts(&emu));
+    let saved = run.alerts_json();
+    assert!(
+        saved["rules"]["beat"]["absence"]["last_seen"].is_string(),
+        "{saved:#}"
+    );
+
+    // `for: 2s` now: due 2 s after the heartbeat seen by the first run, and the message says
+    // when that was (a fresh start would say "never, since dingtail started").
+    run.reconfigure(&emu, &beat.replace("1h", "2s"));
+    let second = run.start();
+    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    run.stop(second);
+    let text = texts(&emu);
+    assert!(text.contains("no line matched"), "{text}");
+    assert!(!text.contains("never, since dingtail started"), "{text}");
+}
+
+#[test]
+fn a_corrupt_alert_state_is_kept_aside_and_the_run_goes_on() {
+    let emu = emulator();
+    let env = TestEnv::new().config(&config(&emu, "    cooldown: 1h"));
+    let state = env.dir().join("state");
+    fs::create_dir(&state).unwrap();
+    fs::write(state.join("alerts.json"), "{\"version\": 1, \"rules\": [").unwrap();
+    let args = ["run", "--state-dir", state.to_str().unwrap()];
+    let out = env.run(&args, b"ERROR one\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("is corrupt"), "{}", out.stderr);
+    assert!(state.join("alerts.json.corrupt").exists());
+    assert_eq!(count(&emu, "err"), 1);
+    // the run wrote a good one: the next run (stdin too) knows the cooldown
+    let out = env.run(&args, b"ERROR two\n");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
+    // the hit is gathered in the cooldown; stdin's end is final, so it is sent then
+    assert_eq!(emu.posts().len(), 2, "{}", texts(&emu));
+}
+
+#[test]
+fn on_stdin_an_unusable_state_directory_is_one_warning() {
+    let emu = emulator();
+    let env = TestEnv::new().config(&config(&emu, ""));
+    // a path under a regular file can never be a directory, whoever runs the test
+    let blocked = env.dir().join("file");
+    fs::write(&blocked, "").unwrap();
+    let state = blocked.join("state");
+    let out = env.run(
+        &["run", "--state-dir", state.to_str().unwrap()],
+        b"ERROR one\n",
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stderr.matches(state.to_str().unwrap()).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("live in memory only"), "{}", out.stderr);
+    assert_eq!(count(&emu, "err"), 1);
+}
