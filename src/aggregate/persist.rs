@@ -456,4 +456,37 @@ mod tests {
         assert!(notes[0].contains("`hits` and the rule is now `hits group_by=ip`"));
         assert_eq!(b.groups(), 0);
     }
+    #[test]
+    fn per_value_absence_watches_are_not_saved_and_start_fresh() {
+        let r = [rule(|s| {
+            s.pattern = "(?P<host>x)".into();
+            s.group_by = vec!["host".into()];
+            s.absent_for = Some(Duration::from_secs(60));
+        })];
+        let (t0, w0) = (
+            Instant::now(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30),
+        );
+        let mut a = Aggregator::new(&r, t0, w0);
+        let from_a = HitBatch {
+            hits: vec![Hit {
+                rule: 0,
+                line: Bytes::from_static(b"x"),
+                captures: vec![Bytes::from_static(b"a")],
+            }],
+            ..hit(w0)
+        };
+        a.add(&from_a, t0);
+        assert_eq!(a.absences.len(), 1);
+        let snap = carried(&a.snapshot(t0 + MS, w0 + MS));
+        assert!(snap.rules.get("r").is_none_or(|s| s.absence.is_none()));
+
+        let t1 = t0 + Duration::from_secs(500);
+        let w1 = w0 + Duration::from_secs(20);
+        let mut b = Aggregator::new(&r, t1, w1);
+        assert!(b.restore(&snap, t1, w1).is_empty());
+        // host=a is watched again from its next line: nothing is due meanwhile
+        assert!(b.absences.is_empty());
+        assert_eq!(run_until(&mut b, t1 + Duration::from_secs(3600)), []);
+    }
 }
