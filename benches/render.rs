@@ -38,6 +38,7 @@ fn alert(rule: usize, lines: Vec<String>, count: u64) -> Alert {
             .collect(),
         captures: Vec::new(),
         style: Arc::new(Style::default()),
+        route: None,
         silenced: 0,
     }
 }

@@ -32,11 +32,13 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use tokio::time::Instant;
 
 pub use crate::alert::{
     Alert, AlertKind, MAX_OTHER_SOURCES, SAMPLE_MAX_BYTES, Sample, note_source,
 };
+use crate::escalate;
 use crate::ids::RobotId;
 use crate::ids::RuleId;
 use crate::matcher::{Hit, HitBatch};
@@ -136,9 +138,19 @@ struct Group {
     alerted: bool,
     /// The entry in the deadline set, if any.
     scheduled: Option<Instant>,
+    /// With `escalate:`, the open episode (first message to "recovered").
+    episode: Option<Episode>,
 }
 
-/// An absence rule's state.
+/// An episode of a group with `escalate:` steps: since when, how many lines, which steps sent.
+#[derive(Debug, Clone, Copy)]
+struct Episode {
+    start: Instant,
+    count: u64,
+    level: usize,
+}
+
+/// An absence rule's state (per `group_by` value, with one).
 #[derive(Debug)]
 struct Absence {
     /// When watching began (this run's start, or an earlier run's: see `persist.rs`): the
@@ -148,9 +160,31 @@ struct Absence {
     last_seen: Option<(Instant, SystemTime)>,
     alerted: bool,
     scheduled: Option<Instant>,
+    /// Captures and route of the last matching line (for templates and routing of "absent").
+    captures: Vec<String>,
+    route: Option<usize>,
 }
 
-type Key = (RuleId, Arc<str>);
+impl Absence {
+    fn new(since: Instant, scheduled: Option<Instant>) -> Absence {
+        Absence {
+            since,
+            last_seen: None,
+            alerted: false,
+            scheduled,
+            captures: Vec::new(),
+            route: None,
+        }
+    }
+}
+
+/// An alert stream: rule, group text (empty without `group_by`), route.
+type Key = (RuleId, Arc<str>, Option<usize>);
+
+/// The key of a rule's only absence state (or its only group without `group_by`).
+fn whole(rule: RuleId) -> Key {
+    (rule, Arc::from(""), None)
+}
 
 /// Gathers hits into alerts; see the module docs.
 #[derive(Debug)]
@@ -160,7 +194,9 @@ pub struct Aggregator {
     groups: HashMap<Key, Group>,
     /// Groups per rule, not counting [`OTHER_GROUP`].
     group_counts: Vec<usize>,
-    absences: HashMap<RuleId, Absence>,
+    absences: HashMap<Key, Absence>,
+    /// Absence states per rule, not counting [`OTHER_GROUP`] (bounded by `max_groups`).
+    absence_counts: Vec<usize>,
     /// Every timer, ordered by time, so the next deadline is the first entry.
     deadlines: BTreeSet<(Instant, Key)>,
     /// Relates the aggregator's clock to the wall clock, for times shown in messages.
@@ -174,6 +210,11 @@ pub struct Aggregator {
     /// Holds moved to an earlier chunk than the one being reported (a below-threshold pending
     /// whose oldest hits left the threshold's reach), to register, one entry per copy.
     moved: Vec<Mark>,
+    /// Inputs watched for silence (`stale:`), with the id of the rule each is watched under;
+    /// their rules come after the config's (see [`crate::stale`]).
+    stale: Vec<(RuleId, crate::stale::StaleInput)>,
+    /// Those rules, kept across reloads.
+    stale_rules: Vec<Rule>,
     /// Whether [`Aggregator::flush`] reports absence not yet due: yes at the end of a finite
     /// input (stdin read to its end holds no such line), no for a stop of followed files.
     absence_at_end: bool,
@@ -200,6 +241,7 @@ impl Aggregator {
             groups: HashMap::new(),
             group_counts: vec![0; rules.len()],
             absences: HashMap::new(),
+            absence_counts: vec![0; rules.len()],
             deadlines: BTreeSet::new(),
             anchor: (now, wall),
             held: vec![0; rules.len()],
@@ -207,34 +249,72 @@ impl Aggregator {
             released: Vec::new(),
             moved: Vec::new(),
             absence_at_end: true,
+            stale: Vec::new(),
+            stale_rules: Vec::new(),
             keep_pending: false,
             carried: Vec::new(),
             carried_holds: Vec::new(),
             kept: vec![0; rules.len()],
         };
         for (id, rule) in rules.iter().enumerate() {
-            if let Some(silence) = rule.absent_for {
+            // With group_by, a value is watched from its first line: the ones never seen are
+            // not known.
+            if let Some(silence) = rule.absent_for
+                && rule.group_by.is_empty()
+            {
                 let at = now + silence;
-                agg.deadlines.insert((at, (id, Arc::from(""))));
-                agg.absences.insert(
-                    id,
-                    Absence {
-                        since: now,
-                        last_seen: None,
-                        alerted: false,
-                        scheduled: Some(at),
-                    },
-                );
+                agg.deadlines.insert((at, whole(id)));
+                agg.absences.insert(whole(id), Absence::new(now, Some(at)));
             }
         }
         agg
     }
 
+    /// Watches these inputs for silence (`stale:`) from `now`, sending to `robots`: each
+    /// becomes an absence rule after the config's, whose heartbeat is any chunk of the input.
+    pub fn with_stale(
+        mut self,
+        inputs: &[crate::stale::StaleInput],
+        robots: &[RobotId],
+        pii: &crate::pii::Pii,
+        now: Instant,
+    ) -> Aggregator {
+        for input in inputs {
+            let rule = input.rule(robots, pii);
+            let id = self.rules.len();
+            let at = now + input.after;
+            self.names.push(Arc::from(rule.name.as_str()));
+            self.group_counts.push(0);
+            self.absence_counts.push(0);
+            self.held.push(0);
+            self.rules.push(rule.clone());
+            self.stale_rules.push(rule);
+            self.stale.push((id, input.clone()));
+            self.deadlines.insert((at, whole(id)));
+            self.absences.insert(whole(id), Absence::new(now, Some(at)));
+        }
+        self
+    }
+
     /// Counts the hits of a batch read at `now`, returning alerts due at once (an absence rule's
-    /// "back" message).
+    /// "back" message, a stale input's).
     pub fn add(&mut self, batch: &HitBatch, now: Instant) -> Vec<Routed> {
         self.anchor = (now, batch.read_at);
         let mut out = Vec::new();
+        if batch.lines > 0 {
+            let fed: Vec<RuleId> = (self.stale.iter())
+                .filter(|(_, s)| s.covers(&batch.source))
+                .map(|&(id, _)| id)
+                .collect();
+            for rule in fed {
+                let beat = Hit {
+                    rule,
+                    line: Bytes::new(),
+                    captures: Vec::new(),
+                };
+                self.absence_matched(&beat, batch, now, &mut out);
+            }
+        }
         for hit in &batch.hits {
             if self.rules[hit.rule].absent_for.is_some() {
                 self.absence_matched(hit, batch, now, &mut out);
@@ -249,12 +329,22 @@ impl Aggregator {
         let rule = &self.rules[hit.rule];
         let mut key_text = group_key(rule, hit);
         if let Some(k) = &key_text {
-            let key = (hit.rule, Arc::from(k.as_str()));
+            let key = (
+                hit.rule,
+                Arc::from(k.as_str()),
+                rule.route_for(&hit.line, &hit.captures),
+            );
             if !self.groups.contains_key(&key) && self.group_counts[hit.rule] >= rule.max_groups {
                 key_text = Some(OTHER_GROUP.to_owned());
             }
         }
-        let key: Key = (hit.rule, Arc::from(key_text.as_deref().unwrap_or("")));
+        let route = rule.route_for(&hit.line, &hit.captures);
+        let copies = rule.targets(route).len().max(1);
+        let key: Key = (
+            hit.rule,
+            Arc::from(key_text.as_deref().unwrap_or("")),
+            route,
+        );
         let group = match self.groups.get_mut(&key) {
             Some(g) => g,
             None => {
@@ -269,6 +359,7 @@ impl Aggregator {
                     last_hit: now,
                     alerted: false,
                     scheduled: None,
+                    episode: None,
                 })
             }
         };
@@ -287,9 +378,12 @@ impl Aggregator {
         {
             pending.holds.push(mark);
             // fan_out makes one copy of the alert per robot, and each copy is settled
-            self.new_holds += rule.robots.len().max(1) as u32;
+            self.new_holds += copies as u32;
         }
         pending.count += 1;
+        if let Some(e) = &mut group.episode {
+            e.count += 1;
+        }
         pending.last = pending.last.max(batch.read_at);
         if !Arc::ptr_eq(&pending.source, &batch.source) && pending.source != batch.source {
             note_source(
@@ -335,26 +429,52 @@ impl Aggregator {
         let wall = batch.read_at;
         let rule = &self.rules[hit.rule];
         let silence = rule.absent_for.expect("an absence rule");
+        let route = rule.route_for(&hit.line, &hit.captures);
+        let key: Key = match group_key(rule, hit) {
+            None => whole(hit.rule),
+            Some(k) => {
+                let key = (hit.rule, Arc::from(k.as_str()), None);
+                if self.absences.contains_key(&key) {
+                    key
+                } else if self.absence_counts[hit.rule] >= rule.max_groups {
+                    // At the bound, the values not watched yet share one "other" absence state: it
+                    // goes absent when none of them was seen for `for`.
+                    (hit.rule, Arc::from(OTHER_GROUP), None)
+                } else {
+                    self.absence_counts[hit.rule] += 1;
+                    key
+                }
+            }
+        };
+        let captures: Vec<String> = if rule.needs_captures {
+            hit.captures.iter().map(|c| capture_text(c)).collect()
+        } else {
+            Vec::new()
+        };
+        let grouped = !rule.group_by.is_empty();
         let absence = self
             .absences
-            .get_mut(&hit.rule)
-            .expect("absence rules have an absence state");
+            .entry(key.clone())
+            .or_insert_with(|| Absence::new(now, None));
         absence.last_seen = Some((now, wall));
+        absence.captures = captures;
+        absence.route = route;
         if std::mem::take(&mut absence.alerted) {
             let alert = Alert {
                 kind: AlertKind::Back,
-                samples: vec![Sample::from_line(&hit.line)],
+                // a stale input's heartbeat is no line
+                samples: (!hit.line.is_empty())
+                    .then(|| Sample::from_line(&hit.line))
+                    .into_iter()
+                    .collect(),
+                captures: absence.captures.clone(),
                 // The line's own source: "back" says where it matched again.
                 source: batch.source.clone(),
-                ..self.bare_alert(hit.rule, None, wall)
+                ..self.bare_alert(hit.rule, grouped.then(|| key.1.clone()), route, wall)
             };
-            fan_out(alert, Vec::new(), &self.rules[hit.rule], out);
+            fan_out(alert, Vec::new(), self.rules[hit.rule].targets(route), out);
         }
-        let key: Key = (hit.rule, Arc::from(""));
-        let absence = self
-            .absences
-            .get_mut(&hit.rule)
-            .expect("absence rules have an absence state");
+        let absence = self.absences.get_mut(&key).expect("just inserted");
         if let Some(old) = absence.scheduled.take() {
             self.deadlines.remove(&(old, key.clone()));
         }
@@ -377,8 +497,8 @@ impl Aggregator {
                 break;
             }
             let (at, key) = self.deadlines.pop_first().expect("just seen");
-            if self.absences.contains_key(&key.0) {
-                self.absence_due(key.0, at, &mut out);
+            if self.absences.contains_key(&key) {
+                self.absence_due(&key, at, &mut out);
             } else {
                 self.group_due(&key, at, &mut out);
             }
@@ -386,24 +506,28 @@ impl Aggregator {
         out
     }
 
-    fn absence_due(&mut self, rule: RuleId, at: Instant, out: &mut Vec<Routed>) {
+    fn absence_due(&mut self, key: &Key, at: Instant, out: &mut Vec<Routed>) {
         let wall = self.wall(at);
-        let absence = self.absences.get_mut(&rule).expect("an absence rule");
+        let absence = self.absences.get_mut(key).expect("an absence rule");
         absence.scheduled = None;
         if absence.alerted {
             return;
         }
         absence.alerted = true;
         let last_seen = absence.last_seen.map(|(_, w)| w);
-        let silence = self.rules[rule].absent_for.expect("an absence rule");
+        let (route, captures) = (absence.route, absence.captures.clone());
+        let rule = &self.rules[key.0];
+        let silence = rule.absent_for.expect("an absence rule");
+        let group = (!rule.group_by.is_empty()).then(|| key.1.clone());
         let alert = Alert {
             kind: AlertKind::Absent {
                 silent_for: silence,
                 last_seen,
             },
-            ..self.bare_alert(rule, None, wall)
+            captures,
+            ..self.bare_alert(key.0, group, route, wall)
         };
-        fan_out(alert, Vec::new(), &self.rules[rule], out);
+        fan_out(alert, Vec::new(), self.rules[key.0].targets(route), out);
     }
 
     /// The timers of one group at `at` (its scheduled time, which is the current time as far
@@ -422,29 +546,70 @@ impl Aggregator {
             group.cooldown_until = None;
             send = group.pending.is_some();
         }
+        let resolving = rule.resolve_after.filter(|&quiet| {
+            group.alerted
+                && group.closes_at.is_none()
+                && group.pending.is_none()
+                && !send
+                && at >= group.last_hit + quiet
+        });
+        let mut escalated = None;
+        if resolving.is_none()
+            && let Some(e) = &mut group.episode
+            && let Some(step) = rule.escalate.get(e.level)
+            && at >= e.start + step.after
+        {
+            e.level = escalate::reached(&rule.escalate, at - e.start).max(e.level + 1);
+            escalated = Some((step.after, *e));
+        }
+        if let Some((after, e)) = escalated {
+            let rule = &self.rules[key.0];
+            let alert = Alert {
+                kind: AlertKind::Escalated {
+                    after,
+                    episode_count: e.count,
+                },
+                group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
+                first: self.wall(e.start),
+                style: escalate::styled(rule.style_for(key.2), &rule.escalate, e.level),
+                ..self.bare_alert(key.0, None, key.2, self.wall(at))
+            };
+            fan_out(alert, Vec::new(), rule.targets(key.2), out);
+        }
+        let rule = &self.rules[key.0];
+        let group = self.groups.get_mut(key).expect("still there");
         if send && let Some(p) = group.pending.take() {
             group.alerted = true;
             if let Some(cd) = rule.cooldown {
                 group.cooldown_until = Some(at + cd);
             }
-            let (alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            fan_out(alert, holds, rule, out);
+            if !rule.escalate.is_empty() && group.episode.is_none() {
+                group.episode = Some(Episode {
+                    start: at,
+                    count: p.count,
+                    level: 0,
+                });
+            }
+            let level = group.episode.map_or(0, |e| e.level);
+            let (mut alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
+            alert.style = escalate::styled(&alert.style, &rule.escalate, level);
+            fan_out(alert, holds, rule.targets(key.2), out);
         }
-        if let Some(quiet) = rule.resolve_after
-            && group.alerted
-            && group.closes_at.is_none()
-            && group.pending.is_none()
-            && at >= group.last_hit + quiet
-        {
+        let rule = &self.rules[key.0];
+        let group = self.groups.get_mut(key).expect("still there");
+        if let Some(quiet) = resolving {
             group.alerted = false;
             group.cooldown_until = None;
+            // the people an escalation reached hear that it is over
+            let level = group.episode.take().map_or(0, |e| e.level);
             let wall = self.wall(at);
             let alert = Alert {
                 kind: AlertKind::Recovered { quiet },
                 group: (!rule.group_by.is_empty()).then(|| key.1.clone()),
-                ..self.bare_alert(key.0, None, wall)
+                style: escalate::styled(rule.style_for(key.2), &rule.escalate, level),
+                ..self.bare_alert(key.0, None, key.2, wall)
             };
-            fan_out(alert, Vec::new(), &self.rules[key.0], out);
+            fan_out(alert, Vec::new(), self.rules[key.0].targets(key.2), out);
         }
         self.reschedule(key, at);
     }
@@ -469,7 +634,7 @@ impl Aggregator {
             {
                 // Below the threshold: only the recent hits can still count towards it, so
                 // the checkpoint is held at the earliest of them, not at the first hit ever.
-                let copies = rule.robots.len().max(1);
+                let copies = rule.targets(key.2).len().max(1);
                 let mut needed: Vec<Mark> = Vec::new();
                 for m in group.recent.iter().filter_map(|&(_, m)| m) {
                     match needed.iter_mut().find(|n| n.file == m.file) {
@@ -498,10 +663,19 @@ impl Aggregator {
             .resolve_after
             .filter(|_| group.alerted && quiet_now)
             .map(|q| group.last_hit + q);
-        let mut next = [group.closes_at, group.cooldown_until, resolve_at]
-            .into_iter()
-            .flatten()
-            .min();
+        let escalate_at = group
+            .episode
+            .filter(|_| group.alerted)
+            .and_then(|e| rule.escalate.get(e.level).map(|s| e.start + s.after));
+        let mut next = [
+            group.closes_at,
+            group.cooldown_until,
+            resolve_at,
+            escalate_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         if next.is_none() && group.pending.is_none() {
             // Idle: wait only until the threshold no longer needs the recent hit times.
             next = rule
@@ -542,7 +716,8 @@ impl Aggregator {
             if let Some(p) = &g.pending {
                 match (g.closes_at, g.cooldown_until) {
                     (Some(t), _) => due.push((t, key.clone())),
-                    (None, Some(_)) if self.keep_pending => {
+                    // (a routed stream is not saved, see persist.rs: sent now instead)
+                    (None, Some(_)) if self.keep_pending && key.2.is_none() => {
                         self.kept[key.0] += p.count;
                         carry.push(key.clone());
                     }
@@ -559,9 +734,12 @@ impl Aggregator {
             let mut p = g.pending.take().expect("listed with pending hits");
             // Counted here, carried by the snapshot: the holds go once it is saved (below a
             // threshold without a saved state, the lines are simply done with).
-            let copies = self.rules[key.0].robots.len().max(1);
+            let copies = self.rules[key.0].targets(key.2).len().max(1);
             let holds = std::mem::take(&mut p.holds);
-            let to = if self.keep_pending {
+            // A routed stream is not saved (see persist.rs): its lines below the threshold are
+            // simply done with.
+            let saved = key.2.is_none();
+            let to = if self.keep_pending && saved {
                 &mut self.carried_holds
             } else {
                 &mut self.released
@@ -569,7 +747,9 @@ impl Aggregator {
             for _ in 0..copies {
                 to.extend(&holds);
             }
-            self.carried.push((key, p));
+            if saved {
+                self.carried.push((key, p));
+            }
         }
         due.sort();
         let mut out = Vec::new();
@@ -585,18 +765,20 @@ impl Aggregator {
                 self.group_due(&key, at, &mut out);
             }
         }
-        let mut absent: Vec<RuleId> = self.absences.keys().copied().collect();
+        let mut absent: Vec<Key> = self.absences.keys().cloned().collect();
         absent.sort_unstable();
-        for rule in absent {
-            let absence = &self.absences[&rule];
-            let silence = self.rules[rule].absent_for.expect("an absence rule");
+        for key in absent {
+            let absence = &self.absences[&key];
+            let silence = self.rules[key.0].absent_for.expect("an absence rule");
             let since = absence.last_seen.map_or(absence.since, |(t, _)| t);
             // Only what is due: a stop (every deploy) must not page for a line that simply
             // had not had its `for:` yet.
-            let silent =
-                (self.absence_at_end && absence.last_seen.is_none()) || now >= since + silence;
+            // (an input that wrote nothing at all before its end is not stale: it ended)
+            let stale_input = self.stale.iter().any(|&(id, _)| id == key.0);
+            let silent = (self.absence_at_end && absence.last_seen.is_none() && !stale_input)
+                || now >= since + silence;
             if !absence.alerted && silent {
-                self.absence_due(rule, now, &mut out);
+                self.absence_due(&key, now, &mut out);
             }
         }
         // No timer runs after the end; what the groups still know (cooldowns, open alerts,
@@ -685,8 +867,14 @@ impl Aggregator {
         }
     }
 
-    /// An alert of `rule` standing for no line, at `wall`.
-    fn bare_alert(&self, rule: RuleId, group: Option<Arc<str>>, wall: SystemTime) -> Alert {
+    /// An alert of `rule` (by `route`) standing for no line, at `wall`.
+    fn bare_alert(
+        &self,
+        rule: RuleId,
+        group: Option<Arc<str>>,
+        route: Option<usize>,
+        wall: SystemTime,
+    ) -> Alert {
         let r = &self.rules[rule];
         Alert {
             rule,
@@ -701,7 +889,8 @@ impl Aggregator {
             samples: Vec::new(),
             max_lines: r.max_lines,
             captures: Vec::new(),
-            style: r.style.clone(),
+            style: r.style_for(route).clone(),
+            route,
             silenced: 0,
         }
     }
@@ -719,6 +908,7 @@ impl Aggregator {
     /// threshold met or not, routed by the old rule's robots. Call before [`Self::reconfigure`],
     /// and route the alerts with the routes of the old config.
     pub fn retire(&mut self, rules: &[Rule]) -> Vec<Routed> {
+        let rules = &[rules, &self.stale_rules[..]].concat()[..];
         let kept = |old: &Rule| {
             rules
                 .iter()
@@ -741,17 +931,17 @@ impl Aggregator {
             };
             let rule = &self.rules[key.0];
             let (alert, holds) = hits_alert(key.clone(), self.names[key.0].clone(), rule, p);
-            fan_out(alert, holds, rule, &mut out);
+            fan_out(alert, holds, rule.targets(key.2), &mut out);
         }
-        let gone_absences: Vec<RuleId> = self
+        let gone_absences: Vec<Key> = self
             .absences
             .keys()
-            .copied()
-            .filter(|&id| !kept(&self.rules[id]))
+            .filter(|k| !kept(&self.rules[k.0]))
+            .cloned()
             .collect();
-        for id in gone_absences {
-            if let Some(at) = self.absences.remove(&id).and_then(|w| w.scheduled) {
-                self.deadlines.remove(&(at, (id, Arc::from(""))));
+        for key in gone_absences {
+            if let Some(at) = self.absences.remove(&key).and_then(|w| w.scheduled) {
+                self.deadlines.remove(&(at, key));
             }
         }
         out
@@ -762,12 +952,19 @@ impl Aggregator {
     /// the next timer on); new absence rules start their timer now. Call [`Self::retire`] first:
     /// state of rules that are gone is dropped here.
     pub fn reconfigure(&mut self, rules: &[Rule], now: Instant) {
+        // stale inputs' rules stay (inputs are read at start); their ids move after the new rules
+        let rules = &[rules, &self.stale_rules[..]].concat()[..];
+        let first_stale = rules.len() - self.stale_rules.len();
+        for (i, (id, _)) in self.stale.iter_mut().enumerate() {
+            *id = first_stale + i;
+        }
         let kept = std::mem::replace(&mut self.kept, vec![0; rules.len()]);
         let new_id = |name: &str| rules.iter().position(|r| r.name == name);
         let old_rules = std::mem::replace(&mut self.rules, rules.to_vec());
         let map: Vec<Option<RuleId>> = old_rules.iter().map(|r| new_id(&r.name)).collect();
         let groups = std::mem::take(&mut self.groups);
         let absences = std::mem::take(&mut self.absences);
+        self.absence_counts = vec![0; rules.len()];
         let held = std::mem::replace(&mut self.held, vec![0; rules.len()]);
         self.names = rules.iter().map(|r| Arc::from(r.name.as_str())).collect();
         self.deadlines.clear();
@@ -782,36 +979,43 @@ impl Aggregator {
                 self.kept[new] += n;
             }
         }
-        for ((old, text), mut group) in groups {
+        // A route is kept by position: a reload that reorders `routes:` sends a group's next
+        // message by the route now at its place (its hits were counted all the same).
+        let route_kept =
+            |route: Option<usize>, new: RuleId| route.filter(|&i| i < rules[new].routes.len());
+        for ((old, text, route), mut group) in groups {
             let Some(new) = map[old] else { continue };
             group.scheduled = None;
             if !text.is_empty() && text.as_ref() != OTHER_GROUP {
                 self.group_counts[new] += 1;
             }
-            self.groups.insert((new, text), group);
+            self.groups
+                .insert((new, text, route_kept(route, new)), group);
         }
-        for (old, absence) in absences {
+        for ((old, text, _), mut absence) in absences {
             let Some(new) = map[old] else { continue };
-            if let Some(at) = absence.scheduled {
-                self.deadlines.insert((at, (new, Arc::from(""))));
+            // a rule that gained or lost group_by starts its absences afresh
+            if text.is_empty() != rules[new].group_by.is_empty() {
+                continue;
             }
-            self.absences.insert(new, absence);
+            if !text.is_empty() && text.as_ref() != OTHER_GROUP {
+                self.absence_counts[new] += 1;
+            }
+            absence.route = route_kept(absence.route, new);
+            let key = (new, text, None);
+            if let Some(at) = absence.scheduled {
+                self.deadlines.insert((at, key.clone()));
+            }
+            self.absences.insert(key, absence);
         }
         for (id, rule) in rules.iter().enumerate() {
             if let Some(silence) = rule.absent_for
-                && !self.absences.contains_key(&id)
+                && rule.group_by.is_empty()
+                && !self.absences.contains_key(&whole(id))
             {
                 let at = now + silence;
-                self.deadlines.insert((at, (id, Arc::from(""))));
-                self.absences.insert(
-                    id,
-                    Absence {
-                        since: now,
-                        last_seen: None,
-                        alerted: false,
-                        scheduled: Some(at),
-                    },
-                );
+                self.deadlines.insert((at, whole(id)));
+                self.absences.insert(whole(id), Absence::new(now, Some(at)));
             }
         }
         let keys: Vec<Key> = self.groups.keys().cloned().collect();
@@ -837,16 +1041,17 @@ fn hits_alert(key: Key, rule_name: Arc<str>, rule: &Rule, p: Pending) -> (Alert,
         samples: p.samples,
         max_lines: rule.max_lines,
         captures: p.captures,
-        style: rule.style.clone(),
+        style: rule.style_for(key.2).clone(),
+        route: key.2,
         silenced: 0,
     };
     (alert, p.holds)
 }
 
-/// One copy of the alert per robot of the rule, each holding `holds` (each copy is settled on
-/// its own).
-fn fan_out(alert: Alert, holds: Vec<Mark>, rule: &Rule, out: &mut Vec<Routed>) {
-    match rule.robots.as_slice() {
+/// One copy of the alert per robot it goes to (the rule's, or its route's), each holding
+/// `holds` (each copy is settled on its own).
+fn fan_out(alert: Alert, holds: Vec<Mark>, robots: &[RobotId], out: &mut Vec<Routed>) {
+    match robots {
         [] => out.push(Routed {
             alert,
             robot: None,
@@ -990,9 +1195,15 @@ mod tests {
         match a.kind {
             AlertKind::Hits => format!("{at} ×{}{group}{robot}", a.count),
             AlertKind::Recovered { .. } => format!("{at} recovered{group}{robot}"),
-            AlertKind::Absent { .. } => format!("{at} absent{robot}"),
-            AlertKind::Back => format!("{at} back{robot}"),
+            AlertKind::Absent { .. } => format!("{at} absent{group}{robot}"),
+            AlertKind::Back => format!("{at} back{group}{robot}"),
             AlertKind::Notice => format!("{at} notice{robot}"),
+            AlertKind::Escalated { episode_count, .. } => {
+                format!(
+                    "{at} escalated{group}{robot} ({episode_count} so far, @{})",
+                    a.style.mention.mobiles.join(",")
+                )
+            }
         }
     }
 
@@ -1435,5 +1646,137 @@ mod tests {
             }
             prop_assert_eq!(agg.pending_hits(), 0);
         }
+    }
+
+    fn routes(spec: &[(&str, &[RobotId], &str)]) -> Vec<crate::route::RouteSpec> {
+        spec.iter()
+            .map(|&(when, robots, mobile)| crate::route::RouteSpec {
+                name: Arc::from(when),
+                when: Some(crate::where_expr::Where::parse(when).unwrap()),
+                robots: robots.to_vec(),
+                mention: crate::style::Mention {
+                    mobiles: vec![mobile.into()],
+                    ..Default::default()
+                },
+            })
+            .collect()
+    }
+
+    #[test]
+    fn routes_split_streams_and_pick_robots_with_exact_counts() {
+        let r = rule(|s| {
+            s.routes = routes(&[("ip == 'pay'", &[1, 2], "111")]);
+            s.resolve_after = Some(1000 * MS);
+        });
+        let (got, _) = play(
+            std::slice::from_ref(&r),
+            &[(0, 0, "pay x"), (10, 0, "web x"), (20, 0, "pay x")],
+            5000,
+            false,
+        );
+        // the pay hits go to robots 1 and 2 (twice two), the web hit to the rule's robot 0;
+        // "recovered" goes where the alerts went
+        assert_eq!(
+            got,
+            [
+                "100 ×2 @1",
+                "100 ×2 @2",
+                "110 ×1 @0",
+                "1010 recovered @0",
+                "1020 recovered @1",
+                "1020 recovered @2"
+            ]
+        );
+    }
+
+    #[test]
+    fn escalation_counts_from_the_first_message_and_recovery_resets_it() {
+        use crate::style::Mention;
+        let step = |ms: u64, m: &str| crate::escalate::Step {
+            after: dur(ms),
+            mention: Mention {
+                mobiles: vec![m.into()],
+                ..Mention::default()
+            },
+        };
+        let r = rule(|s| {
+            s.pattern = "x".into();
+            s.cooldown = Some(300 * MS);
+            s.resolve_after = Some(500 * MS);
+            s.escalate = vec![step(1000, "dba"), step(400, "lead")];
+        });
+        // hits every 200 ms until 1800, then quiet; then a new episode at 4000
+        let mut hits: Vec<(u64, RuleId, &str)> = (0..10).map(|i| (i * 200, 0, "x")).collect();
+        hits.push((4000, 0, "x"));
+        let (got, _) = play(std::slice::from_ref(&r), &hits, 6000, false);
+        assert_eq!(
+            got,
+            [
+                "100 ×1 @0",
+                "400 ×1 @0",
+                // 400 after the first message at 100: the lead is added
+                "500 escalated @0 (3 so far, @lead)",
+                "700 ×2 @0",
+                "1000 ×1 @0",
+                // 1000 after 100: the dba too
+                "1100 escalated @0 (6 so far, @lead,dba)",
+                "1300 ×2 @0",
+                "1600 ×1 @0",
+                "1900 ×2 @0",
+                "2300 recovered @0",
+                // a new episode starts from the first step again; it recovers at the moment
+                // its first step would be due, so it never escalates
+                "4100 ×1 @0",
+                "4500 recovered @0"
+            ]
+        );
+        // the exact counts are untouched: 11 hits, 11 counted
+        let counted: u64 = got
+            .iter()
+            .filter_map(|g| g.split('×').nth(1)?.split(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert_eq!(counted, 11);
+    }
+
+    #[test]
+    fn absence_per_group_watches_each_value_seen_up_to_max_groups() {
+        let r = rule(|s| {
+            s.pattern = r"(?P<ip>\S+) x".into();
+            s.absent_for = Some(1000 * MS);
+            s.group_by = vec!["ip".into()];
+            s.max_groups = 2;
+        });
+        let (got, agg) = play(
+            std::slice::from_ref(&r),
+            &[
+                (0, 0, "a x"),
+                (0, 0, "b x"),
+                // past max_groups: c and d share the "other" absence
+                (100, 0, "c x"),
+                (500, 0, "a x"),
+                (900, 0, "d x"),
+                (1200, 0, "a x"),
+                (2500, 0, "b x"),
+            ],
+            2600,
+            false,
+        );
+        assert_eq!(
+            got,
+            [
+                "1000 absent ip=b @0",
+                "1900 absent other @0",
+                "2200 absent ip=a @0",
+                "2500 back ip=b @0"
+            ]
+        );
+        assert_eq!(
+            agg.absences.len(),
+            3,
+            "a, b and other: bounded by max_groups + 1"
+        );
+        // no timer before a value is seen: a rule with group_by and no line says nothing
+        let (got, _) = play(std::slice::from_ref(&r), &[], 5000, false);
+        assert!(got.is_empty(), "{got:?}");
     }
 }

@@ -54,6 +54,13 @@ pub enum AlertKind {
     /// An absence rule's line matched again after an [`AlertKind::Absent`]; `count` is 0, the
     /// line is the one sample.
     Back,
+    /// An episode (first message to "recovered") reached an `escalate:` step; `count` is 0.
+    Escalated {
+        /// The step's `after`.
+        after: Duration,
+        /// Matching lines counted since the episode's first message, that one's included.
+        episode_count: u64,
+    },
     /// dingtail's news about itself (`self_alerts:`, see `crate::self_alert`): `count` is 0, the
     /// samples are the lines of the news, written by dingtail.
     Notice,
@@ -111,8 +118,11 @@ pub struct Alert {
     /// Values of the rule's named captures on the most recent hit (aligned with
     /// `style.capture_names`; empty when the rule needs none).
     pub captures: Vec<String>,
-    /// How the message looks.
+    /// How the message looks (the route's, with escalated mentions added).
     pub style: Arc<Style>,
+    /// The route the hits took (`None`: the rule's own robots and mentions), see
+    /// [`crate::route`]: streams of different routes are never merged.
+    pub route: Option<usize>,
     /// Hits of this stream that a silence or mute window covered since its last message (not
     /// counted in `count`): the message says `while silenced: ×N`.
     pub silenced: u64,
@@ -124,6 +134,8 @@ impl Alert {
     pub fn merge(&mut self, later: Alert) {
         debug_assert!(self.same_stream(&later));
         self.count += later.count;
+        // an escalation reached while waiting: the later mentions are the wider ones
+        self.style = later.style;
         self.first = self.first.min(later.first);
         self.last = self.last.max(later.last);
         note_source(
@@ -148,6 +160,7 @@ impl Alert {
         self.rule == other.rule
             && self.rule_name == other.rule_name
             && self.group == other.group
+            && self.route == other.route
             && std::mem::discriminant(&self.kind) == std::mem::discriminant(&other.kind)
     }
 

@@ -25,9 +25,13 @@ use crate::timezone::Zone;
 use crate::yaml_units::{Section, Unit, YamlUnits};
 
 mod coordination;
+mod escalate;
 mod mute_config;
+mod people;
 mod pii;
 mod quota;
+mod routes;
+mod stale;
 pub use coordination::{Coordination, RedisTarget};
 pub use quota::{DEFAULT_MONTHLY, Quota, Reserve};
 mod checker;
@@ -91,6 +95,8 @@ pub struct Config {
     pub quiet_hours: Option<crate::mute::QuietHours>,
     /// The monthly message budget (`quota:`, `robots.NAME.monthly`); see `crate::budget`.
     pub quota: Quota,
+    /// Inputs watched for silence (`stale:`).
+    pub stale: StaleInputs,
     /// `self_alerts:`: the robot told about dingtail's own trouble (`None`: only the log).
     pub self_alerts: Option<SelfAlerts>,
     /// `coordination:`: limits shared with other instances through Redis; see `crate::fleet`.
@@ -105,6 +111,9 @@ pub struct InputConfig {
     /// How lines gather into multi-line events (stack traces); `None`: every line is an event.
     pub multiline: Option<Multiline>,
 }
+
+/// Inputs watched for silence (`inputs[].stale`, `stdin.stale`): see [`crate::stale`].
+pub type StaleInputs = Vec<crate::stale::StaleInput>;
 
 pub use crate::source::multiline::{
     DEFAULT_MULTILINE_MAX_LINES, DEFAULT_MULTILINE_TIMEOUT, Multiline,

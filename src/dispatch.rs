@@ -865,6 +865,7 @@ mod tests {
             kind: AlertKind::Hits,
             captures: Vec::new(),
             style: Arc::new(crate::style::Style::default()),
+            route: None,
         };
         Routed {
             alert,

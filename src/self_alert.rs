@@ -526,6 +526,7 @@ fn notice(title: &str, text: &[String], secrets: &[String]) -> Alert {
         last: now,
         source: Arc::from("dingtail"),
         other_sources: Vec::new(),
+        route: None,
         max_lines: samples.len().max(MAX_PROBLEMS + 3),
         samples,
         captures: Vec::new(),

@@ -141,17 +141,28 @@ fn scan(
             judged.truncate(judged.len() - 1);
         }
         confirmed.clear();
-        matcher.confirm(&judged, m, |rule, _| confirmed.push(rule));
+        matcher.confirm(&judged, m, |rule, captures| {
+            let r = &matcher.rules()[rule];
+            confirmed.push((rule, r.route_for(&judged, &captures)));
+        });
         if confirmed.is_empty() {
             return; // every rule's `where:` said no
         }
-        let (range, rules) = (m.range.clone(), &confirmed[..]);
+        let range = m.range.clone();
+        let rules: Vec<usize> = confirmed.iter().map(|&(r, _)| r).collect();
         report.matched_lines += 1;
-        let names: Vec<&str> = rules
-            .iter()
-            .map(|&r| matcher.rules()[r].name.as_str())
+        // a rule with routes shows the route the hit took: `rule→route`
+        let names: Vec<String> = (confirmed.iter())
+            .map(|&(r, route)| {
+                let rule = &matcher.rules()[r];
+                if rule.routes.is_empty() {
+                    rule.name.clone()
+                } else {
+                    format!("{}→{}", rule.name, rule.route_name(route))
+                }
+            })
             .collect();
-        for &r in rules {
+        for &r in &rules {
             report.per_rule[r].1 += 1;
         }
         let bytes = &block[range];

@@ -75,6 +75,11 @@ impl Aggregator {
         let mut snap = AlertSnapshot::new(wall);
         let mut groups: Vec<(Key, GroupState)> = Vec::new();
         for (key, g) in &self.groups {
+            // Streams sent by a route (`routes:`) start fresh after a restart: the saved state
+            // has no place for the route (their escalation episodes too).
+            if key.2.is_some() {
+                continue;
+            }
             let state = GroupState {
                 closes_at: g.closes_at.map(|t| clock.wall(t)),
                 cooldown_until: g.cooldown_until.map(|t| clock.wall(t)),
@@ -101,7 +106,7 @@ impl Aggregator {
                 )),
             }
         }
-        for ((rule, text), state) in groups {
+        for ((rule, text, _), state) in groups {
             let worth = state.closes_at.is_some()
                 || state.cooldown_until.is_some()
                 || state.alerted
@@ -120,8 +125,13 @@ impl Aggregator {
                 .groups
                 .insert(text.to_string(), state);
         }
-        for (&rule, w) in &self.absences {
-            let r = &self.rules[rule];
+        for ((rule, text, _), w) in &self.absences {
+            // Per-value absence watches (`absent` with `group_by`) start fresh after a restart:
+            // each value is watched again from its next line.
+            if !text.is_empty() {
+                continue;
+            }
+            let r = &self.rules[*rule];
             snap.rules
                 .entry(r.name.clone())
                 .or_insert_with(|| RuleState {
@@ -171,11 +181,14 @@ impl Aggregator {
         let Some(silence) = self.rules[id].absent_for else {
             return;
         };
-        let Some(watch) = self.absences.get_mut(&id) else {
+        if !self.rules[id].group_by.is_empty() {
+            return;
+        }
+        let Some(watch) = self.absences.get_mut(&super::whole(id)) else {
             return;
         };
         if let Some(old) = watch.scheduled.take() {
-            self.deadlines.remove(&(old, (id, Arc::from(""))));
+            self.deadlines.remove(&(old, super::whole(id)));
         }
         if let Some(since) = a.since {
             watch.since = clock.instant(since);
@@ -186,7 +199,7 @@ impl Aggregator {
             let from = watch.last_seen.map_or(watch.since, |(t, _)| t);
             let at = (from + silence).max(clock.now + ABSENCE_GRACE.min(silence));
             watch.scheduled = Some(at);
-            self.deadlines.insert((at, (id, Arc::from(""))));
+            self.deadlines.insert((at, super::whole(id)));
         }
     }
 
@@ -196,7 +209,7 @@ impl Aggregator {
             return;
         }
         let counted = !text.is_empty() && text != OTHER_GROUP;
-        let key: Key = (id, Arc::from(text));
+        let key: Key = (id, Arc::from(text), None);
         if self.groups.contains_key(&key) || counted && self.group_counts[id] >= rule.max_groups {
             return;
         }
@@ -217,6 +230,8 @@ impl Aggregator {
             last_hit: g.last_hit.map_or(clock.now, |w| clock.instant(w)),
             alerted: g.alerted && rule.resolve_after.is_some(),
             scheduled: None,
+            // an escalation episode starts fresh with the next message
+            episode: None,
         };
         // Pending hits with no timer left to send them (the rule lost its threshold or its
         // cooldown since): a window opens now.
@@ -330,6 +345,7 @@ mod tests {
                     AlertKind::Absent { .. } => "absent",
                     AlertKind::Back => "back",
                     AlertKind::Notice => "notice",
+                    AlertKind::Escalated { .. } => "escalated",
                 };
                 out.push((kind.to_owned(), a.count));
             }
@@ -439,5 +455,38 @@ mod tests {
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(notes[0].contains("`hits` and the rule is now `hits group_by=ip`"));
         assert_eq!(b.groups(), 0);
+    }
+    #[test]
+    fn per_value_absence_watches_are_not_saved_and_start_fresh() {
+        let r = [rule(|s| {
+            s.pattern = "(?P<host>x)".into();
+            s.group_by = vec!["host".into()];
+            s.absent_for = Some(Duration::from_secs(60));
+        })];
+        let (t0, w0) = (
+            Instant::now(),
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1 << 30),
+        );
+        let mut a = Aggregator::new(&r, t0, w0);
+        let from_a = HitBatch {
+            hits: vec![Hit {
+                rule: 0,
+                line: Bytes::from_static(b"x"),
+                captures: vec![Bytes::from_static(b"a")],
+            }],
+            ..hit(w0)
+        };
+        a.add(&from_a, t0);
+        assert_eq!(a.absences.len(), 1);
+        let snap = carried(&a.snapshot(t0 + MS, w0 + MS));
+        assert!(snap.rules.get("r").is_none_or(|s| s.absence.is_none()));
+
+        let t1 = t0 + Duration::from_secs(500);
+        let w1 = w0 + Duration::from_secs(20);
+        let mut b = Aggregator::new(&r, t1, w1);
+        assert!(b.restore(&snap, t1, w1).is_empty());
+        // host=a is watched again from its next line: nothing is due meanwhile
+        assert!(b.absences.is_empty());
+        assert_eq!(run_until(&mut b, t1 + Duration::from_secs(3600)), []);
     }
 }

@@ -308,6 +308,12 @@ pub async fn run(
     // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
     let alert_store = alert_store.filter(|_| !opts.dry_run);
     let mut agg = Aggregator::new(&config.rules, Instant::now(), SystemTime::now())
+        .with_stale(
+            &config.stale,
+            &config.default_robot.into_iter().collect::<Vec<_>>(),
+            &crate::pii::Pii::default(),
+            Instant::now(),
+        )
         .with_absence_at_end(!files)
         .with_pending_kept(files && !opts.once && alert_store.is_some());
     if let Some(store) = alert_store.as_ref().filter(|_| !opts.from_beginning)

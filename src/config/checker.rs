@@ -162,7 +162,18 @@ pub(super) fn check(
         None => DEFAULT_MAX_LINE_BYTES,
     };
 
-    let defaults_look = check_defaults_look(&mut c, defaults);
+    let people = people::check_people(&mut c, &raw.people);
+    let defaults_look = check_defaults_look(&mut c, defaults, people);
+    let all_rule_names: Vec<&str> = (raw.rules.iter())
+        .map(|r| r.value.name.value.trim())
+        .collect();
+    let routes = routes::check_routes(
+        &mut c,
+        &raw.routes,
+        &find_robot,
+        &defaults_look.people,
+        &all_rule_names,
+    );
     let timestamp = raw
         .timestamp
         .as_ref()
@@ -250,6 +261,7 @@ pub(super) fn check(
             continue;
         };
         spec.style.pii = pii.clone();
+        spec.routes = routes::for_rule(&routes, &name);
         match Rule::compile(spec) {
             Ok(r) => rules.push(r),
             Err(e) => {
@@ -275,6 +287,21 @@ pub(super) fn check(
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value, env))
         .collect();
+    let stale_inputs: Vec<(String, &Spanned<String>)> = (raw.inputs.iter())
+        .filter_map(|i| {
+            Some((
+                i.value.path.value.trim().to_owned(),
+                i.value.stale.as_ref()?,
+            ))
+        })
+        .collect();
+    let stale = stale::check_stale(
+        &mut c,
+        &stale_inputs,
+        raw.stdin.as_ref(),
+        default_robot,
+        robot_names.len(),
+    );
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
     let rule_names: Vec<&str> = raw
         .rules
@@ -320,6 +347,7 @@ pub(super) fn check(
             mutes,
             quiet_hours,
             quota,
+            stale,
             self_alerts,
             coordination,
         })
@@ -354,6 +382,8 @@ pub(super) fn check_timezone(c: &mut Checker, raw: Option<&Spanned<String>>) -> 
 pub(super) struct DefaultsLook {
     pub(super) mention: BTreeMap<Severity, Mention>,
     pub(super) msgtype: MsgType,
+    /// `people:` groups, for every `mention:`.
+    pub(super) people: people::People,
 }
 
 pub(super) fn check_msgtype(
@@ -378,8 +408,15 @@ pub(super) fn check_msgtype(
     }
 }
 
-pub(super) fn check_defaults_look(c: &mut Checker, defaults: Option<&RawDefaults>) -> DefaultsLook {
-    let mut look = DefaultsLook::default();
+pub(super) fn check_defaults_look(
+    c: &mut Checker,
+    defaults: Option<&RawDefaults>,
+    people: people::People,
+) -> DefaultsLook {
+    let mut look = DefaultsLook {
+        people,
+        ..DefaultsLook::default()
+    };
     let Some(d) = defaults else {
         return look;
     };
@@ -388,7 +425,7 @@ pub(super) fn check_defaults_look(c: &mut Checker, defaults: Option<&RawDefaults
     }
     for (severity, mention) in &d.mention {
         let ctx = format!("defaults, field 'mention.{severity}'");
-        let people = check_mention(c, mention, &ctx);
+        let people = people::resolve(c, &look.people, mention, &ctx);
         match Severity::parse(severity) {
             Some(s) => {
                 look.mention.insert(s, people);

@@ -44,6 +44,15 @@ pub(super) struct RawConfig {
     /// `redact:` personal data masked before it leaves the host.
     #[serde(default)]
     pub(super) redact: Option<pii::RawRedact>,
+    /// `people:` named groups of people a `mention:` can name.
+    #[serde(default)]
+    pub(super) people: BTreeMap<String, Spanned<RawMention>>,
+    /// `routes:` send a rule's alerts to other robots and people by where they came from.
+    #[serde(default)]
+    pub(super) routes: Vec<Spanned<routes::RawRoute>>,
+    /// `stdin:` settings of standard input when it is read (its `stale:`).
+    #[serde(default)]
+    pub(super) stdin: Option<stale::RawStdin>,
     /// `self_alerts:` the robot told about dingtail's own trouble.
     #[serde(default)]
     pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
@@ -67,6 +76,9 @@ impl RawConfig {
         self.listen = self.listen.take().or(part.listen);
         self.mute.extend(part.mute);
         self.quiet_hours = self.quiet_hours.take().or(part.quiet_hours);
+        self.people.extend(part.people);
+        self.routes.extend(part.routes);
+        self.stdin = self.stdin.take().or(part.stdin);
         self.self_alerts = self.self_alerts.take().or(part.self_alerts);
     }
 }
@@ -80,6 +92,9 @@ pub(super) struct RawInput {
     /// How lines of this input form events (stack traces).
     #[serde(default)]
     pub(super) multiline: Option<Spanned<RawMultiline>>,
+    /// An input that wrote nothing for this long is an alert of its own.
+    #[serde(default)]
+    pub(super) stale: Option<Spanned<String>>,
 }
 
 /// `inputs[].multiline`.
@@ -180,7 +195,7 @@ pub(super) struct RawDefaults {
     pub(super) max_lines: Option<Spanned<usize>>,
     /// Mentions by severity: `critical: {mobiles: [...]}`.
     #[serde(default)]
-    pub(super) mention: BTreeMap<String, Spanned<RawMention>>,
+    pub(super) mention: BTreeMap<String, Spanned<people::RawMentionRef>>,
     /// Message type (`text` or `markdown`) for rules that set none.
     #[serde(default)]
     pub(super) msgtype: Option<Spanned<String>>,
@@ -225,9 +240,9 @@ pub(super) struct RawRule {
     /// The message text, with `{placeholders}`.
     #[serde(default)]
     pub(super) template: Option<Spanned<String>>,
-    /// Whom the message mentions.
+    /// Whom the message mentions (or the name of a `people:` group).
     #[serde(default)]
-    pub(super) mention: Option<Spanned<RawMention>>,
+    pub(super) mention: Option<Spanned<people::RawMentionRef>>,
     /// `text` or `markdown`.
     #[serde(default)]
     pub(super) msgtype: Option<Spanned<String>>,
@@ -243,6 +258,9 @@ pub(super) struct RawRule {
     /// Alert when no line matches for a while.
     #[serde(default)]
     pub(super) absent: Option<Spanned<RawAbsent>>,
+    /// Steps that mention more people while the alert stays unresolved.
+    #[serde(default)]
+    pub(super) escalate: Option<Spanned<Vec<escalate::RawStep>>>,
 }
 
 /// `rules[].threshold`.
@@ -256,7 +274,7 @@ pub(super) struct RawThreshold {
 }
 
 /// `mention:` of a rule or of `defaults.mention.SEVERITY`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMention {
     /// Mobile numbers to @.

@@ -21,9 +21,8 @@ pub(super) fn check_rule_fields<'r>(
             let not_here = [
                 ("threshold", rule.threshold.is_some()),
                 ("cooldown", rule.cooldown.is_some()),
-                ("group_by", !rule.group_by.is_empty()),
-                ("max_groups", rule.max_groups.is_some()),
                 ("field", rule.field.is_some()),
+                ("escalate", rule.escalate.is_some()),
                 ("where", rule.condition.is_some()),
                 ("resolve_after", rule.resolve_after.is_some()),
             ];
@@ -160,7 +159,7 @@ pub(super) fn check_rule_fields<'r>(
         }
     }
     style.mention = match &rule.mention {
-        Some(m) => check_mention(c, m, &ctx("mention")),
+        Some(m) => people::resolve(c, &defaults.people, m, &ctx("mention")),
         None => style
             .severity
             .and_then(|s| defaults.mention.get(&s).cloned())
@@ -202,6 +201,10 @@ pub(super) fn check_rule_fields<'r>(
     }
     if let Some(r) = &rule.resolve_after {
         spec.resolve_after = c.duration(r, &ctx("resolve_after"), limits::LONG);
+    }
+    if let Some(e) = &rule.escalate {
+        let has_resolve = rule.resolve_after.is_some();
+        spec.escalate = escalate::check_escalate(c, e, name, has_resolve, &defaults.people);
     }
     spec.style = style;
     Some(pattern_at)

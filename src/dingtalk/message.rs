@@ -378,6 +378,7 @@ fn title(alerts: &[&Alert]) -> String {
         AlertKind::Recovered { .. } => format!("{} recovered", a.rule_name),
         AlertKind::Absent { .. } => format!("{} absent", a.rule_name),
         AlertKind::Back => format!("{} back", a.rule_name),
+        AlertKind::Escalated { .. } => format!("{} escalated", a.rule_name),
         AlertKind::Notice => a.rule_name.to_string(),
     };
     let severity = alerts.iter().filter_map(|a| a.style.severity).max();
@@ -426,6 +427,7 @@ fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
         AlertKind::Recovered { .. } => "recovered".to_owned(),
         AlertKind::Absent { .. } => "absent".to_owned(),
         AlertKind::Back => "back".to_owned(),
+        AlertKind::Escalated { .. } => "escalated".to_owned(),
         AlertKind::Notice => "notice".to_owned(),
     };
     // The host name is the operator's (not log text): no markup twins, but nothing hidden.
@@ -516,6 +518,35 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
         AlertKind::Absent {
             silent_for,
             last_seen,
+        } if a.style.absent_pattern.is_none() => {
+            // a stale input (see stale.rs): its name is in the header
+            pre.push_str(&format!(
+                "nothing was read from it for {} (last read: {}){eol}",
+                humantime::format_duration(silent_for),
+                last_seen.map_or_else(
+                    || "never, since dingtail started".to_owned(),
+                    |t| time(zone, t)
+                )
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Back if a.style.absent_pattern.is_none() => {
+            pre.push_str(&format!("read again at {}{eol}", time(zone, a.first)));
+            return Part {
+                pre,
+                lines: Vec::new(),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Absent {
+            silent_for,
+            last_seen,
         } => {
             let pattern = a.style.absent_pattern.as_deref().unwrap_or("");
             pre.push_str(&format!(
@@ -545,6 +576,22 @@ fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part {
             return Part {
                 pre,
                 lines: quote(a),
+                more: false,
+                post: String::new(),
+            };
+        }
+        AlertKind::Escalated {
+            after,
+            episode_count,
+        } => {
+            pre.push_str(&format!(
+                "still firing {} after its first message (at {}): {episode_count} matching line(s) since{eol}",
+                humantime::format_duration(after),
+                time(zone, a.first)
+            ));
+            return Part {
+                pre,
+                lines: Vec::new(),
                 more: false,
                 post: String::new(),
             };
@@ -820,6 +867,7 @@ mod tests {
             kind: AlertKind::Hits,
             captures: Vec::new(),
             style: Arc::new(Style::default()),
+            route: None,
         }
     }
 

@@ -1,0 +1,49 @@
+//! `stale:` of an input (`inputs[].stale`, `stdin.stale`): see [`crate::stale`].
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::{Checker, RobotId, limits};
+use crate::stale::StaleInput;
+
+/// `stdin:` as written: settings of the pipe dingtail reads.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStdin {
+    /// Standard input that wrote nothing for this long is an alert of its own.
+    #[serde(default)]
+    stale: Option<Spanned<String>>,
+}
+
+/// Checks every `stale:`: a duration in range (at most 30 days), and a robot to tell (the
+/// default robot: `defaults.robot`, or the only one).
+pub(super) fn check_stale(
+    c: &mut Checker,
+    inputs: &[(String, &Spanned<String>)],
+    stdin: Option<&RawStdin>,
+    default_robot: Option<RobotId>,
+    robots: usize,
+) -> Vec<StaleInput> {
+    let mut out = Vec::new();
+    let mut all: Vec<(String, &Spanned<String>, String)> = (inputs.iter())
+        .enumerate()
+        .map(|(i, (path, at))| (path.clone(), *at, format!("input {}, field 'stale'", i + 1)))
+        .collect();
+    if let Some(s) = stdin.and_then(|s| s.stale.as_ref()) {
+        all.push(("-".to_owned(), s, "stdin, field 'stale'".to_owned()));
+    }
+    for (input, at, ctx) in all {
+        let Some(after) = c.duration(at, &ctx, limits::LONG) else {
+            continue;
+        };
+        if default_robot.is_none() && robots > 1 {
+            c.problem(
+                at,
+                &ctx,
+                "several robots are defined: name the one a stale input tells in defaults.robot",
+            );
+        }
+        out.push(StaleInput { input, after });
+    }
+    out
+}
