@@ -53,7 +53,7 @@ use tokio::time::{Instant, sleep_until};
 use crate::aggregate::Routed;
 use crate::budget::month::shanghai_time;
 use crate::budget::{SharedBudget, Verdict};
-use crate::config::{Rate, Retry, RobotConfig};
+use crate::config::{Rate, Retry, RobotConfig, SendSettings};
 pub use crate::delivery_report::DeliveryReport;
 use crate::dingtalk::message::render;
 use crate::dingtalk::{Client, ErrorClass, MAX_BODY_BYTES, Message, RenderContext, SendError};
@@ -117,13 +117,19 @@ impl DispatchConfig {
         host: &str,
         shutdown_timeout: Duration,
     ) -> DispatchConfig {
+        let SendSettings {
+            keyword,
+            rate,
+            retry,
+            throttle_pause,
+        } = robot.map(|r| r.send.clone()).unwrap_or_default();
         DispatchConfig {
             robot: robot.map(|r| r.name.clone()),
-            keyword: robot.and_then(|r| r.keyword.clone()),
-            rate: robot.map(|r| r.rate).unwrap_or_default(),
+            keyword,
+            rate,
             host: host.to_owned(),
-            retry: robot.map(|r| r.retry).unwrap_or_default(),
-            throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
+            retry,
+            throttle_pause,
             shutdown_timeout,
             shutdown_deadline: Arc::default(),
             zone: Zone::Host,
