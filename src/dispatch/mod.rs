@@ -61,7 +61,7 @@ use tokio::time::Instant;
 
 use crate::aggregate::Routed;
 use crate::budget::SharedBudget;
-use crate::config::{Rate, Retry, RobotConfig};
+use crate::config::{Rate, Retry, RobotConfig, SendSettings};
 pub use crate::delivery_report::DeliveryReport;
 use crate::dingtalk::{Client, MAX_BODY_BYTES};
 use crate::fleet::RobotLink;
@@ -117,13 +117,19 @@ impl DispatchConfig {
         host: &str,
         shutdown_timeout: Duration,
     ) -> DispatchConfig {
+        let SendSettings {
+            keyword,
+            rate,
+            retry,
+            throttle_pause,
+        } = robot.map(|r| r.send.clone()).unwrap_or_default();
         DispatchConfig {
             robot: robot.map(|r| r.name.clone()),
-            keyword: robot.and_then(|r| r.keyword.clone()),
-            rate: robot.map(|r| r.rate).unwrap_or_default(),
+            keyword,
+            rate,
             host: host.to_owned(),
-            retry: robot.map(|r| r.retry).unwrap_or_default(),
-            throttle_pause: robot.map_or(Duration::from_secs(600), |r| r.throttle_pause),
+            retry,
+            throttle_pause,
             shutdown_timeout,
             shutdown_deadline: Arc::default(),
             zone: Zone::Host,
