@@ -9,15 +9,15 @@
 
 mod support;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{Output, TestEnv, header_counts, signal, wait};
+use support::files::append;
 
 const TOKEN: &str = "tok-alertstate012345";
 
@@ -53,15 +53,6 @@ rules:
     )
 }
 
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
 /// Count per rule over every message so far (`recovered`/`absent` headers count 0, listed by
 /// [`kinds`]).
 fn count(emu: &Emulator, rule: &str) -> u64 {
@@ -71,11 +62,6 @@ fn count(emu: &Emulator, rule: &str) -> u64 {
         .filter(|(r, _)| r == rule)
         .map(|(_, n)| n)
         .sum()
-}
-
-/// Every message text so far, joined.
-fn texts(emu: &Emulator) -> String {
-    emu.posts().iter().map(|p| p.text() + "\n").collect()
 }
 
 fn wait_for(what: &str, done: impl Fn() -> bool) {
@@ -175,7 +161,7 @@ fn a_deploy_during_a_cooldown_does_not_alert_again_and_keeps_what_it_gathered() 
     append(&run.log, "ERROR three\n");
     run.mark(&emu);
     let out = run.stop(second);
-    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", emu.all_text());
     // both hits gathered in the cooldown are still counted, for its end
     assert!(
         out.stderr
@@ -197,7 +183,7 @@ fn an_open_alert_gets_its_recovered_message_after_a_deploy() {
     append(&run.log, "ERROR one\n");
     wait_for("the alert", || count(&emu, "err") == 1);
     run.stop(first);
-    assert!(!texts(&emu).contains("recovered"), "{}", texts(&emu));
+    assert!(!emu.all_text().contains("recovered"), "{}", emu.all_text());
     assert_eq!(
         run.alerts_json()["rules"]["err"]["groups"][""]["alerted"],
         true
@@ -207,13 +193,13 @@ fn an_open_alert_gets_its_recovered_message_after_a_deploy() {
     // "recovered" comes without any new line.
     run.reconfigure(&emu, "    resolve_after: 1s");
     let second = run.start();
-    wait_for("recovered", || texts(&emu).contains("【err】recovered"));
+    wait_for("recovered", || emu.all_text().contains("【err】recovered"));
     run.stop(second);
     assert_eq!(
-        texts(&emu).matches("recovered").count(),
+        emu.all_text().matches("recovered").count(),
         1,
         "{}",
-        texts(&emu)
+        emu.all_text()
     );
 }
 
@@ -226,7 +212,7 @@ fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
     append(&run.log, "heartbeat MARK\n");
     wait_for("the marker's message", || count(&emu, "mark") == 1);
     run.stop(first);
-    assert!(!texts(&emu).contains("absent"), "{}", texts(&emu));
+    assert!(!emu.all_text().contains("absent"), "{}", emu.all_text());
     let saved = run.alerts_json();
     assert!(
         saved["rules"]["beat"]["absence"]["last_seen"].is_string(),
@@ -237,9 +223,9 @@ fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
     // when that was (a fresh start would say "never, since dingtail started").
     run.reconfigure(&emu, &beat.replace("1h", "2s"));
     let second = run.start();
-    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    wait_for("absent", || emu.all_text().contains("【beat】absent"));
     run.stop(second);
-    let text = texts(&emu);
+    let text = emu.all_text();
     assert!(text.contains("no line matched"), "{text}");
     assert!(!text.contains("never, since dingtail started"), "{text}");
 }
@@ -394,7 +380,7 @@ fn a_corrupt_alert_state_is_kept_aside_and_the_run_goes_on() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
     // the hit is gathered in the cooldown; stdin's end is final, so it is sent then
-    assert_eq!(emu.posts().len(), 2, "{}", texts(&emu));
+    assert_eq!(emu.posts().len(), 2, "{}", emu.all_text());
 }
 
 #[test]
