@@ -246,7 +246,7 @@ fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
     let first = run.start();
     append(&run.log, "{\"msg\": \"ERROR one\", \"svc\": \"pay\"}\n");
     wait_for("the first alert", || count(&emu, "err") == 1);
-    assert!(texts(&emu).contains("@13800000001"), "{}", texts(&emu));
+    assert!(emu.all_text().contains("@13800000001"), "{}", emu.all_text());
     append(&run.log, "{\"msg\": \"ERROR two\", \"svc\": \"pay\"}\n");
     run.mark(&emu);
     let out = run.stop(first);
@@ -265,7 +265,7 @@ fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
     append(&run.log, "{\"msg\": \"ERROR three\", \"svc\": \"pay\"}\n");
     run.mark(&emu);
     let out = run.stop(second);
-    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", emu.all_text());
     assert!(
         out.stderr
             .contains("cooling down, kept for the next run: err 2"),
@@ -285,7 +285,7 @@ fn a_host_reported_absent_stays_absent_across_a_deploy_and_back_is_sent() {
     let run = Run::new(&emu, &beat("1s"));
     let first = run.start();
     append(&run.log, "heartbeat web1\n");
-    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    wait_for("absent", || emu.all_text().contains("【beat】absent"));
     run.stop(first);
     let saved = run.alerts_json();
     assert_eq!(
@@ -299,16 +299,16 @@ fn a_host_reported_absent_stays_absent_across_a_deploy_and_back_is_sent() {
     let second = run.start();
     run.mark(&emu);
     append(&run.log, "heartbeat web1\n");
-    wait_for("back", || texts(&emu).contains("【beat】back"));
+    wait_for("back", || emu.all_text().contains("【beat】back"));
     run.stop(second);
     let back = posts_with(&emu, "【beat】back");
-    assert_eq!(back.len(), 1, "{}", texts(&emu));
+    assert_eq!(back.len(), 1, "{}", emu.all_text());
     assert!(back[0].0.contains("host=web1"), "{}", back[0].0);
     assert_eq!(
         posts_with(&emu, "【beat】absent").len(),
         1,
         "{}",
-        texts(&emu)
+        emu.all_text()
     );
 }
 
@@ -345,7 +345,7 @@ fn an_escalation_step_sent_before_a_deploy_is_not_sent_again_and_the_next_comes_
     run.mark(&emu);
     run.stop(second);
     let escalated = posts_with(&emu, "【err】escalated");
-    assert_eq!(escalated.len(), 2, "{}", texts(&emu));
+    assert_eq!(escalated.len(), 2, "{}", emu.all_text());
     assert!(
         escalated[0].0.contains("@13800000001"),
         "{}",
@@ -359,7 +359,7 @@ fn an_escalation_step_sent_before_a_deploy_is_not_sent_again_and_the_next_comes_
     // counted from the first message (sent a window after the line was written), never
     // before its time
     assert!(escalated[1].1 >= written + Duration::from_secs(3));
-    assert_eq!(count(&emu, "err"), 1, "{}", texts(&emu));
+    assert_eq!(count(&emu, "err"), 1, "{}", emu.all_text());
 }
 
 #[test]
