@@ -6,39 +6,47 @@
 //! sources ─Chunk─▶ matcher ─HitBatch─▶ aggregator ─Routed─▶ dispatcher (one per robot) ─▶ DingTalk
 //! ```
 //!
-//! The map, lowest layer first; a module uses only modules above it in this list (no cycles:
-//! `module-cycles` checks it):
+//! The map, lowest layer first. A module uses only the layers above its own, and within a layer
+//! only the modules listed before it (no cycles: `module-cycles` checks it). Read it top down to
+//! learn the vocabulary before the machinery:
 //!
-//! - vocabulary: [`ids`] (RuleId, RobotId), [`secret`], [`timezone`], [`pii`], [`redact`],
-//!   [`style`] (how a rule's messages look), [`alert`] (the neutral alert the renderer takes),
-//!   [`ratelimit`] (the rate and the sliding-window limiter).
-//! - [`rules`], [`where_expr`], [`mute`]: rules compiled, their `where:` conditions, mute
-//!   windows.
-//! - [`source`]: stdin and followed files (tail -F, rotation, checkpoints) read in blocks of
-//!   whole lines.
-//! - [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes; it takes
-//!   an [`dingtalk::Endpoint`] and [`alert::Alert`]s, and knows nothing of files or config.
-//! - [`config`]: the YAML file checked into rules, robots (with their endpoints) and inputs.
-//! - [`matcher`]: one search per block for all rules (their required literals, or grouped
-//!   automata), then which rules match, on the candidate lines only.
-//! - [`aggregate`]: windows per rule, exact counts, bounded samples; told the time, never reads
-//!   it. Its [`aggregate::Routed`] alerts carry the robot and the file positions they hold.
-//! - [`state`]: the alert state carried across restarts (cooldowns, open alerts, absence).
-//! - [`budget`]: the monthly message budget: a ledger and the pacing rule the dispatchers ask.
-//! - [`fleet`]: with `coordination:`, the rate, throttle pause and budget shared through Redis.
-//! - [`dispatch`]: per-robot sliding-window rate limit, merging while waiting, retries;
-//!   [`delivery_report`] is what it did.
-//! - [`hush`], [`silence`]: silences, mute windows and quiet hours between aggregator and
-//!   dispatchers.
-//! - [`metrics`], [`listen`], [`reload`], [`operate`]: running as a service.
-//! - [`app`]: wires the stages with bounded channels; shutdown is passed in.
-//! - [`tester`], [`replay`], [`pretty`]: `dingtail test` and `--replay`.
-//! - [`cli`], [`startup`], [`init`], [`manpage`], [`progress`], [`yaml_units`]: the command
-//!   line, the start-up line, `init`, the man page, progress on a terminal, YAML units.
+//! 1. **Vocabulary**, depending on nothing of ours: [`ids`] (RuleId, RobotId), [`secret`] (a
+//!    value no `Debug` or log prints), [`timezone`], [`pii`] and [`redact`] (what is masked),
+//!    [`style`] (how a rule's messages look), [`alert`] (the neutral alert the renderer takes),
+//!    [`ratelimit`] (the rate and the sliding-window limiter), [`trouble`] (dingtail's own
+//!    trouble, reported without knowing who listens), [`state`] (files that survive a restart,
+//!    replaced atomically), [`yaml_units`] (a YAML file cut into units, for error reports).
+//! 2. **Rules**: [`where_expr`] (`where:` conditions), [`route`], [`escalate`], [`rules`] (rules
+//!    compiled), [`mute`] (mute windows, quiet hours), [`stale`] (inputs that fall silent).
+//! 3. [`source`]: stdin and followed files (tail -F, rotation, identity) read in blocks of whole
+//!    lines, and the checkpoints that say how far each file is safely done.
+//! 4. [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes; it takes
+//!    a [`dingtalk::Endpoint`] and [`alert::Alert`]s, and knows nothing of files, rules or config.
+//! 5. [`config`]: the YAML file checked into rules, robots (with their endpoints) and inputs;
+//!    every problem at once, each at its file, line and column.
+//! 6. **The core**: [`matcher`] (one search per block for all rules, then which rules match, on
+//!    the candidate lines only; synchronous), [`aggregate`] (windows, thresholds, exact counts,
+//!    bounded samples; told the time, never reads it; its [`aggregate::Routed`] alerts carry the
+//!    robot and the file positions they hold).
+//! 7. **Delivery**: [`budget`] (the monthly message budget), [`delivery_report`] (what a
+//!    dispatcher did), [`silence`] (silences), [`fleet`] (with `coordination:`, limits shared
+//!    through Redis), [`metrics`], [`dispatch`] (one per robot: rate limit, merging while waiting,
+//!    retries), [`hush`] (silences, mute windows and quiet hours between aggregator and
+//!    dispatchers).
+//! 8. **Running as a service**: [`listen`] (metrics, probes, the silences API), [`reload`]
+//!    (SIGHUP and `--watch-config`), [`operate`], [`self_alert`] (dingtail's trouble told to a
+//!    robot), [`progress`] (a long read on a terminal).
+//! 9. **Commands**: [`cli`] (clap definitions only), [`pretty`] (dry-run output for people),
+//!    [`tester`] and [`replay`] (`dingtail test`, `--replay`), [`app`] (`dingtail run`: wires the
+//!    stages with bounded channels; shutdown is passed in), [`init`], [`startup`] (the start-up
+//!    line), [`manpage`]. `main.rs` parses the command line and maps errors to exit codes.
 //!
 //! The core (matching, aggregating, rendering, signing) is synchronous and pure, so it is tested
-//! with tables and benchmarked; tokio's runtime is known only by the stages that wait (`app`,
-//! `dispatch`, the checkpoint keeper, the listener and the reloader).
+//! with tables and benchmarked; it never awaits (the aggregator is told `tokio::time::Instant`s,
+//! so tests can pause the clock). The tasks that wait are the stages `app` wires, `dispatch`,
+//! the checkpoint keeper, the alert-state saver, `fleet`, the listener, the reloader and the
+//! self-alert task; the stdin reader, the tail thread and the matcher are plain threads that
+//! talk to them through tokio's channels.
 
 #![warn(missing_docs)]
 

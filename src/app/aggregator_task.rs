@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::Routes;
+use super::dispatchers::Routes;
 use crate::aggregate::{Aggregator, Routed};
 use crate::config::{Config, RobotId};
 use crate::dispatch::DeliveryReport;
@@ -19,10 +19,43 @@ use crate::source::Mark;
 use crate::source::checkpoint::Event;
 use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 
+/// The aggregator task and what it links: the matcher thread before it, the dispatchers after
+/// it, and beside the pipeline the checkpoint keeper, the self-alert task and the alert state.
+pub(super) struct AggregatorTask {
+    /// The state machine (restored from the alert state when there was one).
+    pub(super) agg: Aggregator,
+    /// Matched chunks, and reloads, from the matcher thread.
+    pub(super) hit_rx: mpsc::Receiver<Matched>,
+    /// Each robot's dispatcher.
+    pub(super) routes: Routes,
+    /// The dispatchers by robot name, which a reload moves to the new config's robots.
+    pub(super) fleet: Fleet,
+    /// Silences, mute windows and quiet hours.
+    pub(super) hush: Hush,
+    /// The checkpoint keeper, when files are followed.
+    pub(super) progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    /// dingtail's own news from the self-alert task (with `self_alerts:`).
+    pub(super) notices_rx: Option<mpsc::Receiver<Notice>>,
+    /// The robots by `RobotId` ([`robot_names`]): a notice names its robot.
+    pub(super) robots: Vec<String>,
+    /// Writes the alert state, when there is a state directory.
+    pub(super) saver: Option<AlertSaver>,
+}
+
+/// What the aggregator task hands back when its input has ended.
+pub(super) struct AggregatorEnd {
+    /// Hits held below a threshold at the end, per rule.
+    pub(super) held_below_threshold: Vec<(String, u64)>,
+    /// The dispatchers reloads started, to be awaited with the others.
+    pub(super) added: Vec<tokio::task::JoinHandle<DeliveryReport>>,
+    /// Alerts silenced, per rule.
+    pub(super) silenced: Vec<(String, u64)>,
+    /// Hits carried to the next run in the alert state, per rule.
+    pub(super) kept: Vec<(String, u64)>,
+}
+
 /// The aggregator task: counts hits, closes windows on time, routes alerts to dispatchers; on end
-/// of input closes every window and lets the dispatchers finish. Returns the hits held below a
-/// threshold per rule, the dispatchers reloads started, the silenced alerts, and the hits per
-/// rule carried to the next run in the alert state.
+/// of input closes every window and lets the dispatchers finish.
 ///
 /// With a `saver` it offers a snapshot of the aggregator every `SAVE_EVERY` and writes a last
 /// one at the end; when that last write fails the hits it would carry stay held, so the next run
@@ -30,22 +63,18 @@ use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 ///
 /// For chunks of followed files it tells the checkpoint keeper (`progress_tx`) that the chunk is
 /// counted and how many alerts hold it, before any of those alerts can be routed.
-#[allow(clippy::too_many_arguments)] // one per stage it links; grouping them would only rename
-pub(super) async fn aggregate(
-    mut agg: Aggregator,
-    mut hit_rx: mpsc::Receiver<Matched>,
-    mut routes: Routes,
-    mut fleet: Fleet,
-    mut hush: Hush,
-    progress_tx: Option<mpsc::UnboundedSender<Event>>,
-    (mut notices_rx, mut robots): (Option<mpsc::Receiver<Notice>>, Vec<String>),
-    saver: Option<AlertSaver>,
-) -> (
-    Vec<(String, u64)>,
-    Vec<tokio::task::JoinHandle<DeliveryReport>>,
-    Vec<(String, u64)>,
-    Vec<(String, u64)>,
-) {
+pub(super) async fn aggregate(task: AggregatorTask) -> AggregatorEnd {
+    let AggregatorTask {
+        mut agg,
+        mut hit_rx,
+        mut routes,
+        mut fleet,
+        mut hush,
+        progress_tx,
+        mut notices_rx,
+        mut robots,
+        saver,
+    } = task;
     let mut save_tick = tokio::time::interval(SAVE_EVERY);
     save_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -134,7 +163,12 @@ pub(super) async fn aggregate(
         .zip(agg.kept_for_next_run().iter().copied())
         .filter(|(_, n)| *n > 0)
         .collect();
-    (held, fleet.finish(), hush.silenced(), kept)
+    AggregatorEnd {
+        held_below_threshold: held,
+        added: fleet.finish(),
+        silenced: hush.silenced(),
+        kept,
+    }
 }
 
 /// The next notice of the self-alert task (never, without one).

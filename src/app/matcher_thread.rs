@@ -4,7 +4,8 @@
 
 use tokio::sync::mpsc;
 
-use super::MatchTotals;
+use anyhow::Context;
+
 use crate::matcher::Matcher;
 use crate::operate::Counter;
 use crate::reload::{Feed, Matched};
@@ -82,4 +83,23 @@ pub(super) fn match_all(
     let mut matches: Vec<(String, u64)> = names.into_iter().zip(per_rule).collect();
     matches.extend(retired);
     (lines, events, bytes, matches)
+}
+
+/// What the matcher thread counted: lines, events (a multi-line event counts once), bytes, and
+/// matching events per rule name.
+pub(super) type MatchTotals = (u64, u64, u64, Vec<(String, u64)>);
+
+/// Starts the matcher thread: synchronous, so network waits never slow matching.
+pub(super) fn spawn_matcher(
+    matcher: Matcher,
+    chunk_rx: mpsc::Receiver<Feed>,
+    hit_tx: mpsc::Sender<Matched>,
+    rule_count: usize,
+    ops: &crate::operate::Operate,
+) -> anyhow::Result<std::thread::JoinHandle<MatchTotals>> {
+    let counted = ops.counter();
+    std::thread::Builder::new()
+        .name("matcher".into())
+        .spawn(move || match_all(matcher, chunk_rx, hit_tx, rule_count, counted))
+        .context("cannot start the matcher thread")
 }

@@ -476,7 +476,7 @@ fn sources_text(alert: &Alert) -> String {
         let named = alert
             .other_sources
             .len()
-            .min(crate::aggregate::MAX_OTHER_SOURCES);
+            .min(crate::alert::MAX_OTHER_SOURCES);
         let others: Vec<String> = alert.other_sources[..named]
             .iter()
             .map(|s| name(s))

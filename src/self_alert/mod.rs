@@ -31,20 +31,25 @@
 //! are in the log only).
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::alert::{Alert, AlertKind, Sample};
+use crate::alert::Alert;
 use crate::budget::SharedBudget;
 use crate::config::{Config, SelfAlerts};
 use crate::metrics::Metrics;
-use crate::style::{Severity, Style};
 use crate::timezone::Zone;
 use crate::trouble::Trouble;
+
+mod heartbeat;
+mod text;
+
+pub use heartbeat::{HEARTBEAT_FILE, Heartbeat, write_stopped};
+pub use text::scrub;
+use text::{bytes_text, notice, round, thousands, unix};
 
 /// News about one subject (a path, a robot, reloads, restarts, the budget) at most this often.
 pub const MIN_INTERVAL: Duration = Duration::from_secs(600);
@@ -52,8 +57,6 @@ pub const MIN_INTERVAL: Duration = Duration::from_secs(600);
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 /// The restart news waits at most this long for the backlog to be read.
 pub const BACKLOG_WAIT: Duration = Duration::from_secs(120);
-/// The file in the state directory.
-pub const HEARTBEAT_FILE: &str = "heartbeat.json";
 /// Lines of problems a refused reload quotes.
 const MAX_PROBLEMS: usize = 10;
 
@@ -65,48 +68,6 @@ pub struct Notice {
     pub robot: String,
     /// The message, an [`AlertKind::Notice`].
     pub alert: Alert,
-}
-
-/// What `heartbeat.json` holds.
-#[derive(Debug, Default, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Heartbeat {
-    /// Last time dingtail was seen running (Unix seconds).
-    pub alive_at: u64,
-    /// When it stopped cleanly (Unix seconds), if it did.
-    #[serde(default)]
-    pub stopped_at: Option<u64>,
-    /// The month (`2026-11`) whose low budget was already told.
-    #[serde(default)]
-    pub budget_told: Option<String>,
-}
-
-impl Heartbeat {
-    /// Reads the heartbeat in `dir` (`None`: none, or unreadable: then nothing is known).
-    pub fn read(dir: &Path) -> Option<Heartbeat> {
-        let text = std::fs::read(dir.join(HEARTBEAT_FILE)).ok()?;
-        serde_json::from_slice(&text).ok()
-    }
-
-    /// Writes it atomically (a temporary file renamed over the old one).
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        let tmp = dir.join(format!("{HEARTBEAT_FILE}.tmp"));
-        std::fs::write(
-            &tmp,
-            serde_json::to_vec(self).expect("plain data serializes"),
-        )?;
-        std::fs::rename(tmp, dir.join(HEARTBEAT_FILE))
-    }
-}
-
-/// Marks a clean stop in `dir`'s heartbeat (at the end of a run), keeping what it knew.
-pub fn write_stopped(dir: &Path) {
-    let mut h = Heartbeat::read(dir).unwrap_or_default();
-    let now = unix(SystemTime::now());
-    h.alive_at = now;
-    h.stopped_at = Some(now);
-    if let Err(e) = h.write(dir) {
-        tracing::warn!(dir = %dir.display(), "cannot write {HEARTBEAT_FILE}: {e}");
-    }
 }
 
 /// What the task needs to know.
@@ -505,114 +466,5 @@ impl Teller {
             .into_iter()
             .chain(self.setup.robots.iter().map(|(n, _)| n.clone()))
             .find(|r| !bad(r))
-    }
-}
-
-/// The alert a notice is: header `【dingtail: TITLE】notice host`, then `text`, secrets
-/// replaced.
-fn notice(title: &str, text: &[String], secrets: &[String]) -> Alert {
-    let now = SystemTime::now();
-    let samples: Vec<Sample> = text
-        .iter()
-        .map(|l| Sample::from_line(scrub(l, secrets).as_bytes()))
-        .collect();
-    Alert {
-        rule: usize::MAX,
-        rule_name: Arc::from(format!("dingtail: {title}")),
-        group: None,
-        kind: AlertKind::Notice,
-        count: 0,
-        first: now,
-        last: now,
-        source: Arc::from("dingtail"),
-        other_sources: Vec::new(),
-        route: None,
-        max_lines: samples.len().max(MAX_PROBLEMS + 3),
-        samples,
-        captures: Vec::new(),
-        style: Arc::new(Style {
-            severity: Some(Severity::Warning),
-            ..Style::default()
-        }),
-        silenced: 0,
-    }
-}
-
-/// `text` with every secret replaced by `***`.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = text.to_owned();
-    for s in secrets {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "***");
-        }
-    }
-    out
-}
-
-fn unix(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// To the second (news is not about milliseconds).
-fn round(d: Duration) -> Duration {
-    Duration::from_secs(d.as_secs())
-}
-
-/// `12,340`.
-fn thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-fn bytes_text(n: u64) -> String {
-    format!("{} bytes", thousands(n))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn numbers_and_secrets_read_well() {
-        assert_eq!(thousands(12_340), "12,340");
-        assert_eq!(thousands(999), "999");
-        assert_eq!(thousands(1_000_000), "1,000,000");
-        let secrets = vec![
-            "https://oapi.dingtalk.com/robot/send?access_token=tok123".to_owned(),
-            "tok123".to_owned(),
-            "SECabc".to_owned(),
-        ];
-        assert_eq!(
-            scrub(
-                "bad https://oapi.dingtalk.com/robot/send?access_token=tok123 tok123 SECabc",
-                &secrets
-            ),
-            "bad *** *** ***"
-        );
-    }
-
-    #[test]
-    fn the_heartbeat_round_trips() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(Heartbeat::read(dir.path()), None);
-        let h = Heartbeat {
-            alive_at: 5,
-            stopped_at: None,
-            budget_told: Some("2026-11".into()),
-        };
-        h.write(dir.path()).unwrap();
-        assert_eq!(Heartbeat::read(dir.path()), Some(h));
-        write_stopped(dir.path());
-        let after = Heartbeat::read(dir.path()).unwrap();
-        assert_eq!(after.stopped_at, Some(after.alive_at));
-        assert_eq!(after.budget_told.as_deref(), Some("2026-11"));
     }
 }

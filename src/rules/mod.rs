@@ -12,15 +12,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{Regex, RegexSet, RegexSetBuilder};
 
 use crate::ids::RobotId;
 pub use crate::ids::RuleId;
 use crate::style::Style;
 
-/// Largest compiled program per regex: generous, but stops a pattern like `\w{100000}` from
-/// eating the sidecar's memory.
-pub const REGEX_SIZE_LIMIT: usize = 32 * 1024 * 1024;
+mod dialect;
+mod routing;
+
+pub(crate) use dialect::explain;
+pub use dialect::{REGEX_SIZE_LIMIT, capture_names, regex_builder};
+use dialect::{check_pattern, names_of};
 
 /// Default for `max_groups`: distinct `group_by` values kept per rule before the rest share one
 /// "other" group.
@@ -132,82 +135,6 @@ pub struct RuleError {
     pub exclude_index: Option<usize>,
     /// The regex library's explanation.
     pub message: String,
-}
-
-/// The regex dialect every rule pattern is compiled with, in one place so the matcher, the
-/// checker and `dingtail test` agree on what a pattern means.
-pub fn regex_builder(pattern: &str) -> RegexBuilder {
-    let mut b = RegexBuilder::new(pattern);
-    b.multi_line(true).crlf(true).size_limit(REGEX_SIZE_LIMIT);
-    b
-}
-
-/// The named capture groups of a pattern, in order (empty when it does not parse: the error is
-/// reported on its own). Read from the syntax tree alone: compiling the pattern for this would
-/// cost as much again as checking it.
-pub fn capture_names(pattern: &str) -> Vec<Arc<str>> {
-    use regex_syntax::ast::{self, Ast, GroupKind, Visitor};
-    struct Names(Vec<(u32, Arc<str>)>);
-    impl Visitor for Names {
-        type Output = Vec<(u32, Arc<str>)>;
-        type Err = ();
-        fn finish(self) -> Result<Self::Output, ()> {
-            Ok(self.0)
-        }
-        fn visit_pre(&mut self, ast: &Ast) -> Result<(), ()> {
-            if let Ast::Group(g) = ast
-                && let GroupKind::CaptureName { name, .. } = &g.kind
-            {
-                self.0.push((name.index, Arc::from(name.name.as_str())));
-            }
-            Ok(())
-        }
-    }
-    let Ok(tree) = ast::parse::Parser::new().parse(pattern) else {
-        return Vec::new();
-    };
-    let mut names = ast::visit(&tree, Names(Vec::new())).unwrap_or_default();
-    names.sort_by_key(|(i, _)| *i);
-    names.into_iter().map(|(_, n)| n).collect()
-}
-
-fn names_of(re: &regex_automata::meta::Regex) -> Vec<Arc<str>> {
-    re.group_info()
-        .pattern_names(regex_automata::PatternID::ZERO)
-        .flatten()
-        .map(Arc::from)
-        .collect()
-}
-
-/// `pattern` compiled as the regex crate would compile it (same syntax, same size limit, the same
-/// errors), without the search engines: a `regex::bytes::Regex` also determinizes small patterns
-/// into full DFAs, which with a thousand rules took most of a second at start. The matcher builds
-/// what it searches with itself.
-fn checked(pattern: &str) -> Result<regex_automata::meta::Regex, regex::Error> {
-    use regex_automata::meta;
-    use regex_automata::util::syntax;
-    meta::Regex::builder()
-        .syntax(
-            syntax::Config::new()
-                .utf8(false)
-                .multi_line(true)
-                .crlf(true),
-        )
-        .configure(
-            meta::Config::new()
-                .utf8_empty(false)
-                .nfa_size_limit(Some(REGEX_SIZE_LIMIT))
-                .dfa(false)
-                .onepass(false)
-                .backtrack(false)
-                .hybrid(false),
-        )
-        .build(pattern)
-        .map_err(|e| match (e.size_limit(), e.syntax_error()) {
-            (Some(limit), _) => regex::Error::CompiledTooBig(limit),
-            (None, Some(syntax)) => regex::Error::Syntax(syntax.to_string()),
-            (None, None) => regex::Error::Syntax(e.to_string()),
-        })
 }
 
 impl Rule {
@@ -333,96 +260,6 @@ impl Rule {
     }
 }
 
-/// Routing (see [`crate::route`]): which route a hit takes, and what that route means.
-impl Rule {
-    /// The route a hit of this rule takes: the index of the first of the rule's routes whose
-    /// `when:` holds on the line and its captures (aligned with the rule's capture names), or
-    /// `None` for the rule's own robots and mentions. Pure; cheap for rules without routes.
-    pub fn route_for(&self, line: &[u8], captures: &[bytes::Bytes]) -> Option<usize> {
-        if self.routes.is_empty() {
-            return None;
-        }
-        let mut named: Vec<(&str, &[u8])> = (self.style.capture_names.iter())
-            .zip(captures)
-            .map(|(n, v)| (&**n, &v[..]))
-            .collect();
-        if let Some(s) = self.style.severity
-            && !named
-                .iter()
-                .any(|(n, _)| *n == crate::route::SEVERITY_FIELD)
-        {
-            named.push((crate::route::SEVERITY_FIELD, s.as_str().as_bytes()));
-        }
-        self.routes.iter().position(|r| match &r.when {
-            None => true,
-            Some(w) => w.holds_on(line, &named),
-        })
-    }
-
-    /// The robots of route `route` (the rule's own for `None`).
-    pub fn targets(&self, route: Option<usize>) -> &[RobotId] {
-        match route.and_then(|i| self.routes.get(i)) {
-            Some(r) => &r.robots,
-            None => &self.robots,
-        }
-    }
-
-    /// The look of route `route`'s alerts (the rule's own for `None`).
-    pub fn style_for(&self, route: Option<usize>) -> &Arc<Style> {
-        match route.and_then(|i| self.routes.get(i)) {
-            Some(r) => &r.style,
-            None => &self.style,
-        }
-    }
-
-    /// How `dingtail test` names the route a hit took: the route's name, or `default`.
-    pub fn route_name(&self, route: Option<usize>) -> &str {
-        match route.and_then(|i| self.routes.get(i)) {
-            Some(r) => &r.name,
-            None => "default",
-        }
-    }
-}
-
-/// A pattern that matches the empty string would make every line a hit: almost always a
-/// mistake (`a*`, `|x`), so it is refused with an explanation. A field rule may match an empty
-/// value on purpose (`^$`), so it is allowed there.
-/// Checks a rule's pattern (see [`checked`]) and that it cannot match an empty line.
-fn check_pattern(pattern: &str, field: bool) -> Result<regex_automata::meta::Regex, String> {
-    let re = checked(pattern).map_err(|e| explain(&e))?;
-    if !field && re.is_match(b"") {
-        return Err(format!(
-            "`{pattern}` matches the empty string, so every line would be a hit"
-        ));
-    }
-    Ok(re)
-}
-/// The regex error, on one line where possible (the multi-line form points with `^` at the
-/// pattern, which does not survive our `file:line:col:` prefix well).
-pub(crate) fn explain(err: &regex::Error) -> String {
-    match err {
-        regex::Error::Syntax(text) => {
-            let last = text.lines().rev().find(|l| l.starts_with("error:"));
-            let mut msg = match last {
-                Some(l) => format!("invalid regex: {}", l.trim_start_matches("error:").trim()),
-                None => format!("invalid regex: {}", text.trim()),
-            };
-            // The common mistake: a pattern written for PCRE or Java.
-            if msg.contains("look-around") {
-                msg.push_str(
-                    "; dingtail's regexes have no (?=…), (?!…), (?<=…) or (?<!…): match the line \
-                     itself, and put what must not be in it under `exclude:`",
-                );
-            }
-            msg
-        }
-        regex::Error::CompiledTooBig(limit) => {
-            format!("regex is too big once compiled (limit {limit} bytes); simplify it")
-        }
-        other => format!("invalid regex: {other}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,114 +332,5 @@ mod tests {
         assert!(r.excludes(b"GET /healthz 500"));
         assert!(r.excludes(b"# GET"));
         assert!(!r.excludes(b"GET /api 500"));
-    }
-}
-
-#[cfg(test)]
-mod route_tests {
-    use std::time::Duration;
-
-    use bytes::Bytes;
-
-    use super::*;
-    use crate::ids::RobotId;
-    use crate::route::{RouteSpec, RuleRoute};
-    use crate::rules::RuleSpec;
-    use crate::style::Severity;
-    use crate::style::{Mention, Style};
-    use crate::where_expr::Where;
-
-    fn route(name: &str, when: Option<&str>, robots: &[RobotId], mobile: &str) -> RouteSpec {
-        RouteSpec {
-            name: name.into(),
-            when: when.map(|w| Where::parse(w).unwrap()),
-            robots: robots.to_vec(),
-            mention: Mention {
-                mobiles: vec![mobile.into()],
-                ..Mention::default()
-            },
-        }
-    }
-
-    fn rule(pattern: &str, severity: Option<Severity>, routes: Vec<RouteSpec>) -> Rule {
-        let mut style = Style {
-            severity,
-            ..Style::default()
-        };
-        style.mention.mobiles.push("100".into());
-        Rule::compile(RuleSpec {
-            name: "r".into(),
-            pattern: pattern.into(),
-            window: Duration::from_secs(1),
-            max_lines: 5,
-            robots: vec![0],
-            style,
-            routes,
-            ..RuleSpec::default()
-        })
-        .unwrap()
-    }
-
-    fn caps(r: &Rule, line: &str) -> Vec<Bytes> {
-        let re = r.regex.as_ref().expect("routes on captures need the regex");
-        let c = re.captures(line.as_bytes()).unwrap();
-        (r.style.capture_names.iter())
-            .map(|n| Bytes::copy_from_slice(c.name(n).map_or(&b""[..], |m| m.as_bytes())))
-            .collect()
-    }
-
-    #[test]
-    fn first_route_that_holds_wins_else_the_rule_s_own() {
-        let r = rule(
-            r"ERROR service=(?P<service>\w+)",
-            None,
-            vec![
-                route("pay", Some("service == 'payment'"), &[1], "111"),
-                route("json", Some("team == 'db'"), &[2], "222"),
-            ],
-        );
-        assert!(
-            r.needs_captures,
-            "a route on a capture makes the rule take captures"
-        );
-        let line = "ERROR service=payment";
-        assert_eq!(r.route_for(line.as_bytes(), &caps(&r, line)), Some(0));
-        assert_eq!(r.targets(Some(0)), [1]);
-        assert_eq!(r.style_for(Some(0)).mention.mobiles, ["100", "111"]);
-        let line = r#"ERROR service=web {"team": "db"}"#;
-        // not JSON as a whole: the JSON route cannot hold
-        assert_eq!(r.route_for(line.as_bytes(), &caps(&r, line)), None);
-        assert_eq!(r.targets(None), [0]);
-        assert_eq!(r.route_name(None), "default");
-        assert_eq!(r.style_for(None).mention.mobiles, ["100"]);
-    }
-
-    #[test]
-    fn severity_and_json_fields_and_a_catch_all() {
-        let r = rule(
-            "\"level\"",
-            Some(Severity::Critical),
-            vec![
-                route("db", Some("team == 'db'"), &[], "222"),
-                route("crit", Some("severity == 'critical'"), &[3], "333"),
-                route("rest", None, &[4], "444"),
-            ],
-        );
-        let json = br#"{"level": "error", "team": "db"}"#;
-        assert_eq!(r.route_for(json, &[]), Some(0));
-        // a route without robots keeps the rule's
-        assert_eq!(r.targets(Some(0)), [0]);
-        assert_eq!(r.route_for(br#"{"level": "error"}"#, &[]), Some(1));
-        let plain = rule("\"level\"", None, r.routes.iter().map(spec_of).collect());
-        assert_eq!(plain.route_for(br#"{"level": "x"}"#, &[]), Some(2));
-    }
-
-    fn spec_of(r: &RuleRoute) -> RouteSpec {
-        RouteSpec {
-            name: r.name.clone(),
-            when: r.when.as_deref().cloned(),
-            robots: r.robots.clone(),
-            mention: Mention::default(),
-        }
     }
 }
