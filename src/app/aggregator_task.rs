@@ -32,7 +32,7 @@ use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 /// counted and how many alerts hold it, before any of those alerts can be routed.
 #[allow(clippy::too_many_arguments)] // one per stage it links; grouping them would only rename
 pub(super) async fn aggregate(
-    mut agg: Aggregator,
+    (mut agg, mut new_patterns): (Aggregator, super::new_patterns::NewPatterns),
     mut hit_rx: mpsc::Receiver<Matched>,
     mut routes: Routes,
     mut fleet: Fleet,
@@ -69,8 +69,11 @@ pub(super) async fn aggregate(
                 }
             }
             batch = hit_rx.recv() => match batch {
-                Some(Matched::Batch(b)) => {
-                    let alerts = agg.add(&b, Instant::now());
+                Some(Matched::Batch(mut b)) => {
+                    let now = Instant::now();
+                    // `new_patterns:` hits stay only for new templates (see crate::new_pattern).
+                    new_patterns.sift(&mut b, now);
+                    let alerts = agg.add(&b, now);
                     // Registered before any alert holding this chunk can reach a dispatcher.
                     report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
                     let alerts = hushed(&mut hush, alerts, &progress_tx, false);
@@ -87,6 +90,7 @@ pub(super) async fn aggregate(
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    new_patterns.reconfigure(&config);
                     robots = robot_names(&config);
                     hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
@@ -97,14 +101,16 @@ pub(super) async fn aggregate(
                 report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
-            _ = save_tick.tick(), if saver.is_some() => {
+            _ = save_tick.tick(), if saver.is_some() || new_patterns.saves() => {
                 if let Some(s) = &saver {
                     s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
                 }
+                new_patterns.offer();
             }
         }
     }
     let alerts = agg.flush(Instant::now());
+    new_patterns.finish().await;
     if let Some(saver) = saver {
         match saver
             .finish(agg.snapshot(Instant::now(), SystemTime::now()))

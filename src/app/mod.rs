@@ -12,6 +12,7 @@
 
 mod aggregator_task;
 mod matcher_thread;
+mod new_patterns;
 pub mod report;
 pub mod shutdown;
 
@@ -328,8 +329,17 @@ pub async fn run(
             "alert state restored"
         );
     }
+    // `new_patterns:` remembers its templates beside the alert state.
+    let new_patterns = new_patterns::NewPatterns::start(
+        &config,
+        alert_store
+            .as_ref()
+            .and_then(|s| s.path().parent().map(std::path::Path::to_owned))
+            .as_deref(),
+        opts.from_beginning,
+    );
     let aggregator = tokio::spawn(aggregate(
-        agg,
+        (agg, new_patterns),
         hit_rx,
         routes,
         fleet,
