@@ -94,7 +94,7 @@ pub fn replay_as(
         config.timezone,
     );
     // `new_patterns:` on the simulated clock, remembering nothing from before.
-    let mut sieve = crate::new_pattern::Sieve::fresh(config);
+    let mut sieve = crate::new_pattern::Sieve::fresh(config.new_patterns.as_ref(), &config.rules);
     let mut read_lines = 0u64;
     // Read once: a yearless timestamp is placed by this day, however long the replay takes.
     let today = Local::now();

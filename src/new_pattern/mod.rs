@@ -105,11 +105,15 @@ pub struct Sieve {
 }
 
 impl Sieve {
-    /// A sieve for `config`'s `new_patterns:` with `memory` (what earlier runs remembered),
-    /// or `None` without `new_patterns:`.
-    pub fn for_config(config: &crate::config::Config, memory: TemplateMemory) -> Option<Sieve> {
-        let settings = config.new_patterns.as_ref()?;
-        let rule = config.rules.iter().position(|r| r.name == RULE_NAME)?;
+    /// A sieve for `new_patterns:` (`settings`, and `rules`, the config's, the last of which
+    /// is its rule) with `memory` (what earlier runs remembered), or `None` without it.
+    pub fn new(
+        settings: Option<&Settings>,
+        rules: &[Rule],
+        memory: TemplateMemory,
+    ) -> Option<Sieve> {
+        let settings = settings?;
+        let rule = rules.iter().position(|r| r.name == RULE_NAME)?;
         let mut memory = memory;
         memory.set_bounds(settings.max_templates, settings.remember_for);
         Some(Sieve {
@@ -123,16 +127,20 @@ impl Sieve {
     }
 
     /// A sieve with an empty memory (`test --replay`, or no state directory).
-    pub fn fresh(config: &crate::config::Config) -> Option<Sieve> {
-        let s = config.new_patterns.as_ref()?;
-        Sieve::for_config(config, TemplateMemory::new(s.max_templates, s.remember_for))
+    pub fn fresh(settings: Option<&Settings>, rules: &[Rule]) -> Option<Sieve> {
+        let s = settings?;
+        Sieve::new(
+            Some(s),
+            rules,
+            TemplateMemory::new(s.max_templates, s.remember_for),
+        )
     }
 
-    /// Takes a reloaded config: its rule's new id and its settings, keeping what is remembered.
-    /// Returns `None` when the config no longer has `new_patterns:` (the memory goes with it;
-    /// the file stays as last saved).
-    pub fn reconfigure(self, config: &crate::config::Config) -> Option<Sieve> {
-        let mut next = Sieve::for_config(config, self.memory)?;
+    /// Takes a reloaded config (its `new_patterns:` and rules): its rule's new id and its
+    /// settings, keeping what is remembered. Returns `None` when the config no longer has
+    /// `new_patterns:` (the memory goes with it; the file stays as last saved).
+    pub fn reconfigure(self, settings: Option<&Settings>, rules: &[Rule]) -> Option<Sieve> {
+        let mut next = Sieve::new(settings, rules, self.memory)?;
         next.counting = self.counting;
         next.closing = self.closing;
         next.stats = self.stats;
@@ -208,6 +216,3 @@ pub fn replay_summary(sieve: &Sieve, lines: u64, alerts: usize) -> String {
         s.new_templates,
     )
 }
-
-#[cfg(test)]
-mod tests;
