@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use super::checker::DefaultsLook;
+use super::checker::MessageDefaults;
 use super::people::{self, RawMentionRef};
 use super::raw::OneOrMany;
 use super::routes::{self, FindRobot};
@@ -58,7 +58,7 @@ pub(super) struct Around<'a> {
     pub(super) default_robot: Option<RobotId>,
     pub(super) robots: usize,
     pub(super) default_window: Duration,
-    pub(super) look: &'a DefaultsLook,
+    pub(super) look: &'a MessageDefaults,
     pub(super) pii: &'a crate::pii::Pii,
     pub(super) routes: &'a [routes::Routed],
     /// Names of the config's rules: none may be [`RULE_NAME`].
