@@ -1,6 +1,8 @@
 //! Alert state across restarts, through the real binary and the DingTalk emulator: a deploy
-//! (SIGTERM, start again) neither re-alerts what was cooling down nor forgets to send
-//! "recovered", absence is measured across it, and a corrupt `alerts.json` is kept aside.
+//! (SIGTERM, start again) neither re-alerts what was cooling down (a routed stream's too) nor
+//! forgets to send "recovered", absence is measured across it (a per-host value reported absent
+//! says "back"), an escalation goes on from the step it reached, and a corrupt `alerts.json` is
+//! kept aside.
 //!
 //! Each run follows a file; a second rule, `mark`, without cooldown, matches the marker lines
 //! the test writes: its message is the signal that everything before the marker was counted.
@@ -27,6 +29,11 @@ fn emulator() -> Emulator {
 
 /// Rule `err` (with `extra` settings) and rule `mark` (the test's sync signal).
 fn config(emu: &Emulator, extra: &str) -> String {
+    config_with(emu, "", extra)
+}
+
+/// [`config`] with `top` (people, routes) before the rules.
+fn config_with(emu: &Emulator, top: &str, extra: &str) -> String {
     format!(
         r#"robots:
   ops:
@@ -34,6 +41,7 @@ fn config(emu: &Emulator, extra: &str) -> String {
     rate: 1000/1s
 defaults:
   window: 100ms
+{top}
 rules:
   - name: err
     match: 'ERROR'
@@ -78,19 +86,31 @@ struct Run {
     env: TestEnv,
     log: PathBuf,
     state: PathBuf,
+    /// People and routes of the config.
+    top: String,
 }
 
 impl Run {
     fn new(emu: &Emulator, extra: &str) -> Run {
-        let env = TestEnv::new().config(&config(emu, extra));
+        Run::with(emu, "", extra)
+    }
+
+    fn with(emu: &Emulator, top: &str, extra: &str) -> Run {
+        let env = TestEnv::new().config(&config_with(emu, top, extra));
         let log = env.dir().join("app.log");
         fs::write(&log, "").unwrap();
         let state = env.dir().join("state");
-        Run { env, log, state }
+        let top = top.to_owned();
+        Run {
+            env,
+            log,
+            state,
+            top,
+        }
     }
 
     fn reconfigure(&self, emu: &Emulator, extra: &str) {
-        fs::write(self.env.config_path(), config(emu, extra)).unwrap();
+        fs::write(self.env.config_path(), config_with(emu, &self.top, extra)).unwrap();
     }
 
     /// Starts dingtail on the log and waits until it follows it (it rewrites its checkpoint
@@ -222,6 +242,138 @@ fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
     let text = texts(&emu);
     assert!(text.contains("no line matched"), "{text}");
     assert!(!text.contains("never, since dingtail started"), "{text}");
+}
+
+/// Texts of the messages that contain `needle`, in order, with when they arrived.
+fn posts_with(emu: &Emulator, needle: &str) -> Vec<(String, std::time::Instant)> {
+    (emu.posts().iter())
+        .map(|p| (p.text(), p.at))
+        .filter(|(t, _)| t.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
+    let emu = emulator();
+    let routes = "people:\n  pay: { mobiles: ['13800000001'] }\nroutes:\n  - name: payments\n    when: 'svc == \"pay\"'\n    mention: pay";
+    let run = Run::with(&emu, routes, "    cooldown: 1h");
+    let first = run.start();
+    append(&run.log, "{\"msg\": \"ERROR one\", \"svc\": \"pay\"}\n");
+    wait_for("the first alert", || count(&emu, "err") == 1);
+    assert!(texts(&emu).contains("@13800000001"), "{}", texts(&emu));
+    append(&run.log, "{\"msg\": \"ERROR two\", \"svc\": \"pay\"}\n");
+    run.mark(&emu);
+    let out = run.stop(first);
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 1"),
+        "{}",
+        out.stderr
+    );
+    let saved = run.alerts_json();
+    let stream = &saved["rules"]["err"]["routes"]["payments"][""];
+    assert!(stream["cooldown_until"].is_string(), "{saved:#}");
+    assert_eq!(stream["pending"]["count"], 1, "{saved:#}");
+
+    let second = run.start();
+    append(&run.log, "{\"msg\": \"ERROR three\", \"svc\": \"pay\"}\n");
+    run.mark(&emu);
+    let out = run.stop(second);
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_host_reported_absent_stays_absent_across_a_deploy_and_back_is_sent() {
+    let emu = emulator();
+    let beat = |every: &str| {
+        format!(
+            "  - name: beat\n    absent: {{ match: 'heartbeat (?P<host>\\S+)', for: {every} }}\n    group_by: [host]"
+        )
+    };
+    let run = Run::new(&emu, &beat("1s"));
+    let first = run.start();
+    append(&run.log, "heartbeat web1\n");
+    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    run.stop(first);
+    let saved = run.alerts_json();
+    assert_eq!(
+        saved["rules"]["beat"]["absences"]["host=web1"]["alerted"], true,
+        "{saved:#}"
+    );
+
+    // `for: 1h` now, so the only message the line can bring is "back"; a fresh start would
+    // not know web1 at all and send nothing
+    run.reconfigure(&emu, &beat("1h"));
+    let second = run.start();
+    run.mark(&emu);
+    append(&run.log, "heartbeat web1\n");
+    wait_for("back", || texts(&emu).contains("【beat】back"));
+    run.stop(second);
+    let back = posts_with(&emu, "【beat】back");
+    assert_eq!(back.len(), 1, "{}", texts(&emu));
+    assert!(back[0].0.contains("host=web1"), "{}", back[0].0);
+    assert_eq!(
+        posts_with(&emu, "【beat】absent").len(),
+        1,
+        "{}",
+        texts(&emu)
+    );
+}
+
+#[test]
+fn an_escalation_step_sent_before_a_deploy_is_not_sent_again_and_the_next_comes_on_time() {
+    let emu = emulator();
+    let people =
+        "people:\n  lead: { mobiles: ['13800000001'] }\n  dba: { mobiles: ['13800000002'] }";
+    let steps = |second: &str| {
+        format!(
+            "    cooldown: 1h\n    resolve_after: 1h\n    escalate: [{{ after: 1s, mention: lead }}, {{ after: {second}, mention: dba }}]"
+        )
+    };
+    let run = Run::with(&emu, people, &steps("1h"));
+    let first = run.start();
+    let written = std::time::Instant::now();
+    append(&run.log, "ERROR one\n");
+    wait_for("the first step", || {
+        !posts_with(&emu, "【err】escalated").is_empty()
+    });
+    run.stop(first);
+    let saved = run.alerts_json();
+    assert_eq!(
+        saved["rules"]["err"]["groups"][""]["episode"]["level"], 1,
+        "{saved:#}"
+    );
+
+    // the second step is due 3 s after the first message now
+    run.reconfigure(&emu, &steps("3s"));
+    let second = run.start();
+    wait_for("the second step", || {
+        posts_with(&emu, "【err】escalated").len() >= 2
+    });
+    run.mark(&emu);
+    run.stop(second);
+    let escalated = posts_with(&emu, "【err】escalated");
+    assert_eq!(escalated.len(), 2, "{}", texts(&emu));
+    assert!(
+        escalated[0].0.contains("@13800000001"),
+        "{}",
+        escalated[0].0
+    );
+    assert!(
+        escalated[1].0.contains("@13800000002"),
+        "{}",
+        escalated[1].0
+    );
+    // counted from the first message (sent a window after the line was written), never
+    // before its time
+    assert!(escalated[1].1 >= written + Duration::from_secs(3));
+    assert_eq!(count(&emu, "err"), 1, "{}", texts(&emu));
 }
 
 #[test]
