@@ -27,6 +27,7 @@ use crate::yaml_units::{Section, Unit, YamlUnits};
 mod coordination;
 mod escalate;
 mod mute_config;
+mod new_patterns;
 mod people;
 mod pii;
 mod quota;
@@ -101,6 +102,9 @@ pub struct Config {
     pub self_alerts: Option<SelfAlerts>,
     /// `coordination:`: limits shared with other instances through Redis; see `crate::fleet`.
     pub coordination: Option<Coordination>,
+    /// `new_patterns:`: new errors found without a rule (its rule, [`crate::new_pattern::RULE_NAME`],
+    /// is the last of `rules`); see [`crate::new_pattern`].
+    pub new_patterns: Option<crate::new_pattern::Settings>,
 }
 
 /// One `inputs:` entry, checked: files to follow and how their lines form events.

@@ -69,6 +69,7 @@ pub mod manpage;
 pub mod matcher;
 pub mod metrics;
 pub mod mute;
+pub mod new_pattern;
 pub mod operate;
 pub mod pii;
 pub mod pretty;

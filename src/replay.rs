@@ -93,6 +93,9 @@ pub fn replay_as(
         config.quiet_hours.clone(),
         config.timezone,
     );
+    // `new_patterns:` on the simulated clock, remembering nothing from before.
+    let mut sieve = crate::new_pattern::Sieve::fresh(config.new_patterns.as_ref(), &config.rules);
+    let mut read_lines = 0u64;
     // Read once: a yearless timestamp is placed by this day, however long the replay takes.
     let today = Local::now();
     let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
@@ -123,10 +126,12 @@ pub fn replay_as(
             mark: None,
             joined: false,
         };
-        let (alerts, _) = hush.filter(
-            agg.add(&matcher.match_chunk(&chunk), now),
-            clock.wall_at(now),
-        );
+        read_lines += 1;
+        let mut batch = matcher.match_chunk(&chunk);
+        if let Some(s) = &mut sieve {
+            s.sift(&mut batch, now);
+        }
+        let (alerts, _) = hush.filter(agg.add(&batch, now), clock.wall_at(now));
         emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
     framer.read_all(input, TestError::Read, |block| {
@@ -173,6 +178,19 @@ pub fn replay_as(
             )
         }
     )?;
+    if let Some(s) = &sieve {
+        // one header per alert, in merged messages too
+        let header = format!("【{}】", crate::new_pattern::RULE_NAME);
+        let alerts: usize = (sent.iter())
+            .map(|m| {
+                (m.body["text"]["content"].as_str())
+                    .or_else(|| m.body["markdown"]["text"].as_str())
+                    .map_or(0, |t| t.matches(&header).count())
+            })
+            .sum();
+        let line = crate::new_pattern::replay_summary(s, read_lines, alerts);
+        writeln!(out, "{line}")?;
+    }
     write!(out, "{}", budget_forecast(config, &sent))?;
     Ok(sent)
 }

@@ -24,6 +24,8 @@ use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 pub(super) struct AggregatorTask {
     /// The state machine (restored from the alert state when there was one).
     pub(super) agg: Aggregator,
+    /// `new_patterns:`: sifts its hits down to new templates before the aggregator sees them.
+    pub(super) new_patterns: super::new_patterns::NewPatterns,
     /// Matched chunks, and reloads, from the matcher thread.
     pub(super) hit_rx: mpsc::Receiver<Matched>,
     /// Each robot's dispatcher.
@@ -66,6 +68,7 @@ pub(super) struct AggregatorEnd {
 pub(super) async fn aggregate(task: AggregatorTask) -> AggregatorEnd {
     let AggregatorTask {
         mut agg,
+        mut new_patterns,
         mut hit_rx,
         mut routes,
         mut fleet,
@@ -98,8 +101,11 @@ pub(super) async fn aggregate(task: AggregatorTask) -> AggregatorEnd {
                 }
             }
             batch = hit_rx.recv() => match batch {
-                Some(Matched::Batch(b)) => {
-                    let alerts = agg.add(&b, Instant::now());
+                Some(Matched::Batch(mut b)) => {
+                    let now = Instant::now();
+                    // `new_patterns:` hits stay only for new templates (see crate::new_pattern).
+                    new_patterns.sift(&mut b, now);
+                    let alerts = agg.add(&b, now);
                     // Registered before any alert holding this chunk can reach a dispatcher.
                     report_progress(&mut agg, &progress_tx, b.mark.map(|m| (m, b.end_offset)));
                     let alerts = hushed(&mut hush, alerts, &progress_tx, false);
@@ -116,6 +122,7 @@ pub(super) async fn aggregate(task: AggregatorTask) -> AggregatorEnd {
                         Err(e) => tracing::error!("robots not reloaded, keeping the old ones: {e:#}"),
                     }
                     agg.reconfigure(&config.rules, Instant::now());
+                    new_patterns.reconfigure(&config);
                     robots = robot_names(&config);
                     hush.reconfigure(config.mutes.clone(), config.quiet_hours.clone(), config.timezone);
                 }
@@ -126,14 +133,16 @@ pub(super) async fn aggregate(task: AggregatorTask) -> AggregatorEnd {
                 report_progress(&mut agg, &progress_tx, None);
                 route(alerts, &routes).await;
             }
-            _ = save_tick.tick(), if saver.is_some() => {
+            _ = save_tick.tick(), if saver.is_some() || new_patterns.saves() => {
                 if let Some(s) = &saver {
                     s.offer(agg.snapshot(Instant::now(), SystemTime::now()));
                 }
+                new_patterns.offer();
             }
         }
     }
     let alerts = agg.flush(Instant::now());
+    new_patterns.finish().await;
     if let Some(saver) = saver {
         match saver
             .finish(agg.snapshot(Instant::now(), SystemTime::now()))

@@ -13,6 +13,7 @@
 mod aggregator_task;
 mod dispatchers;
 mod matcher_thread;
+mod new_patterns;
 mod reader;
 pub mod report;
 pub mod shutdown;
@@ -257,8 +258,18 @@ pub async fn run(
     // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
     let alert_store = alert_store.filter(|_| !opts.dry_run);
     let agg = restored_aggregator(&config, &opts, files, alert_store.as_ref());
+    // `new_patterns:` remembers its templates beside the alert state.
+    let new_patterns = new_patterns::NewPatterns::start(
+        &config,
+        alert_store
+            .as_ref()
+            .and_then(|s| s.path().parent().map(std::path::Path::to_owned))
+            .as_deref(),
+        opts.from_beginning,
+    );
     let aggregator = tokio::spawn(aggregate(AggregatorTask {
         agg,
+        new_patterns,
         hit_rx,
         routes,
         fleet,

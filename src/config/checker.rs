@@ -167,9 +167,12 @@ pub(super) fn check(
 
     let people = people::check_people(&mut c, &raw.people);
     let message_defaults = check_message_defaults(&mut c, defaults, people);
-    let all_rule_names: Vec<&str> = (raw.rules.iter())
+    let mut all_rule_names: Vec<&str> = (raw.rules.iter())
         .map(|r| r.value.name.value.trim())
         .collect();
+    if raw.new_patterns.is_some() {
+        all_rule_names.push(crate::new_pattern::RULE_NAME);
+    }
     let routes = routes::check_routes(
         &mut c,
         &raw.routes,
@@ -285,6 +288,23 @@ pub(super) fn check(
         }
     }
 
+    // `new_patterns:` is one more rule, after the config's (see crate::new_pattern).
+    let new_patterns = raw.new_patterns.as_ref().and_then(|n| {
+        let around = new_patterns::Around {
+            find_robot: &find_robot,
+            default_robot,
+            robots: robot_names.len() + broken_robots.len(),
+            default_window,
+            look: &message_defaults,
+            pii: &pii,
+            routes: &routes,
+            rule_names: &names,
+        };
+        let (settings, rule) = new_patterns::check_new_patterns(&mut c, n, &around)?;
+        rules.push(rule);
+        Some(settings)
+    });
+
     let inputs = raw
         .inputs
         .iter()
@@ -349,6 +369,7 @@ pub(super) fn check(
             stale,
             self_alerts,
             coordination,
+            new_patterns,
         })
     } else {
         // In file order, so the list reads like the file (a problem without a line stays first).

@@ -58,6 +58,9 @@ pub(super) struct RawConfig {
     pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
     /// `coordination:` Redis shared by the instances that post to the same robots.
     pub(super) coordination: Option<Spanned<coordination::RawCoordination>>,
+    /// `new_patterns:` errors never seen before, found without writing a rule.
+    #[serde(default)]
+    pub(super) new_patterns: Option<Spanned<new_patterns::RawNewPatterns>>,
 }
 
 impl RawConfig {
@@ -80,6 +83,7 @@ impl RawConfig {
         self.routes.extend(part.routes);
         self.stdin = self.stdin.take().or(part.stdin);
         self.self_alerts = self.self_alerts.take().or(part.self_alerts);
+        self.new_patterns = self.new_patterns.take().or(part.new_patterns);
     }
 }
 

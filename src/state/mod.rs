@@ -10,3 +10,4 @@
 pub mod alert_state;
 pub mod atomic;
 pub mod snapshot;
+pub mod template_file;
