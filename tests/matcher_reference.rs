@@ -210,9 +210,9 @@ fn bundled_packs_and_bench_patterns_match_like_one_regex_per_rule() {
     }
 }
 
-/// The literal path's two ways of searching caseless literals (a window of each in every
-/// spelling, searched case-sensitively with Teddy, for a small set; case folded for all when the
-/// spellings would be too many), and its compact automaton for literal sets too big for a DFA,
+/// The literal path's search of caseless literals (in a lowercased copy of the block, with
+/// Teddy for a small set and an automaton for a large one, case-sensitive literals among them),
+/// and its compact automaton for literal sets too big for a DFA,
 /// over lines in many case spellings, ASCII and not (an ASCII line is confirmed by a lazy DFA
 /// compiled with Unicode off, any other by the rule's own regex).
 #[test]
@@ -260,4 +260,72 @@ fn caseless_windows_big_literal_sets_and_non_ascii_lines_match_like_one_regex_pe
     for patterns in [&small, &big, &both] {
         assert_agree(patterns, data.as_bytes());
     }
+}
+
+/// Rules whose matches need several literals (`alpha.*beta`: both words) are confirmed only on
+/// lines holding one literal of each required set: over lines with every mix of those words, in
+/// either order, in other spellings, overlapping and cut short, the answers are the reference's.
+#[test]
+fn rules_needing_several_literals_match_like_one_regex_per_rule() {
+    let patterns: Vec<String> = [
+        r"(?i)alpha.*beta",
+        r"gamma[^\n]{0,10}delta\s*[:=]?\s*\d+",
+        r"\bepsilon zeta\b",
+        r"eta\W+theta",
+        r"Failed (?:password|publickey) for \S+ from \d+",
+        r"iota(?:kappa|lambda)+mu.*nu",
+        r"(?i)Sigma(?:tau|upsilon)\w*Sigma",
+        r"omega.*omega",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let words = [
+        "alpha",
+        "ALPHA",
+        "Beta",
+        "bet",
+        "gamma",
+        "delta",
+        "delta=",
+        "7",
+        "epsilon zeta",
+        "epsilon",
+        "zeta",
+        "eta",
+        "theta",
+        ",,",
+        "Failed password for",
+        "Failed publickey for",
+        "root",
+        "from",
+        "22",
+        "iota",
+        "kappa",
+        "lambda",
+        "mu",
+        "nu",
+        "iotakappalambdamu",
+        "SIGMATAU",
+        "sigma",
+        "upsilon",
+        "omega",
+        "é",
+        "gammadelta",
+    ];
+    let mut data = String::new();
+    let mut x: u64 = 12345;
+    for _ in 0..4000 {
+        let mut line = Vec::new();
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        for k in 0..(x >> 60) + 1 {
+            let pick = (x >> (k * 5 % 55)) as usize % words.len();
+            line.push(words[pick]);
+        }
+        let sep = if x & 1 == 0 { " " } else { "" };
+        data.push_str(&line.join(sep));
+        data.push('\n');
+    }
+    assert_agree(&patterns, data.as_bytes());
 }

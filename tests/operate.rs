@@ -262,7 +262,7 @@ fn sighup_reloads_under_load_refuses_bad_configs_and_loses_no_count() {
             };
             stdin.write_all(line.as_bytes()).unwrap();
             i += 1;
-            if i % 20 == 0 {
+            if i.is_multiple_of(20) {
                 stdin.flush().unwrap();
                 assert!(poll_until(|| read_w() + 200 >= i), "reading stopped");
             }

@@ -1,11 +1,13 @@
 //! The literal path: rules found by their required literals first.
 //!
-//! All literals of all rules on this path are searched at once over the whole block with
-//! `aho-corasick` (its SIMD "packed" Teddy searcher when the set is small enough, an automaton
-//! with a rare-byte prefilter otherwise). Where one occurs, the line around it is searched again
-//! for every literal it holds (an overlapping search, so literals that overlap or share a
-//! prefix are all seen), and only the rules owning those literals run their regex, only on that
-//! line. The search then resumes at the next line.
+//! Every match of a rule contains a literal of each of its required sets ([`Required`]:
+//! `word1.*word2` needs `word1` and `word2`). The first (best) set of every rule on this path is
+//! searched at once over the whole block with `aho-corasick` (its SIMD "packed" Teddy searcher
+//! when the set is small enough, an automaton with a rare-byte prefilter otherwise). Where one
+//! occurs, the line around it is searched again for every literal of every set it holds (an
+//! overlapping search, so literals that overlap or share a prefix are all seen), and only the
+//! rules with a literal of *each* of their sets on the line run their regex, only on that line:
+//! a line with `word1` but no `word2` costs no regex. The search then resumes at the next line.
 //!
 //! Each rule is confirmed by its own small searcher ([`super::confirm`]: a lazy DFA of its
 //! pattern on ASCII lines, its full regex on others), built the first time one of its literals
@@ -14,14 +16,17 @@
 //! about what any other pattern costs, where it would bloat one combined automaton over all
 //! rules.
 //!
-//! Literals of `(?i)` pieces are searched with ASCII case folding (see [`super::literals`]); when
-//! there are any, the one block search folds case for all literals, and the check on the line
-//! tells the case-sensitive ones apart.
+//! Literals of `(?i)` pieces are searched with ASCII case folding (see [`super::literals`]):
+//! when there are any, the block search runs over a lowercased copy of the block
+//! ([`BlockFind`]), and the check on the line tells the case-sensitive ones apart.
 
 use super::MatcherError;
 use super::confirm::Confirm;
-use super::literals::Literal;
+use super::literals::Required;
 use crate::rules::{Rule, RuleId};
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
 use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
 /// The rules on the literal path and the searchers over their literals.
@@ -37,14 +42,19 @@ pub(super) struct LiteralPath {
     /// On a candidate line: which literals does it hold? One overlapping search for the
     /// case-sensitive literals, one for the caseless ones (each if any).
     checks: Vec<Check>,
+    /// Per rule: the bits of all its sets ([`Check::owners`]); a line holding fewer cannot match.
+    full: Vec<u8>,
 }
+
+/// Most sets of one rule checked on a line (one bit each in a `u8`).
+const MAX_SETS: usize = 8;
 
 /// One set of literals searched one way on a candidate line.
 #[derive(Debug)]
 struct Check {
     all: AhoCorasick,
-    /// Per literal: the local indexes of the rules that require it.
-    owners: Vec<Vec<u32>>,
+    /// Per literal: the sets that hold it, as (local index of the rule, bit of the set).
+    owners: Vec<Vec<(u32, u8)>>,
 }
 
 fn build(
@@ -95,131 +105,115 @@ fn dfa_bytes(patterns: &[&[u8]], caseless: bool) -> usize {
 /// its SIMD Teddy searcher, gigabytes a second.
 const PACKED_LIMIT: usize = 64;
 
-/// Most ASCII letters of a caseless literal's window (see [`case_window`]): 2^3 spellings.
-const WINDOW_LETTERS: u32 = 3;
-
-/// The search for the next candidate in a block: Teddy for a few dozen case-sensitive literals;
-/// past that a full aho-corasick DFA over all literals, measured several times faster than the
-/// compact NFA aho-corasick picks by itself for large sets, and far faster than a lazy DFA over
-/// the same literals once they number in the thousands (its cache thrashes); the compact NFA
-/// only when the DFA would exceed [`DFA_BUDGET`].
+/// The search for the next candidate in a block: Teddy for a few dozen literals; past that a
+/// full aho-corasick DFA over all literals, measured several times faster than the compact NFA
+/// aho-corasick picks by itself for large sets, and far faster than a lazy DFA over the same
+/// literals once they number in the thousands (its cache thrashes); the compact NFA only when
+/// the DFA would exceed [`DFA_BUDGET`].
 ///
-/// Teddy cannot fold case, and folding case takes aho-corasick off it (and off its other SIMD
-/// prefilters) for the whole set. So a caseless literal is not searched whole: a window of it
-/// with at most [`WINDOW_LETTERS`] letters (`(?i)connection refused` → `n re`) is searched in
-/// every spelling (8 case-sensitive literals). Every line holding the literal holds one of them;
-/// the check on the line (over the whole line, as the window may start inside the literal)
-/// tells which literals really occur. When the windows would be too short or too many for
-/// Teddy, the block search folds case for all literals instead.
+/// Teddy cannot fold case, and folding case takes aho-corasick off it (and off its other
+/// prefilters) for the whole set, a case-folding DFA then stepping through every byte. So when
+/// any literal is caseless, the block is first copied ASCII-lowercased (a vectorised pass, a
+/// few percent of the search) and every literal, lowercased, is searched in the copy, case-
+/// sensitively: where a literal occurs in the block in any spelling, its lowercase form occurs
+/// at the same place in the copy. A case-sensitive literal may then find a line where it occurs
+/// only in another spelling; the check on the line tells. (An earlier version searched a short
+/// piece of each caseless literal in every spelling, `n re` for `connection refused`: short
+/// pieces occur on many lines, and checking those lines cost more than the search.)
 #[derive(Debug)]
-struct BlockFind(AhoCorasick);
-
-/// The longest piece of the ASCII-lowercased caseless `literal` with at most [`WINDOW_LETTERS`]
-/// ASCII letters (the fewest letters among equally long ones), in all its ASCII spellings;
-/// `None` when no such piece has [`super::literals::MIN_LEN`] bytes.
-fn case_window(literal: &[u8]) -> Option<Vec<Vec<u8>>> {
-    let mut best: Option<(usize, usize, u32)> = None;
-    for i in 0..literal.len() {
-        let mut letters = 0;
-        let mut j = i;
-        while j < literal.len() {
-            let l = u32::from(literal[j].is_ascii_alphabetic());
-            if letters + l > WINDOW_LETTERS {
-                break;
-            }
-            letters += l;
-            j += 1;
-        }
-        let better = best.is_none_or(|(bi, bj, bl)| {
-            (j - i).min(8) > (bj - bi).min(8)
-                || ((j - i).min(8) == (bj - bi).min(8) && letters < bl)
-        });
-        if better {
-            best = Some((i, j, letters));
-        }
-    }
-    let (i, j, _) = best?;
-    if j - i < super::literals::MIN_LEN {
-        return None;
-    }
-    let window = &literal[i..j];
-    let at: Vec<usize> = (0..window.len())
-        .filter(|&k| window[k].is_ascii_alphabetic())
-        .collect();
-    Some(
-        (0u32..1 << at.len())
-            .map(|mask| {
-                let mut w = window.to_vec();
-                for (bit, &k) in at.iter().enumerate() {
-                    if mask & (1 << bit) != 0 {
-                        w[k] = w[k].to_ascii_uppercase();
-                    }
-                }
-                w
-            })
-            .collect(),
-    )
+struct BlockFind {
+    search: AhoCorasick,
+    /// Whether `search` runs over the lowercased copy.
+    lower: bool,
+    /// The lowercased copy, kept between blocks (the matcher runs on one thread, so the lock is
+    /// never contended).
+    copy: Mutex<Vec<u8>>,
 }
 
 impl BlockFind {
-    fn new(
-        by_case: &[std::collections::BTreeMap<Vec<u8>, Vec<u32>>; 2],
-    ) -> Result<BlockFind, MatcherError> {
-        let mut patterns: Vec<Vec<u8>> = by_case[0].keys().cloned().collect();
-        let windows: Option<Vec<Vec<u8>>> = by_case[1]
-            .keys()
-            .map(|l| case_window(l))
-            .collect::<Option<Vec<_>>>()
-            .map(|w| w.into_iter().flatten().collect());
-        let (caseless, engine) = match windows {
-            Some(w) if patterns.len() + w.len() <= PACKED_LIMIT => {
-                patterns.extend(w);
-                (false, None)
-            }
-            _ => {
-                patterns.extend(by_case[1].keys().cloned());
-                let caseless = !by_case[1].is_empty();
-                let engine =
-                    (caseless || patterns.len() > PACKED_LIMIT).then_some(AhoCorasickKind::DFA);
-                (caseless, engine)
-            }
-        };
+    fn new(literals: &[BTreeMap<Vec<u8>, Vec<u32>>; 2]) -> Result<BlockFind, MatcherError> {
+        let lower = !literals[1].is_empty();
+        let mut patterns: Vec<Vec<u8>> = literals
+            .iter()
+            .flat_map(|l| l.keys())
+            .map(|l| {
+                if lower {
+                    l.to_ascii_lowercase()
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
         patterns.sort();
         patterns.dedup();
+        let engine = (patterns.len() > PACKED_LIMIT).then_some(AhoCorasickKind::DFA);
         let patterns: Vec<&[u8]> = patterns.iter().map(Vec::as_slice).collect();
-        Ok(BlockFind(build(
-            &patterns,
-            MatchKind::LeftmostFirst,
-            engine,
-            caseless,
-        )?))
+        Ok(BlockFind {
+            search: build(&patterns, MatchKind::LeftmostFirst, engine, false)?,
+            lower,
+            copy: Mutex::new(Vec::new()),
+        })
     }
 
-    /// Where the first literal occurrence at or after `pos` starts.
-    fn next(&self, data: &[u8], pos: usize) -> Option<usize> {
-        self.0
-            .find(Input::new(data).span(pos..data.len()))
-            .map(|m| m.start())
+    /// Calls `at` with where each next literal occurrence starts, from the start of `data`;
+    /// `at` says where to search on from.
+    fn each(&self, data: &[u8], mut at: impl FnMut(usize) -> usize) {
+        let mut copy;
+        let haystack = if self.lower {
+            copy = self.copy.lock().unwrap_or_else(|e| e.into_inner());
+            copy.clear();
+            copy.extend(data.iter().map(u8::to_ascii_lowercase));
+            &copy[..]
+        } else {
+            data
+        };
+        let mut pos = 0;
+        while pos < haystack.len() {
+            let Some(m) = self
+                .search
+                .find(Input::new(haystack).span(pos..haystack.len()))
+            else {
+                break;
+            };
+            pos = at(m.start());
+        }
     }
 }
 
 impl LiteralPath {
-    /// The path for `chosen`: each rule with its required literals.
-    pub(super) fn new(chosen: Vec<(RuleId, Vec<Literal>)>) -> Result<LiteralPath, MatcherError> {
-        let mut by_case: [std::collections::BTreeMap<Vec<u8>, Vec<u32>>; 2] = Default::default();
+    /// The path for `chosen`: each rule with the literals its matches require. The block is
+    /// searched for each rule's first set; a line is confirmed only for rules it holds a
+    /// literal of every set of.
+    pub(super) fn new(chosen: Vec<(RuleId, Required)>) -> Result<LiteralPath, MatcherError> {
+        type Owners<T> = BTreeMap<Vec<u8>, Vec<T>>;
+        let mut first: [Owners<u32>; 2] = Default::default();
+        let mut all: [Owners<(u32, u8)>; 2] = Default::default();
         let mut rules = Vec::with_capacity(chosen.len());
-        for (local, (rule, literals)) in chosen.into_iter().enumerate() {
+        let mut full = Vec::with_capacity(chosen.len());
+        for (local, (rule, required)) in chosen.into_iter().enumerate() {
             rules.push(rule);
-            for lit in literals {
-                by_case[usize::from(lit.caseless)]
-                    .entry(lit.bytes)
+            let sets = &required.0[..required.0.len().min(MAX_SETS)];
+            full.push(((1u16 << sets.len()) - 1) as u8);
+            for lit in required.first() {
+                first[usize::from(lit.caseless)]
+                    .entry(lit.bytes.clone())
                     .or_default()
                     .push(local as u32);
             }
+            for (bit, set) in sets.iter().enumerate() {
+                for lit in set {
+                    let owners = all[usize::from(lit.caseless)]
+                        .entry(lit.bytes.clone())
+                        .or_default();
+                    if !owners.contains(&(local as u32, bit as u8)) {
+                        owners.push((local as u32, bit as u8));
+                    }
+                }
+            }
         }
-        let find = BlockFind::new(&by_case)?;
+        let find = BlockFind::new(&first)?;
         let mut checks = Vec::new();
-        for (caseless, literals) in by_case.into_iter().enumerate() {
+        for (caseless, literals) in all.into_iter().enumerate() {
             if literals.is_empty() {
                 continue;
             }
@@ -238,6 +232,7 @@ impl LiteralPath {
         Ok(LiteralPath {
             confirms: rules.iter().map(|_| Confirm::default()).collect(),
             rules,
+            full,
             find,
             checks,
         })
@@ -257,38 +252,50 @@ impl LiteralPath {
         max_line: usize,
         found: &mut Vec<(usize, usize, RuleId)>,
     ) {
-        let mut candidates: Vec<u32> = Vec::new();
+        // Per rule: the bits of the sets this line holds a literal of; `touched` lists the rules
+        // with any bit, to be reset after the line.
+        let mut held = vec![0u8; self.rules.len()];
+        let mut touched: Vec<u32> = Vec::new();
         let mut pos = 0;
-        while pos < data.len() {
-            let Some(at) = self.find.next(data, pos) else {
-                break;
-            };
+        self.find.each(data, |at| {
             let start = memchr::memrchr(b'\n', &data[pos..at]).map_or(pos, |i| pos + i + 1);
             let end = memchr::memchr(b'\n', &data[at..]).map_or(data.len(), |i| at + i);
             let judged_end = super::judged_end(data, start, end, max_line);
             if at < judged_end {
-                candidates.clear();
                 for check in &self.checks {
                     for lm in check
                         .all
                         .find_overlapping_iter(Input::new(data).span(start..judged_end))
                     {
-                        candidates.extend_from_slice(&check.owners[lm.pattern().as_usize()]);
+                        for &(local, bit) in &check.owners[lm.pattern().as_usize()] {
+                            let h = &mut held[local as usize];
+                            if *h == 0 {
+                                touched.push(local);
+                            }
+                            *h |= 1 << bit;
+                        }
                     }
                 }
-                candidates.sort_unstable();
-                candidates.dedup();
+                touched.sort_unstable();
                 let judged = &data[start..judged_end];
-                for &local in &candidates {
-                    let rule = self.rules[local as usize];
-                    if self.confirms[local as usize].is_match(&all_rules[rule], judged)
+                for &local in &touched {
+                    let local = local as usize;
+                    let complete = held[local] == self.full[local];
+                    held[local] = 0;
+                    if !complete {
+                        continue;
+                    }
+                    let rule = self.rules[local];
+                    if self.confirms[local].is_match(&all_rules[rule], judged)
                         && !all_rules[rule].excludes(judged)
                     {
                         found.push((start, end, rule));
                     }
                 }
+                touched.clear();
             }
             pos = end + 1;
-        }
+            pos
+        });
     }
 }

@@ -63,10 +63,33 @@ const MAX_CLASS: u32 = 4;
 /// The shortest literal worth searching for: shorter ones occur on most lines.
 pub const MIN_LEN: usize = 3;
 
+/// Most sets one rule keeps: the one searched for and this many minus one checked on the line.
+pub const MAX_CLAUSES: usize = 8;
+
+/// What every match of a pattern contains: one literal of each set (`word1.*word2`: `word1`
+/// and `word2`). The first set is the one to search for (the best by [`score`]); a line is worth
+/// confirming only if it also holds a literal of each of the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required(pub Vec<Vec<Literal>>);
+
+impl Required {
+    /// The set to search for.
+    pub fn first(&self) -> &[Literal] {
+        &self.0[0]
+    }
+}
+
 /// The literals one of which every match of `pattern` contains, in the rules' dialect (bytes,
 /// multi-line, CRLF-aware); `None` when there is no such set whose every literal has at least
 /// [`MIN_LEN`] bytes (the rule then stays on the automaton path).
 pub fn required(pattern: &str) -> Option<Vec<Literal>> {
+    required_all(pattern).map(|r| r.0.into_iter().next().expect("one set at least"))
+}
+
+/// Every set of literals each match of `pattern` must hold one of (see [`Required`]), best
+/// first, those with a literal shorter than [`MIN_LEN`] and those implied by another left out;
+/// `None` when no set is left.
+pub fn required_all(pattern: &str) -> Option<Required> {
     let hir = ParserBuilder::new()
         .utf8(false)
         .multi_line(true)
@@ -74,24 +97,45 @@ pub fn required(pattern: &str) -> Option<Vec<Literal>> {
         .build()
         .parse(pattern)
         .ok()?;
-    let set = minimal(best(&hir)?);
-    (min_len(&set) >= MIN_LEN).then_some(set)
+    let mut found = Vec::new();
+    sets(&hir, &mut found);
+    let mut found: Vec<Vec<Literal>> = found
+        .into_iter()
+        .map(minimal)
+        .filter(|s| min_len(s) >= MIN_LEN)
+        .collect();
+    // Best first; among equals, the first found (the leftmost).
+    found.sort_by_key(|s| std::cmp::Reverse(score(s)));
+    let mut kept: Vec<Vec<Literal>> = Vec::new();
+    for set in found {
+        // A set is redundant when every literal of a kept (better) one contains one of its
+        // literals: a line holding the kept set holds this one too.
+        let implied = kept.iter().any(|k| {
+            k.iter()
+                .all(|x| set.iter().any(|y| x == y || contains(x, y)))
+        });
+        if !implied && kept.len() < MAX_CLAUSES {
+            kept.push(set);
+        }
+    }
+    (!kept.is_empty()).then_some(Required(kept))
+}
+
+/// Whether every occurrence of `x` is an occurrence of `y` too (`y` lies inside `x`).
+fn contains(x: &Literal, y: &Literal) -> bool {
+    (y.caseless || !x.caseless)
+        && if y.caseless {
+            memchr::memmem::find(&x.bytes.to_ascii_lowercase(), &y.bytes).is_some()
+        } else {
+            memchr::memmem::find(&x.bytes, &y.bytes).is_some()
+        }
 }
 
 /// Drops every literal that contains another of the set: where it occurs, so does the other
 /// (`Error:` goes when `Error` is there).
 fn minimal(set: Vec<Literal>) -> Vec<Literal> {
-    let implied = |x: &Literal, y: &Literal| {
-        x != y
-            && (y.caseless || !x.caseless)
-            && if y.caseless {
-                memchr::memmem::find(&x.bytes.to_ascii_lowercase(), &y.bytes).is_some()
-            } else {
-                memchr::memmem::find(&x.bytes, &y.bytes).is_some()
-            }
-    };
     set.iter()
-        .filter(|x| !set.iter().any(|y| implied(x, y)))
+        .filter(|x| !set.iter().any(|y| *x != y && contains(x, y)))
         .cloned()
         .collect()
 }
@@ -166,14 +210,17 @@ fn exact(hir: &Hir) -> Option<Vec<Literal>> {
 /// A small class as literals: an ASCII letter pair (`[Ee]`) as one caseless letter, else each
 /// member spelled out.
 fn class_exact(class: &Class) -> Option<Vec<Literal>> {
+    /// Whether the ranges `start..=end` hold at most [`MAX_CLASS`] members in all.
+    fn small<T: Into<u32>>(mut ranges: impl Iterator<Item = (T, T)>) -> bool {
+        let mut n = 0u32;
+        ranges.all(|(s, e)| {
+            n += e.into() - s.into() + 1;
+            n <= MAX_CLASS
+        })
+    }
     let members: Vec<Vec<u8>> = match class {
         Class::Unicode(c) => {
-            let n: u32 = c
-                .ranges()
-                .iter()
-                .map(|r| u32::from(r.end()) - u32::from(r.start()) + 1)
-                .sum();
-            if n > MAX_CLASS {
+            if !small(c.ranges().iter().map(|r| (r.start(), r.end()))) {
                 return None;
             }
             c.ranges()
@@ -185,12 +232,7 @@ fn class_exact(class: &Class) -> Option<Vec<Literal>> {
                 .collect()
         }
         Class::Bytes(c) => {
-            let n: u32 = c
-                .ranges()
-                .iter()
-                .map(|r| u32::from(r.end()) - u32::from(r.start()) + 1)
-                .sum();
-            if n > MAX_CLASS {
+            if !small(c.ranges().iter().map(|r| (r.start(), r.end()))) {
                 return None;
             }
             c.ranges()
@@ -225,35 +267,53 @@ fn class_exact(class: &Class) -> Option<Vec<Literal>> {
 /// The best set of literals one of which every match of `hir` contains; `None` when none
 /// without the empty literal is found.
 fn best(hir: &Hir) -> Option<Vec<Literal>> {
-    let found = match hir.kind() {
-        HirKind::Capture(cap) => best(&cap.sub),
-        HirKind::Repetition(rep) if rep.min >= 1 => best(&rep.sub),
+    let mut found = Vec::new();
+    sets(hir, &mut found);
+    found.into_iter().rev().max_by_key(|s| score(s))
+}
+
+/// Pushes every set found for `hir` such that each match of `hir` contains a literal of the
+/// set: all of them hold at once (a match of `word1.*word2` contains `word1` and `word2`).
+/// Runs of small pieces give cross products; any other piece that must match gives its own
+/// sets; an alternation gives the union of its branches' best sets.
+fn sets(hir: &Hir, out: &mut Vec<Vec<Literal>>) {
+    match hir.kind() {
+        HirKind::Capture(cap) => sets(&cap.sub, out),
+        HirKind::Repetition(rep) if rep.min >= 1 => sets(&rep.sub, out),
         HirKind::Alternation(branches) => {
             let mut all = Vec::new();
             for b in branches {
-                all.extend(best(b)?);
+                let Some(set) = best(b) else { return };
+                all.extend(set);
                 if all.len() > MAX_SET {
-                    return None;
+                    return;
                 }
             }
-            Some(normalize(all))
+            push(normalize(all), out);
         }
-        HirKind::Concat(parts) => best_of_concat(parts),
-        _ => exact(hir),
-    }?;
-    (!found.iter().any(|l| l.bytes.is_empty())).then_some(found)
+        HirKind::Concat(parts) => sets_of_concat(parts, out),
+        _ => {
+            if let Some(set) = exact(hir) {
+                push(set, out);
+            }
+        }
+    }
 }
 
-/// Runs of small pieces give cross products; any other piece that must match gives its own
-/// set; the best of all these is kept.
-fn best_of_concat(parts: &[Hir]) -> Option<Vec<Literal>> {
-    let mut candidates: Vec<Vec<Literal>> = Vec::new();
+/// Keeps `set` unless it is empty or holds the empty literal (which every string contains).
+fn push(set: Vec<Literal>, out: &mut Vec<Vec<Literal>>) {
+    if !set.is_empty() && !set.iter().any(|l| l.bytes.is_empty()) {
+        out.push(set);
+    }
+}
+
+fn sets_of_concat(parts: &[Hir], out: &mut Vec<Vec<Literal>>) {
     let mut run = vec![Literal::empty()];
     for part in parts {
         if let Some(set) = exact(part) {
             match product(&run, &set) {
                 Some(longer) => run = longer,
-                None => candidates.push(std::mem::replace(&mut run, set)),
+                None => push(std::mem::replace(&mut run, set), out),
             }
             continue;
         }
@@ -263,21 +323,14 @@ fn best_of_concat(parts: &[Hir]) -> Option<Vec<Literal>> {
             && rep.min >= 1
             && let Some(set) = exact(&rep.sub)
         {
-            candidates.push(product(&run, &set).unwrap_or_else(|| run.clone()));
+            push(product(&run, &set).unwrap_or_else(|| run.clone()), out);
             run = set;
             continue;
         }
-        candidates.push(std::mem::replace(&mut run, vec![Literal::empty()]));
-        if let Some(set) = best(part) {
-            candidates.push(set);
-        }
+        push(std::mem::replace(&mut run, vec![Literal::empty()]), out);
+        sets(part, out);
     }
-    candidates.push(run);
-    candidates
-        .into_iter()
-        .filter(|s| !s.is_empty() && !s.iter().any(|l| l.bytes.is_empty()))
-        .rev()
-        .max_by_key(|s| score(s))
+    push(run, out);
 }
 
 #[cfg(test)]
@@ -335,6 +388,49 @@ mod tests {
             set,
             vec![("kill".into(), true), ("\u{212a}ill".into(), true)]
         );
+    }
+
+    fn all(pattern: &str) -> Option<Vec<Vec<(String, bool)>>> {
+        required_all(pattern).map(|r| {
+            r.0.into_iter()
+                .map(|set| {
+                    set.into_iter()
+                        .map(|l| (String::from_utf8_lossy(&l.bytes).into_owned(), l.caseless))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn every_required_set_best_first_redundant_and_short_ones_left_out() {
+        let one = |s: &str| vec![(s.to_owned(), false)];
+        assert_eq!(
+            all(r"word1[^\n]{0,40}word22\s*[:=]?\s*\d+"),
+            Some(vec![one("word22"), one("word1")])
+        );
+        assert_eq!(
+            all(r"(?i)total.*active"),
+            Some(vec![
+                vec![("active".into(), true)],
+                vec![("total".into(), true)]
+            ])
+        );
+        assert_eq!(
+            all(r"\bsetting hostname\b"),
+            Some(vec![one("setting hostname")])
+        );
+        assert_eq!(
+            all(r"Failed (?:password|publickey) for \S+ from \d+"),
+            Some(vec![
+                cs(&["Failed password for ", "Failed publickey for "]).unwrap(),
+                one(" from ")
+            ]),
+        );
+        // `ab` is too short to be worth a check; `(x|yy)` is no set (`x` is short)
+        assert_eq!(all(r"ab\d+Server\s+(?:x|yy)"), Some(vec![one("Server")]));
+        // `Error` is implied by `Error: disk`
+        assert_eq!(all(r"Error: disk\w*Error"), Some(vec![one("Error: disk")]));
     }
 
     #[test]

@@ -197,7 +197,10 @@ impl Matcher {
                 Strategy::Literals => true,
                 Strategy::Automata => false,
             };
-            match use_literals.then(|| literals::required(pattern)).flatten() {
+            match use_literals
+                .then(|| literals::required_all(pattern))
+                .flatten()
+            {
                 Some(lits) => by_literal.push((r, lits)),
                 None => by_automaton.push(r),
             }

@@ -64,8 +64,7 @@ pub fn read_to_end(run: &Running, path: &Path) {
     let latest = || {
         run.stderr()
             .lines()
-            .filter(|l| l.contains("read up to") && l.split_whitespace().any(|w| w == at))
-            .last()
+            .rfind(|l| l.contains("read up to") && l.split_whitespace().any(|w| w == at))
             .map(str::to_owned)
     };
     let done = poll_until(|| latest().is_some_and(|l| l.split_whitespace().any(|w| w == to)));
