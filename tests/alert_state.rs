@@ -246,7 +246,11 @@ fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
     let first = run.start();
     append(&run.log, "{\"msg\": \"ERROR one\", \"svc\": \"pay\"}\n");
     wait_for("the first alert", || count(&emu, "err") == 1);
-    assert!(emu.all_text().contains("@13800000001"), "{}", emu.all_text());
+    assert!(
+        emu.all_text().contains("@13800000001"),
+        "{}",
+        emu.all_text()
+    );
     append(&run.log, "{\"msg\": \"ERROR two\", \"svc\": \"pay\"}\n");
     run.mark(&emu);
     let out = run.stop(first);

@@ -1,6 +1,6 @@
 //! The `new_patterns:` sieve in a run: built with what the state directory remembers, fed
 //! before the aggregator, saved at most once a second while it changes and at the stop (see
-//! [`crate::new_pattern`] and [`crate::state::template_file`]).
+//! [`crate::new_pattern`] and [`crate::new_pattern::template_file`]).
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::matcher::HitBatch;
 use crate::new_pattern::Sieve;
 use crate::new_pattern::memory::TemplateMemory;
-use crate::state::template_file::{TemplateSaver, TemplateStore};
+use crate::new_pattern::template_file::{TemplateSaver, TemplateStore};
 
 /// The sieve of a run and the writer of its memory (none without a state directory: stdin
 /// without one, dry-run).

@@ -4,7 +4,7 @@
 //! Pure: it is told the wall-clock time of each sighting (the line's read time, or in `test
 //! --replay` the simulated one), never reads a clock. Times are whole seconds since the Unix
 //! epoch, which is also how they are saved (`new_patterns.json`, see
-//! `crate::state::template_file`).
+//! `crate::new_pattern::template_file`).
 //!
 //! At the bound, the template seen longest ago is forgotten to make room (it alerts again if it
 //! comes back, as it would after `for`). A template unseen for `for` is new again.

@@ -22,10 +22,11 @@
 //! told the same time, so a window it opens is the window the aggregator opens.
 //!
 //! What is remembered ([`memory::TemplateMemory`]) survives restarts in the state directory
-//! (`new_patterns.json`, see `crate::state::template_file`).
+//! (`new_patterns.json`, see `crate::new_pattern::template_file`).
 
 pub mod memory;
 pub mod template;
+pub mod template_file;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;

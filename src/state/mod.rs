@@ -10,4 +10,3 @@
 pub mod alert_state;
 pub mod atomic;
 pub mod snapshot;
-pub mod template_file;

@@ -17,8 +17,8 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::atomic;
-use crate::new_pattern::memory::{Remembered, TemplateMemory};
+use super::memory::{Remembered, TemplateMemory};
+use crate::state::atomic;
 
 /// The file's name in the state directory.
 pub const TEMPLATES_FILE: &str = "new_patterns.json";
@@ -48,7 +48,7 @@ impl TemplateFile {
     pub fn of(memory: &TemplateMemory, now: SystemTime) -> TemplateFile {
         TemplateFile {
             version: VERSION,
-            saved_at: crate::new_pattern::memory::unix_secs(now),
+            saved_at: super::memory::unix_secs(now),
             templates: memory.export(),
         }
     }
