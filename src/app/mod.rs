@@ -202,9 +202,15 @@ pub async fn run(
     // `coordination:`: the robots' limits shared with the fleet through Redis.
     let coordinator = match (&config.coordination, dry_run) {
         (Some(c), false) => {
-            let metrics = ops.metrics.clone();
-            let hook: crate::fleet::FallbackHook =
-                Arc::new(move |on| metrics.set_coordination_fallback(on));
+            let (metrics, trouble) = (ops.metrics.clone(), trouble.clone());
+            let hook: crate::fleet::FallbackHook = Arc::new(move |on| {
+                metrics.set_coordination_fallback(on);
+                trouble.report(if on {
+                    crate::trouble::Trouble::FleetFallback
+                } else {
+                    crate::trouble::Trouble::FleetRejoined
+                });
+            });
             let coordinator = crate::fleet::Coordinator::new(c, &opts.host, Some(hook))?;
             coordinator.join().await;
             Some(coordinator)
@@ -416,6 +422,7 @@ fn spawn_dispatchers(
         shutdown_timeout: opts.shutdown_timeout,
         settled_tx: files.then(|| wiring.settled_tx.clone()),
         metrics: ops.metrics.clone(),
+        coordinator: coordinator.cloned(),
     };
     let mut setups = Vec::new();
     for &target in &targets {
@@ -444,8 +451,7 @@ fn spawn_dispatchers(
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         if let (Some(c), Some(r)) = (coordinator, robot) {
-            dispatcher =
-                dispatcher.with_link(c.robot(&r.name, r.send.rate, r.endpoint.request_timeout));
+            dispatcher = crate::dispatch::join_fleet(dispatcher, c, r, &config.rules);
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
