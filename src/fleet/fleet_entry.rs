@@ -113,10 +113,13 @@ impl FleetEntry {
     }
 }
 
+/// A rule's id, its own style, and its routes' styles.
+type RuleLook = (usize, Arc<Style>, Vec<Arc<Style>>);
+
 /// The rules as the sender's config has them: id and style by name (and route).
 #[derive(Debug, Default, Clone)]
 pub struct FleetRules {
-    by_name: HashMap<String, (usize, Arc<Style>, Vec<Arc<Style>>)>,
+    by_name: HashMap<String, RuleLook>,
 }
 
 impl FleetRules {
