@@ -54,7 +54,7 @@ mod routed;
 mod tests;
 
 use absence::Absence;
-use group::{Group, Pending};
+use group::{Episode, Group, Pending};
 pub use routed::Routed;
 use routed::{fan_out, hits_alert};
 

@@ -1,21 +1,23 @@
 //! Alert state across restarts, through the real binary and the DingTalk emulator: a deploy
-//! (SIGTERM, start again) neither re-alerts what was cooling down nor forgets to send
-//! "recovered", absence is measured across it, and a corrupt `alerts.json` is kept aside.
+//! (SIGTERM, start again) neither re-alerts what was cooling down (a routed stream's too) nor
+//! forgets to send "recovered", absence is measured across it (a per-host value reported absent
+//! says "back"), an escalation goes on from the step it reached, and a corrupt `alerts.json` is
+//! kept aside.
 //!
 //! Each run follows a file; a second rule, `mark`, without cooldown, matches the marker lines
 //! the test writes: its message is the signal that everything before the marker was counted.
 
 mod support;
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Child;
 use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{Output, TestEnv, header_counts, signal, wait};
+use support::files::append;
 
 const TOKEN: &str = "tok-alertstate012345";
 
@@ -27,6 +29,11 @@ fn emulator() -> Emulator {
 
 /// Rule `err` (with `extra` settings) and rule `mark` (the test's sync signal).
 fn config(emu: &Emulator, extra: &str) -> String {
+    config_with(emu, "", extra)
+}
+
+/// [`config`] with `top` (people, routes) before the rules.
+fn config_with(emu: &Emulator, top: &str, extra: &str) -> String {
     format!(
         r#"robots:
   ops:
@@ -34,6 +41,7 @@ fn config(emu: &Emulator, extra: &str) -> String {
     rate: 1000/1s
 defaults:
   window: 100ms
+{top}
 rules:
   - name: err
     match: 'ERROR'
@@ -43,15 +51,6 @@ rules:
 "#,
         emu.webhook(TOKEN)
     )
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
 }
 
 /// Count per rule over every message so far (`recovered`/`absent` headers count 0, listed by
@@ -65,11 +64,6 @@ fn count(emu: &Emulator, rule: &str) -> u64 {
         .sum()
 }
 
-/// Every message text so far, joined.
-fn texts(emu: &Emulator) -> String {
-    emu.posts().iter().map(|p| p.text() + "\n").collect()
-}
-
 fn wait_for(what: &str, done: impl Fn() -> bool) {
     support::env::wait_until(what, done);
 }
@@ -78,19 +72,31 @@ struct Run {
     env: TestEnv,
     log: PathBuf,
     state: PathBuf,
+    /// People and routes of the config.
+    top: String,
 }
 
 impl Run {
     fn new(emu: &Emulator, extra: &str) -> Run {
-        let env = TestEnv::new().config(&config(emu, extra));
+        Run::with(emu, "", extra)
+    }
+
+    fn with(emu: &Emulator, top: &str, extra: &str) -> Run {
+        let env = TestEnv::new().config(&config_with(emu, top, extra));
         let log = env.dir().join("app.log");
         fs::write(&log, "").unwrap();
         let state = env.dir().join("state");
-        Run { env, log, state }
+        let top = top.to_owned();
+        Run {
+            env,
+            log,
+            state,
+            top,
+        }
     }
 
     fn reconfigure(&self, emu: &Emulator, extra: &str) {
-        fs::write(self.env.config_path(), config(emu, extra)).unwrap();
+        fs::write(self.env.config_path(), config_with(emu, &self.top, extra)).unwrap();
     }
 
     /// Starts dingtail on the log and waits until it follows it (it rewrites its checkpoint
@@ -155,7 +161,7 @@ fn a_deploy_during_a_cooldown_does_not_alert_again_and_keeps_what_it_gathered() 
     append(&run.log, "ERROR three\n");
     run.mark(&emu);
     let out = run.stop(second);
-    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", emu.all_text());
     // both hits gathered in the cooldown are still counted, for its end
     assert!(
         out.stderr
@@ -177,7 +183,7 @@ fn an_open_alert_gets_its_recovered_message_after_a_deploy() {
     append(&run.log, "ERROR one\n");
     wait_for("the alert", || count(&emu, "err") == 1);
     run.stop(first);
-    assert!(!texts(&emu).contains("recovered"), "{}", texts(&emu));
+    assert!(!emu.all_text().contains("recovered"), "{}", emu.all_text());
     assert_eq!(
         run.alerts_json()["rules"]["err"]["groups"][""]["alerted"],
         true
@@ -187,13 +193,13 @@ fn an_open_alert_gets_its_recovered_message_after_a_deploy() {
     // "recovered" comes without any new line.
     run.reconfigure(&emu, "    resolve_after: 1s");
     let second = run.start();
-    wait_for("recovered", || texts(&emu).contains("【err】recovered"));
+    wait_for("recovered", || emu.all_text().contains("【err】recovered"));
     run.stop(second);
     assert_eq!(
-        texts(&emu).matches("recovered").count(),
+        emu.all_text().matches("recovered").count(),
         1,
         "{}",
-        texts(&emu)
+        emu.all_text()
     );
 }
 
@@ -206,7 +212,7 @@ fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
     append(&run.log, "heartbeat MARK\n");
     wait_for("the marker's message", || count(&emu, "mark") == 1);
     run.stop(first);
-    assert!(!texts(&emu).contains("absent"), "{}", texts(&emu));
+    assert!(!emu.all_text().contains("absent"), "{}", emu.all_text());
     let saved = run.alerts_json();
     assert!(
         saved["rules"]["beat"]["absence"]["last_seen"].is_string(),
@@ -217,11 +223,143 @@ fn absence_is_measured_across_a_deploy_and_a_stop_never_sends_one_not_due() {
     // when that was (a fresh start would say "never, since dingtail started").
     run.reconfigure(&emu, &beat.replace("1h", "2s"));
     let second = run.start();
-    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    wait_for("absent", || emu.all_text().contains("【beat】absent"));
     run.stop(second);
-    let text = texts(&emu);
+    let text = emu.all_text();
     assert!(text.contains("no line matched"), "{text}");
     assert!(!text.contains("never, since dingtail started"), "{text}");
+}
+
+/// Texts of the messages that contain `needle`, in order, with when they arrived.
+fn posts_with(emu: &Emulator, needle: &str) -> Vec<(String, std::time::Instant)> {
+    (emu.posts().iter())
+        .map(|p| (p.text(), p.at))
+        .filter(|(t, _)| t.contains(needle))
+        .collect()
+}
+
+#[test]
+fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
+    let emu = emulator();
+    let routes = "people:\n  pay: { mobiles: ['13800000001'] }\nroutes:\n  - name: payments\n    when: 'svc == \"pay\"'\n    mention: pay";
+    let run = Run::with(&emu, routes, "    cooldown: 1h");
+    let first = run.start();
+    append(&run.log, "{\"msg\": \"ERROR one\", \"svc\": \"pay\"}\n");
+    wait_for("the first alert", || count(&emu, "err") == 1);
+    assert!(texts(&emu).contains("@13800000001"), "{}", texts(&emu));
+    append(&run.log, "{\"msg\": \"ERROR two\", \"svc\": \"pay\"}\n");
+    run.mark(&emu);
+    let out = run.stop(first);
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 1"),
+        "{}",
+        out.stderr
+    );
+    let saved = run.alerts_json();
+    let stream = &saved["rules"]["err"]["routes"]["payments"][""];
+    assert!(stream["cooldown_until"].is_string(), "{saved:#}");
+    assert_eq!(stream["pending"]["count"], 1, "{saved:#}");
+
+    let second = run.start();
+    append(&run.log, "{\"msg\": \"ERROR three\", \"svc\": \"pay\"}\n");
+    run.mark(&emu);
+    let out = run.stop(second);
+    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", texts(&emu));
+    assert!(
+        out.stderr
+            .contains("cooling down, kept for the next run: err 2"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_host_reported_absent_stays_absent_across_a_deploy_and_back_is_sent() {
+    let emu = emulator();
+    let beat = |every: &str| {
+        format!(
+            "  - name: beat\n    absent: {{ match: 'heartbeat (?P<host>\\S+)', for: {every} }}\n    group_by: [host]"
+        )
+    };
+    let run = Run::new(&emu, &beat("1s"));
+    let first = run.start();
+    append(&run.log, "heartbeat web1\n");
+    wait_for("absent", || texts(&emu).contains("【beat】absent"));
+    run.stop(first);
+    let saved = run.alerts_json();
+    assert_eq!(
+        saved["rules"]["beat"]["absences"]["host=web1"]["alerted"], true,
+        "{saved:#}"
+    );
+
+    // `for: 1h` now, so the only message the line can bring is "back"; a fresh start would
+    // not know web1 at all and send nothing
+    run.reconfigure(&emu, &beat("1h"));
+    let second = run.start();
+    run.mark(&emu);
+    append(&run.log, "heartbeat web1\n");
+    wait_for("back", || texts(&emu).contains("【beat】back"));
+    run.stop(second);
+    let back = posts_with(&emu, "【beat】back");
+    assert_eq!(back.len(), 1, "{}", texts(&emu));
+    assert!(back[0].0.contains("host=web1"), "{}", back[0].0);
+    assert_eq!(
+        posts_with(&emu, "【beat】absent").len(),
+        1,
+        "{}",
+        texts(&emu)
+    );
+}
+
+#[test]
+fn an_escalation_step_sent_before_a_deploy_is_not_sent_again_and_the_next_comes_on_time() {
+    let emu = emulator();
+    let people =
+        "people:\n  lead: { mobiles: ['13800000001'] }\n  dba: { mobiles: ['13800000002'] }";
+    let steps = |second: &str| {
+        format!(
+            "    cooldown: 1h\n    resolve_after: 1h\n    escalate: [{{ after: 1s, mention: lead }}, {{ after: {second}, mention: dba }}]"
+        )
+    };
+    let run = Run::with(&emu, people, &steps("1h"));
+    let first = run.start();
+    let written = std::time::Instant::now();
+    append(&run.log, "ERROR one\n");
+    wait_for("the first step", || {
+        !posts_with(&emu, "【err】escalated").is_empty()
+    });
+    run.stop(first);
+    let saved = run.alerts_json();
+    assert_eq!(
+        saved["rules"]["err"]["groups"][""]["episode"]["level"], 1,
+        "{saved:#}"
+    );
+
+    // the second step is due 3 s after the first message now
+    run.reconfigure(&emu, &steps("3s"));
+    let second = run.start();
+    wait_for("the second step", || {
+        posts_with(&emu, "【err】escalated").len() >= 2
+    });
+    run.mark(&emu);
+    run.stop(second);
+    let escalated = posts_with(&emu, "【err】escalated");
+    assert_eq!(escalated.len(), 2, "{}", texts(&emu));
+    assert!(
+        escalated[0].0.contains("@13800000001"),
+        "{}",
+        escalated[0].0
+    );
+    assert!(
+        escalated[1].0.contains("@13800000002"),
+        "{}",
+        escalated[1].0
+    );
+    // counted from the first message (sent a window after the line was written), never
+    // before its time
+    assert!(escalated[1].1 >= written + Duration::from_secs(3));
+    assert_eq!(count(&emu, "err"), 1, "{}", texts(&emu));
 }
 
 #[test]
@@ -242,7 +380,7 @@ fn a_corrupt_alert_state_is_kept_aside_and_the_run_goes_on() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("corrupt"), "{}", out.stderr);
     // the hit is gathered in the cooldown; stdin's end is final, so it is sent then
-    assert_eq!(emu.posts().len(), 2, "{}", texts(&emu));
+    assert_eq!(emu.posts().len(), 2, "{}", emu.all_text());
 }
 
 #[test]

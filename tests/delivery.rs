@@ -5,11 +5,11 @@
 mod support;
 
 use std::io::Write;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::process::ChildStdin;
+use std::time::Duration;
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, header_total, signal, wait};
+use support::env::{Output, TestEnv, WAIT_LIMIT, wait};
 
 const TOKEN: &str = "tok-a1b2c3d4e5f60718";
 const BACKUP: &str = "tok-backup99887766";
@@ -42,31 +42,30 @@ fn env(emu: &Emulator, extra: &str) -> TestEnv {
         .env("TEST_SECRET", SECRET)
 }
 
-/// Writes `n` matching lines (and some noise) in `rounds` bursts, `gap` apart.
-fn feed(child: &mut Child, rounds: usize, per_round: usize, gap: Duration) -> u64 {
-    let mut stdin = child.stdin.take().expect("stdin");
-    let mut n = 0;
-    for r in 0..rounds {
-        for i in 0..per_round {
-            writeln!(
-                stdin,
-                "round {r} line {i} ERROR something broke\nround {r} fine"
-            )
-            .unwrap();
-            n += 1;
-        }
-        stdin.flush().unwrap();
-        std::thread::sleep(gap);
+/// Writes round `r` of matching lines (`per_round`, and some noise); returns how many match.
+fn feed(stdin: &mut ChildStdin, r: usize, per_round: usize) -> u64 {
+    for i in 0..per_round {
+        writeln!(
+            stdin,
+            "round {r} line {i} ERROR something broke\nround {r} fine"
+        )
+        .unwrap();
     }
-    n
+    stdin.flush().unwrap();
+    per_round as u64
 }
 
-fn delivered(emu: &Emulator, token: &str) -> u64 {
-    emu.posts()
-        .iter()
-        .filter(|p| p.token == token)
-        .map(|p| header_total(&p.text()))
-        .sum()
+/// Feeds `rounds` rounds, waiting after each until the emulator has had one more request
+/// than before it: the input keeps coming while dingtail sends, fails and retries, at
+/// dingtail's own pace rather than the clock's.
+fn feed_while_sending(emu: &Emulator, stdin: &mut ChildStdin, rounds: usize, per: usize) -> u64 {
+    let mut sent = 0;
+    for r in 0..rounds {
+        let before = emu.requests().len();
+        sent += feed(stdin, r, per);
+        emu.wait_for_requests(before + 1, WAIT_LIMIT);
+    }
+    sent
 }
 
 /// No output may contain the token, the secret or any signature the emulator was sent.
@@ -117,7 +116,7 @@ fn transient_failures_are_retried_with_one_msg_uuid_and_nothing_is_posted_twice(
         1,
         "the lost answer's post counts; the retry is deduplicated"
     );
-    assert_eq!(delivered(&emu, TOKEN), 3);
+    assert_eq!(emu.delivered_to(TOKEN), 3);
     assert_no_secrets(&emu, &out);
 }
 
@@ -128,25 +127,18 @@ fn an_outage_gathers_alerts_and_delivers_them_when_dingtalk_is_back() {
     let env = env(&emu, "");
     let mut child = env.spawn(&["run"]);
     let mut stdin = child.stdin.take().unwrap();
-    let mut sent = 0;
-    for r in 0..20 {
-        for _ in 0..50 {
-            writeln!(stdin, "{r} ERROR during outage").unwrap();
-            sent += 1;
-        }
-        stdin.flush().unwrap();
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // each round comes after another failed attempt: it kept trying
+    let sent = feed_while_sending(&emu, &mut stdin, 10, 100);
     assert!(emu.posts().is_empty());
-    assert!(emu.requests().len() >= 2, "it kept trying");
+    assert!(emu.requests().len() >= 10, "it kept trying");
     emu.set_outage(false);
-    let posts = emu.wait_for_posts(1, Duration::from_secs(10));
+    let posts = emu.wait_for_posts(1, WAIT_LIMIT);
     assert!(!posts.is_empty());
     drop(stdin);
     let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
-        delivered(&emu, TOKEN),
+        emu.delivered_to(TOKEN),
         sent,
         "every line counted once: {:?}",
         emu.posts()
@@ -166,7 +158,13 @@ fn a_throttled_robot_is_paused_then_sends_its_backlog() {
     emu.push_fault(TOKEN, Fault::Errcode(130101, "send too fast".into()));
     let env = env(&emu, "    throttle_pause: 1s");
     let mut child = env.spawn(&["run"]);
-    let sent = feed(&mut child, 10, 5, Duration::from_millis(60));
+    let mut stdin = child.stdin.take().unwrap();
+    // more input while the robot is paused, then the end of input
+    let mut sent = feed_while_sending(&emu, &mut stdin, 1, 5);
+    for r in 1..10 {
+        sent += feed(&mut stdin, r, 5);
+    }
+    drop(stdin);
     let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let requests = emu.requests();
@@ -176,7 +174,7 @@ fn a_throttled_robot_is_paused_then_sends_its_backlog() {
         gap >= Duration::from_millis(950),
         "the pause was honoured: {gap:?}"
     );
-    assert_eq!(delivered(&emu, TOKEN), sent);
+    assert_eq!(emu.delivered_to(TOKEN), sent);
     assert!(out.stderr.contains("throttled"), "{}", out.stderr);
 }
 
@@ -193,11 +191,17 @@ fn a_throttled_robot_hands_its_alerts_to_the_fallback() {
     );
     let env = env(&emu, &backup);
     let mut child = env.spawn(&["run"]);
-    let sent = feed(&mut child, 6, 5, Duration::from_millis(60));
+    let mut stdin = child.stdin.take().unwrap();
+    // the first message is throttled; what comes after it goes to the fallback too
+    let mut sent = feed_while_sending(&emu, &mut stdin, 1, 5);
+    for r in 1..6 {
+        sent += feed(&mut stdin, r, 5);
+    }
+    drop(stdin);
     let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), 0);
-    assert_eq!(delivered(&emu, BACKUP), sent, "{}", out.stderr);
+    assert_eq!(emu.delivered_to(TOKEN), 0);
+    assert_eq!(emu.delivered_to(BACKUP), sent, "{}", out.stderr);
     assert_eq!(
         emu.requests()
             .iter()
@@ -213,11 +217,17 @@ fn a_permanent_error_is_rechecked_while_input_flows_and_nothing_is_lost() {
     emu.push_fault(TOKEN, Fault::Errcode(400102, "robot disabled".into()));
     let env = env(&emu, "");
     let mut child = env.spawn(&["run"]);
-    // input keeps flowing for longer than the 400ms recheck: the "fixed" robot gets it all
-    let sent = feed(&mut child, 12, 3, Duration::from_millis(100));
+    let mut stdin = child.stdin.take().unwrap();
+    // input keeps flowing past the refusal and the recheck (the second request): the "fixed"
+    // robot gets it all
+    let mut sent = feed_while_sending(&emu, &mut stdin, 2, 3);
+    for r in 2..12 {
+        sent += feed(&mut stdin, r, 3);
+    }
+    drop(stdin);
     let out = wait(child);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), sent);
+    assert_eq!(emu.delivered_to(TOKEN), sent);
     assert!(
         out.stderr.contains("400102") && out.stderr.contains("disabled"),
         "{}",
@@ -250,29 +260,33 @@ fn a_permanent_error_at_end_of_input_reports_what_was_not_delivered() {
     assert_no_secrets(&emu, &out);
 }
 
+/// With DingTalk down a stop gives up at the shutdown timeout (without it, the retries would
+/// go on until the test's run limit fails it) and reports every line it read as undelivered.
 #[test]
-fn shutdown_under_load_with_dingtalk_down_is_prompt_and_counts_everything() {
+fn shutdown_under_load_with_dingtalk_down_gives_up_at_the_timeout_and_counts_everything() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.set_outage(true);
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run", "--shutdown-timeout", "500ms"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&[
+        "run",
+        "--shutdown-timeout",
+        "500ms",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    let mut stdin = run.stdin();
     let mut sent = 0u64;
     for _ in 0..30_000 {
         writeln!(stdin, "ERROR under load").unwrap();
         sent += 1;
     }
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    signal(&child, libc::SIGTERM);
-    let out = wait(child);
+    // stopped once every line is read (input still open) and a delivery has failed
+    run.wait_for_lines_read(sent);
+    emu.wait_for_requests(1, WAIT_LIMIT);
+    run.signal(libc::SIGTERM);
+    let out = run.wait();
     drop(stdin);
-    assert!(
-        t.elapsed() < Duration::from_secs(3),
-        "shutdown took {:?}",
-        t.elapsed()
-    );
     assert_eq!(out.code, 1, "{}", out.stderr);
     let reported = format!("{sent} matching line(s) not delivered (err {sent})");
     assert!(
@@ -330,7 +344,7 @@ fn a_per_robot_proxy_carries_the_requests() {
         .config(&proxied)
         .run(&["run"], b"ERROR via proxy\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), 1);
+    assert_eq!(emu.delivered_to(TOKEN), 1);
 }
 
 #[test]
@@ -344,7 +358,7 @@ fn http_proxy_from_the_environment_is_honoured() {
         .env("HTTP_PROXY", &emu.base_url())
         .run(&["run"], b"ERROR via env proxy\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), 1);
+    assert_eq!(emu.delivered_to(TOKEN), 1);
 }
 
 #[test]
@@ -364,7 +378,7 @@ fn secrets_can_come_from_files_and_loose_permissions_are_warned_about() {
     let env = env.config(&yaml);
     let out = env.run(&["run"], b"ERROR from a file-configured robot\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), 1);
+    assert_eq!(emu.delivered_to(TOKEN), 1);
     assert!(
         out.stderr.contains("field 'secret_file'") && out.stderr.contains("chmod 600"),
         "{}",
@@ -426,22 +440,18 @@ fn a_second_signal_exits_at_once() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.set_outage(true);
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run", "--shutdown-timeout", "1h"]);
-    let mut stdin = child.stdin.take().unwrap();
+    // an hour to deliver: only the second signal can end it within the test's run limit
+    let mut run = env.start(&["run", "--shutdown-timeout", "1h"]);
+    let mut stdin = run.stdin();
     writeln!(stdin, "ERROR stuck").unwrap();
     stdin.flush().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    signal(&child, libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
-    let t = Instant::now();
-    signal(&child, libc::SIGINT);
-    let out = wait(child);
+    // read and failing to be delivered
+    emu.wait_for_requests(1, WAIT_LIMIT);
+    run.signal(libc::SIGTERM);
+    run.wait_for("shutdown requested");
+    run.signal(libc::SIGINT);
+    let out = run.wait();
     drop(stdin);
-    assert!(
-        t.elapsed() < Duration::from_secs(2),
-        "took {:?}",
-        t.elapsed()
-    );
     assert_eq!(out.code, 130, "{}", out.stderr);
     assert!(out.stderr.contains("second signal"), "{}", out.stderr);
 }
@@ -464,5 +474,5 @@ fn no_proxy_bypasses_the_environment_proxy() {
         .env("NO_PROXY", "127.0.0.1")
         .run(&["run"], b"ERROR direct\n");
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(delivered(&emu, TOKEN), 1);
+    assert_eq!(emu.delivered_to(TOKEN), 1);
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::env::{TestEnv, signal};
+use support::env::{TestEnv, poll_until, signal};
 use support::running::{Running, http_get, sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dingtail");
@@ -200,32 +200,18 @@ fn the_sidecar_starts_with_the_example_arguments_and_answers_its_probes() {
         .env("DINGTALK_SECRET", "SECdummy");
     let mut run = Running::start(&env, &argv);
     let addr = run.listen_addr();
-    run.wait_for_line("following", 1);
+    run.wait_for_line(support::files::FOLLOWING, 1);
     assert_eq!(http_get(&format!("http://{addr}/healthz")).0, 200);
-    let deadline = std::time::Instant::now() + support::running::LIMIT;
-    while http_get(&format!("http://{addr}/readyz")).0 != 200 {
-        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let metric = |series: &str| sample(&http_get(&format!("http://{addr}/metrics")).1, series);
+    let ready = poll_until(|| http_get(&format!("http://{addr}/readyz")).0 == 200);
+    assert!(ready, "{}", run.stderr());
     // Files present at start are read from their end: write once it is taken up.
-    while sample(
-        &http_get(&format!("http://{addr}/metrics")).1,
-        "dingtail_files_followed",
-    ) < 1.0
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let followed = poll_until(|| metric("dingtail_files_followed") >= 1.0);
+    assert!(followed, "{}", run.stderr());
     std::fs::write(moved("/logs/app.log"), "ERROR from the app\n").unwrap();
     // The window is a minute: wait for the hit to be counted, then stop the pod.
-    while sample(
-        &http_get(&format!("http://{addr}/metrics")).1,
-        "dingtail_hits_total{rule=\"error\"}",
-    ) < 1.0
-    {
-        assert!(std::time::Instant::now() < deadline, "{}", run.stderr());
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    let counted = poll_until(|| metric("dingtail_hits_total{rule=\"error\"}") >= 1.0);
+    assert!(counted, "{}", run.stderr());
     signal(&run.child, libc::SIGTERM);
     let (code, stdout, stderr) = run.finish();
     assert_eq!(code, 0, "{stderr}");

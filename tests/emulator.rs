@@ -682,7 +682,7 @@ fn dropping_the_emulator_stops_the_server() {
         let url = url.clone();
         std::thread::spawn(move || try_post(&url, "application/json", &text("x").to_string()))
     };
-    emu.wait_for_requests(1, Duration::from_secs(5));
+    emu.wait_for_requests(1, support::env::WAIT_LIMIT);
     drop(emu);
     assert!(held.join().unwrap().is_err());
     assert!(try_post(&url, "application/json", &text("x").to_string()).is_err());

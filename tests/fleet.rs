@@ -7,7 +7,7 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Child;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use dingtail::budget::{Budget, Ledger, Month, SharedBudget};
 use dingtail::config::{Coordination, Quota, Rate, RedisTarget, Reserve};
@@ -15,7 +15,7 @@ use dingtail::fleet::{Coordinator, RobotLink, Slot};
 use dingtail::secret::Secret;
 use redis::Commands;
 use support::emulator::{Emulator, Fault, Post, RobotSpec};
-use support::env::{TestEnv, header_counts, header_total};
+use support::env::{TestEnv, header_counts, header_total, poll_until, poll_until_async};
 use support::redis_server::RedisServer;
 
 const TOKEN: &str = "tok-fleet-0123456789";
@@ -177,11 +177,7 @@ async fn without_redis_an_instance_sends_at_the_fallback_rate_and_pays_its_count
     // Redis comes back (its append-only file kept the 1): the instance rejoins by itself and
     // adds the 2 it counted meanwhile.
     server.restart();
-    let until = Instant::now() + LIMIT;
-    while !c.is_up() {
-        assert!(Instant::now() < until, "never rejoined");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert!(poll_until_async(|| c.is_up()).await, "never rejoined");
     assert_eq!(ledger_total(&server, "t2"), 3);
     assert!(matches!(l.acquire().await, Slot::Granted(Some(_))));
 }
@@ -294,14 +290,12 @@ impl Proc {
     /// Ends the input and waits for the exit: (code, stderr).
     fn finish(mut self) -> (i32, String) {
         drop(self.child.stdin.take());
-        let until = Instant::now() + LIMIT * 3;
-        let status = loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(Instant::now() < until, "dingtail did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        };
+        let mut status = None;
+        poll_until(|| {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        });
+        let status = status.expect("dingtail did not exit");
         self.reader.take().unwrap().join().unwrap();
         self.stdout.take().unwrap().join().unwrap();
         let text = self.stderr.0.lock().unwrap().clone();

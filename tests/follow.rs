@@ -7,11 +7,11 @@ mod support;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::Path;
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, TestEnv, header_total, signal, wait};
+use support::env::{Output, Running, TestEnv, poll_until};
+use support::files::{append, read_to_end};
 
 const TOKEN: &str = "tok-follow0123456789";
 
@@ -39,101 +39,69 @@ fn emulator() -> Emulator {
     ])
 }
 
-/// Matching lines counted by every message so far.
-fn total(emu: &Emulator) -> u64 {
-    emu.posts().iter().map(|p| header_total(&p.text())).sum()
+/// A scratch directory with `config`, where the tailer says how far it read (see
+/// [`read_to_end`]).
+fn test_env(config: &str) -> TestEnv {
+    TestEnv::new().config(config).tailer_progress()
 }
 
-/// Waits until the messages count `n` lines (or the time is up); returns the count.
-fn wait_total(emu: &Emulator, n: u64, timeout: Duration) -> u64 {
-    let until = Instant::now() + timeout;
-    loop {
-        let t = total(emu);
-        if t >= n || Instant::now() > until {
-            return t;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn all_text(emu: &Emulator) -> String {
-    emu.posts().iter().map(|p| p.text() + "\n").collect()
-}
-
-fn append(path: &Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
-
-/// Gives a freshly started dingtail time to take up the files present at start.
-fn settle() {
-    std::thread::sleep(Duration::from_millis(400));
-}
-
-/// Starts `dingtail run --state-dir DIR/state PATH` and waits until it is following.
-fn follow(env: &TestEnv, path: &Path) -> Child {
+/// Starts `dingtail run --state-dir DIR/state ARGS…` and waits until it follows the files.
+fn start(env: &TestEnv, args: &[&str]) -> Running {
     let state = env.dir().join("state");
-    let child = env.spawn(&[
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        path.to_str().unwrap(),
-    ]);
-    settle();
-    child
+    let mut all = vec!["run", "--state-dir", state.to_str().unwrap()];
+    all.extend_from_slice(args);
+    env.start_following(&all)
 }
 
-fn stop(child: Child) -> Output {
-    signal(&child, libc::SIGTERM);
-    wait(child)
+fn stop(run: Running) -> Output {
+    run.signal(libc::SIGTERM);
+    run.wait()
 }
 
 #[test]
 fn appended_lines_are_alerted_and_a_glob_gains_a_file() {
     let emu = emulator();
-    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
+    let env = test_env(&config(&emu, "200ms", ""));
     let logs = env.dir().join("logs");
     fs::create_dir(&logs).unwrap();
-    append(&logs.join("a.log"), "ERROR from before the start\n");
-    let glob = format!("{}/*.log", logs.display());
-    let state = env.dir().join("state");
-    let child = env.spawn(&["run", "--state-dir", state.to_str().unwrap(), &glob]);
-    settle();
+    let a = logs.join("a.log");
+    append(&a, "ERROR from before the start\n");
+    let run = start(&env, &[&format!("{}/*.log", logs.display())]);
 
-    append(&logs.join("a.log"), "ok\nERROR one\n");
-    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
-    let first = Instant::now();
-    append(&logs.join("a.log"), "ERROR two");
-    std::thread::sleep(Duration::from_millis(600));
-    assert_eq!(total(&emu), 1, "a partial line waits for its newline");
-    append(&logs.join("a.log"), " done\n");
+    append(&a, "ok\nERROR one\n");
+    assert_eq!(emu.wait_delivered(1), 1, "{}", run.stderr());
+    // a partial line waits for its newline: read now, but only a line once " done" comes
+    // (else "ERROR two" would be quoted alone below)
+    append(&a, "ERROR two");
+    read_to_end(&run, &a);
+    append(&a, " done\n");
     // a file that appears later is read from its first byte
     append(&logs.join("b.log"), "ERROR three\nERROR four\n");
-    assert_eq!(wait_total(&emu, 4, Duration::from_secs(5)), 4);
-    assert!(first.elapsed() < Duration::from_secs(4));
+    assert_eq!(emu.wait_delivered(4), 4, "{}", run.stderr());
 
-    let out = stop(child);
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let text = all_text(&emu);
+    let text = emu.all_text();
     assert!(!text.contains("before the start"), "{text}");
-    assert!(text.contains("ERROR two done"), "{text}");
+    assert!(text.contains("> ERROR two done"), "{text}");
+    assert!(!text.contains("> ERROR two\n"), "{text}");
     assert!(text.contains("b.log"), "{text}");
-    assert_eq!(total(&emu), 4);
+    assert_eq!(emu.delivered(), 4);
 }
 
 /// Writes `n` numbered ERROR lines to `path`, rotating every `every` lines with `rotate`, and
 /// writing a few more lines to the old file after the rotation (as a logger does before it
-/// reopens).
+/// reopens). Before each rotation it calls `before_rotation` with the number of lines written
+/// so far (the tests wait there until they were delivered: a file written and rotated away
+/// between two looks of the tailer's is not one it can know of, under `tail -F` as here), and
+/// after it (with the rotation's number) `after_rotation`.
 fn write_with_rotation(
     path: &Path,
     n: usize,
     every: usize,
-    pause_before: Duration,
+    before_rotation: impl Fn(u64),
     rotate: impl Fn(usize),
+    after_rotation: impl Fn(usize),
 ) {
     let mut f = OpenOptions::new()
         .create(true)
@@ -142,7 +110,7 @@ fn write_with_rotation(
         .unwrap();
     for i in 0..n {
         if i > 0 && i % every == 0 {
-            std::thread::sleep(pause_before);
+            before_rotation(i as u64);
             rotate(i / every);
             // racing the rotation: the old handle still gets lines
             for _ in 0..3.min(n - i) {
@@ -153,13 +121,10 @@ fn write_with_rotation(
                 .append(true)
                 .open(path)
                 .unwrap();
-            std::thread::sleep(Duration::from_millis(30));
+            after_rotation(i / every);
         }
         if i % every >= 3 || i < every {
             writeln!(f, "ERROR line {i}").unwrap();
-        }
-        if i % 50 == 0 {
-            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -167,94 +132,102 @@ fn write_with_rotation(
 #[test]
 fn rename_rotation_with_writes_racing_it_loses_nothing() {
     let emu = emulator();
-    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
+    let env = test_env(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
-    let child = follow(&env, &log);
+    let run = start(&env, &[log.to_str().unwrap()]);
     let dir = env.dir().to_owned();
-    let log2 = log.clone();
-    write_with_rotation(&log, 1000, 200, Duration::ZERO, move |k| {
-        fs::rename(&log2, dir.join(format!("app.log.{k}"))).unwrap();
-    });
-    let got = wait_total(&emu, 1000, Duration::from_secs(10));
-    std::thread::sleep(Duration::from_millis(400));
-    let out = stop(child);
+    write_with_rotation(
+        &log,
+        1000,
+        200,
+        |written| assert_eq!(emu.wait_delivered(written), written, "{}", run.stderr()),
+        |k| fs::rename(&log, dir.join(format!("app.log.{k}"))).unwrap(),
+        |_| {},
+    );
+    let got = emu.wait_delivered(1000);
+    // stopped, it has delivered all it read: a line read twice would show now
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(got, 1000, "{}", out.stderr);
-    assert_eq!(total(&emu), 1000, "nothing counted twice");
+    assert_eq!(emu.delivered(), 1000, "nothing counted twice");
 }
 
 #[test]
 fn copytruncate_is_read_again_from_the_start() {
     let emu = emulator();
-    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
+    let env = test_env(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "");
-    let child = follow(&env, &log);
+    let run = start(&env, &[log.to_str().unwrap()]);
     let dir = env.dir().to_owned();
-    let log2 = log.clone();
-    write_with_rotation(&log, 600, 200, Duration::from_millis(300), move |k| {
-        // copytruncate: copy, then truncate in place (the writer keeps its O_APPEND handle)
-        fs::copy(&log2, dir.join(format!("app.log.{k}"))).unwrap();
-        OpenOptions::new()
-            .write(true)
-            .open(&log2)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
-    });
     // copytruncate loses lines written after the reader's last look and before the truncation
-    // (they are only in the copy): the writer pauses before each rotation so the count is exact.
-    let got = wait_total(&emu, 600, Duration::from_secs(10));
-    let out = stop(child);
+    // (they are only in the copy): the writer waits until everything was delivered before each
+    // rotation, so the count is exact.
+    write_with_rotation(
+        &log,
+        600,
+        200,
+        |written| assert_eq!(emu.wait_delivered(written), written, "{}", run.stderr()),
+        |k| {
+            // copytruncate: copy, then truncate in place (the writer keeps its O_APPEND handle)
+            fs::copy(&log, dir.join(format!("app.log.{k}"))).unwrap();
+            OpenOptions::new()
+                .write(true)
+                .open(&log)
+                .unwrap()
+                .set_len(0)
+                .unwrap();
+        },
+        // A file truncated and written back to the very size it had between two looks of the
+        // tailer's cannot be told from one that did not change (here each file has the same
+        // length): the writer goes on once the tailer saw the truncation.
+        |k| run.wait_for_nth("file truncated", k),
+    );
+    let got = emu.wait_delivered(600);
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(got, 600, "{}", out.stderr);
+    assert_eq!(emu.delivered(), 600, "nothing counted twice");
     assert!(out.stderr.contains("truncated"), "{}", out.stderr);
 }
 
 #[test]
 fn a_deleted_file_is_followed_again_when_it_reappears() {
     let emu = emulator();
-    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
+    let env = test_env(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR old\n");
-    let child = follow(&env, &log);
+    let run = start(&env, &[log.to_str().unwrap()]);
     append(&log, "ERROR one\n");
-    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
+    assert_eq!(emu.wait_delivered(1), 1, "{}", run.stderr());
     fs::remove_file(&log).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
+    run.wait_for("file gone; following it again when it reappears");
     append(&log, "ERROR two\nERROR three\n");
-    assert_eq!(wait_total(&emu, 3, Duration::from_secs(5)), 3);
-    let out = stop(child);
+    assert_eq!(emu.wait_delivered(3), 3, "{}", run.stderr());
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(!all_text(&emu).contains("ERROR old"));
+    assert!(!emu.all_text().contains("ERROR old"));
 }
 
 #[test]
 fn a_restart_after_sigterm_neither_rereads_nor_skips() {
     let emu = emulator();
-    let env = TestEnv::new().config(&config(&emu, "200ms", ""));
+    let env = test_env(&config(&emu, "200ms", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR before the first start\n");
-    let state = env.dir().join("state");
-    let args = [
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ];
+    let args = [log.to_str().unwrap()];
 
-    let child = env.spawn(&args);
-    settle();
+    let run = start(&env, &args);
     for i in 0..5 {
         append(&log, &format!("ERROR a{i}\nok\n"));
     }
-    assert_eq!(wait_total(&emu, 5, Duration::from_secs(5)), 5);
+    assert_eq!(emu.wait_delivered(5), 5, "{}", run.stderr());
     // lines racing the signal: read and delivered now, or left for the next run, never both
     for i in 0..50 {
         append(&log, &format!("ERROR b{i}\n"));
     }
-    let out = stop(child);
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // written while dingtail is down
     for i in 0..7 {
@@ -262,16 +235,17 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
     }
     append(&log, "ERROR partial");
 
-    let child = env.spawn(&args);
-    settle();
+    let run = start(&env, &args);
+    // every whole line delivered (the partial one is not a line yet), then its end: it goes
+    // out on its own, so its message shows it whole
+    assert_eq!(emu.wait_delivered(62), 62, "{}", run.stderr());
     append(&log, " line\n");
-    let got = wait_total(&emu, 63, Duration::from_secs(5));
-    std::thread::sleep(Duration::from_millis(400));
-    let out = stop(child);
+    let got = emu.wait_delivered(63);
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(got, 63, "{}", all_text(&emu));
-    assert_eq!(total(&emu), 63, "no line counted twice");
-    let text = all_text(&emu);
+    assert_eq!(got, 63, "{}", emu.all_text());
+    assert_eq!(emu.delivered(), 63, "no line counted twice");
+    let text = emu.all_text();
     assert!(!text.contains("before the first start"));
     assert!(text.contains("ERROR partial line"), "{text}");
 }
@@ -280,34 +254,29 @@ fn a_restart_after_sigterm_neither_rereads_nor_skips() {
 fn a_restart_after_sigkill_loses_nothing() {
     let emu = emulator();
     // a long window: the hits are still pending, not delivered, when dingtail is killed
-    let env = TestEnv::new().config(&config(&emu, "30s", ""));
+    let env = test_env(&config(&emu, "30s", ""));
     let log = env.dir().join("app.log");
     append(&log, "ERROR before\n");
-    let state = env.dir().join("state");
-    let args = [
-        "run",
-        "--state-dir",
-        state.to_str().unwrap(),
-        log.to_str().unwrap(),
-    ];
+    let args = [log.to_str().unwrap()];
+    let checkpoints = env.dir().join("state/checkpoints.json");
 
-    let mut child = env.spawn(&args);
-    settle();
+    let run = start(&env, &args);
     append(&log, "ok\nERROR one\nok\nERROR two\n");
-    // let the checkpoint file be written (every second) with the lines read and held
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(state.join("checkpoints.json").exists());
-    child.kill().unwrap();
-    child.wait().unwrap();
-    assert_eq!(total(&emu), 0);
+    // read and held (the window is open), not delivered: the checkpoint, written when the
+    // file was taken up, stays before them
+    read_to_end(&run, &log);
+    let named = format!("{:?}", log.display().to_string());
+    let saved = poll_until(|| fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains(&named)));
+    assert!(saved, "no checkpoint for {named}:\n{}", run.stderr());
+    run.kill();
+    assert_eq!(emu.delivered(), 0);
     append(&log, "ERROR three\n");
 
-    let child = env.spawn(&args);
-    settle();
-    let out = stop(child);
+    let run = start(&env, &args);
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(total(&emu), 3, "{}", all_text(&emu));
-    assert!(!all_text(&emu).contains("ERROR before"));
+    assert_eq!(emu.delivered(), 3, "{}", emu.all_text());
+    assert!(!emu.all_text().contains("ERROR before"));
 }
 
 /// Peak RSS stays small while a 100 MiB line without newline is read (and its head matched).
@@ -405,21 +374,15 @@ fn a_java_stack_trace_is_one_event() {
          2024-05-01 10:00:02 INFO next\n",
     )
     .unwrap();
-    let state = env.dir().join("state");
     // followed, from the beginning; the last event (INFO next) ends by timeout
-    let child = env.spawn(&[
-        "run",
-        "--from-beginning",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
-    assert_eq!(wait_total(&emu, 1, Duration::from_secs(5)), 1);
+    let run = start(&env, &["--from-beginning"]);
+    assert_eq!(emu.wait_delivered(1), 1, "{}", run.stderr());
     append(
         &log,
         "2024-05-01 10:00:03 ERROR second\n\tat x.Y(Y.java:1)\n",
     );
-    assert_eq!(wait_total(&emu, 2, Duration::from_secs(5)), 2);
-    let out = stop(child);
+    assert_eq!(emu.wait_delivered(2), 2, "{}", run.stderr());
+    let out = stop(run);
     assert_eq!(out.code, 0, "{}", out.stderr);
     // the summary counts both: 10 lines written, gathered into 4 events
     assert!(
@@ -428,12 +391,12 @@ fn a_java_stack_trace_is_one_event() {
         out.stderr
     );
     assert_eq!(
-        total(&emu),
+        emu.delivered(),
         2,
         "each event counted once: {}",
-        all_text(&emu)
+        emu.all_text()
     );
-    let text = all_text(&emu);
+    let text = emu.all_text();
     assert!(
         text.contains(
             "> 2024-05-01 10:00:01 ERROR request failed\n  \

@@ -6,23 +6,13 @@
 
 mod support;
 
-use std::fs::OpenOptions;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{TestEnv, signal, wait};
+use support::files::append;
 
 const TOKEN: &str = "tok-latency0123456789";
-
-fn append(path: &std::path::Path, text: &str) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    f.write_all(text.as_bytes()).unwrap();
-}
 
 #[test]
 #[ignore = "a measurement, run by bench/latency.sh"]

@@ -6,10 +6,9 @@ mod support;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_total, signal};
+use support::env::{TestEnv, header_total, poll_until, signal};
 use support::running::{LIMIT, Running, http_get, sample};
 
 const TOKEN: &str = "tok-0123456789abcdef";
@@ -108,17 +107,7 @@ fn metrics_pass_promtool_and_agree_with_the_summary() {
     }
     run.write(input.as_bytes());
     // Wait until DingTalk has every hit: nothing is in flight when the metrics are read.
-    let deadline = Instant::now() + LIMIT;
-    while emu
-        .posts()
-        .iter()
-        .map(|p| header_total(&p.text()))
-        .sum::<u64>()
-        < 200
-    {
-        assert!(Instant::now() < deadline, "posts: {:?}", emu.posts());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(emu.wait_delivered(200) >= 200, "posts: {:?}", emu.posts());
     let (status, ready) = http_get(&format!("http://{addr}/readyz"));
     assert_eq!((status, ready.as_str()), (200, "ready\n"));
     let (status, health) = http_get(&format!("http://{addr}/healthz"));
@@ -201,14 +190,9 @@ fn readyz_says_so_while_a_robot_fails_permanently() {
     emu.wait_for_requests(1, LIMIT);
     run.wait_for_line("holding this robot's alerts", 1);
     // The log line comes just before the robot is marked failing: wait for the probe to say so.
-    let deadline = Instant::now() + LIMIT;
-    let (status, body) = loop {
-        let (status, body) = http_get(&format!("http://{addr}/readyz"));
-        if status != 200 || Instant::now() > deadline {
-            break (status, body);
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let readyz = || http_get(&format!("http://{addr}/readyz"));
+    poll_until(|| readyz().0 != 200);
+    let (status, body) = readyz();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("robot failing permanently: ops"), "{body}");
     let (_, text) = http_get(&format!("http://{addr}/metrics"));
@@ -249,7 +233,18 @@ fn sighup_reloads_under_load_refuses_bad_configs_and_loses_no_count() {
     let mut stdin = run.stdin.take().unwrap();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stop_w = stop.clone();
-    // About 1,000 lines a second until told to stop; returns how many of each it wrote.
+    let lines_read = {
+        let addr = addr.clone();
+        move || {
+            let (_, text) = http_get(&format!("http://{addr}/metrics"));
+            text.lines()
+                .find_map(|l| l.strip_prefix("dingtail_lines_read_total{source=\"-\"} "))
+                .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+        }
+    };
+    // Lines until told to stop, at dingtail's pace (at most 200 ahead of what it has read);
+    // returns how many of each it wrote.
+    let read_w = lines_read.clone();
     let writer = std::thread::spawn(move || {
         let (mut errors, mut warns) = (0u64, 0u64);
         let mut i = 0u64;
@@ -267,24 +262,20 @@ fn sighup_reloads_under_load_refuses_bad_configs_and_loses_no_count() {
             };
             stdin.write_all(line.as_bytes()).unwrap();
             i += 1;
-            std::thread::sleep(Duration::from_millis(1));
+            if i % 20 == 0 {
+                stdin.flush().unwrap();
+                assert!(poll_until(|| read_w() + 200 >= i), "reading stopped");
+            }
         }
         (errors, warns)
     });
-    let lines_read = || {
-        let (_, text) = http_get(&format!("http://{addr}/metrics"));
-        text.lines()
-            .find_map(|l| l.strip_prefix("dingtail_lines_read_total{source=\"-\"} "))
-            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
-    };
     for i in 0..10 {
         // Reload while lines flow: wait until another 100 were read.
         let seen = lines_read();
-        let deadline = Instant::now() + LIMIT;
-        while lines_read() < seen + 100 {
-            assert!(Instant::now() < deadline, "lines stopped flowing");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        assert!(
+            poll_until(|| lines_read() >= seen + 100),
+            "lines stopped flowing"
+        );
         let yaml = if i % 2 == 0 {
             // Invalid: an unclosed group and a window that is no duration.
             format!("rules:\n{ERR}  - {{name: bad, match: '(oops', window: soon}}\n")
@@ -534,15 +525,9 @@ fn a_silence_over_the_listener_counts_what_it_covered_and_the_next_message_says_
     );
     assert!(env.dir().join("state/silences.json").exists(), "persisted");
     run.write(b"ERROR one\nERROR two\nERROR three\n");
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (_, text) = http_get(&format!("http://{addr}/metrics"));
-        if sample(&text, "dingtail_silenced_hits_total{rule=\"err\"}") == 3.0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "{text}");
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    wait_for_metrics(&run, &addr, |text| {
+        sample(text, "dingtail_silenced_hits_total{rule=\"err\"}") == 3.0
+    });
     silence_cmd(&env, &["silence", "expire", "--listen", &addr, &id]);
     run.write(b"ERROR four\n");
     run.wait_for_stdout("while silenced");
@@ -576,37 +561,37 @@ fn silence_times_are_shown_in_the_configured_zone() {
         .config("timezone: Asia/Shanghai\nrules:\n  - {name: err, match: ERROR}\n")
         .env("TZ", "UTC");
     let config = env.config_path().to_str().unwrap().to_owned();
+    let before = chrono::Utc::now();
     let added = silence_cmd(
         &env,
         &[
             "silence", "add", "-c", &config, "--rule", "err", "--for", "1h",
         ],
     );
+    let after = chrono::Utc::now();
     let listed = silence_cmd(&env, &["silence", "list", "-c", &config]);
     assert!(listed.contains("+08:00 (Asia/Shanghai)"), "{listed}");
     assert_eq!(added.trim(), listed.trim());
     // The printed time is the silence's end, read back in Shanghai time.
     let until = listed.split("until ").nth(1).unwrap();
     let end = chrono::DateTime::parse_from_str(&until[..26], "%Y-%m-%d %H:%M:%S %:z").unwrap();
-    let in_an_hour = chrono::Utc::now() + chrono::Duration::hours(1);
+    // an hour from when it was added, to the second it is shown with (however long that took)
+    let hour = chrono::Duration::hours(1);
     assert!(
-        (end.timestamp() - in_an_hour.timestamp()).abs() <= 60,
-        "{listed}"
+        (before + hour).timestamp() <= end.timestamp()
+            && end.timestamp() <= (after + hour).timestamp(),
+        "{listed}: not an hour after {before}…{after}"
     );
     assert_eq!(end.offset().local_minus_utc(), 8 * 3600);
 }
 
 /// Waits until a scrape of `addr` satisfies `ok`; returns that scrape.
 fn wait_for_metrics(run: &Running, addr: &str, ok: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        let (_, text) = http_get(&format!("http://{addr}/metrics"));
-        if ok(&text) {
-            return text;
-        }
-        assert!(Instant::now() < deadline, "{text}\n{}", run.stderr());
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let scrape = || http_get(&format!("http://{addr}/metrics")).1;
+    let done = poll_until(|| ok(&scrape()));
+    let text = scrape();
+    assert!(done, "{text}\n{}", run.stderr());
+    text
 }
 
 /// A reload that changes `inputs:` follows the added ones and lets the removed ones go with

@@ -123,23 +123,9 @@ fn check_names_redact_mistakes_with_file_line_and_field() {
     let env = TestEnv::new().config(
         "redact:\n  builtins: { mobiles: false }\n  patterns:\n    - name: a\n      regex: '(x'\n    - name: b\n      regex: 'y*'\nrules:\n  - name: r\n    match: x\n",
     );
-    let out = env.run(&["check"], b"");
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", out.stderr);
-    assert!(
-        lines[0].contains("rules.yaml:2:") && lines[0].contains("builtins.mobiles"),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[1].contains("rules.yaml:5:") && lines[1].contains("field 'regex'"),
-        "{}",
-        lines[1]
-    );
-    assert!(
-        lines[2].contains("rules.yaml:7:") && lines[2].contains("empty string"),
-        "{}",
-        lines[2]
-    );
+    env.run(&["check"], b"").assert_problems(&[
+        &["rules.yaml:2:", "builtins.mobiles"],
+        &["rules.yaml:5:", "field 'regex'"],
+        &["rules.yaml:7:", "empty string"],
+    ]);
 }

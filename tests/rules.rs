@@ -125,11 +125,9 @@ fn check_lists_every_rule_mistake_with_file_and_line() {
     let env = TestEnv::new().config(
         "rules:\n  - name: a\n    match: '(?P<ip>x)'\n    group_by: [host]\n    severity: bad\n  - name: b\n    absent: { match: y, for: forever }\n",
     );
-    let out = env.run(&["check"], b"");
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 3, "{}", out.stderr);
-    assert!(lines[0].contains("rules.yaml:4:") && lines[0].contains("field 'group_by'"));
-    assert!(lines[1].contains("rules.yaml:5:") && lines[1].contains("field 'severity'"));
-    assert!(lines[2].contains("rules.yaml:7:") && lines[2].contains("field 'absent.for'"));
+    env.run(&["check"], b"").assert_problems(&[
+        &["rules.yaml:4:", "field 'group_by'"],
+        &["rules.yaml:5:", "field 'severity'"],
+        &["rules.yaml:7:", "field 'absent.for'"],
+    ]);
 }

@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{TestEnv, header_counts, header_total, wait};
+use support::env::{TestEnv, WAIT_LIMIT, header_counts, header_total, wait};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 const SECRET: &str = "SECd1f2e3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0";
@@ -133,7 +133,7 @@ fn windows_close_on_time_while_input_flows() {
     stdin.write_all(b"ERROR one\nERROR two\nok\n").unwrap();
     stdin.flush().unwrap();
     // the 200ms window closes and the message goes out while stdin is still open
-    let posts = emu.wait_for_posts(1, Duration::from_secs(10));
+    let posts = emu.wait_for_posts(1, WAIT_LIMIT);
     assert_eq!(posts.len(), 1);
     assert_eq!(header_total(&posts[0].text()), 2);
     stdin.write_all(b"ERROR three\n").unwrap();

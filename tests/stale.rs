@@ -80,20 +80,8 @@ fn check_names_a_bad_stale_duration() {
     let env = TestEnv::new().config(
         "inputs:\n  - { path: /var/log/a.log, stale: 0s }\nstdin: { stale: 90days }\nrules:\n  - { name: a, match: x }\n",
     );
-    let out = env.run(&["check"], b"");
-    assert_eq!(out.code, 2, "{}", out.stderr);
-    let lines: Vec<&str> = out.stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{}", out.stderr);
-    assert!(
-        lines[0].contains("rules.yaml:2:") && lines[0].contains("input 1, field 'stale'"),
-        "{}",
-        lines[0]
-    );
-    assert!(
-        lines[1].contains("rules.yaml:3:")
-            && lines[1].contains("stdin, field 'stale'")
-            && lines[1].contains("longest"),
-        "{}",
-        lines[1]
-    );
+    env.run(&["check"], b"").assert_problems(&[
+        &["rules.yaml:2:", "input 1, field 'stale'"],
+        &["rules.yaml:3:", "stdin, field 'stale'", "longest"],
+    ]);
 }

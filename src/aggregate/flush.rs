@@ -17,8 +17,7 @@ impl Aggregator {
             if let Some(p) = &g.pending {
                 match (g.closes_at, g.cooldown_until) {
                     (Some(t), _) => due.push((t, key.clone())),
-                    // (a routed stream is not saved, see persist.rs: sent now instead)
-                    (None, Some(_)) if self.keep_pending && key.2.is_none() => {
+                    (None, Some(_)) if self.keep_pending => {
                         self.kept[key.0] += p.count;
                         carry.push(key.clone());
                     }
@@ -37,10 +36,7 @@ impl Aggregator {
             // threshold without a saved state, the lines are simply done with).
             let copies = self.rules[key.0].targets(key.2).len().max(1);
             let holds = std::mem::take(&mut p.holds);
-            // A routed stream is not saved (see persist.rs): its lines below the threshold are
-            // simply done with.
-            let saved = key.2.is_none();
-            let to = if self.keep_pending && saved {
+            let to = if self.keep_pending {
                 &mut self.carried_holds
             } else {
                 &mut self.released
@@ -48,9 +44,7 @@ impl Aggregator {
             for _ in 0..copies {
                 to.extend(&holds);
             }
-            if saved {
-                self.carried.push((key, p));
-            }
+            self.carried.push((key, p));
         }
         due.sort();
         let mut out = Vec::new();

@@ -10,12 +10,12 @@ use crate::rules::{RuleSpec, Threshold};
 
 const MS: Duration = Duration::from_millis(1);
 
-fn dur(n: u64) -> Duration {
+pub(super) fn dur(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
 /// A rule whose pattern captures `ip` (the first word of a line).
-fn rule(tweak: impl FnOnce(&mut RuleSpec)) -> Rule {
+pub(super) fn rule(tweak: impl FnOnce(&mut RuleSpec)) -> Rule {
     let mut spec = RuleSpec {
         name: "r".into(),
         pattern: r"(?P<ip>\S+) x".into(),
@@ -29,7 +29,7 @@ fn rule(tweak: impl FnOnce(&mut RuleSpec)) -> Rule {
     Rule::compile(spec).unwrap()
 }
 
-fn batch(rule: &Rule, id: RuleId, line: &str, wall: SystemTime) -> HitBatch {
+pub(super) fn batch(rule: &Rule, id: RuleId, line: &str, wall: SystemTime) -> HitBatch {
     let ip = Bytes::copy_from_slice(line.split(' ').next().unwrap().as_bytes());
     HitBatch {
         source: "-".into(),
@@ -82,7 +82,7 @@ fn a_reload_keeps_pending_hits_of_kept_rules_and_delivers_those_of_removed_ones(
     assert_eq!(agg.rule_names().len(), 2);
 }
 
-fn describe(a: &Routed, at: u64) -> String {
+pub(super) fn describe(a: &Routed, at: u64) -> String {
     let group = a
         .group
         .as_deref()
@@ -541,6 +541,32 @@ proptest! {
             prop_assert_eq!(held, 0);
         }
         prop_assert_eq!(agg.pending_hits(), 0);
+    }
+}
+
+/// Routes for a rule: (when, robots, mobile mentioned); each is named after its condition.
+pub(super) fn routes(spec: &[(&str, &[RobotId], &str)]) -> Vec<crate::route::RouteSpec> {
+    spec.iter()
+        .map(|&(when, robots, mobile)| crate::route::RouteSpec {
+            name: Arc::from(when),
+            when: Some(crate::where_expr::Where::parse(when).unwrap()),
+            robots: robots.to_vec(),
+            mention: crate::style::Mention {
+                mobiles: vec![mobile.into()],
+                ..Default::default()
+            },
+        })
+        .collect()
+}
+
+/// An `escalate:` step `ms` after the first message, mentioning `mobile`.
+pub(super) fn step(ms: u64, mobile: &str) -> crate::escalate::Step {
+    crate::escalate::Step {
+        after: dur(ms),
+        mention: crate::style::Mention {
+            mobiles: vec![mobile.into()],
+            ..Default::default()
+        },
     }
 }
 

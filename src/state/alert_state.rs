@@ -243,7 +243,7 @@ mod tests {
                     },
                 )]
                 .into(),
-                absence: None,
+                ..RuleState::default()
             },
         );
         s

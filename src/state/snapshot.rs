@@ -73,7 +73,12 @@ impl AlertSnapshot {
     pub fn streams(&self) -> usize {
         self.rules
             .values()
-            .map(|r| r.groups.len() + usize::from(r.absence.is_some()))
+            .map(|r| {
+                r.groups.len()
+                    + r.routes.values().map(|g| g.len()).sum::<usize>()
+                    + usize::from(r.absence.is_some())
+                    + r.absences.len()
+            })
             .sum()
     }
 }
@@ -91,6 +96,15 @@ pub struct RuleState {
     /// An absence rule's watch.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub absence: Option<AbsenceState>,
+    /// Streams sent by a route (`routes:`): per route name (`name:`, else `#N`), per group as
+    /// in [`Self::groups`]. A route that is gone (by name) starts nothing: its streams are
+    /// dropped.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub routes: BTreeMap<String, BTreeMap<String, GroupState>>,
+    /// An absence rule with `group_by`: the watch of each value seen (`host=web1`), at most
+    /// the rule's `max_groups` plus the shared `other` watch.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub absences: BTreeMap<String, AbsenceState>,
 }
 
 /// One alert stream of a hit rule (a group).
@@ -116,6 +130,23 @@ pub struct GroupState {
     /// threshold at a stop, or read from stdin): sent by the next run when their time comes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingState>,
+    /// With `escalate:`, the open episode: the next run neither sends a step again nor
+    /// forgets one that came due.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub episode: Option<EpisodeState>,
+}
+
+/// An escalation episode: from the first message to "recovered".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeState {
+    /// When its first message went out (steps count from here).
+    pub start: Wall,
+    /// Lines counted in the episode so far.
+    #[serde(default)]
+    pub count: u64,
+    /// How many steps were sent.
+    #[serde(default)]
+    pub level: usize,
 }
 
 /// Hits counted and not yet sent.
@@ -161,6 +192,12 @@ pub struct AbsenceState {
     pub last_seen: Option<Wall>,
     /// "absent" was sent and no "back" since.
     pub alerted: bool,
+    /// The route (by name) of the last matching line: "absent" goes where its lines went.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+    /// The named captures of the last matching line (for the message's template).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub captures: Vec<String>,
 }
 
 #[cfg(test)]
@@ -186,9 +223,36 @@ mod tests {
                     },
                 )]
                 .into(),
-                absence: None,
+                routes: [(
+                    "payments".into(),
+                    [(
+                        String::new(),
+                        GroupState {
+                            alerted: true,
+                            episode: Some(EpisodeState {
+                                start: Wall(t),
+                                count: 3,
+                                level: 1,
+                            }),
+                            ..GroupState::default()
+                        },
+                    )]
+                    .into(),
+                )]
+                .into(),
+                absences: [(
+                    "host=web1".into(),
+                    AbsenceState {
+                        alerted: true,
+                        route: Some("payments".into()),
+                        ..AbsenceState::default()
+                    },
+                )]
+                .into(),
+                ..RuleState::default()
             },
         );
+        assert_eq!(snap.streams(), 3);
         let text = serde_json::to_string(&snap).unwrap();
         assert!(text.contains("2027-01-15T08:00:00.123Z"), "{text}");
         assert_eq!(serde_json::from_str::<AlertSnapshot>(&text).unwrap(), snap);

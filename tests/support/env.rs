@@ -292,6 +292,20 @@ pub fn poll_until(mut ok: impl FnMut() -> bool) -> bool {
     true
 }
 
+/// [`poll_until`] for async tests: polls `ok` without blocking the runtime (the condition may
+/// wait on a task of the test's own runtime), `true` once it holds, `false` after
+/// [`WAIT_LIMIT`].
+pub async fn poll_until_async(mut ok: impl FnMut() -> bool) -> bool {
+    let until = Instant::now() + WAIT_LIMIT;
+    while !ok() {
+        if Instant::now() >= until {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    true
+}
+
 /// One sample (`name{labels}` exactly as written) of the metrics served at `addr`.
 pub fn metric(addr: &str, series: &str) -> Option<f64> {
     let agent: ureq::Agent = ureq::Agent::config_builder()

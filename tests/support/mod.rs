@@ -1,6 +1,9 @@
 #![allow(dead_code)]
 pub mod corpus;
+pub mod delivered;
 pub mod emulator;
 pub mod env;
+pub mod files;
+pub mod problems;
 pub mod redis_server;
 pub mod running;

@@ -2,20 +2,6 @@
 
 use super::*;
 
-fn routes(spec: &[(&str, &[RobotId], &str)]) -> Vec<crate::route::RouteSpec> {
-    spec.iter()
-        .map(|&(when, robots, mobile)| crate::route::RouteSpec {
-            name: Arc::from(when),
-            when: Some(crate::where_expr::Where::parse(when).unwrap()),
-            robots: robots.to_vec(),
-            mention: crate::style::Mention {
-                mobiles: vec![mobile.into()],
-                ..Default::default()
-            },
-        })
-        .collect()
-}
-
 #[test]
 fn routes_split_streams_and_pick_robots_with_exact_counts() {
     let r = rule(|s| {
@@ -45,14 +31,6 @@ fn routes_split_streams_and_pick_robots_with_exact_counts() {
 
 #[test]
 fn escalation_counts_from_the_first_message_and_recovery_resets_it() {
-    use crate::style::Mention;
-    let step = |ms: u64, m: &str| crate::escalate::Step {
-        after: dur(ms),
-        mention: Mention {
-            mobiles: vec![m.into()],
-            ..Mention::default()
-        },
-    };
     let r = rule(|s| {
         s.pattern = "x".into();
         s.cooldown = Some(300 * MS);
