@@ -81,6 +81,8 @@ pub struct DispatcherFactory {
     pub settled_tx: Option<mpsc::UnboundedSender<Vec<Mark>>>,
     /// The process's metrics.
     pub metrics: Arc<Metrics>,
+    /// With `coordination:`, robots added by a reload share their limits and digest too.
+    pub coordinator: Option<crate::fleet::Coordinator>,
 }
 
 impl DispatcherFactory {
@@ -194,6 +196,9 @@ impl Fleet {
                 .and_then(|f| routes.get(&Some(f)).cloned());
             let mut d = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx)
                 .with_metrics(self.factory.metrics.robot(name.as_deref()));
+            if let (Some(c), Some(r)) = (&self.factory.coordinator, robot) {
+                d = crate::dispatch::join_fleet(d, c, r, &config.rules);
+            }
             if let Some(tx) = &self.factory.settled_tx {
                 d = d.with_settled(tx.clone());
             }

@@ -282,6 +282,7 @@ fn emit(
             keyword: robot_cfg.and_then(|r| r.send.keyword.as_deref()),
             max_body: MAX_BODY_BYTES,
             zone: config.timezone,
+            hosts: None,
         };
         while !rest.is_empty() {
             let (message, used) = render(&rest, &ctx, "replay".to_owned());

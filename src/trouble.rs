@@ -36,6 +36,11 @@ pub enum Trouble {
         /// The robot.
         robot: String,
     },
+    /// Redis (`coordination:`) cannot be reached: this instance sends on its own at
+    /// `fallback_rate`.
+    FleetFallback,
+    /// Redis answers again: this instance rejoined the fleet.
+    FleetRejoined,
     /// A config reload was refused; the config loaded before stays in force.
     ReloadRefused {
         /// What triggered it (`SIGHUP`, `config file changed`).

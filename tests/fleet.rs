@@ -14,8 +14,8 @@ use dingtail::config::{Coordination, Quota, Rate, RedisTarget, Reserve};
 use dingtail::fleet::{Coordinator, RobotLink, Slot};
 use dingtail::secret::Secret;
 use redis::Commands;
-use support::emulator::{Emulator, Post, RobotSpec};
-use support::env::{TestEnv, header_total, poll_until, poll_until_async};
+use support::emulator::{Emulator, Fault, Post, RobotSpec};
+use support::env::{TestEnv, header_counts, header_total, poll_until, poll_until_async};
 use support::redis_server::RedisServer;
 
 const TOKEN: &str = "tok-fleet-0123456789";
@@ -31,6 +31,9 @@ fn coordination(url: &str, prefix: &str) -> Coordination {
             per: Duration::from_secs(60),
         },
         timeout: Duration::from_millis(300),
+        digest: true,
+        gather: Duration::from_secs(2),
+        lease: Duration::from_secs(10),
     }
 }
 
@@ -325,6 +328,7 @@ coordination:
   key_prefix: "{prefix}"
   timeout: 300ms
   fallback_rate: 1/1s
+  digest: false
 defaults:
   window: 50ms
   max_lines: 1
@@ -568,4 +572,165 @@ fn check_names_coordination_mistakes_and_never_shows_the_password() {
     let out = missing.run(&["check"], b"");
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("NOPE is not set"), "{}", out.stderr);
+}
+
+/// A config for a fleet-wide digest: robot `ops` (with `robot_extra`), rules `r0`…, a short
+/// lease and `gather`.
+fn digest_config(
+    emu: &Emulator,
+    redis: &RedisServer,
+    prefix: &str,
+    robot_extra: &str,
+    rules: usize,
+    lease: &str,
+) -> String {
+    let mut list = String::new();
+    for r in 0..rules {
+        list.push_str(&format!("  - name: r{r}\n    match: 'E{r} '\n"));
+    }
+    format!(
+        r#"robots:
+  ops:
+    webhook: "{webhook}"
+    retry: {{ initial: 50ms, max: 200ms, recheck: 400ms }}
+{robot_extra}
+coordination:
+  redis: "{url}"
+  key_prefix: "{prefix}"
+  timeout: 300ms
+  fallback_rate: 1/1s
+  gather: 2s
+  lease: {lease}
+defaults:
+  window: 50ms
+  max_lines: 1
+rules:
+{list}"#,
+        webhook = emu.webhook(TOKEN),
+        url = redis.url(),
+    )
+}
+
+/// Entries left in a robot's digest stream.
+fn stream_len(server: &RedisServer, prefix: &str) -> u64 {
+    server
+        .connection()
+        .xlen(format!("{prefix}:{{ops}}:digest"))
+        .unwrap()
+}
+
+#[test]
+fn ten_processes_sharing_a_robot_send_one_digest_per_window_naming_the_hosts() {
+    let redis = RedisServer::start();
+    // The robot takes 5 in any 10 s; a 6th blocks it for a minute.
+    let emu = Emulator::start(vec![
+        RobotSpec::new(TOKEN)
+            .rate(5, Duration::from_secs(10))
+            .block(Duration::from_secs(60)),
+    ]);
+    let yaml = digest_config(&emu, &redis, "digest", "    rate: 5/10s", 3, "1s");
+    let (_envs, mut procs) = fleet(10, &yaml);
+    for p in &procs {
+        p.wait_for("coordination: joined Redis");
+    }
+    let mut matched = 0;
+    for r in 0..3 {
+        // Process i sees i + 1 lines of rule r (and noise): 55 lines on 10 hosts.
+        for (i, p) in procs.iter_mut().enumerate() {
+            let mut text = String::new();
+            for k in 0..=i {
+                text.push_str(&format!("h{i} #{k} E{r} failed\nh{i} fine\n"));
+            }
+            p.write(&text);
+            matched += i as u64 + 1;
+        }
+        let posts = emu.wait_for_posts(r + 1, LIMIT);
+        let text = posts[r].text();
+        assert_eq!(header_counts(&text), vec![(format!("r{r}"), 55)], "{text}");
+        assert!(
+            text.contains(
+                "on 10 hosts: host-9 ×10, host-8 ×9, host-7 ×8, host-6 ×7, host-5 ×6 +5 more"
+            ),
+            "{text}"
+        );
+    }
+    for p in &mut procs {
+        p.close();
+    }
+    let done: Vec<(i32, String)> = procs.into_iter().map(Proc::finish).collect();
+    for (code, stderr) in &done {
+        assert_eq!(*code, 0, "{stderr}");
+        assert!(!stderr.contains("Redis cannot be reached"), "{stderr}");
+    }
+    let posts = emu.posts();
+    assert_eq!(throttled(&emu), 0, "the robot was blocked");
+    assert_eq!(posts.len(), 3, "one message per window for the whole fleet");
+    assert_eq!(lines_in(&posts), matched);
+    assert_eq!(stream_len(&redis, "digest"), 0, "every entry acknowledged");
+}
+
+#[test]
+fn the_digest_sender_killed_mid_batch_loses_nothing_and_posts_nothing_twice() {
+    let redis = RedisServer::start();
+    let emu = Emulator::start(vec![RobotSpec::new(TOKEN)]);
+    // The first message is posted, and its answer held back: its sender dies waiting for it.
+    emu.push_fault(TOKEN, Fault::Delay(Duration::from_secs(120)));
+    let yaml = digest_config(
+        &emu,
+        &redis,
+        "kill",
+        "    timeout: { request: 60s }",
+        2,
+        "3s",
+    );
+    let (_envs, mut procs) = fleet(3, &yaml);
+    for p in &procs {
+        p.wait_for("coordination: joined Redis");
+    }
+    let mut matched = 0;
+    for (i, p) in procs.iter_mut().enumerate() {
+        p.write(&format!("h{i} E0 failed\nh{i} E1 failed\nh{i} E1 again\n"));
+        matched += 3;
+    }
+    let first = emu.wait_for_posts(1, LIMIT)[0].clone();
+    // The sender is the lease holder (`host:pid:random`): SIGKILL it mid-batch.
+    let holder: String = redis.connection().get("kill:{ops}:lease").unwrap();
+    let victim: usize = holder
+        .strip_prefix("host-")
+        .and_then(|h| h.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{holder}"));
+    let mut killed = procs.remove(victim);
+    killed.child.kill().unwrap();
+    killed.child.wait().unwrap();
+    // Another instance takes the lapsed lease and posts the recorded batch again, under the
+    // same msgUuid: DingTalk answers 0 and shows nothing new.
+    let requests = emu.wait_for_requests(2, LIMIT);
+    assert_eq!(
+        requests[1].body.as_ref().unwrap()["msgUuid"],
+        first.body["msgUuid"]
+    );
+    assert!(
+        requests[1].duplicate,
+        "the second send was the same message"
+    );
+    for p in &mut procs {
+        p.close();
+    }
+    for (code, stderr) in procs.into_iter().map(Proc::finish) {
+        assert_eq!(code, 0, "{stderr}");
+    }
+    let posts = emu.posts();
+    assert_eq!(posts.len(), 1, "posted once");
+    assert_eq!(lines_in(&posts), matched, "every line of every host, once");
+    assert!(
+        posts[0].text().contains("on 3 hosts"),
+        "{}",
+        posts[0].text()
+    );
+    assert_eq!(
+        stream_len(&redis, "kill"),
+        0,
+        "acknowledged by the new sender"
+    );
 }

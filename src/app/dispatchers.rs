@@ -51,6 +51,7 @@ pub(super) fn spawn_dispatchers(
         shutdown_timeout: opts.shutdown_timeout,
         settled_tx: files.then(|| wiring.settled_tx.clone()),
         metrics: ops.metrics.clone(),
+        coordinator: coordinator.cloned(),
     };
     let mut setups = Vec::new();
     for &target in &targets {
@@ -79,8 +80,7 @@ pub(super) fn spawn_dispatchers(
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         if let (Some(c), Some(r)) = (coordinator, robot) {
-            dispatcher =
-                dispatcher.with_link(c.robot(&r.name, r.send.rate, r.endpoint.request_timeout));
+            dispatcher = crate::dispatch::join_fleet(dispatcher, c, r, &config.rules);
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }

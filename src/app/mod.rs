@@ -164,7 +164,7 @@ pub async fn run(
         Some(budget)
     };
     let coordinator = match (&config.coordination, dry_run) {
-        (Some(c), false) => Some(join_fleet(c, &opts, &ops).await?),
+        (Some(c), false) => Some(join_fleet(c, &opts, &ops, &trouble).await?),
         _ => None,
     };
     let (dispatchers, routes, fleet) = spawn_dispatchers(
@@ -374,10 +374,18 @@ async fn join_fleet(
     coordination: &crate::config::Coordination,
     opts: &RunOptions,
     ops: &crate::operate::Operate,
+    trouble: &crate::trouble::Reporter,
 ) -> anyhow::Result<crate::fleet::Coordinator> {
-    let metrics = ops.metrics.clone();
-    let hook: crate::fleet::FallbackHook =
-        Arc::new(move |on| metrics.set_coordination_fallback(on));
+    // Falling back and rejoining are both a metric and a self-alert (with `self_alerts:`).
+    let (metrics, trouble) = (ops.metrics.clone(), trouble.clone());
+    let hook: crate::fleet::FallbackHook = Arc::new(move |on| {
+        metrics.set_coordination_fallback(on);
+        trouble.report(if on {
+            crate::trouble::Trouble::FleetFallback
+        } else {
+            crate::trouble::Trouble::FleetRejoined
+        });
+    });
     let coordinator = crate::fleet::Coordinator::new(coordination, &opts.host, Some(hook))?;
     coordinator.join().await;
     Ok(coordinator)

@@ -8,6 +8,9 @@
 //!   key_prefix: "dingtail"                    # every key starts with it (default dingtail)
 //!   fallback_rate: 2/min                      # per instance while Redis cannot be reached
 //!   timeout: 500ms                            # a Redis answer slower than this is "unreachable"
+//!   digest: true                              # one message per rule and group for the fleet
+//!   gather: 2s                                # the digest sender waits this long from the oldest entry
+//!   lease: 10s                                # another instance takes over a silent sender after this
 //! ```
 //!
 //! Or `cluster: [ "redis://node-a:6379", "redis://node-b:6379" ]` instead of `redis:` for Redis
@@ -35,6 +38,15 @@ pub const DEFAULT_FALLBACK_RATE: Rate = Rate {
 /// The default `timeout`.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The default `gather`: what the instances close in one window reaches the stream well within.
+pub const DEFAULT_GATHER: Duration = Duration::from_secs(2);
+
+/// The default `lease`.
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
+
+/// The longest `gather` and `lease` accepted: alerts wait this long at most for a sender.
+const MAX_DIGEST_WAIT: Duration = Duration::from_secs(300);
+
 /// The longest `timeout` accepted: a dispatcher waits this long before it falls back.
 const MAX_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -60,6 +72,12 @@ pub struct Coordination {
     pub fallback_rate: Rate,
     /// A Redis call slower than this counts as Redis being unreachable.
     pub timeout: Duration,
+    /// Fleet-wide digests: the instances' alerts of a robot go through one sender in Redis.
+    pub digest: bool,
+    /// The digest sender waits this long from the oldest entry before sending.
+    pub gather: Duration,
+    /// The digest sender's lease: another instance takes over after this much silence.
+    pub lease: Duration,
 }
 
 /// `coordination:` as written.
@@ -84,6 +102,15 @@ pub(super) struct RawCoordination {
     /// A slower Redis answer counts as Redis being away.
     #[serde(default)]
     timeout: Option<Spanned<String>>,
+    /// Fleet-wide digests (default true).
+    #[serde(default)]
+    digest: Option<Spanned<bool>>,
+    /// The digest sender waits this long from the oldest entry.
+    #[serde(default)]
+    gather: Option<Spanned<String>>,
+    /// The digest sender's lease.
+    #[serde(default)]
+    lease: Option<Spanned<String>>,
 }
 
 /// Checks `coordination:`; `None` when absent or wrong (the problems are in `c`).
@@ -179,12 +206,27 @@ pub(super) fn check_coordination(
             .duration(t, &ctx("timeout"), MAX_TIMEOUT)
             .unwrap_or(DEFAULT_TIMEOUT),
     };
+    let gather = match &r.gather {
+        None => DEFAULT_GATHER,
+        Some(t) => c
+            .duration(t, &ctx("gather"), MAX_DIGEST_WAIT)
+            .unwrap_or(DEFAULT_GATHER),
+    };
+    let lease = match &r.lease {
+        None => DEFAULT_LEASE,
+        Some(t) => c
+            .duration(t, &ctx("lease"), MAX_DIGEST_WAIT)
+            .unwrap_or(DEFAULT_LEASE),
+    };
     Some(Coordination {
         target: target?,
         password,
         key_prefix,
         fallback_rate,
         timeout,
+        digest: r.digest.as_ref().is_none_or(|d| d.value),
+        gather,
+        lease,
     })
 }
 

@@ -49,6 +49,18 @@ pub struct RenderContext<'a> {
     pub max_body: usize,
     /// The zone every time in the message is written in (`timezone:`).
     pub zone: Zone,
+    /// Per alert, in order, what its header names instead of `host`: a fleet digest names the
+    /// hosts its lines came from (`on 48 hosts: web-3 ×1200, …`). `None`: `host` for all.
+    pub hosts: Option<&'a [String]>,
+}
+
+impl RenderContext<'_> {
+    /// What the header of the `i`th alert names: its hosts in a fleet digest, else this host.
+    fn host_of(&self, i: usize) -> &str {
+        self.hosts
+            .and_then(|h| h.get(i))
+            .map_or(self.host, String::as_str)
+    }
 }
 
 /// A rendered message, ready to POST.
@@ -185,7 +197,7 @@ fn squeeze(alert: &Alert, ctx: &RenderContext, msg_uuid: String, content: &str) 
     let flavor = Flavor::of(alert.style.msgtype);
     let title = title(&[alert]);
     let keyword_part = keyword_line(ctx.keyword);
-    let head = head(alert, ctx.host, flavor);
+    let head = head(alert, ctx.host_of(0), flavor);
     let rest = content.strip_prefix(head.as_str()).unwrap_or("");
     let fixed = body_json(flavor, &msg_uuid, &title, "", &Mention::default()).len()
         + escaped_len(&head)
@@ -243,7 +255,8 @@ fn render_within(
     // Headers first: as many alerts as fit with their worst-case "more" line and mentions.
     let parts: Vec<Part> = alerts
         .iter()
-        .map(|a| layout(a, ctx.host, ctx.zone, flavor))
+        .enumerate()
+        .map(|(i, a)| layout(a, ctx.host_of(i), ctx.zone, flavor))
         .collect();
     let mut mention = Mention::default();
     let mut used = 0;
@@ -877,6 +890,7 @@ mod tests {
             keyword,
             max_body: MAX_BODY_BYTES,
             zone: Zone::parse("Asia/Shanghai").unwrap(),
+            hosts: None,
         }
     }
 
@@ -1135,7 +1149,7 @@ mod tests {
                 }
             }).collect();
             let host = String::from_utf8_lossy(&host).into_owned();
-            let ctx = RenderContext { host: &host, keyword: Some("【告警】"), max_body: MAX_BODY_BYTES, zone: Zone::parse("Asia/Shanghai").unwrap() };
+            let ctx = RenderContext { host: &host, keyword: Some("【告警】"), max_body: MAX_BODY_BYTES, zone: Zone::parse("Asia/Shanghai").unwrap(), hosts: None };
             let mut rest: &[Alert] = &alerts;
             let mut total = 0;
             while !rest.is_empty() {

@@ -48,9 +48,12 @@
 mod budget_gate;
 mod deliver;
 mod fallback;
+mod fleet_digest;
 mod run;
 #[cfg(test)]
 mod tests;
+
+pub use fleet_digest::{FleetDigest, join_fleet};
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -195,6 +198,8 @@ pub struct Dispatcher {
     link: Option<Arc<RobotLink>>,
     /// A shared pause was said (once per pause).
     shared_pause_said: bool,
+    /// With `coordination:`, the robot's fleet-wide digest (see `fleet_digest`).
+    digest: Option<FleetDigest>,
 }
 
 /// Tells the time of day (the budget's month and pace are in wall-clock time).
@@ -240,6 +245,7 @@ impl Dispatcher {
             wall: Arc::new(SystemTime::now),
             link: None,
             shared_pause_said: false,
+            digest: None,
         }
     }
 

@@ -9,6 +9,7 @@ use tokio::time::{Instant, sleep_until};
 
 use super::budget_gate::Gate;
 use super::deliver::{Outcome, new_uuid};
+use super::fleet_digest::Turn;
 use super::{DeliveryReport, Dispatcher, Sink, is_critical};
 use crate::aggregate::Routed;
 use crate::budget::Verdict;
@@ -25,6 +26,15 @@ impl Dispatcher {
         loop {
             self.take_update();
             self.publish();
+            if self.digest.is_some() {
+                self.hand_to_fleet().await;
+                if self.pending.is_empty() {
+                    match self.fleet_turn().await {
+                        Turn::Again => continue,
+                        Turn::Done => break,
+                    }
+                }
+            }
             if self.pending.is_empty() {
                 if !self.input_open {
                     break;
@@ -139,6 +149,7 @@ impl Dispatcher {
                 }
             }
         }
+        self.leave_fleet().await;
         let left = std::mem::take(&mut self.pending);
         let reason = match &self.last_error {
             Some(e) => format!("not delivered before the shutdown timeout (last error: {e})"),
@@ -156,6 +167,7 @@ impl Dispatcher {
             keyword: self.cfg.keyword.as_deref(),
             max_body: self.max_body,
             zone: self.cfg.zone,
+            hosts: None,
         }
     }
 

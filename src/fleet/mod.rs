@@ -42,6 +42,8 @@
 //! `appendonly yes` (`appendfsync everysec` loses at most a second). The window and the pause are
 //! short-lived and need no persistence.
 
+pub mod digest_stream;
+pub mod fleet_entry;
 pub mod robot_link;
 pub mod scripts;
 
@@ -56,6 +58,7 @@ use redis::{FromRedisValue, IntoConnectionInfo, RedisResult, ScriptInvocation, V
 use tokio::time::Instant;
 
 use crate::config::{Coordination, RedisTarget};
+pub use digest_stream::{DigestStream, DigestTiming};
 pub use robot_link::{RobotLink, Slot};
 
 /// While Redis is away, it is tried again at most this often.
@@ -105,6 +108,8 @@ struct Inner {
     /// Scrubbed from error texts, whatever the client puts in them.
     password: Option<String>,
     on_fallback: Option<FallbackHook>,
+    /// The fleet-wide digest's timing (`None`: `digest: false`).
+    digest: Option<DigestTiming>,
 }
 
 /// Told `true` when the instance falls back, `false` when it rejoins (the metrics gauge
@@ -176,6 +181,10 @@ impl Coordinator {
             owed: Mutex::new(Vec::new()),
             password,
             on_fallback,
+            digest: cfg.digest.then_some(DigestTiming {
+                lease: cfg.lease,
+                gather: cfg.gather,
+            }),
         })))
     }
 
@@ -191,6 +200,11 @@ impl Coordinator {
     /// The link of robot `name` (its `rate`, and `flight`: the longest a request may take).
     pub fn robot(&self, name: &str, rate: crate::config::Rate, flight: Duration) -> RobotLink {
         RobotLink::new(self.clone(), name, rate, flight)
+    }
+
+    /// Robot `name`'s fleet-wide digest stream and its timing (`None` with `digest: false`).
+    pub fn digest(&self, name: &str) -> Option<(DigestStream, DigestTiming)> {
+        Some((DigestStream::new(self.clone(), name), self.0.digest?))
     }
 
     /// `PREFIX:{tag}:suffix` with braces in `tag` replaced (they would end the hash tag).

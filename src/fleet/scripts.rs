@@ -124,3 +124,103 @@ return 1
 ",
     )
 });
+
+/// Appends closed alerts to a robot's digest stream, all or none. Returns their ids.
+///
+/// `KEYS`: stream. `ARGV`: the entries (JSON).
+pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local ids = {}
+for i = 1, #ARGV do
+  ids[i] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+end
+return ids
+",
+    )
+});
+
+/// Takes or renews a robot's sender lease: granted when free or already this instance's.
+///
+/// `KEYS`: lease. `ARGV`: token, ttl ms. Returns 1 (held) or 0.
+pub static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]); return 1 end
+if not cur then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
+return 0
+",
+    )
+});
+
+/// Gives a lease up, if still this instance's. `KEYS`: lease. `ARGV`: token.
+pub static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});
+
+/// What the sender finds: Redis's time, the batch begun and not acknowledged (its msgUuid and
+/// entry ids, as JSON, or empty strings), then the oldest entries as id, JSON, id, JSON…
+///
+/// `KEYS`: stream, batch. `ARGV`: count.
+pub static READ: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local b = redis.call('HMGET', KEYS[2], 'uuid', 'ids')
+local out = {now, b[1] or '', b[2] or ''}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'e' then out[#out + 1] = e[1]; out[#out + 1] = f[i + 1] end
+  end
+end
+return out
+",
+    )
+});
+
+/// Records a batch before it is posted (its msgUuid and entry ids), if this instance still
+/// holds the lease. `KEYS`: lease, batch. `ARGV`: token, uuid, ids JSON. Returns 1 or 0.
+pub static BEGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'uuid', ARGV[2], 'ids', ARGV[3])
+return 1
+",
+    )
+});
+
+/// The batch was posted (errcode 0): its entries go, and the record. Only the batch recorded
+/// under this msgUuid is acknowledged (a sender whose lease lapsed may finish late).
+///
+/// `KEYS`: stream, batch. `ARGV`: uuid, then the ids. Returns the entries deleted, or -1.
+pub static ACK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[2], 'uuid') ~= ARGV[1] then return -1 end
+redis.call('DEL', KEYS[2])
+local n = 0
+for i = 2, #ARGV do n = n + redis.call('XDEL', KEYS[1], ARGV[i]) end
+return n
+",
+    )
+});
+
+/// DingTalk certainly did not post the batch: its record goes (the entries stay, for a new
+/// batch under a new msgUuid). `KEYS`: batch. `ARGV`: uuid.
+pub static DROP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'uuid') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+",
+    )
+});

@@ -287,6 +287,21 @@ impl Teller {
                 )
                 .await;
             }
+            Trouble::FleetFallback => {
+                let text = vec![
+                    "coordination: Redis cannot be reached; this instance sends on its own at `fallback_rate`".to_owned(),
+                    "its alerts are kept and sent, its counts added to Redis's ledger when it is back".to_owned(),
+                ];
+                self.tell("fleet_fallback", "fleet", "fleet fallback", text, None)
+                    .await;
+            }
+            Trouble::FleetRejoined => {
+                let text = vec![
+                    "coordination: Redis is back; this instance rejoined the fleet".to_owned(),
+                ];
+                self.tell("fleet_rejoined", "fleet ok", "fleet rejoined", text, None)
+                    .await;
+            }
             Trouble::ReloadRefused { why, problems } => {
                 let mut text = vec![format!(
                     "config reload ({why}) refused: still running on the config loaded before"
