@@ -29,7 +29,7 @@ use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
 use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::pretty::{Presentation, write_message};
-use crate::source::{Chunk, LineFramer};
+use crate::source::{Chunk, EventReader};
 use crate::tester::TestError;
 
 /// One message the rules would send.
@@ -76,7 +76,7 @@ pub fn replay_as(
     p: Presentation,
 ) -> Result<Vec<Replayed>, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
-    let mut framer = LineFramer::new(config.max_line_bytes);
+    let mut reader = EventReader::new(config.max_line_bytes, None);
     let mut state: Option<Clock> = None;
     let mut agg: Option<Aggregator> = None;
     let mut sent = Vec::new();
@@ -121,7 +121,7 @@ pub fn replay_as(
             end_offset: 0,
             read_at: clock.wall_at(now),
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         };
         let (alerts, _) = hush.filter(
             agg.add(&matcher.match_chunk(&chunk), now),
@@ -129,8 +129,8 @@ pub fn replay_as(
         );
         emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
-    framer.read_all(input, TestError::Read, |block| {
-        for line in lines(&block) {
+    reader.read_all(input, TestError::Read, |block, _| {
+        for line in lines(&block.data) {
             step(line, out, &mut sent)?;
         }
         Ok(())

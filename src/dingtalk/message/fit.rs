@@ -3,6 +3,7 @@
 
 use super::json::{escaped_char_len, escaped_len};
 use super::layout::Flavor;
+use crate::alert::Sample;
 use crate::pii::Pii;
 
 /// A quoted line is never cut shorter than this many bytes (escaped) while lines can be dropped
@@ -23,13 +24,14 @@ pub(super) const ELLIPSIS: &str = "…";
 
 impl Quoted {
     /// Personal data is masked (by `pii`) before the text is made safe and measured, so the
-    /// size is that of what is sent; a cut line's last piece also loses a trailing partial number.
-    pub(super) fn new(raw: &[u8], cut: bool, flavor: Flavor, pii: &Pii) -> Quoted {
-        // A multi-line event (a stack trace) arrives with its lines joined by `\r`: each of its
-        // lines goes on a line of its own, indented under the `> ` that marks one counted event.
-        let pieces = raw.split(|&b| b == b'\r').count();
-        let text = raw
-            .split(|&b| b == b'\r')
+    /// size is that of what is sent; a cut sample's last line also loses a trailing partial
+    /// number. The lines of a multi-line event each go on a line of their own, indented under
+    /// the `> ` that marks one counted event.
+    pub(super) fn new(sample: &Sample, flavor: Flavor, pii: &Pii) -> Quoted {
+        let cut = sample.cut;
+        let pieces = sample.lines().count();
+        let text = sample
+            .lines()
             .enumerate()
             .map(|(i, l)| {
                 let l = String::from_utf8_lossy(l);

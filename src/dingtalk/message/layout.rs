@@ -179,7 +179,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
     let quote = |a: &Alert| -> Vec<Quoted> {
         a.samples
             .iter()
-            .map(|s| Quoted::new(&s.text, s.cut, flavor, &a.style.pii))
+            .map(|s| Quoted::new(s, flavor, &a.style.pii))
             .collect()
     };
     match a.kind {

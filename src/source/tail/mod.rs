@@ -32,7 +32,7 @@
 //! - Compressed files (gzip, zstd, xz, bzip2, by their magic bytes: logrotate's `app.log.2.gz`
 //!   under a glob `app.log*`) are skipped with one notice, not read as text: what they hold
 //!   was read before they were compressed.
-//! - Lines are framed by [`LineFramer`]: bounded memory for huge lines, a partial last line
+//! - Lines are framed, and gathered into events, by an [`EventReader`] per file: bounded memory for huge lines, a partial last line
 //!   waits for its `\n` (or for rotation, or the end of a `once` run); on a signal it is left
 //!   unread, before the checkpoint, so the next run reads it whole.
 //! - `once`: every file is read from where it starts to its current end, then the thread ends,
@@ -61,8 +61,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 use super::checkpoint::{Entry, Event, Identity};
-use super::multiline::{Assembler, Multiline};
-use super::{Chunk, FileId, LineFramer};
+use super::multiline::Multiline;
+use super::{Chunk, EventReader, FileId};
 
 /// Longest wait between looks when file-system events are not available.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -182,8 +182,8 @@ struct TailedFile {
     pos: u64,
     /// Size seen at the last look (a change triggers the fingerprint check).
     size: u64,
-    framer: LineFramer,
-    assembler: Option<Assembler>,
+    /// Framing and multi-line events, positioned at `pos`.
+    reader: EventReader,
     /// Where the next chunk starts (the end of the last one).
     chunk_start: u64,
     /// Last time data arrived (or the file was opened).

@@ -8,15 +8,12 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::Bytes;
-
 use super::{LEFT_KEPT, TailedFile, Tailer};
 use crate::source::checkpoint::{Event, FINGERPRINT_BYTES, Identity};
-use crate::source::multiline::Assembler;
-use crate::source::{Chunk, LineFramer, Mark};
+use crate::source::{Chunk, EventBlock, EventReader, Mark};
 
 impl Tailer {
-    /// A file of path `i` about to be read from `pos`, with its framer (and assembler when
+    /// A file of path `i` about to be read from `pos`, with its reader (gathering events when
     /// the path's input has `multiline`).
     pub(super) fn tailed_file(
         &self,
@@ -32,11 +29,11 @@ impl Tailer {
             identity,
             pos,
             size,
-            framer: LineFramer::starting_at(self.cfg.max_line, pos),
-            assembler: self.followed[i]
-                .multiline
-                .as_ref()
-                .map(|m| Assembler::new(m, self.cfg.max_line)),
+            reader: EventReader::starting_at(
+                self.cfg.max_line,
+                self.followed[i].multiline.as_ref(),
+                pos,
+            ),
             chunk_start: pos,
             active_at: Instant::now(),
         }
@@ -77,13 +74,13 @@ impl Tailer {
         open.size = size;
         if rewritten {
             tracing::info!(path = %path, "file truncated: reading it again from the start");
-            self.emit_tail(path, open);
+            self.send_tail(path, open);
             self.close(open);
             open.id = self.next_id;
             self.next_id += 1;
             open.pos = 0;
             open.chunk_start = 0;
-            open.framer = LineFramer::starting_at(self.cfg.max_line, 0);
+            open.reader.restart_at(0);
             open.identity = Identity::of(&open.file)?;
             let _ = self.events_tx.send(Event::Opened {
                 file: open.id,
@@ -126,79 +123,49 @@ impl Tailer {
             open.pos += n as u64;
             open.active_at = Instant::now();
             tracing::debug!(path = %path, offset = open.pos, "read up to");
-            let from = open.framer.complete_offset();
-            let lines = open.framer.push(&self.buf[..n]);
-            let end = open.framer.complete_offset();
-            self.emit(path, open, lines, from, end);
+            let block = open.reader.push(&self.buf[..n], Instant::now());
+            self.send(path, open, block);
             if self.closed {
                 return false;
             }
         }
-        // Multi-line events that timed out.
-        if let Some(a) = &mut open.assembler
-            && a.deadline().is_some_and(|d| d <= Instant::now())
-        {
-            let events = a.flush();
-            let end = open.framer.complete_offset();
-            self.send(path, open, events, end);
+        // A multi-line event that timed out.
+        if let Some(block) = open.reader.flush_due(Instant::now()) {
+            self.send(path, open, block);
         }
         false
-    }
-
-    /// Passes framed lines (from offset `from` to `end`) through the assembler (if any) and
-    /// sends them.
-    pub(super) fn emit(
-        &mut self,
-        path: &Arc<str>,
-        open: &mut TailedFile,
-        lines: Option<Bytes>,
-        from: u64,
-        end: u64,
-    ) {
-        let (data, end) = match &mut open.assembler {
-            None => (lines.unwrap_or_default(), end),
-            Some(a) => a.push(
-                lines.as_deref().unwrap_or_default(),
-                from,
-                end,
-                Instant::now(),
-            ),
-        };
-        self.send(path, open, data, end);
     }
 
     /// The file is left for good (rotated away and quiet, gone, truncated, end of `once`): its
     /// partial last line and pending event are taken as they are.
     pub(super) fn finish(&mut self, path: &Arc<str>, open: &mut TailedFile) {
-        self.emit_tail(path, open);
-        self.stats.cut_lines += open.framer.cut_lines();
+        self.send_tail(path, open);
+        self.stats.cut_lines += open.reader.cut_lines();
     }
 
-    pub(super) fn emit_tail(&mut self, path: &Arc<str>, open: &mut TailedFile) {
-        let from = open.framer.complete_offset();
-        let last = open.framer.finish();
-        let end = open.framer.complete_offset();
-        self.emit(path, open, last, from, end);
-        if let Some(a) = &mut open.assembler {
-            let events = a.flush();
-            self.send(path, open, events, end);
-        }
+    /// Sends the partial last line and the pending event as they are.
+    pub(super) fn send_tail(&mut self, path: &Arc<str>, open: &mut TailedFile) {
+        let block = open.reader.finish();
+        self.send(path, open, block);
     }
 
-    pub(super) fn send(&mut self, path: &Arc<str>, open: &mut TailedFile, data: Bytes, end: u64) {
-        if data.is_empty() && end == open.chunk_start {
+    /// Sends a block as the next chunk of the file (nothing when it holds no event and its end
+    /// did not move).
+    pub(super) fn send(&mut self, path: &Arc<str>, open: &mut TailedFile, block: EventBlock) {
+        if block.data.is_empty() && block.end_offset == open.chunk_start {
             return;
         }
+        let end = block.end_offset;
         let chunk = Chunk {
             source: path.clone(),
-            data,
+            data: block.data,
             end_offset: end,
             read_at: SystemTime::now(),
             mark: Some(Mark {
                 file: open.id,
                 start: open.chunk_start,
             }),
-            joined: open.assembler.is_some(),
+            line_joins: block.line_joins,
         };
         open.chunk_start = end;
         if self.chunk_tx.blocking_send(chunk).is_err() {

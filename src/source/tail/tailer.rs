@@ -134,7 +134,7 @@ impl Tailer {
         self.followed
             .iter()
             .flat_map(|w| w.current.iter().chain(&w.retired))
-            .filter_map(|o| o.assembler.as_ref()?.deadline())
+            .filter_map(|o| o.reader.deadline())
             .min()
     }
 
@@ -367,7 +367,7 @@ impl Tailer {
                     offset: open.chunk_start,
                     from: open.chunk_start,
                 });
-                self.stats.cut_lines += open.framer.cut_lines();
+                self.stats.cut_lines += open.reader.cut_lines();
             }
             tracing::info!(path = %w.path, "no longer followed (its input was removed)");
             self.unreadable.remove(&w.path);

@@ -122,6 +122,26 @@ fn merged_alerts_each_keep_their_header_and_the_keyword_is_added() {
 }
 
 #[test]
+fn an_event_is_quoted_line_by_line_and_a_bare_cr_is_no_line_break() {
+    // samples as the pipeline hands them over: an event's lines apart, `\n` between them
+    let a = alert("trace", 2, &[b"boom\n\tat a.B(C.java)", b"one\rline"], 5);
+    let (m, _) = render(&[a], &ctx(None), "u".into());
+    let text = content(&m);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 5, "{text}");
+    assert_eq!(lines[2], "> boom");
+    assert!(
+        lines[3].starts_with("  ") && lines[3].ends_with("at a.B(C.java)"),
+        "{text}"
+    );
+    assert!(
+        lines[4].starts_with("> one") && lines[4].ends_with("line"),
+        "{text}"
+    );
+    assert!(!text.contains('\r'));
+}
+
+#[test]
 fn plain_text_adds_the_keyword_only_when_missing() {
     let b = plain_text("hello", Some("告警"), "u");
     assert!(b.contains(r#""content":"hello\n告警""#), "{b}");
