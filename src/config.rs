@@ -125,6 +125,21 @@ impl Config {
         self.robots.iter().position(|r| r.name == name)
     }
 
+    /// What the tailer follows: the config's `inputs:` and then `cli_paths` (`dingtail run
+    /// PATH…`, every line an event). Empty when neither names a file: then stdin is read.
+    pub fn follow_list(&self, cli_paths: &[String]) -> Vec<crate::source::tail::Input> {
+        use crate::source::tail::Input;
+        let configured = self.inputs.iter().map(|i| Input {
+            pattern: i.path.clone(),
+            multiline: i.multiline.clone(),
+        });
+        let given = cli_paths.iter().map(|p| Input {
+            pattern: p.clone(),
+            multiline: None,
+        });
+        configured.chain(given).collect()
+    }
+
     /// Parses and checks the built-in rules (which must always be valid: a test makes sure).
     pub fn builtin() -> Config {
         parse_str(DEFAULT_RULES, BUILTIN_NAME, &|_| None)

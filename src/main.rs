@@ -371,7 +371,7 @@ fn send(args: &SendArgs) -> ExitCode {
     };
     let body = message::plain_text(
         &args.text,
-        robot.keyword.as_deref(),
+        robot.send.keyword.as_deref(),
         &uuid::Uuid::new_v4().to_string(),
     );
     // A message sent by hand spends the month's quota too: counted before it goes.

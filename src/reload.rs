@@ -83,6 +83,28 @@ pub struct DispatcherFactory {
     pub metrics: Arc<Metrics>,
 }
 
+impl DispatcherFactory {
+    /// The dispatch settings and sink of a robot (or of none) under `config`: how `app::run`
+    /// and every reload set a dispatcher up. Fails when the robot's HTTP client cannot be built.
+    pub fn setup(
+        &self,
+        config: &Config,
+        robot: Option<&config::RobotConfig>,
+    ) -> anyhow::Result<(DispatchConfig, Sink)> {
+        let sink = match robot {
+            Some(r) if !self.dry_run => Sink::Post {
+                client: Client::for_endpoint(&r.endpoint)
+                    .with_context(|| format!("robot {}", r.name))?,
+                robot: Box::new(r.clone()),
+            },
+            _ => Sink::DryRun(self.stdout.clone()),
+        };
+        let mut cfg = DispatchConfig::new(robot, &self.host, self.shutdown_timeout);
+        cfg.zone = config.timezone;
+        Ok((cfg, sink))
+    }
+}
+
 struct Member {
     alerts_tx: mpsc::Sender<Vec<Routed>>,
     updates_tx: watch::Sender<Option<Arc<RobotUpdate>>>,
@@ -120,26 +142,6 @@ impl Fleet {
         updates_rx
     }
 
-    /// The dispatch settings and sink of a robot (or of none) under `config`.
-    fn setup(
-        &self,
-        config: &Config,
-        robot: Option<&config::RobotConfig>,
-    ) -> anyhow::Result<(DispatchConfig, Sink)> {
-        let f = &self.factory;
-        let sink = match robot {
-            Some(r) if !f.dry_run => Sink::Post {
-                client: Client::for_endpoint(&r.endpoint)
-                    .with_context(|| format!("robot {}", r.name))?,
-                robot: Box::new(r.clone()),
-            },
-            _ => Sink::DryRun(f.stdout.clone()),
-        };
-        let mut cfg = DispatchConfig::new(robot, &f.host, f.shutdown_timeout);
-        cfg.zone = config.timezone;
-        Ok((cfg, sink))
-    }
-
     /// Moves the fleet to `config`: updates robots that stay, starts new ones, closes the input
     /// of robots that are gone; returns the routes by the new config's robot ids. Fails (and
     /// changes nothing) when a robot's HTTP client cannot be built.
@@ -155,7 +157,11 @@ impl Fleet {
         let mut setups = Vec::new();
         for &t in &targets {
             let robot = t.map(|id| &config.robots[id]);
-            setups.push((t, robot.map(|r| r.name.clone()), self.setup(config, robot)?));
+            setups.push((
+                t,
+                robot.map(|r| r.name.clone()),
+                self.factory.setup(config, robot)?,
+            ));
         }
         let mut routes = HashMap::new();
         let mut kept = HashMap::new();
@@ -257,24 +263,6 @@ pub struct TailerInputs {
     pub cli_paths: Vec<String>,
 }
 
-impl TailerInputs {
-    fn inputs(&self, config: &Config) -> Vec<crate::source::tail::Input> {
-        use crate::source::tail::Input;
-        config
-            .inputs
-            .iter()
-            .map(|i| Input {
-                pattern: i.path.clone(),
-                multiline: i.multiline.clone(),
-            })
-            .chain(self.cli_paths.iter().map(|p| Input {
-                pattern: p.clone(),
-                multiline: None,
-            }))
-            .collect()
-    }
-}
-
 /// What the reloader task talks to, beside the pipeline.
 pub struct Sides {
     /// The process's metrics.
@@ -362,7 +350,7 @@ pub async fn run(
                 if new_inputs != inputs {
                     match &sides.tailer {
                         Some(t) => {
-                            let all = t.inputs(&reload.config);
+                            let all = reload.config.follow_list(&t.cli_paths);
                             if all.is_empty() {
                                 tracing::warn!(
                                     "the reloaded config follows no file any more: nothing is read until a reload names one"

@@ -261,7 +261,7 @@ fn emit(
         let robot_cfg = robot.map(|r| &config.robots[r]);
         let ctx = RenderContext {
             host,
-            keyword: robot_cfg.and_then(|r| r.keyword.as_deref()),
+            keyword: robot_cfg.and_then(|r| r.send.keyword.as_deref()),
             max_body: MAX_BODY_BYTES,
             zone: config.timezone,
         };

@@ -87,8 +87,10 @@ enum Token {
     And,
     Or,
     Not,
-    Open,
-    Close,
+    /// `(`
+    OpenParen,
+    /// `)`
+    CloseParen,
 }
 
 fn tokenize(src: &str) -> Result<Vec<(Token, usize)>, WhereError> {
@@ -106,11 +108,11 @@ fn tokenize(src: &str) -> Result<Vec<(Token, usize)>, WhereError> {
         let tok = match c {
             '(' => {
                 i += 1;
-                Token::Open
+                Token::OpenParen
             }
             ')' => {
                 i += 1;
-                Token::Close
+                Token::CloseParen
             }
             '=' | '!' | '<' | '>' => {
                 let next = chars.get(i + 1).copied();
@@ -231,10 +233,10 @@ impl Parser {
                 self.pos += 1;
                 Ok(Where::Not(Box::new(self.unary()?)))
             }
-            Some(Token::Open) => {
+            Some(Token::OpenParen) => {
                 self.pos += 1;
                 let inner = self.or()?;
-                if self.peek() != Some(&Token::Close) {
+                if self.peek() != Some(&Token::CloseParen) {
                     return self.fail("expected `)`");
                 }
                 self.pos += 1;

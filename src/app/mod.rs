@@ -31,8 +31,7 @@ use crate::aggregate::{Aggregator, Routed};
 use crate::budget::SharedBudget;
 use crate::budget::ledger_file::LedgerFile;
 use crate::config::{Config, RobotId};
-use crate::dingtalk::Client;
-use crate::dispatch::{DeliveryReport, DispatchConfig, Dispatcher, Sink};
+use crate::dispatch::{DeliveryReport, Dispatcher};
 use crate::matcher::Matcher;
 use crate::reload::{self, DispatcherFactory, Feed, Fleet, Matched};
 use crate::source::checkpoint::{self, Event, Keeper, Store};
@@ -126,7 +125,7 @@ pub async fn run(
 ) -> anyhow::Result<RunReport> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
     let dry_run = opts.dry_run || config.robots.is_empty();
-    let inputs = inputs(&config, &opts);
+    let inputs = config.follow_list(&opts.paths);
     // `-` names stdin: alone, it is the same as no input at all.
     let stdin_named = inputs.iter().filter(|i| i.pattern == "-").count();
     if stdin_named > 0 && stdin_named < inputs.len() {
@@ -381,22 +380,6 @@ pub async fn run(
     })
 }
 
-/// The config's `inputs` and the files of the command line; with neither, stdin is read.
-fn inputs(config: &Config, opts: &RunOptions) -> Vec<Input> {
-    config
-        .inputs
-        .iter()
-        .map(|i| Input {
-            pattern: i.path.clone(),
-            multiline: i.multiline.clone(),
-        })
-        .chain(opts.paths.iter().map(|p| Input {
-            pattern: p.clone(),
-            multiline: None,
-        }))
-        .collect()
-}
-
 /// The dispatcher tasks a run starts with.
 type Dispatchers = Vec<tokio::task::JoinHandle<DeliveryReport>>;
 /// Where the aggregator sends each robot's alerts.
@@ -414,7 +397,6 @@ fn spawn_dispatchers(
     (budget, coordinator): (&Option<SharedBudget>, Option<&crate::fleet::Coordinator>),
     wiring: &Wiring,
 ) -> anyhow::Result<(Dispatchers, Routes, Fleet)> {
-    let stdout = crate::pretty::dry_run_stdout(opts.presentation);
     let targets: Vec<Option<RobotId>> = if config.robots.is_empty() {
         vec![None]
     } else {
@@ -427,34 +409,29 @@ fn spawn_dispatchers(
         routes.insert(target, alerts_tx);
         receivers.push(alerts_rx);
     }
-    let mut fleet = Fleet::new(DispatcherFactory {
+    let factory = DispatcherFactory {
         dry_run,
-        stdout: stdout.clone(),
+        stdout: crate::pretty::dry_run_stdout(opts.presentation),
         host: opts.host.clone(),
         shutdown_timeout: opts.shutdown_timeout,
         settled_tx: files.then(|| wiring.settled_tx.clone()),
         metrics: ops.metrics.clone(),
-    });
+    };
+    let mut setups = Vec::new();
+    for &target in &targets {
+        setups.push(factory.setup(config, target.map(|id| &config.robots[id]))?);
+    }
+    let mut fleet = Fleet::new(factory);
     let mut dispatchers = Vec::new();
     // One delivery deadline for every robot, fallbacks included.
     let shutdown_deadline = Arc::default();
-    for (target, alerts_rx) in targets.into_iter().zip(receivers) {
+    for ((target, alerts_rx), (cfg, sink)) in targets.into_iter().zip(receivers).zip(setups) {
         let robot = target.map(|id| &config.robots[id]);
-        let sink = match robot {
-            Some(r) if !dry_run => Sink::Post {
-                client: Client::for_endpoint(&r.endpoint)
-                    .with_context(|| format!("robot {}", r.name))?,
-                robot: Box::new(r.clone()),
-            },
-            _ => Sink::DryRun(stdout.clone()),
-        };
         let fallback_tx = robot
             .and_then(|r| r.fallback)
             .filter(|_| !dry_run)
             .and_then(|f| routes.get(&Some(f)).cloned());
-        let mut cfg = DispatchConfig::new(robot, &opts.host, opts.shutdown_timeout)
-            .sharing_deadline(&shutdown_deadline);
-        cfg.zone = config.timezone;
+        let cfg = cfg.sharing_deadline(&shutdown_deadline);
         let mut dispatcher = Dispatcher::new(cfg, sink, alerts_rx, fallback_tx);
         if files {
             dispatcher = dispatcher.with_settled(wiring.settled_tx.clone());
@@ -467,7 +444,8 @@ fn spawn_dispatchers(
             dispatcher = dispatcher.with_budget(b.clone(), id);
         }
         if let (Some(c), Some(r)) = (coordinator, robot) {
-            dispatcher = dispatcher.with_link(c.robot(&r.name, r.rate, r.endpoint.request_timeout));
+            dispatcher =
+                dispatcher.with_link(c.robot(&r.name, r.send.rate, r.endpoint.request_timeout));
         }
         dispatchers.push(tokio::spawn(dispatcher.run()));
     }
@@ -528,7 +506,7 @@ fn spawn_files(
 
 /// The sizes of the files the inputs match now (`--from-beginning` reads them whole).
 fn start_sizes(inputs: &[Input]) -> u64 {
-    let mut seen = std::collections::HashSet::new();
+    let mut counted = std::collections::HashSet::new();
     inputs
         .iter()
         .flat_map(|i| match glob::glob(&i.pattern) {
@@ -539,7 +517,7 @@ fn start_sizes(inputs: &[Input]) -> u64 {
         .filter(|m| m.is_file())
         .filter(|m| {
             use std::os::unix::fs::MetadataExt;
-            seen.insert((m.dev(), m.ino()))
+            counted.insert((m.dev(), m.ino()))
         })
         .map(|m| m.len())
         .sum()

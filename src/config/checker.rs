@@ -70,15 +70,14 @@ pub(super) fn check(
         warnings: Vec::new(),
     };
 
-    let mut robots = Vec::new();
-    for (name, robot) in &raw.robots {
-        if let Some(r) = check_robot(&mut c, name, robot, env) {
-            robots.push(r);
-        }
-    }
+    // Robots by [`RobotId`] (their place among the names, sorted); `None` where a robot has a
+    // problem (then the config is refused, but its name may still be used elsewhere).
+    let mut robots: Vec<Option<RobotConfig>> = (raw.robots.iter())
+        .map(|(name, robot)| check_robot(&mut c, name, robot, env))
+        .collect();
     let robot_names: Vec<&str> = raw.robots.keys().map(String::as_str).collect();
     let find_robot = |c: &mut Checker, raw: &Spanned<String>, context: &str| {
-        let found = robot_names.iter().position(|n| *n == raw.value);
+        let found: Option<RobotId> = robot_names.iter().position(|n| *n == raw.value);
         if found.is_none() && !broken_robots.contains(&raw.value) {
             let mut all: Vec<&str> = robot_names.clone();
             all.extend(broken_robots.iter().map(String::as_str));
@@ -99,40 +98,44 @@ pub(super) fn check(
 
     // Fallbacks: must exist, and following them must never come back (a cycle would keep two
     // dispatchers waiting for each other at shutdown).
-    let mut fallbacks = vec![None; robot_names.len()];
-    for (i, robot) in raw.robots.values().enumerate() {
+    let mut fallbacks: BTreeMap<RobotId, RobotId> = BTreeMap::new();
+    for (id, robot) in raw.robots.values().enumerate() {
         if let Some(f) = &robot.value.fallback {
-            let ctx = format!("robot '{}', field 'fallback'", robot_names[i]);
-            fallbacks[i] = find_robot(&mut c, f, &ctx);
-            if fallbacks[i] == Some(i) {
-                c.problem(f, ctx, "a robot cannot be its own fallback");
-                fallbacks[i] = None;
+            let ctx = format!("robot '{}', field 'fallback'", robot_names[id]);
+            match find_robot(&mut c, f, &ctx) {
+                Some(to) if to == id => c.problem(f, ctx, "a robot cannot be its own fallback"),
+                Some(to) => {
+                    fallbacks.insert(id, to);
+                }
+                None => {}
             }
         }
     }
-    for (i, robot) in raw.robots.values().enumerate() {
-        let mut seen = vec![i];
-        let mut next = fallbacks[i];
+    for (&id, &first) in &fallbacks {
+        let mut visited = vec![id];
+        let mut next = Some(first);
         while let Some(n) = next {
-            if seen.contains(&n) {
-                if let Some(f) = &robot.value.fallback {
+            if visited.contains(&n) {
+                if let Some(f) = &raw.robots[robot_names[id]].value.fallback {
                     c.problem(
                         f,
-                        format!("robot '{}', field 'fallback'", robot_names[i]),
+                        format!("robot '{}', field 'fallback'", robot_names[id]),
                         "fallbacks form a cycle",
                     );
                 }
                 break;
             }
-            seen.push(n);
-            next = fallbacks[n];
+            visited.push(n);
+            next = fallbacks.get(&n).copied();
         }
     }
-    if robots.len() == fallbacks.len() {
-        for (robot, fallback) in robots.iter_mut().zip(&fallbacks) {
-            robot.fallback = *fallback;
+    for (id, to) in fallbacks {
+        if let Some(robot) = &mut robots[id] {
+            robot.fallback = Some(to);
         }
     }
+    // A robot with a problem leaves the list short; the config is refused then.
+    let robots: Vec<RobotConfig> = robots.into_iter().flatten().collect();
 
     let defaults = raw.defaults.as_ref();
     let default_robot = match defaults.and_then(|d| d.robot.as_ref()) {
@@ -163,7 +166,7 @@ pub(super) fn check(
     };
 
     let people = people::check_people(&mut c, &raw.people);
-    let defaults_look = check_defaults_look(&mut c, defaults, people);
+    let message_defaults = check_message_defaults(&mut c, defaults, people);
     let all_rule_names: Vec<&str> = (raw.rules.iter())
         .map(|r| r.value.name.value.trim())
         .collect();
@@ -171,7 +174,7 @@ pub(super) fn check(
         &mut c,
         &raw.routes,
         &find_robot,
-        &defaults_look.people,
+        &message_defaults.people,
         &all_rule_names,
     );
     let timestamp = raw
@@ -256,7 +259,8 @@ pub(super) fn check(
             max_groups: DEFAULT_MAX_GROUPS,
             ..RuleSpec::default()
         };
-        let Some(pattern_at) = check_rule_fields(&mut c, spanned, &name, &mut spec, &defaults_look)
+        let Some(pattern_at) =
+            check_rule_fields(&mut c, spanned, &name, &mut spec, &message_defaults)
         else {
             continue;
         };
@@ -303,12 +307,7 @@ pub(super) fn check(
         robot_names.len(),
     );
     let timezone = check_timezone(&mut c, raw.timezone.as_ref());
-    let rule_names: Vec<&str> = raw
-        .rules
-        .iter()
-        .map(|r| r.value.name.value.trim())
-        .collect();
-    let mutes = mute_config::check_mutes(&mut c, &raw.mute, &rule_names);
+    let mutes = mute_config::check_mutes(&mut c, &raw.mute, &all_rule_names);
     let quiet_hours = mute_config::check_quiet_hours(&mut c, raw.quiet_hours.as_ref());
     let listen = raw.listen.as_ref().and_then(|l| {
         l.value
@@ -379,7 +378,7 @@ pub(super) fn check_timezone(c: &mut Checker, raw: Option<&Spanned<String>>) -> 
 
 /// Defaults that shape messages: mentions by severity and the message type.
 #[derive(Debug, Default)]
-pub(super) struct DefaultsLook {
+pub(super) struct MessageDefaults {
     pub(super) mention: BTreeMap<Severity, Mention>,
     pub(super) msgtype: MsgType,
     /// `people:` groups, for every `mention:`.
@@ -408,27 +407,27 @@ pub(super) fn check_msgtype(
     }
 }
 
-pub(super) fn check_defaults_look(
+pub(super) fn check_message_defaults(
     c: &mut Checker,
     defaults: Option<&RawDefaults>,
     people: people::People,
-) -> DefaultsLook {
-    let mut look = DefaultsLook {
+) -> MessageDefaults {
+    let mut shaped = MessageDefaults {
         people,
-        ..DefaultsLook::default()
+        ..MessageDefaults::default()
     };
     let Some(d) = defaults else {
-        return look;
+        return shaped;
     };
     if let Some(m) = &d.msgtype {
-        look.msgtype = check_msgtype(c, m, "defaults, field 'msgtype'").unwrap_or_default();
+        shaped.msgtype = check_msgtype(c, m, "defaults, field 'msgtype'").unwrap_or_default();
     }
     for (severity, mention) in &d.mention {
         let ctx = format!("defaults, field 'mention.{severity}'");
-        let people = people::resolve(c, &look.people, mention, &ctx);
+        let people = people::resolve(c, &shaped.people, mention, &ctx);
         match Severity::parse(severity) {
             Some(s) => {
-                look.mention.insert(s, people);
+                shaped.mention.insert(s, people);
             }
             None => c.problem(
                 mention,
@@ -440,7 +439,7 @@ pub(super) fn check_defaults_look(
             ),
         }
     }
-    look
+    shaped
 }
 
 pub(super) fn check_mention(c: &mut Checker, raw: &Spanned<RawMention>, context: &str) -> Mention {

@@ -1,4 +1,5 @@
-//! Robots checked: a [`RobotConfig`] with its [`Endpoint`], rate, retries and fallback.
+//! Robots checked: a [`RobotConfig`] with its [`Endpoint`], its [`SendSettings`] (keyword, rate,
+//! retries) and fallback.
 
 use super::*;
 
@@ -10,17 +11,41 @@ pub struct RobotConfig {
     pub name: String,
     /// Where and how its messages are posted: what the DingTalk client takes.
     pub endpoint: Endpoint,
+    /// How its dispatcher sends: keyword, rate, retries, throttle pause.
+    pub send: SendSettings,
+    /// Where alerts go while DingTalk has this robot blocked for sending too fast.
+    pub fallback: Option<RobotId>,
+}
+
+/// How a robot is sent to, beyond where: the part of a [`RobotConfig`] its dispatcher works by
+/// (`crate::dispatch::DispatchConfig` is built from it). The defaults are those of a robot that
+/// sets none of these fields, and of the dry-run dispatcher of a config without robots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendSettings {
     /// A security keyword that every message must contain.
     pub keyword: Option<String>,
     /// The robot's rate limit.
     pub rate: Rate,
-    /// Where alerts go while DingTalk has this robot blocked for sending too fast.
-    pub fallback: Option<RobotId>,
     /// Backoff for failed sends.
     pub retry: Retry,
-    /// How long to leave the robot alone after DingTalk says it sends too fast.
+    /// How long to leave the robot alone after DingTalk says it sends too fast (DingTalk blocks a
+    /// robot for about ten minutes).
     pub throttle_pause: Duration,
 }
+
+impl Default for SendSettings {
+    fn default() -> Self {
+        SendSettings {
+            keyword: None,
+            rate: Rate::default(),
+            retry: Retry::default(),
+            throttle_pause: DEFAULT_THROTTLE_PAUSE,
+        }
+    }
+}
+
+/// The default `throttle_pause`.
+const DEFAULT_THROTTLE_PAUSE: Duration = Duration::from_secs(600);
 
 /// How failed sends are retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -183,7 +208,7 @@ pub(super) fn check_robot(
     let throttle_pause = duration(
         &robot.throttle_pause,
         "throttle_pause",
-        Duration::from_secs(600),
+        DEFAULT_THROTTLE_PAUSE,
     );
 
     if c.problems.len() > problems_before {
@@ -198,11 +223,13 @@ pub(super) fn check_robot(
             connect_timeout,
             request_timeout,
         },
-        keyword,
-        rate,
+        send: SendSettings {
+            keyword,
+            rate,
+            retry,
+            throttle_pause,
+        },
         fallback: None,
-        retry,
-        throttle_pause,
     })
 }
 

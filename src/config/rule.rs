@@ -10,7 +10,7 @@ pub(super) fn check_rule_fields<'r>(
     raw: &'r Spanned<RawRule>,
     name: &str,
     spec: &mut RuleSpec,
-    defaults: &DefaultsLook,
+    defaults: &MessageDefaults,
 ) -> Option<&'r Spanned<String>> {
     let rule = &raw.value;
     let ctx = |field: &str| format!("rule '{name}', field '{field}'");

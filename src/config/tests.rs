@@ -47,9 +47,9 @@ fn a_good_config_is_checked_into_robots_and_rules() {
         "http://127.0.0.1:1/robot/send?access_token=t0k3n"
     );
     assert_eq!(ops.endpoint.secret.as_ref().unwrap().expose(), "SECabc");
-    assert_eq!(ops.keyword.as_deref(), Some("告警"));
+    assert_eq!(ops.send.keyword.as_deref(), Some("告警"));
     assert_eq!(
-        ops.rate,
+        ops.send.rate,
         Rate {
             count: 5,
             per: Duration::from_secs(10)
