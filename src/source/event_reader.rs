@@ -314,7 +314,7 @@ mod tests {
     fn a_huge_line_inside_an_event_is_cut_and_the_event_goes_on() {
         let ml = multiline("^S");
         let mut r = EventReader::new(16, Some(&ml));
-        let huge = vec![b'x'; 100];
+        let huge = [b'x'; 100];
         let (events, _) = read(
             &mut r,
             &[b"S head\n", &huge[..40], &huge[40..], b"\ntail\nS next\n"],
