@@ -282,7 +282,7 @@ mod tests {
                 vec!["2024-01-02 INFO ok"]
             ]
         );
-        assert_eq!(end, 58);
+        assert_eq!(end, 59);
     }
 
     #[test]
@@ -363,7 +363,7 @@ mod tests {
             line_joins: b.line_joins.clone(),
         };
         // as the matcher hands a hit over: a slice of the chunk, without its `\n`
-        let hit = chunk.data.slice(..8);
+        let hit = chunk.data.slice(..7);
         assert_eq!(&chunk.event_text(&hit)[..], b"S a\rx\nb");
         let copy = Bytes::copy_from_slice(&hit);
         assert_eq!(
