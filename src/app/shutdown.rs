@@ -10,17 +10,20 @@ use std::future::Future;
 /// # Panics
 /// Outside a tokio runtime, or when the handlers cannot be installed.
 pub fn on_signal() -> impl Future<Output = ()> + Send + 'static {
-    let signals = Signals::install();
+    let mut signals = Signals::install();
     async move {
         signals.recv().await;
-        tracing::info!(
-            "shutdown requested: flushing and delivering what is pending (again to exit at once)"
-        );
-        tokio::spawn(async {
-            shutdown_signal().await;
+        // The same handlers wait for the second signal: one that arrives before this task runs
+        // is kept by them (a handler installed only now would miss it, and a quick second
+        // Ctrl-C would then be lost).
+        tokio::spawn(async move {
+            signals.recv().await;
             eprintln!("dingtail: second signal, exiting without delivering");
             std::process::exit(130);
         });
+        tracing::info!(
+            "shutdown requested: flushing and delivering what is pending (again to exit at once)"
+        );
     }
 }
 
@@ -39,8 +42,8 @@ impl Signals {
         }
     }
 
-    /// The first SIGINT or SIGTERM.
-    async fn recv(mut self) {
+    /// The next SIGINT or SIGTERM (one that arrived since the last call, or since install).
+    async fn recv(&mut self) {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
@@ -48,13 +51,3 @@ impl Signals {
     }
 }
 
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-}
