@@ -109,6 +109,24 @@ pub enum Strategy {
     Automata,
 }
 
+/// Forces the path of every line rule when set: `auto`, `literals` or `automata` (see
+/// [`Strategy`]). For benchmarks; the answers are the same whichever path is taken.
+pub const STRATEGY_ENV: &str = "DINGTAIL_MATCHER_PATH";
+
+impl Strategy {
+    /// The strategy [`STRATEGY_ENV`] names, [`Strategy::Auto`] when it is unset or empty.
+    fn from_env() -> Result<Strategy, MatcherError> {
+        match std::env::var(STRATEGY_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Strategy::Auto),
+            Ok("literals") => Ok(Strategy::Literals),
+            Ok("automata") => Ok(Strategy::Automata),
+            Ok(other) => Err(MatcherError(format!(
+                "{STRATEGY_ENV}={other:?}: expected auto, literals or automata"
+            ))),
+        }
+    }
+}
+
 /// Up to this many line rules (one group), [`Strategy::Auto`] puts them all in one combined
 /// automaton: measured faster than the literal path at 10, 20 and 100 benchmark rules, and 4 to
 /// 30 times slower at 1000 (one pass per group, lazy DFAs that thrash).
@@ -174,8 +192,11 @@ pub struct Matcher {
 impl Matcher {
     /// Compiles the search for `rules` ([`Strategy::Auto`]); lines are judged on their first
     /// `max_line` bytes.
+    ///
+    /// The environment variable [`STRATEGY_ENV`] (`literals` or `automata`) forces a path, so
+    /// `bench/run.sh` can time both paths through the real binary; any other value is an error.
     pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
-        Matcher::with_strategy(rules, max_line, Strategy::Auto)
+        Matcher::with_strategy(rules, max_line, Strategy::from_env()?)
     }
 
     /// Compiles the search for `rules` with line rules split as `strategy` says.
