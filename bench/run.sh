@@ -15,6 +15,10 @@
 #                      (LOGHUB=dir, default ../shared/data/loghub) by bench/gen_loghub.py, and the
 #                      rule sets are generated from their vocabulary in the shapes users write
 #                      (bounded gaps, (?i) with .*, \b phrases, \W+), under bench/out/loghub-patterns
+#   TOOLS="rg dingtail dingtail-file grep"   which to time (rg's counts are the reference)
+#   DINGTAIL_MATCHER_PATH=literals|automata   force every rule onto one path (default: auto,
+#                      the program's own choice); shown in the report
+#   NO_BUILD=1         time the release binary already built (skip `cargo build --release`)
 #   RG=rg GREP=grep    the tools; CARGO_TARGET_DIR as usual for where dingtail is built
 #
 # dingtail is measured reading stdin (`run --dry-run -c N.yaml < corpus`) and, when the binary has
@@ -71,8 +75,10 @@ command -v python3 >/dev/null || die "python3 is needed to generate the corpus"
 RG_VERSION=$("$RG" --version | sed -n 1p)
 RG_MAJOR=$(echo "$RG_VERSION" | sed -E 's/^ripgrep ([0-9]+).*/\1/')
 
-note "building dingtail (release) in $TARGET"
-cargo build --release --quiet
+if [ -z "${NO_BUILD:-}" ]; then
+    note "building dingtail (release) in $TARGET"
+    cargo build --release --quiet
+fi
 [ -x "$DINGTAIL" ] || die "no binary at $DINGTAIL"
 
 # ---- inputs --------------------------------------------------------------------------------
@@ -128,11 +134,13 @@ cmd() {
             export LC_ALL=C; exec "$GREP" -E -c -f "$PAT/$n.ere.txt" "$input" ;;
     esac
 }
-TOOLS="rg dingtail grep"
-if "$DINGTAIL" run --help 2>/dev/null | grep -q -- '--once'; then
-    TOOLS="rg dingtail dingtail-file grep"
-else
-    note "this dingtail has no 'run --once FILE': only its stdin mode is measured"
+if [ -z "${TOOLS:-}" ]; then
+    TOOLS="rg dingtail grep"
+    if "$DINGTAIL" run --help 2>/dev/null | grep -q -- '--once'; then
+        TOOLS="rg dingtail dingtail-file grep"
+    else
+        note "this dingtail has no 'run --once FILE': only its stdin mode is measured"
+    fi
 fi
 
 # timed TOOL RULES INPUT LIMIT: one run; prints "WALL_MS RSS_KB CPU_MS" (CPU = user + sys, all
@@ -234,6 +242,7 @@ echo
 echo "corpus: $CORPUS_KIND, $SIZE_MB MiB ($BYTES bytes, $LINES lines, seed $SEED); $RG_VERSION; $(${GREP} --version | sed -n 1p) (LC_ALL=C)"
 echo "median wall time of up to $RUNS runs; MB/s = 10^6 bytes per second; ratio = time / rg's time;"
 echo "cpu = median user+sys seconds (all threads: rg -j1 and grep use one, dingtail a reader and a matcher thread);"
+echo "matcher path: ${DINGTAIL_MATCHER_PATH:-auto}"
 echo "RSS = peak resident set (rg maps the file, so its RSS counts the corpus's page-cache pages); load at start: $LOAD"
 column -t -s $'\t' "$RESULTS" 2>/dev/null || cat "$RESULTS"
 echo

@@ -1,8 +1,8 @@
 //! The benchmark at CI size, through the real binary in both reading modes, on a log generated
 //! in Rust (tests/support/corpus.rs: no python needed), once per matcher path:
 //!
-//! - the 100-rule set (bench/patterns/100.yaml) on 2 MiB: both paths, the plain rules in one
-//!   automaton, the heavy ones (Unicode `\b`, `.*` gaps) by their literals;
+//! - the 100-rule set (bench/patterns/100.yaml) on 2 MiB: the rules with a literal by their
+//!   literals, those without (if any) in one automaton;
 //! - the 1000-rule set (bench/patterns/1000.yaml) on 384 KiB: the literal path.
 //!
 //! Checks counts, never time: every rule's count must equal what that rule's own regex finds
@@ -20,8 +20,8 @@ use support::env::{TestEnv, header_counts};
 #[test]
 fn the_100_rules_on_both_paths_count_what_each_regex_finds() {
     let plan = check("bench/patterns/100.yaml", 2 << 20, 0.01..=0.10);
-    assert!(plan.automaton_rules >= 20, "{plan:?}");
-    assert!(plan.literal_rules >= 20, "{plan:?}");
+    // Every rule with a usable literal takes the literal path; the rest share an automaton.
+    assert!(plan.literal_rules > plan.automaton_rules, "{plan:?}");
     assert_eq!(plan.literal_rules + plan.automaton_rules, 100, "{plan:?}");
 }
 

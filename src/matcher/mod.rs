@@ -13,12 +13,10 @@
 //! - **Automaton path** ([`group`]): rules with no usable literal (see [`literals`]) are
 //!   searched together as multi-pattern automata, in groups of [`GROUP_SIZE`].
 //!
-//! Up to [`SMALL_SET`] line rules, one combined automaton (with its own literal prefilter) was
-//! measured faster than the literal path on the benchmark rule sets, and it decides everything
-//! in the same pass, so such sets take the automaton path ([`Strategy::Auto`]), except heavy
-//! rules (Unicode word boundaries, wide gaps like `.*` or `[^\n]{0,40}`: `shape.rs`), which
-//! would slow the shared automaton for all. Past it, where the automaton path needs one pass per
-//! group, every rule with a usable literal takes the literal path.
+//! Every rule with a usable literal takes the literal path, whatever the size of the set
+//! ([`Strategy::Auto`]). Sets of up to 100 plain rules used to share one combined automaton;
+//! measured again on both benchmark corpora (10, 20 and 100 rules, README "Performance"), the
+//! literal path took as much CPU or less in every cell, so it is the default everywhere.
 //!
 //! Either way a line is judged on its first `max_line` bytes and `exclude` patterns are checked
 //! only on lines a rule matched. `field` rules are found by their quoted key, then the line is
@@ -30,7 +28,6 @@ mod group;
 mod json_field;
 mod literal_path;
 pub mod literals;
-mod shape;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -98,9 +95,8 @@ pub struct LineMatch<'a> {
 /// benchmarks can hold each path to the same answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// The literal path for every rule with a usable literal once there are more than
-    /// [`SMALL_SET`] line rules; below that, for heavy rules only (a Unicode word boundary or a
-    /// wide gap, see `shape.rs`), the others sharing one combined automaton.
+    /// What the program uses: today the same as [`Strategy::Literals`], measured no slower
+    /// than the automaton path at any set size on both benchmark corpora.
     #[default]
     Auto,
     /// The literal path for every rule with a usable literal, whatever the count.
@@ -109,10 +105,23 @@ pub enum Strategy {
     Automata,
 }
 
-/// Up to this many line rules (one group), [`Strategy::Auto`] puts them all in one combined
-/// automaton: measured faster than the literal path at 10, 20 and 100 benchmark rules, and 4 to
-/// 30 times slower at 1000 (one pass per group, lazy DFAs that thrash).
-pub const SMALL_SET: usize = GROUP_SIZE;
+/// Forces the path of every line rule when set: `auto`, `literals` or `automata` (see
+/// [`Strategy`]). For benchmarks; the answers are the same whichever path is taken.
+pub const STRATEGY_ENV: &str = "DINGTAIL_MATCHER_PATH";
+
+impl Strategy {
+    /// The strategy [`STRATEGY_ENV`] names, [`Strategy::Auto`] when it is unset or empty.
+    fn from_env() -> Result<Strategy, MatcherError> {
+        match std::env::var(STRATEGY_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Strategy::Auto),
+            Ok("literals") => Ok(Strategy::Literals),
+            Ok("automata") => Ok(Strategy::Automata),
+            Ok(other) => Err(MatcherError(format!(
+                "{STRATEGY_ENV}={other:?}: expected auto, literals or automata"
+            ))),
+        }
+    }
+}
 
 /// How the rules were split between the paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,7 +169,7 @@ struct FieldRule {
 #[derive(Debug)]
 pub struct Matcher {
     rules: Vec<Rule>,
-    /// Line rules with a usable literal (unless the set is small).
+    /// Line rules with a usable literal.
     literal: Option<LiteralPath>,
     /// The other line rules, in groups of at most [`GROUP_SIZE`], each searched as one.
     groups: Vec<RuleGroup>,
@@ -174,8 +183,11 @@ pub struct Matcher {
 impl Matcher {
     /// Compiles the search for `rules` ([`Strategy::Auto`]); lines are judged on their first
     /// `max_line` bytes.
+    ///
+    /// The environment variable [`STRATEGY_ENV`] (`literals` or `automata`) forces a path, so
+    /// `bench/run.sh` can time both paths through the real binary; any other value is an error.
     pub fn new(rules: &[Rule], max_line: usize) -> Result<Matcher, MatcherError> {
-        Matcher::with_strategy(rules, max_line, Strategy::Auto)
+        Matcher::with_strategy(rules, max_line, Strategy::from_env()?)
     }
 
     /// Compiles the search for `rules` with line rules split as `strategy` says.
@@ -187,14 +199,12 @@ impl Matcher {
         let line_rules: Vec<RuleId> = (0..rules.len())
             .filter(|&r| rules[r].field.is_none())
             .collect();
-        let large = line_rules.len() > SMALL_SET;
         let mut by_literal = Vec::new();
         let mut by_automaton = Vec::new();
         for r in line_rules {
             let pattern = &rules[r].pattern;
             let use_literals = match strategy {
-                Strategy::Auto => large || shape::is_heavy(pattern),
-                Strategy::Literals => true,
+                Strategy::Auto | Strategy::Literals => true,
                 Strategy::Automata => false,
             };
             match use_literals
