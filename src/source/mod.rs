@@ -7,6 +7,7 @@
 
 pub mod checkpoint;
 mod framer;
+mod inbox;
 pub mod multiline;
 pub mod stdin;
 pub mod tail;

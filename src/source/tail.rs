@@ -38,13 +38,13 @@
 //! - `once`: every file is read from where it starts to its current end, then the thread ends,
 //!   which ends the run. Blocks of 256 KiB go straight into chunks, no per-line work.
 
+use super::inbox::{Disconnected, Inbox, Outbox, inbox};
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -115,7 +115,7 @@ pub struct TailStats {
 
 /// Wakes the tailer thread early (file-system events, shutdown).
 #[derive(Debug, Clone)]
-pub struct Waker(std_mpsc::Sender<Wake>);
+pub struct Waker(Outbox<Wake>);
 
 impl Waker {
     /// Makes the tailer look now (used on shutdown, so it notices its channel closed).
@@ -149,7 +149,7 @@ pub fn spawn(
     chunk_tx: mpsc::Sender<Chunk>,
     events_tx: mpsc::UnboundedSender<Event>,
 ) -> io::Result<(JoinHandle<TailStats>, Waker)> {
-    let (wake_tx, wake_rx) = std_mpsc::channel();
+    let (wake_tx, wake_rx) = inbox()?;
     let waker = Waker(wake_tx.clone());
     let handle = std::thread::Builder::new()
         .name("tail".into())
@@ -284,7 +284,7 @@ impl Tailer {
     }
 
     /// Follows until the chunk channel closes.
-    fn run(&mut self, wake_tx: std_mpsc::Sender<Wake>, wake_rx: std_mpsc::Receiver<Wake>) {
+    fn run(&mut self, wake_tx: Outbox<Wake>, mut wake_rx: Inbox<Wake>) {
         let mut dir_watcher = DirWatcher::new(wake_tx);
         let mut last_scan = Instant::now() - RESCAN;
         let mut rescan = true;
@@ -326,10 +326,9 @@ impl Tailer {
             self.check_unreadable();
             rescan = false;
             let mut woken = Vec::new();
-            match wake_rx.recv_timeout(wait) {
-                Ok(w) => woken.push(w),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            match wake_rx.recv_for(wait) {
+                Ok(w) => woken.extend(w),
+                Err(Disconnected) => return,
             }
             // A burst of events is one look.
             woken.extend(wake_rx.try_iter());
@@ -1092,7 +1091,7 @@ struct DirWatcher {
 }
 
 impl DirWatcher {
-    fn new(wake_tx: std_mpsc::Sender<Wake>) -> DirWatcher {
+    fn new(wake_tx: Outbox<Wake>) -> DirWatcher {
         use notify::event::{EventKind, ModifyKind};
         let handler = move |res: notify::Result<notify::Event>| {
             let wake = match res {
