@@ -85,7 +85,7 @@ impl Dispatcher {
             Sink::DryRun(out) => return dry_run(out, self.cfg.robot.as_deref(), message),
             Sink::Post { client, robot } => (client.clone(), robot.clone()),
         };
-        let mut backoff = self.cfg.retry.initial;
+        let mut backoff = self.cfg.send.retry.initial;
         self.maybe_posted = false;
         loop {
             let slot = self.limiter.next_slot(Instant::now());
@@ -129,10 +129,10 @@ impl Dispatcher {
                     if !self.wait_until(Instant::now() + wait).await {
                         return Outcome::TimedOut;
                     }
-                    backoff = (backoff * 2).min(self.cfg.retry.max);
+                    backoff = (backoff * 2).min(self.cfg.send.retry.max);
                 }
                 ErrorClass::Throttled => {
-                    let pause = self.cfg.throttle_pause;
+                    let pause = self.cfg.send.throttle_pause;
                     let to = if self.fallback_tx.is_some() {
                         "alerts go to the fallback robot"
                     } else {
@@ -164,7 +164,7 @@ impl Dispatcher {
                         .is_none_or(|t| now >= t + PERMANENT_ERROR_REPEAT)
                     {
                         self.last_said = Some(now);
-                        let recheck = self.cfg.retry.recheck;
+                        let recheck = self.cfg.send.retry.recheck;
                         tracing::error!(robot = %robot.name, ?recheck, "{error}; holding this robot's alerts and trying it again later");
                     }
                     return Outcome::Broken(format!("robot {}: {error}", robot.name));

@@ -279,14 +279,14 @@ impl Dispatcher {
             }
             Outcome::Requeue | Outcome::Failed(_) => Turn::Again,
             Outcome::Broken(reason) => {
-                self.broken = Some((reason, Instant::now() + self.cfg.retry.recheck));
+                self.broken = Some((reason, Instant::now() + self.cfg.send.retry.recheck));
                 Turn::Again
             }
             Outcome::Spent(why) => {
                 if let (Some((budget, robot)), Some(link)) = (&self.budget, &self.link) {
                     link.mark_spent(budget, *robot, &why).await;
                 } else {
-                    self.broken = Some((why, Instant::now() + self.cfg.retry.recheck));
+                    self.broken = Some((why, Instant::now() + self.cfg.send.retry.recheck));
                 }
                 Turn::Again
             }

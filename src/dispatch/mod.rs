@@ -64,7 +64,7 @@ use tokio::time::Instant;
 
 use crate::aggregate::Routed;
 use crate::budget::SharedBudget;
-use crate::config::{Rate, Retry, RobotConfig, SendSettings};
+use crate::config::{RobotConfig, SendSettings};
 pub use crate::delivery_report::DeliveryReport;
 use crate::dingtalk::{Client, MAX_BODY_BYTES};
 use crate::fleet::RobotLink;
@@ -93,16 +93,11 @@ pub enum Sink {
 pub struct DispatchConfig {
     /// The robot's name, `None` when the config has no robot (dry-run only).
     pub robot: Option<String>,
-    /// Put into every message when set.
-    pub keyword: Option<String>,
-    /// The robot's rate.
-    pub rate: Rate,
+    /// How to send: keyword, rate, retries, pause after "too fast" (the robot's; the
+    /// defaults when there is no robot).
+    pub send: SendSettings,
     /// This machine's name, for message headers.
     pub host: String,
-    /// Backoff for failures.
-    pub retry: Retry,
-    /// How long to leave a robot alone after DingTalk said "too fast".
-    pub throttle_pause: Duration,
     /// Time allowed to deliver after the input ends.
     pub shutdown_timeout: Duration,
     /// The one deadline every dispatcher of a run shares: set by the first whose input closes,
@@ -120,19 +115,10 @@ impl DispatchConfig {
         host: &str,
         shutdown_timeout: Duration,
     ) -> DispatchConfig {
-        let SendSettings {
-            keyword,
-            rate,
-            retry,
-            throttle_pause,
-        } = robot.map(|r| r.send.clone()).unwrap_or_default();
         DispatchConfig {
             robot: robot.map(|r| r.name.clone()),
-            keyword,
-            rate,
+            send: robot.map(|r| r.send.clone()).unwrap_or_default(),
             host: host.to_owned(),
-            retry,
-            throttle_pause,
             shutdown_timeout,
             shutdown_deadline: Arc::default(),
             zone: Zone::Host,
@@ -219,7 +205,7 @@ impl Dispatcher {
         fallback_tx: Option<mpsc::Sender<Vec<Routed>>>,
     ) -> Dispatcher {
         Dispatcher {
-            limiter: SlidingWindow::new(cfg.rate),
+            limiter: SlidingWindow::new(cfg.send.rate),
             report: DeliveryReport {
                 robot: cfg.robot.clone(),
                 ..DeliveryReport::default()
@@ -272,8 +258,8 @@ impl Dispatcher {
             return;
         }
         self.applied = Some(update.clone());
-        if update.cfg.rate != self.cfg.rate {
-            self.limiter = SlidingWindow::new(update.cfg.rate);
+        if update.cfg.send.rate != self.cfg.send.rate {
+            self.limiter = SlidingWindow::new(update.cfg.send.rate);
         }
         // The shutdown timeout is the run's, not the config's.
         let shutdown_timeout = self.cfg.shutdown_timeout;

@@ -125,7 +125,7 @@ impl Dispatcher {
                 Outcome::Requeue => self.requeue(alerts),
                 Outcome::Broken(reason) => {
                     self.requeue(alerts);
-                    self.broken = Some((reason, Instant::now() + self.cfg.retry.recheck));
+                    self.broken = Some((reason, Instant::now() + self.cfg.send.retry.recheck));
                     self.publish();
                 }
                 Outcome::Failed(reason) => {
@@ -144,7 +144,7 @@ impl Dispatcher {
                         budget.mark_spent(*robot, &why, (self.wall)());
                     } else {
                         // No ledger to remember it: hold the robot like a broken one.
-                        self.broken = Some((why, Instant::now() + self.cfg.retry.recheck));
+                        self.broken = Some((why, Instant::now() + self.cfg.send.retry.recheck));
                     }
                 }
             }
@@ -164,7 +164,7 @@ impl Dispatcher {
     pub(super) fn render_context(&self) -> RenderContext<'_> {
         RenderContext {
             host: &self.cfg.host,
-            keyword: self.cfg.keyword.as_deref(),
+            keyword: self.cfg.send.keyword.as_deref(),
             max_body: self.max_body,
             zone: self.cfg.zone,
             hosts: None,

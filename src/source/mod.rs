@@ -11,6 +11,7 @@
 pub mod checkpoint;
 pub mod event_reader;
 mod framer;
+mod inbox;
 pub mod multiline;
 pub mod stdin;
 pub mod tail;

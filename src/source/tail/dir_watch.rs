@@ -1,9 +1,9 @@
 //! File-system events that wake the tailer: the directories of the patterns and of every
 //! followed path are watched through `notify`; where that fails, the tailer polls.
 
+use crate::source::inbox::Outbox;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
 
 use super::{POLL, Wake};
 
@@ -35,7 +35,7 @@ pub(super) struct DirWatcher {
 }
 
 impl DirWatcher {
-    pub(super) fn new(wake_tx: std_mpsc::Sender<Wake>) -> DirWatcher {
+    pub(super) fn new(wake_tx: Outbox<Wake>) -> DirWatcher {
         use notify::event::{EventKind, ModifyKind};
         let handler = move |res: notify::Result<notify::Event>| {
             let wake = match res {

@@ -50,11 +50,11 @@ mod tailer;
 #[cfg(test)]
 mod tests;
 
+use super::inbox::{Outbox, inbox};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fs::File;
 use std::io;
 use std::sync::Arc;
-use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -122,7 +122,7 @@ pub struct TailStats {
 
 /// Wakes the tailer thread early (file-system events, shutdown).
 #[derive(Debug, Clone)]
-pub struct Waker(std_mpsc::Sender<Wake>);
+pub struct Waker(Outbox<Wake>);
 
 impl Waker {
     /// Makes the tailer look now (used on shutdown, so it notices its channel closed).
@@ -156,7 +156,7 @@ pub fn spawn(
     chunk_tx: mpsc::Sender<Chunk>,
     events_tx: mpsc::UnboundedSender<Event>,
 ) -> io::Result<(JoinHandle<TailStats>, Waker)> {
-    let (wake_tx, wake_rx) = std_mpsc::channel();
+    let (wake_tx, wake_rx) = inbox()?;
     let waker = Waker(wake_tx.clone());
     let handle = std::thread::Builder::new()
         .name("tail".into())

@@ -2,11 +2,11 @@
 //! problems), read what is new, then wait for a file-system event, a poll or a multi-line
 //! timeout; and what a reload of `inputs:` changes.
 
+use crate::source::inbox::{Disconnected, Inbox, Outbox};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc as std_mpsc;
 use std::time::Instant;
 
 use tokio::sync::mpsc;
@@ -63,11 +63,7 @@ impl Tailer {
     }
 
     /// Follows until the chunk channel closes.
-    pub(super) fn run(
-        &mut self,
-        wake_tx: std_mpsc::Sender<Wake>,
-        wake_rx: std_mpsc::Receiver<Wake>,
-    ) {
+    pub(super) fn run(&mut self, wake_tx: Outbox<Wake>, mut wake_rx: Inbox<Wake>) {
         let mut dir_watcher = DirWatcher::new(wake_tx);
         let mut last_scan = Instant::now() - RESCAN;
         let mut rescan = true;
@@ -109,10 +105,9 @@ impl Tailer {
             self.check_unreadable();
             rescan = false;
             let mut woken = Vec::new();
-            match wake_rx.recv_timeout(wait) {
-                Ok(w) => woken.push(w),
-                Err(std_mpsc::RecvTimeoutError::Timeout) => {}
-                Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            match wake_rx.recv_for(wait) {
+                Ok(w) => woken.extend(w),
+                Err(Disconnected) => return,
             }
             // A burst of events is one look.
             woken.extend(wake_rx.try_iter());
