@@ -69,7 +69,7 @@ fn matcher(c: &mut Criterion) {
             end_offset: data.len() as u64,
             read_at: SystemTime::now(),
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         };
         group.throughput(Throughput::Bytes(data.len() as u64));
         group.bench_with_input(BenchmarkId::new("match_chunk", n), &chunk, |b, chunk| {

@@ -14,23 +14,32 @@ use crate::style::Style;
 /// Longest sample line kept; a message (20,000 bytes in all) could not show more of it anyway.
 pub const SAMPLE_MAX_BYTES: usize = 8 * 1024;
 
-/// A quoted line: its bytes (maybe invalid UTF-8) and whether it was already cut.
+/// A quoted line, or the lines of a multi-line event: its bytes (maybe invalid UTF-8) and
+/// whether it was already cut.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
-    /// The line, without newline, at most [`SAMPLE_MAX_BYTES`].
+    /// The line, without newline, at most [`SAMPLE_MAX_BYTES`]; an event's lines are separated
+    /// by `\n`, which no line holds (see [`Sample::lines`]).
     pub text: Bytes,
-    /// The line was longer than `text`.
+    /// The line (the event's last line shown) was longer than `text`.
     pub cut: bool,
 }
 
 impl Sample {
-    /// Copies a line, cutting it at [`SAMPLE_MAX_BYTES`].
+    /// Copies a line (or an event's lines, `\n` between them), cutting it at
+    /// [`SAMPLE_MAX_BYTES`].
     pub fn from_line(line: &[u8]) -> Sample {
         let cut = line.len() > SAMPLE_MAX_BYTES;
         Sample {
             text: Bytes::copy_from_slice(&line[..line.len().min(SAMPLE_MAX_BYTES)]),
             cut,
         }
+    }
+
+    /// Its lines: one, or those of a multi-line event. Lines are framed at `\n`, so a `\n` in
+    /// `text` can only be where one line of an event ends and the next begins.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> {
+        self.text.split(|&b| b == b'\n')
     }
 }
 

@@ -29,7 +29,7 @@ use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
 use crate::hush::Hush;
 use crate::matcher::Matcher;
 use crate::pretty::{Presentation, write_message};
-use crate::source::{Chunk, LineFramer};
+use crate::source::{Chunk, EventReader};
 use crate::tester::TestError;
 
 /// One message the rules would send.
@@ -76,7 +76,7 @@ pub fn replay_as(
     p: Presentation,
 ) -> Result<Vec<Replayed>, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
-    let mut framer = LineFramer::new(config.max_line_bytes);
+    let mut reader = EventReader::new(config.max_line_bytes, None);
     let mut state: Option<Clock> = None;
     let mut agg: Option<Aggregator> = None;
     let mut sent = Vec::new();
@@ -124,7 +124,7 @@ pub fn replay_as(
             end_offset: 0,
             read_at: clock.wall_at(now),
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         };
         read_lines += 1;
         let mut batch = matcher.match_chunk(&chunk);
@@ -134,8 +134,8 @@ pub fn replay_as(
         let (alerts, _) = hush.filter(agg.add(&batch, now), clock.wall_at(now));
         emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
-    framer.read_all(input, TestError::Read, |block| {
-        for line in lines(&block) {
+    reader.read_all(input, TestError::Read, |block, _| {
+        for line in lines(&block.data) {
             step(line, out, &mut sent)?;
         }
         Ok(())

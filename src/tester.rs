@@ -7,8 +7,7 @@ use std::io::{self, Read, Write};
 use crate::config::{Config, Multiline};
 use crate::matcher::{Matcher, MatcherError};
 use crate::pretty::{self, Presentation};
-use crate::source::LineFramer;
-use crate::source::multiline::{Assembler, EVENT_LINE_SEP};
+use crate::source::{EventBlock, EventReader};
 
 /// Counts from a test run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -37,10 +36,10 @@ pub fn run(
 
 /// [`run`], for people when `p.human`: each matching line with the rules' names before it and
 /// the matched part highlighted, then the counts as a table. `progress` is told the bytes of
-/// each block read (for a progress bar). With `multiline`, lines are gathered into events as
-/// `run` does for such an input (the same [`Assembler`]), so a stack trace counts once here as it
-/// does there; the assembler's timeout does not apply: the input is read to its end, and its last
-/// event ends there.
+/// each block read (for a progress bar). Reads through the same [`EventReader`] as `run`: with
+/// `multiline`, lines are gathered into events as `run` does for such an input, so a stack trace
+/// counts once here as it does there; the timeout does not apply: the input is read to its end,
+/// and its last event ends there.
 pub fn run_as(
     config: &Config,
     input: impl Read,
@@ -50,7 +49,7 @@ pub fn run_as(
     progress: &mut dyn FnMut(&TestReport),
 ) -> Result<TestReport, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
-    let mut framer = LineFramer::new(config.max_line_bytes);
+    let mut reader = EventReader::new(config.max_line_bytes, multiline);
     let mut report = TestReport {
         per_rule: config.rules.iter().map(|r| (r.name.clone(), 0)).collect(),
         ..TestReport::default()
@@ -71,23 +70,13 @@ pub fn run_as(
         Vec::new()
     };
     let show = Show { p, highlighters };
-    let mut assembler = multiline.map(|m| Assembler::new(m, config.max_line_bytes));
-    let now = std::time::Instant::now();
-    framer.read_all(input, TestError::Read, |block| {
-        report.bytes += block.len() as u64;
-        report.lines += memchr::memchr_iter(b'\n', &block).count() as u64;
-        let events = match &mut assembler {
-            Some(a) => a.push(&block, 0, 0, now).0,
-            None => block,
-        };
-        let r = scan(&matcher, &events, &mut report, out, &show).map_err(TestError::Write);
+    reader.read_all(input, TestError::Read, |block, reader| {
+        report.bytes = reader.offset();
+        report.lines += block.lines;
+        let r = scan(&matcher, block, &mut report, out, &show).map_err(TestError::Write);
         progress(&report);
         r
     })?;
-    if let Some(a) = &mut assembler {
-        let last = a.flush();
-        scan(&matcher, &last, &mut report, out, &show)?;
-    }
     if p.human {
         write_human_table(&report, out, p)?;
     } else {
@@ -127,12 +116,13 @@ struct Show {
 
 fn scan(
     matcher: &Matcher,
-    block: &bytes::Bytes,
+    events: &EventBlock,
     report: &mut TestReport,
     out: &mut impl Write,
     show: &Show,
 ) -> io::Result<()> {
-    report.events += memchr::memchr_iter(b'\n', block).count() as u64;
+    let block = &events.data;
+    report.events += events.events();
     let mut result = Ok(());
     let mut confirmed = Vec::new();
     matcher.scan(block, |m| {
@@ -165,11 +155,16 @@ fn scan(
         for &r in &rules {
             report.per_rule[r].1 += 1;
         }
-        let bytes = &block[range];
-        let line = String::from_utf8_lossy(bytes);
+        // a multi-line event shows as its lines, the later ones indented: its joins become
+        // `\n` (no line holds one), the same length, so highlighted ranges stay in place
+        let mut bytes = block[range.clone()].to_vec();
+        for &j in &events.line_joins {
+            if range.contains(&(j as usize)) {
+                bytes[j as usize - range.start] = b'\n';
+            }
+        }
+        let line = String::from_utf8_lossy(&bytes);
         let line = line.trim_end_matches('\r');
-        // a multi-line event shows as its lines, the later ones indented
-        let sep = char::from(EVENT_LINE_SEP);
         if result.is_err() {
             return;
         }
@@ -177,7 +172,7 @@ fn scan(
             let mut ranges: Vec<std::ops::Range<usize>> = rules
                 .iter()
                 .filter_map(|&r| show.highlighters.get(r)?.as_ref())
-                .flat_map(|re| re.find_iter(bytes).map(|m| m.range()))
+                .flat_map(|re| re.find_iter(&block[range.clone()]).map(|m| m.range()))
                 .filter(|r| !r.is_empty())
                 .collect();
             ranges.sort_by_key(|r| r.start);
@@ -185,10 +180,10 @@ fn scan(
                 out,
                 "{}  {}",
                 pretty::rule_names(show.p, &names.join(",")),
-                pretty::highlight(show.p, line, &ranges).replace(sep, "\n\t")
+                pretty::highlight(show.p, line, &ranges).replace('\n', "\n\t")
             )
         } else {
-            writeln!(out, "{}\t{}", names.join(","), line.replace(sep, "\n\t"))
+            writeln!(out, "{}\t{}", names.join(","), line.replace('\n', "\n\t"))
         };
     });
     result

@@ -58,13 +58,16 @@ pub(super) fn match_all(
                 continue;
             }
         };
-        let batch = matcher.match_chunk(&chunk);
-        // The matcher sees events; their lines are joined inside them.
+        let mut batch = matcher.match_chunk(&chunk);
+        // The matcher sees events; the chunk says where lines meet inside them.
         events += batch.lines;
-        lines += batch.lines;
-        if chunk.joined {
-            lines += memchr::memchr_iter(crate::source::multiline::EVENT_LINE_SEP, &chunk.data)
-                .count() as u64;
+        lines += batch.lines + chunk.line_joins.len() as u64;
+        if !chunk.line_joins.is_empty() {
+            // A hit on a multi-line event carries its lines apart (`\n` between them) to the
+            // samples and the renderer.
+            for hit in &mut batch.hits {
+                hit.line = chunk.event_text(&hit.line);
+            }
         }
         // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
         // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).

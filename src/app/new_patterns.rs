@@ -121,7 +121,7 @@ mod tests {
             end_offset: 0,
             read_at: wall,
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         }
     }
 

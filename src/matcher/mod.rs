@@ -640,7 +640,7 @@ mod tests {
             end_offset: data.len() as u64,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         }
     }
 
@@ -748,7 +748,7 @@ mod tests {
             end_offset: 10,
             read_at: SystemTime::UNIX_EPOCH,
             mark: None,
-            joined: false,
+            line_joins: Vec::new(),
         };
         let batch = m.match_chunk(&chunk);
         assert_eq!(batch.lines, 3);

@@ -62,6 +62,11 @@ impl LineFramer {
         self.complete
     }
 
+    /// The longest line kept whole.
+    pub fn max_line(&self) -> usize {
+        self.max_line
+    }
+
     /// How many lines were cut at `max_line`.
     pub fn cut_lines(&self) -> u64 {
         self.cut_lines
@@ -127,33 +132,6 @@ impl LineFramer {
         let mut line = std::mem::take(&mut self.partial);
         line.extend_from_slice(b"\n");
         Some(line.freeze())
-    }
-
-    /// Reads `input` to its end in 256 KiB reads and hands each block of whole lines to
-    /// `on_block` (the last partial line, completed, at the end). For the synchronous readers
-    /// (`dingtail test`, `--replay`); read errors go through `read_error`.
-    pub fn read_all<E>(
-        &mut self,
-        mut input: impl std::io::Read,
-        read_error: impl Fn(std::io::Error) -> E,
-        mut on_block: impl FnMut(Bytes) -> Result<(), E>,
-    ) -> Result<(), E> {
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(read_error(e)),
-            };
-            if let Some(block) = self.push(&buf[..n]) {
-                on_block(block)?;
-            }
-        }
-        match self.finish() {
-            Some(block) => on_block(block),
-            None => Ok(()),
-        }
     }
 
     /// Keeps at most `max_line` bytes of the partial line.

@@ -1,16 +1,21 @@
 //! Where lines come from, and the unit they travel in.
 //!
-//! Every source (stdin, followed files, `test` and `--replay`) turns bytes into [`Chunk`]s: blocks of whole
-//! lines. Reading in blocks rather than lines is what lets the matcher search at grep speed. The
+//! Every source (stdin, followed files, `test` and `--replay`) reads through one
+//! [`EventReader`] and turns what it gives into [`Chunk`]s: blocks of whole lines, or of
+//! multi-line events with their line boundaries carried explicitly. Reading in blocks rather
+//! than lines is what lets the matcher search at grep speed. Inside the reader the
 //! [`LineFramer`] is the one place that decides what a line is, so all sources agree on partial
-//! last lines, CRLF and overlong lines.
+//! last lines, CRLF and overlong lines, and the [`multiline`] assembler the one place that
+//! gathers lines into events.
 
 pub mod checkpoint;
+pub mod event_reader;
 mod framer;
 pub mod multiline;
 pub mod stdin;
 pub mod tail;
 
+pub use event_reader::{EventBlock, EventReader};
 pub use framer::LineFramer;
 
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use bytes::Bytes;
 pub struct Chunk {
     /// Where the lines came from (`-` for stdin, else the path), shown in messages.
     pub source: Arc<str>,
-    /// Whole lines, each ending in `\n`. A line that outgrew the configured maximum before its
+    /// Whole lines (or multi-line events, see [`Chunk::line_joins`]), each ending in `\n`. A line that outgrew the configured maximum before its
     /// `\n` arrived comes cut to that maximum (plus a `\n`), the rest of it skipped; a long line
     /// that arrived whole in one read may be longer, and the matcher looks only at its head.
     pub data: Bytes,
@@ -34,9 +39,39 @@ pub struct Chunk {
     pub read_at: SystemTime,
     /// Where the chunk starts in a followed file, for checkpoints; `None` for stdin.
     pub mark: Option<Mark>,
-    /// Multi-line events: each `\n`-ended item of `data` is an event whose lines are joined
-    /// by [`multiline::EVENT_LINE_SEP`], so lines and events are counted apart.
-    pub joined: bool,
+    /// Where the lines of multi-line events meet in `data` (see
+    /// [`EventBlock::line_joins`]); empty when every event is one line.
+    pub line_joins: Vec<u32>,
+}
+
+impl Chunk {
+    /// The text of the event `line` (a slice of this chunk's data, as the matcher's hits are)
+    /// with its lines separated by `\n`, which no line contains: how a sample carries an event's
+    /// lines to the renderer. A one-line event, or bytes that are not a slice of `data`, come
+    /// back as they are.
+    pub fn event_text(&self, line: &Bytes) -> Bytes {
+        if self.line_joins.is_empty() {
+            return line.clone();
+        }
+        let base = self.data.as_ptr() as usize;
+        let Some(start) = (line.as_ptr() as usize).checked_sub(base) else {
+            return line.clone();
+        };
+        let end = start + line.len();
+        if end > self.data.len() {
+            return line.clone();
+        }
+        let first = self.line_joins.partition_point(|&j| (j as usize) < start);
+        let inside = self.line_joins[first..]
+            .iter()
+            .map(|&j| j as usize)
+            .take_while(|&j| j < end);
+        let mut text: Option<Vec<u8>> = None;
+        for j in inside {
+            text.get_or_insert_with(|| line.to_vec())[j - start] = b'\n';
+        }
+        text.map_or_else(|| line.clone(), Bytes::from)
+    }
 }
 
 /// One followed file as this run knows it: a file opened at a path, from one point of its

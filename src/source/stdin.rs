@@ -1,4 +1,5 @@
-//! Standard input as a source: a blocking thread that reads blocks and sends whole-line chunks.
+//! Standard input as a source: a blocking thread that reads blocks and sends whole-line chunks,
+//! through the same [`EventReader`] as every other source.
 //!
 //! A thread rather than a task: reading stdin blocks, and a dedicated thread keeps the reads large
 //! (256 KiB) and off the async workers. End of input finishes the last partial line and closes the
@@ -8,11 +9,11 @@
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
-use super::{Chunk, LineFramer};
+use super::{Chunk, EventBlock, EventReader};
 
 /// Bytes per read.
 pub const BLOCK: usize = 256 * 1024;
@@ -47,20 +48,21 @@ fn read_all(
     mut tee: bool,
 ) -> io::Result<StdinStats> {
     let source: Arc<str> = Arc::from("-");
-    let mut framer = LineFramer::new(max_line);
+    let mut reader = EventReader::new(max_line, None);
     let mut buf = vec![0u8; BLOCK];
     let mut stdout = io::stdout();
-    let send = |data: bytes::Bytes, end_offset: u64| {
-        chunk_tx
-            .blocking_send(Chunk {
-                source: source.clone(),
-                data,
-                end_offset,
-                read_at: SystemTime::now(),
-                mark: None,
-                joined: false,
-            })
-            .is_ok()
+    let send = |block: EventBlock| {
+        block.data.is_empty()
+            || chunk_tx
+                .blocking_send(Chunk {
+                    source: source.clone(),
+                    data: block.data,
+                    end_offset: block.end_offset,
+                    read_at: SystemTime::now(),
+                    mark: None,
+                    line_joins: block.line_joins,
+                })
+                .is_ok()
     };
     loop {
         let n = match input.read(&mut buf) {
@@ -73,18 +75,14 @@ fn read_all(
             tracing::warn!("stdout closed ({e}); --tee stops copying, matching goes on");
             tee = false;
         }
-        if let Some(data) = framer.push(&buf[..n])
-            && !send(data, framer.offset())
-        {
+        if !send(reader.push(&buf[..n], Instant::now())) {
             break;
         }
     }
-    if let Some(data) = framer.finish() {
-        send(data, framer.offset());
-    }
+    send(reader.finish());
     Ok(StdinStats {
-        bytes: framer.offset(),
-        cut_lines: framer.cut_lines(),
+        bytes: reader.offset(),
+        cut_lines: reader.cut_lines(),
     })
 }
 
