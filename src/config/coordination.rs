@@ -15,7 +15,19 @@
 //!
 //! Or `cluster: [ "redis://node-a:6379", "redis://node-b:6379" ]` instead of `redis:` for Redis
 //! Cluster: a robot's keys carry a hash tag (`dingtail:{ops}:sent`) so that each script touches
-//! one slot. The URL and the password are `${VAR}`-expanded and kept as [`Secret`]s: neither is
+//! one slot. Or, for Redis Sentinel (the form the `redis` crate's `SentinelClient` takes: the
+//! sentinels' addresses and the master's name; it has no URL scheme of its own):
+//!
+//! ```yaml
+//! coordination:
+//!   sentinels: [ "redis://s1:26379", "redis://s2:26379" ]   # a sentinel's own password: in its URL
+//!   master_name: mymaster
+//!   db: 0                                     # the master's database (default 0)
+//!   password: "${REDIS_PASSWORD}"             # the master's password
+//! ```
+//!
+//! The sentinels are asked for the master when the first connection is made and again after
+//! any failure, so a failover moves the fleet to the new master. The URL and the password are `${VAR}`-expanded and kept as [`Secret`]s: neither is
 //! ever printed; errors name the field only.
 //!
 //! Without `coordination:` nothing changes: every instance counts on its own.
@@ -57,6 +69,15 @@ pub enum RedisTarget {
     Single(Secret),
     /// Redis Cluster: the seed nodes.
     Cluster(Vec<Secret>),
+    /// Redis Sentinel: the master named `master`, found through the sentinels.
+    Sentinel {
+        /// The sentinels' URLs (`redis://host:26379`, `rediss://` for TLS to sentinels and master).
+        nodes: Vec<Secret>,
+        /// The name the sentinels monitor the master under (`sentinel monitor NAME ...`).
+        master: String,
+        /// The master's database.
+        db: i64,
+    },
 }
 
 /// `coordination:`, checked.
@@ -90,6 +111,15 @@ pub(super) struct RawCoordination {
     /// Redis Cluster seed nodes, instead of `redis`.
     #[serde(default)]
     cluster: Option<Spanned<Vec<String>>>,
+    /// Redis Sentinel: the sentinels' URLs, instead of `redis`.
+    #[serde(default)]
+    sentinels: Option<Spanned<Vec<String>>>,
+    /// Redis Sentinel: the monitored master's name.
+    #[serde(default)]
+    master_name: Option<Spanned<String>>,
+    /// Redis Sentinel: the master's database.
+    #[serde(default)]
+    db: Option<Spanned<i64>>,
     /// The password, when not in the URL (`${VAR}` expanded).
     #[serde(default)]
     password: Option<Spanned<String>>,
@@ -127,45 +157,99 @@ pub(super) fn check_coordination(
         check_url(u.trim())?;
         Ok::<_, String>(Secret::new(u.trim()))
     };
-    let target = match (&r.redis, &r.cluster) {
-        (Some(_), Some(cl)) => {
-            c.problem(cl, ctx("cluster"), "give `redis` or `cluster`, not both");
-            None
+    let nodes_of = |c: &mut Checker, nodes: &Spanned<Vec<String>>, field: &str| {
+        if nodes.value.is_empty() {
+            c.problem(nodes, ctx(field), "lists no node");
+            return None;
         }
-        (None, None) => {
-            c.problem(
-                raw,
-                "coordination",
-                "needs `redis: \"redis://host:6379/0\"` (or `cluster:` with the nodes)",
-            );
-            None
+        let checked: Vec<Option<Secret>> = (nodes.value.iter().enumerate())
+            .map(|(i, n)| {
+                url(n)
+                    .map_err(|e| c.problem(nodes, ctx(field), format!("node {}: {e}", i + 1)))
+                    .ok()
+            })
+            .collect();
+        checked.into_iter().collect::<Option<Vec<_>>>()
+    };
+    let given: Vec<&str> = [
+        r.redis.as_ref().map(|_| "redis"),
+        r.cluster.as_ref().map(|_| "cluster"),
+        r.sentinels.as_ref().map(|_| "sentinels"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if r.sentinels.is_none() {
+        let why = "is for Redis Sentinel: give `sentinels:` too";
+        if let Some(m) = &r.master_name {
+            c.problem(m, ctx("master_name"), why);
         }
-        (Some(u), None) => match url(&u.value) {
+        if let Some(d) = &r.db {
+            c.problem(d, ctx("db"), why);
+        }
+    }
+    let target = if given.len() > 1 {
+        c.problem(
+            raw,
+            "coordination",
+            format!(
+                "give one of `redis`, `cluster` or `sentinels`, not {}",
+                given.join(" and ")
+            ),
+        );
+        None
+    } else if let Some(u) = &r.redis {
+        match url(&u.value) {
             Ok(url) => Some(RedisTarget::Single(url)),
             Err(e) => {
                 c.problem(u, ctx("redis"), e);
                 None
             }
-        },
-        (None, Some(nodes)) if nodes.value.is_empty() => {
-            c.problem(nodes, ctx("cluster"), "lists no node");
-            None
         }
-        (None, Some(nodes)) => {
-            let checked: Vec<Option<Secret>> = (nodes.value.iter().enumerate())
-                .map(|(i, n)| {
-                    url(n)
-                        .map_err(|e| {
-                            c.problem(nodes, ctx("cluster"), format!("node {}: {e}", i + 1))
-                        })
-                        .ok()
-                })
-                .collect();
-            checked
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .map(RedisTarget::Cluster)
+    } else if let Some(nodes) = &r.cluster {
+        nodes_of(c, nodes, "cluster").map(RedisTarget::Cluster)
+    } else if let Some(nodes) = &r.sentinels {
+        let nodes = nodes_of(c, nodes, "sentinels");
+        let master = match &r.master_name {
+            None => {
+                c.problem(
+                    raw,
+                    ctx("master_name"),
+                    "is needed with `sentinels:`: the name the sentinels monitor the master under",
+                );
+                None
+            }
+            Some(m) if m.value.trim().is_empty() || m.value.chars().any(char::is_whitespace) => {
+                c.problem(
+                    m,
+                    ctx("master_name"),
+                    "must be one word (the name in `sentinel monitor NAME ...`)",
+                );
+                None
+            }
+            Some(m) => Some(m.value.clone()),
+        };
+        let db = match &r.db {
+            None => Some(0),
+            Some(d) if d.value < 0 => {
+                c.problem(d, ctx("db"), "must be 0 or more");
+                None
+            }
+            Some(d) => Some(d.value),
+        };
+        match (nodes, master, db) {
+            (Some(nodes), Some(master), Some(db)) => {
+                Some(RedisTarget::Sentinel { nodes, master, db })
+            }
+            _ => None,
         }
+    } else {
+        c.problem(
+            raw,
+            "coordination",
+            "needs `redis: \"redis://host:6379/0\"` (or `cluster:` with the nodes, or `sentinels:` with `master_name:`)",
+        );
+        None
     };
     let password = r
         .password

@@ -51,9 +51,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use redis::aio::MultiplexedConnection;
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{FromRedisValue, IntoConnectionInfo, RedisResult, ScriptInvocation, Value};
 use tokio::time::Instant;
 
@@ -81,6 +83,12 @@ enum Conn {
     Cluster {
         client: Box<ClusterClient>,
         conn: tokio::sync::Mutex<Option<ClusterConnection>>,
+    },
+    /// Through Redis Sentinel: the connection to the master the sentinels name, asked again
+    /// after any failure (a failover moves the master).
+    Sentinel {
+        client: Box<tokio::sync::Mutex<SentinelClient>>,
+        conn: tokio::sync::Mutex<Option<MultiplexedConnection>>,
     },
 }
 
@@ -166,6 +174,32 @@ impl Coordinator {
                     .map_err(|e| CoordinationError::Address(format!("{:?}", e.kind())))?;
                 Conn::Cluster {
                     client: Box::new(client),
+                    conn: tokio::sync::Mutex::new(None),
+                }
+            }
+            RedisTarget::Sentinel { nodes, master, db } => {
+                let address =
+                    |e: redis::RedisError| CoordinationError::Address(format!("{:?}", e.kind()));
+                // A sentinel's own password is in its URL; `password:` is the master's.
+                let infos = nodes
+                    .iter()
+                    .map(|n| n.expose().into_connection_info().map_err(address))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let tls = nodes.iter().any(|n| n.expose().starts_with("rediss://"));
+                let mut redis_info = redis::RedisConnectionInfo::default().set_db(*db);
+                if let Some(p) = &password {
+                    redis_info = redis_info.set_password(p);
+                }
+                let mut node =
+                    SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_info);
+                if tls {
+                    node = node.set_tls_mode(redis::TlsMode::Secure);
+                }
+                let client =
+                    SentinelClient::build(infos, master, Some(node), SentinelServerType::Master)
+                        .map_err(address)?;
+                Conn::Sentinel {
+                    client: Box::new(tokio::sync::Mutex::new(client)),
                     conn: tokio::sync::Mutex::new(None),
                 }
             }
@@ -301,7 +335,8 @@ impl Coordinator {
 
     /// Runs `op` on a connection (made if needed), within the timeout.
     async fn with_conn(&self, req: &Req<'_>) -> Result<Value, String> {
-        let work = async {
+        // Boxed: the future nests deep enough to exceed the compiler's layout depth otherwise.
+        let work = Box::pin(async {
             match &self.0.conn {
                 Conn::Single(m) => {
                     let mut c = AnyConn::Single(m.clone());
@@ -326,8 +361,24 @@ impl Coordinator {
                     }
                     out.map_err(|e| e.to_string())
                 }
+                Conn::Sentinel { client, conn } => {
+                    let mut guard = conn.lock().await;
+                    if guard.is_none() {
+                        let made = client.lock().await.get_async_connection().await;
+                        *guard = Some(made.map_err(|e| format!("through the sentinels: {e}"))?);
+                    }
+                    let mut c = AnyConn::Master(guard.clone().expect("just made"));
+                    drop(guard);
+                    let out = req.run(&mut c).await;
+                    if out.is_err() {
+                        // The sentinels are asked again on the next call: after a failover
+                        // the old master is gone or a read-only replica.
+                        *conn.lock().await = None;
+                    }
+                    out.map_err(|e| e.to_string())
+                }
             }
-        };
+        });
         match tokio::time::timeout(self.0.timeout, work).await {
             Ok(r) => r,
             Err(_) => Err(format!(
@@ -420,6 +471,8 @@ impl Req<'_> {
 enum AnyConn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    /// The master found through the sentinels.
+    Master(MultiplexedConnection),
 }
 
 impl ConnectionLike for AnyConn {
@@ -427,6 +480,7 @@ impl ConnectionLike for AnyConn {
         match self {
             AnyConn::Single(c) => c.req_packed_command(cmd),
             AnyConn::Cluster(c) => c.req_packed_command(cmd),
+            AnyConn::Master(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -439,6 +493,7 @@ impl ConnectionLike for AnyConn {
         match self {
             AnyConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             AnyConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            AnyConn::Master(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
@@ -446,6 +501,7 @@ impl ConnectionLike for AnyConn {
         match self {
             AnyConn::Single(c) => c.get_db(),
             AnyConn::Cluster(c) => c.get_db(),
+            AnyConn::Master(c) => c.get_db(),
         }
     }
 }

@@ -17,6 +17,10 @@ pub struct RedisServer {
     dir: tempfile::TempDir,
     /// More `redis-server` arguments (`--cluster-enabled yes`).
     extra: Vec<String>,
+    /// Arguments before all others (a sentinel's config file and `--sentinel`).
+    leading: Vec<String>,
+    /// The line on stdout that says it is ready.
+    ready: &'static str,
 }
 
 impl RedisServer {
@@ -28,7 +32,39 @@ impl RedisServer {
 
     /// [`RedisServer::start`] with more `redis-server` arguments.
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let mut dir = tempfile::tempdir().expect("temp dir");
+        RedisServer::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            &[],
+            extra,
+            "Ready to accept connections",
+        )
+    }
+
+    /// A Redis Sentinel (`redis-server CONF --sentinel`, from the same package) watching
+    /// `master` under the name `name`, alone (quorum 1), ready once it says `+monitor`.
+    pub fn start_sentinel(master: &RedisServer, name: &str) -> RedisServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {name} 127.0.0.1 {port} 1\n\
+                 sentinel down-after-milliseconds {name} 1000\n\
+                 sentinel failover-timeout {name} 5000\n",
+                port = master.port
+            ),
+        )
+        .expect("write sentinel.conf");
+        let conf = conf.to_string_lossy().into_owned();
+        RedisServer::start_in(dir, &[&conf, "--sentinel"], &[], "+monitor master")
+    }
+
+    fn start_in(
+        mut dir: tempfile::TempDir,
+        leading: &[&str],
+        extra: &[&str],
+        ready: &'static str,
+    ) -> RedisServer {
         let mut last = String::new();
         // Redis cannot listen on port 0: take a free port from the kernel, close it, start
         // Redis on it; another process may take it meanwhile, so try again a few times.
@@ -42,6 +78,8 @@ impl RedisServer {
                 port,
                 dir,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
+                leading: leading.iter().map(|s| s.to_string()).collect(),
+                ready,
             };
             match server.launch() {
                 Ok(()) => return server,
@@ -62,6 +100,7 @@ impl RedisServer {
     /// Starts the server on `self.port` and waits for "Ready to accept connections".
     fn launch(&mut self) -> Result<(), String> {
         let mut child = Command::new("redis-server")
+            .args(&self.leading)
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args([
                 "--save",
@@ -85,12 +124,13 @@ impl RedisServer {
             })?;
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let ready = self.ready;
         std::thread::spawn(move || {
             let mut log = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 log.push_str(&line);
                 log.push('\n');
-                if line.contains("Ready to accept connections") {
+                if line.contains(ready) {
                     let _ = tx.send(Ok(()));
                 }
             }
@@ -140,9 +180,19 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT` (no database: for a sentinel).
+    pub fn address(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
     /// A plain (blocking) connection for the test to look at the keys.
     pub fn connection(&self) -> redis::Connection {
-        redis::Client::open(self.url())
+        redis::Client::open(self.address())
             .and_then(|c| c.get_connection())
             .expect("connect to the test redis")
     }
