@@ -4,21 +4,21 @@
 //! Its own file, beside `alerts.json`, because it has its own life: it changes when a new
 //! template is seen (or a known one is seen a minute later than last saved), and can hold
 //! thousands of entries a snapshot of the alert state does not need. Written like the other
-//! state files ([`atomic::replace`], keeping `new_patterns.json.prev` as the last good copy), at
-//! most once a second while it changes and once at the stop. A file that cannot be parsed is
+//! state files ([`JsonFile`]: atomically, keeping `new_patterns.json.prev` as the last good
+//! copy) by a [`StateWriter`], at most once a second while it changes (the memory's generation
+//! says whether it did) and once at the stop. A file that cannot be parsed is
 //! moved to `new_patterns.json.corrupt` with one warning and the last good copy is used; a file
 //! of another format version is one warning and a fresh start (every template is new once
 //! more). It never stops dingtail from starting.
 
 use std::io;
-use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
 
 use super::memory::{Remembered, TemplateMemory};
-use crate::state::atomic;
+use crate::state::json_file::{JsonFile, JsonState};
+use crate::state::writer::StateWriter;
 
 /// The file's name in the state directory.
 pub const TEMPLATES_FILE: &str = "new_patterns.json";
@@ -54,112 +54,26 @@ impl TemplateFile {
     }
 }
 
+impl JsonState for TemplateFile {
+    const FILE: &'static str = TEMPLATES_FILE;
+    const PREV: &'static str = TEMPLATES_PREV;
+    const CORRUPT: &'static str = TEMPLATES_CORRUPT;
+    const WHAT: &'static str = "the new-pattern memory";
+    const FRESH: &'static str = "every template is new once more";
+    const VERSION: u32 = VERSION;
+
+    fn version(&self) -> u32 {
+        self.version
+    }
+}
+
 /// `new_patterns.json` in a state directory (which the caller has locked for this instance).
-#[derive(Debug, Clone)]
-pub struct TemplateStore {
-    dir: PathBuf,
-}
-
-impl TemplateStore {
-    /// The file in `dir`.
-    pub fn new(dir: &Path) -> TemplateStore {
-        TemplateStore {
-            dir: dir.to_owned(),
-        }
-    }
-
-    /// The file's path.
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(TEMPLATES_FILE)
-    }
-
-    /// The saved templates, if any can be used; every problem is one warning, never an error.
-    pub fn load(&self) -> Option<TemplateFile> {
-        let path = self.path();
-        match read(&path) {
-            Read::Missing => {}
-            Read::Good(f) => return Some(f),
-            Read::Unusable(why) => {
-                tracing::warn!(
-                    "the new-pattern memory {} cannot be read ({why}); every template is new once more",
-                    path.display()
-                );
-                return None;
-            }
-            Read::Corrupt(why) => {
-                let aside = self.dir.join(TEMPLATES_CORRUPT);
-                let moved = std::fs::rename(&path, &aside);
-                tracing::warn!(
-                    "the new-pattern memory {} is corrupt ({why}); {}; going on from the last good copy {}",
-                    path.display(),
-                    match moved {
-                        Ok(()) => format!("kept aside as {}", aside.display()),
-                        Err(e) => format!("cannot move it aside ({e})"),
-                    },
-                    self.dir.join(TEMPLATES_PREV).display(),
-                );
-            }
-        }
-        // No current file: first start, a crash between the two renames, or it was corrupt.
-        let prev = self.dir.join(TEMPLATES_PREV);
-        match read(&prev) {
-            Read::Good(f) => Some(f),
-            Read::Missing => None,
-            Read::Unusable(why) | Read::Corrupt(why) => {
-                tracing::warn!(
-                    "the last good copy {} cannot be used either ({why}); every template is new once more",
-                    prev.display()
-                );
-                None
-            }
-        }
-    }
-
-    /// Replaces the file atomically, keeping the previous one as the last good copy.
-    pub fn save(&self, file: &TemplateFile) -> io::Result<()> {
-        let bytes = serde_json::to_vec_pretty(file).map_err(io::Error::other)?;
-        atomic::replace(&self.dir, TEMPLATES_FILE, TEMPLATES_PREV, &bytes)
-    }
-}
-
-enum Read {
-    Missing,
-    Good(TemplateFile),
-    /// Cannot be read (permissions, I/O), or another format version: left where it is.
-    Unusable(String),
-    /// Read, but not this format: moved aside.
-    Corrupt(String),
-}
-
-fn read(path: &Path) -> Read {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Read::Missing,
-        Err(e) => return Read::Unusable(e.to_string()),
-    };
-    match serde_json::from_slice::<TemplateFile>(&bytes) {
-        Ok(f) if f.version == VERSION => Read::Good(f),
-        Ok(f) => Read::Unusable(format!(
-            "format version {}, this dingtail writes {VERSION}",
-            f.version
-        )),
-        Err(e) => Read::Corrupt(e.to_string()),
-    }
-}
-
-/// A request to the writer task.
-#[derive(Debug)]
-struct Save {
-    file: TemplateFile,
-    /// Told the outcome (the final save at a stop waits for it).
-    done: Option<oneshot::Sender<io::Result<()>>>,
-}
+pub type TemplateStore = JsonFile<TemplateFile>;
 
 /// The aggregator task's handle on the writer task ([`TemplateSaver::spawn`]).
 #[derive(Debug)]
 pub struct TemplateSaver {
-    tx: mpsc::Sender<Save>,
-    task: tokio::task::JoinHandle<()>,
+    writer: StateWriter<TemplateFile>,
     /// The memory's generation last offered: an unchanged memory is not offered again.
     offered: Option<u64>,
 }
@@ -167,29 +81,20 @@ pub struct TemplateSaver {
 impl TemplateSaver {
     /// Starts the writer task for `store`.
     pub fn spawn(store: TemplateStore) -> TemplateSaver {
-        // One in flight: an offer that finds the writer busy is skipped (the next one, a
-        // second later, carries everything).
-        let (tx, rx) = mpsc::channel(1);
-        let task = tokio::spawn(write_all(store, rx));
         TemplateSaver {
-            tx,
-            task,
+            writer: StateWriter::spawn(store),
             offered: None,
         }
     }
 
     /// Offers the memory as of `now` (call it at most once a second): written when it changed
-    /// since the last offer taken, unless the writer is busy.
+    /// since the last offer taken, unless the writer is busy (the next offer carries it).
     pub fn offer(&mut self, memory: &mut TemplateMemory, now: SystemTime) {
         memory.prune(now);
         if self.offered == Some(memory.generation()) {
             return;
         }
-        let save = Save {
-            file: TemplateFile::of(memory, now),
-            done: None,
-        };
-        if self.tx.try_send(save).is_ok() {
+        if self.writer.offer(TemplateFile::of(memory, now)) {
             self.offered = Some(memory.generation());
         }
     }
@@ -197,47 +102,7 @@ impl TemplateSaver {
     /// Writes the memory a last time and waits for the writer to finish.
     pub async fn finish(self, memory: &mut TemplateMemory, now: SystemTime) -> io::Result<()> {
         memory.prune(now);
-        let (done_tx, done_rx) = oneshot::channel();
-        let sent = self
-            .tx
-            .send(Save {
-                file: TemplateFile::of(memory, now),
-                done: Some(done_tx),
-            })
-            .await;
-        drop(self.tx);
-        let stopped = || io::Error::other("the new-pattern memory writer stopped");
-        let result = match sent {
-            Ok(()) => done_rx.await.unwrap_or_else(|_| Err(stopped())),
-            Err(_) => Err(stopped()),
-        };
-        let _ = self.task.await;
-        result
-    }
-}
-
-/// The writer task: writes what it is given, in order (off the async threads).
-async fn write_all(store: TemplateStore, mut rx: mpsc::Receiver<Save>) {
-    let mut warned = false;
-    while let Some(Save { file, done }) = rx.recv().await {
-        let store2 = store.clone();
-        let result = tokio::task::spawn_blocking(move || store2.save(&file))
-            .await
-            .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
-        match &result {
-            Ok(()) => warned = false,
-            Err(e) if !warned && done.is_none() => {
-                warned = true;
-                tracing::warn!(
-                    "cannot write the new-pattern memory {}: {e}; retrying",
-                    store.path().display()
-                );
-            }
-            Err(_) => {}
-        }
-        if let Some(done) = done {
-            let _ = done.send(result);
-        }
+        self.writer.finish(TemplateFile::of(memory, now)).await
     }
 }
 
