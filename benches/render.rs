@@ -65,6 +65,7 @@ fn render_messages(c: &mut Criterion) {
         keyword: Some("告警"),
         max_body: MAX_BODY_BYTES,
         zone: dingtail::timezone::Zone::parse("Asia/Shanghai").expect("known zone"),
+        hosts: None,
     };
     let mut group = c.benchmark_group("render");
     group
