@@ -6,7 +6,8 @@
 //! - **Literal path** ([`literal_path`]): almost every real rule has a literal that each match
 //!   must contain (`Failed password for `, `OutOfMemory`, `" 5`). Those literals, for all such
 //!   rules, are searched once per block with `aho-corasick`; only the rules whose literal occurs
-//!   run their regex, only on the lines where it occurs. Work grows with the number of literal
+//!   run their regex, only on the lines where it occurs. Of a rule's required literals, the one
+//!   searched for is the rarest in a sample of the data. Work grows with the number of literal
 //!   occurrences, not with the number of rules, and no rule shape (wide bounded gaps, Unicode
 //!   classes, `(?i)`) can bloat a shared automaton. A rule is confirmed on an ASCII line by a
 //!   small lazy DFA compiled with Unicode off, which means the same there ([`confirm`]).
