@@ -216,7 +216,8 @@ fn bundled_packs_and_bench_patterns_match_like_one_regex_per_rule() {
 /// case spellings, ASCII and not (an ASCII line is confirmed by a lazy DFA compiled with Unicode
 /// off, any other by the rule's own regex).
 #[test]
-fn caseless_rules_small_and_large_sets_on_mixed_case_and_non_ascii_lines_match_like_one_regex_per_rule() {
+fn caseless_rules_small_and_large_sets_on_mixed_case_and_non_ascii_lines_match_like_one_regex_per_rule()
+ {
     let small: Vec<String> = [
         r"(?i)connection (?:refused|reset)",
         r"(?i)out of memory|oom-killer",
