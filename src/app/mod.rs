@@ -205,7 +205,8 @@ pub async fn run(
         (source, waker)
     } else {
         drop((events_rx, settled_rx));
-        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
+        let multiline = config.stdin.multiline.clone();
+        let reader = stdin::spawn(raw_tx, config.max_line_bytes, multiline, opts.tee);
         (Source::Stdin(reader), None)
     };
     let reloader = tokio::spawn(reload::run(
