@@ -203,7 +203,14 @@ mod tests {
         let ml = multiline(r"^\d{4}-", Duration::from_secs(3600));
         let trace =
             b"2024-01-01 ERROR boom\n\tat a.B(C.java:1)\n\tat c.D(E.java:2)\n2024-01-01 INFO ok";
-        let table: [(Option<&Multiline>, &[u8], Vec<Vec<&str>>, u64); 4] = [
+        /// `multiline`, input, the events read, bytes read.
+        type Case<'a> = (
+            Option<&'a Multiline>,
+            &'static [u8],
+            Vec<Vec<&'static str>>,
+            u64,
+        );
+        let table: [Case; 4] = [
             (
                 None,
                 b"one\ntwo\nthree",
