@@ -97,8 +97,12 @@ pub struct Keeper {
     /// The file now followed at each path.
     current: HashMap<Arc<str>, FileId>,
     /// Entries loaded at start that no file of this run took up (yet): kept while their file
-    /// is still at its path (missing or unreadable for a while, it keeps its place), and all of
-    /// them until the tailer has [`Event::Started`].
+    /// is still at its path with the same first bytes (unreadable for a while, it keeps its
+    /// place), and all of them until the tailer has [`Event::Started`]. An entry for content
+    /// that a `copytruncate` replaced under the same inode is not taken up by the new content:
+    /// it stays until the tailer's first look is done (the copy, if followed or found, is taken
+    /// up by then from that entry's offset), then goes, as its file no longer starts with its
+    /// first bytes.
     carried: Vec<Entry>,
     started: bool,
     /// Something changed since the state was last written.
@@ -132,7 +136,13 @@ impl Keeper {
                 identity,
                 offset,
             } => {
-                self.carried.retain(|e| !e.identity.same_inode(&identity));
+                // The entry of this very file gives way to what this run tracks. One for other
+                // content under the same inode (truncated by `copytruncate` while dingtail was
+                // stopped) stays: its lines are in the copy, which may be taken up next, from
+                // that entry's offset; a kill between the two must not lose where that was.
+                self.carried.retain(|e| {
+                    !e.identity.same_inode(&identity) || e.identity.rewritten_as(&identity)
+                });
                 self.current.insert(path.clone(), file);
                 self.files.insert(
                     file,
@@ -287,7 +297,14 @@ impl Keeper {
     }
 }
 
-/// Whether the file of a carried entry is still at its path.
+/// Whether the file of a carried entry is still at its path: the same inode, with the same
+/// first bytes when they can be read (a file truncated and written again since holds other
+/// lines; those of the entry, if anywhere, are in a copy that was taken up by now).
 fn still_at_path(e: &Entry) -> bool {
-    std::fs::metadata(&e.path).is_ok_and(|m| (m.dev(), m.ino()) == (e.identity.dev, e.identity.ino))
+    let inode = std::fs::metadata(&e.path)
+        .is_ok_and(|m| (m.dev(), m.ino()) == (e.identity.dev, e.identity.ino));
+    inode
+        && std::fs::File::open(&e.path)
+            .and_then(|f| e.identity.matches(&f))
+            .unwrap_or(true)
 }

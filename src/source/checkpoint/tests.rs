@@ -203,3 +203,73 @@ fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
     progress(&mut k, 3, 0, 20, 0);
     assert_eq!(k.tracked(), 1);
 }
+
+#[test]
+fn an_entry_for_content_truncated_away_outlives_the_new_content_until_the_first_look_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "new content ".repeat(30)).unwrap();
+    let now = Identity::of(&File::open(&log).unwrap()).unwrap();
+    assert_eq!(now.fp_len as usize, FINGERPRINT_BYTES);
+    let path = log.to_string_lossy().into_owned();
+    // Loaded: `app.log` as it was before a copytruncate (same inode, other first bytes), held
+    // at 100; its copy `app.log.1` taken up at 400, where the original had been read to; and
+    // a file not taken up (unreadable for a while) that is still at its path.
+    let before = Entry {
+        path: path.clone(),
+        identity: Identity {
+            fp: now.fp ^ 1,
+            ..now
+        },
+        offset: 100,
+        from: 0,
+    };
+    // (an inode no file of this test has)
+    let copy_id = Identity {
+        ino: u64::MAX,
+        ..before.identity
+    };
+    let copy = Entry {
+        path: format!("{path}.1"),
+        identity: copy_id,
+        offset: 400,
+        from: 400,
+    };
+    let other_path = dir.path().join("other.log");
+    std::fs::write(&other_path, "other").unwrap();
+    let other = Entry {
+        path: other_path.to_string_lossy().into_owned(),
+        identity: Identity::of(&File::open(&other_path).unwrap()).unwrap(),
+        offset: 5,
+        from: 0,
+    };
+    let mut k = Keeper::new(vec![before.clone(), copy, other.clone()]);
+    // The restart takes up the new content of `app.log` first: the state written now must
+    // still say where the copy's lines are held.
+    k.event(Event::Opened {
+        file: 1,
+        path: path.as_str().into(),
+        identity: now,
+        offset: 0,
+    });
+    assert!(k.entries().contains(&before), "{:#?}", k.entries());
+    // The copy taken up replaces its own entry.
+    k.event(Event::Opened {
+        file: 2,
+        path: format!("{path}.1").into(),
+        identity: copy_id,
+        offset: 100,
+    });
+    let copies: Vec<Entry> = k
+        .entries()
+        .into_iter()
+        .filter(|e| e.identity == copy_id)
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    assert_eq!(copies[0].offset, 100);
+    // Once the first look is done, the truncated content's entry goes (its file starts with
+    // other bytes now); a file still there as it was keeps its entry.
+    k.event(Event::Started);
+    assert!(!k.entries().contains(&before), "{:#?}", k.entries());
+    assert!(k.entries().contains(&other), "{:#?}", k.entries());
+}

@@ -14,7 +14,11 @@
 //!   read from its first byte. When a glob also matches the rotated name (`app.log*`), the old
 //!   file simply goes on under its new name: nothing is read twice.
 //! - A file that shrinks below the read offset was truncated in place (copytruncate): it is read
-//!   again from 0. So is a file whose first bytes changed under the same inode.
+//!   again from 0. So is a file whose first bytes changed under the same inode, compared on
+//!   every look (one read of at most 256 bytes), so a truncation the writer has already written
+//!   back to the same size, or past the read offset, is seen too. Not seen: a rewrite whose
+//!   first bytes (as many as the fingerprint covers, up to 256) are those of the old content
+//!   and that reaches the read offset before the next look; it is read on from that offset.
 //! - A path that disappears is followed again when it reappears, from its first byte.
 //! - A file that cannot be opened gets one warning (again only after it was readable in between)
 //!   and is retried on every wake.
@@ -180,7 +184,8 @@ struct TailedFile {
     identity: Identity,
     /// Next byte to read.
     pos: u64,
-    /// Size seen at the last look (a change triggers the fingerprint check).
+    /// Size seen at the last look (a change refreshes a fingerprint taken while the file was
+    /// shorter than one).
     size: u64,
     /// Framing and multi-line events, positioned at `pos`.
     reader: EventReader,
