@@ -198,12 +198,21 @@ mod tests {
         }
     }
 
+    /// One case: the multi-line setting, the input, the events expected (their lines) and the
+    /// bytes read.
+    type Case<'m> = (
+        Option<&'m Multiline>,
+        &'static [u8],
+        Vec<Vec<&'static str>>,
+        u64,
+    );
+
     #[test]
     fn reads_everything_into_whole_line_and_whole_event_chunks() {
         let ml = multiline(r"^\d{4}-", Duration::from_secs(3600));
         let trace =
             b"2024-01-01 ERROR boom\n\tat a.B(C.java:1)\n\tat c.D(E.java:2)\n2024-01-01 INFO ok";
-        let table: [(Option<&Multiline>, &[u8], Vec<Vec<&str>>, u64); 4] = [
+        let table: [Case<'_>; 4] = [
             (
                 None,
                 b"one\ntwo\nthree",

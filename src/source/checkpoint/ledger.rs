@@ -1,5 +1,5 @@
 //! The ledger: which chunk starts of each followed file alerts still hold, and so how far each
-//! file is safely done ([`Keeper`]); plain data, told [`Event`]s and settled holds, so it is
+//! file is safely done ([`Keeper`]); plain data, told [`PositionUpdate`]s and settled holds, so it is
 //! tested without tasks.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use super::{Entry, Identity, Position, Positions};
 use crate::source::{FileId, Mark};
 
-/// What the tailer and the aggregator tell the keeper.
+/// What the tailer and the aggregator tell the keeper of read positions: a file taken up,
+/// identified or left, a chunk counted, holds on it released or moved, the first look done.
 #[derive(Debug)]
-pub enum Event {
+pub enum PositionUpdate {
     /// A file was taken up at `path`, reading from `offset`; for this path it replaces any
     /// earlier file (rotation, truncation).
     Opened {
@@ -69,7 +70,7 @@ pub(super) struct Tracked {
     counted: u64,
     /// Chunk start → alerts holding it (signed: a release may come before its registration).
     pub(super) holds: BTreeMap<u64, i64>,
-    /// Set by [`Event::Closed`]: nothing is read past this.
+    /// Set by [`PositionUpdate::Closed`]: nothing is read past this.
     closed_at: Option<u64>,
     /// Where reading started.
     from: u64,
@@ -98,7 +99,7 @@ pub struct Keeper {
     current: HashMap<Arc<str>, FileId>,
     /// Entries loaded at start that no file of this run took up (yet): kept while their file
     /// is still at its path with the same first bytes (unreadable for a while, it keeps its
-    /// place), and all of them until the tailer has [`Event::Started`]. An entry for content
+    /// place), and all of them until the tailer has [`PositionUpdate::Started`]. An entry for content
     /// that a `copytruncate` replaced under the same inode is not taken up by the new content:
     /// it stays until the tailer's first look is done (the copy, if followed or found, is taken
     /// up by then from that entry's offset), then goes, as its file no longer starts with its
@@ -127,10 +128,10 @@ impl Keeper {
     }
 
     /// Applies one event.
-    pub fn event(&mut self, event: Event) {
+    pub fn apply(&mut self, update: PositionUpdate) {
         self.dirty = true;
-        match event {
-            Event::Opened {
+        match update {
+            PositionUpdate::Opened {
                 file,
                 path,
                 identity,
@@ -156,12 +157,12 @@ impl Keeper {
                     },
                 );
             }
-            Event::Identified { file, identity } => {
+            PositionUpdate::Identified { file, identity } => {
                 if let Some(t) = self.files.get_mut(&file) {
                     t.identity = identity;
                 }
             }
-            Event::Progress { mark, end, holds } => {
+            PositionUpdate::Progress { mark, end, holds } => {
                 if let Some(t) = self.files.get_mut(&mark.file) {
                     t.counted = t.counted.max(end);
                     if holds > 0 {
@@ -170,19 +171,19 @@ impl Keeper {
                     self.forget_if_done(mark.file);
                 }
             }
-            Event::Released(marks) => self.settled(&marks),
-            Event::Held(marks) => {
+            PositionUpdate::Released(marks) => self.settled(&marks),
+            PositionUpdate::Held(marks) => {
                 for mark in marks {
                     self.hold(mark, 1);
                 }
             }
-            Event::Closed { file, end } => {
+            PositionUpdate::Closed { file, end } => {
                 if let Some(t) = self.files.get_mut(&file) {
                     t.closed_at = Some(end);
                     self.forget_if_done(file);
                 }
             }
-            Event::Started => self.started = true,
+            PositionUpdate::Started => self.started = true,
         }
     }
 

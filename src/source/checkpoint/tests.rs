@@ -16,7 +16,7 @@ fn ident() -> Identity {
 }
 
 fn opened(k: &mut Keeper, file: FileId, path: &str, offset: u64) {
-    k.event(Event::Opened {
+    k.apply(PositionUpdate::Opened {
         file,
         path: path.into(),
         identity: ident(),
@@ -25,7 +25,7 @@ fn opened(k: &mut Keeper, file: FileId, path: &str, offset: u64) {
 }
 
 fn progress(k: &mut Keeper, file: FileId, start: u64, end: u64, holds: u32) {
-    k.event(Event::Progress {
+    k.apply(PositionUpdate::Progress {
         mark: Mark { file, start },
         end,
         holds,
@@ -75,7 +75,7 @@ fn a_replaced_file_is_forgotten_once_settled() {
     opened(&mut k, 1, "a", 0);
     progress(&mut k, 1, 0, 10, 1);
     opened(&mut k, 2, "a", 0);
-    k.event(Event::Closed { file: 1, end: 10 });
+    k.apply(PositionUpdate::Closed { file: 1, end: 10 });
     assert_eq!(k.safe_offset("a"), Some(0));
     assert!(k.files.contains_key(&1));
     k.settled(&[Mark { file: 1, start: 0 }]);
@@ -183,7 +183,7 @@ fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
     opened(&mut k, 1, "a", 0);
     progress(&mut k, 1, 0, 10, 1);
     opened(&mut k, 2, "a", 0);
-    k.event(Event::Closed { file: 1, end: 10 });
+    k.apply(PositionUpdate::Closed { file: 1, end: 10 });
     assert_eq!(
         k.entries().len(),
         1,
@@ -198,7 +198,7 @@ fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
     assert_eq!(k.tracked(), 1, "forgotten once settled");
     // closed before its last chunk was counted: kept until it is
     opened(&mut k, 3, "b", 0);
-    k.event(Event::Closed { file: 3, end: 20 });
+    k.apply(PositionUpdate::Closed { file: 3, end: 20 });
     assert_eq!(k.tracked(), 2);
     progress(&mut k, 3, 0, 20, 0);
     assert_eq!(k.tracked(), 1);
@@ -246,7 +246,7 @@ fn an_entry_for_content_truncated_away_outlives_the_new_content_until_the_first_
     let mut k = Keeper::new(vec![before.clone(), copy, other.clone()]);
     // The restart takes up the new content of `app.log` first: the state written now must
     // still say where the copy's lines are held.
-    k.event(Event::Opened {
+    k.apply(PositionUpdate::Opened {
         file: 1,
         path: path.as_str().into(),
         identity: now,
@@ -254,7 +254,7 @@ fn an_entry_for_content_truncated_away_outlives_the_new_content_until_the_first_
     });
     assert!(k.entries().contains(&before), "{:#?}", k.entries());
     // The copy taken up replaces its own entry.
-    k.event(Event::Opened {
+    k.apply(PositionUpdate::Opened {
         file: 2,
         path: format!("{path}.1").into(),
         identity: copy_id,
@@ -269,7 +269,7 @@ fn an_entry_for_content_truncated_away_outlives_the_new_content_until_the_first_
     assert_eq!(copies[0].offset, 100);
     // Once the first look is done, the truncated content's entry goes (its file starts with
     // other bytes now); a file still there as it was keeps its entry.
-    k.event(Event::Started);
+    k.apply(PositionUpdate::Started);
     assert!(!k.entries().contains(&before), "{:#?}", k.entries());
     assert!(k.entries().contains(&other), "{:#?}", k.entries());
 }

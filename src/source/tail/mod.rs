@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Entry, Event, Identity};
+use super::checkpoint::{Entry, Identity, PositionUpdate};
 use super::multiline::Multiline;
 use super::{Chunk, EventReader, FileId};
 
@@ -154,18 +154,18 @@ enum Wake {
 }
 
 /// Starts the tailer thread. Chunks go to `chunk_tx` (the thread ends when it is closed), file
-/// take-ups to `events_tx` (the checkpoint keeper).
+/// take-ups to `updates_tx` (the checkpoint keeper).
 pub fn spawn(
     cfg: TailConfig,
     chunk_tx: mpsc::Sender<Chunk>,
-    events_tx: mpsc::UnboundedSender<Event>,
+    updates_tx: mpsc::UnboundedSender<PositionUpdate>,
 ) -> io::Result<(JoinHandle<TailStats>, Waker)> {
     let (wake_tx, wake_rx) = inbox()?;
     let waker = Waker(wake_tx.clone());
     let handle = std::thread::Builder::new()
         .name("tail".into())
         .spawn(move || {
-            let mut t = Tailer::new(cfg, chunk_tx, events_tx);
+            let mut t = Tailer::new(cfg, chunk_tx, updates_tx);
             if t.cfg.once {
                 t.run_once();
             } else {
@@ -223,7 +223,7 @@ struct FollowedPath {
 struct Tailer {
     cfg: TailConfig,
     chunk_tx: mpsc::Sender<Chunk>,
-    events_tx: mpsc::UnboundedSender<Event>,
+    updates_tx: mpsc::UnboundedSender<PositionUpdate>,
     followed: Vec<FollowedPath>,
     next_id: FileId,
     /// Set once the first scan is done: files found later are new and read from 0.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::{LEFT_KEPT, TailedFile, Tailer};
-use crate::source::checkpoint::{Event, FINGERPRINT_BYTES, Identity};
+use crate::source::checkpoint::{FINGERPRINT_BYTES, Identity, PositionUpdate};
 use crate::source::{Chunk, EventBlock, EventReader, Mark};
 
 impl Tailer {
@@ -50,7 +50,7 @@ impl Tailer {
         open.id = self.next_id;
         self.next_id += 1;
         self.followed[i].taken_before = true;
-        let _ = self.events_tx.send(Event::Opened {
+        let _ = self.updates_tx.send(PositionUpdate::Opened {
             file: open.id,
             path,
             identity: open.identity,
@@ -87,7 +87,7 @@ impl Tailer {
             open.chunk_start = 0;
             open.reader.restart_at(0);
             open.identity = Identity::of(&open.file)?;
-            let _ = self.events_tx.send(Event::Opened {
+            let _ = self.updates_tx.send(PositionUpdate::Opened {
                 file: open.id,
                 path: path.clone(),
                 identity: open.identity,
@@ -95,7 +95,7 @@ impl Tailer {
             });
         } else if grew && (open.identity.fp_len as usize) < FINGERPRINT_BYTES {
             open.identity = Identity::of(&open.file)?;
-            let _ = self.events_tx.send(Event::Identified {
+            let _ = self.updates_tx.send(PositionUpdate::Identified {
                 file: open.id,
                 identity: open.identity,
             });
@@ -184,7 +184,7 @@ impl Tailer {
             self.left.pop_front();
         }
         self.left.push_back((open.identity, open.chunk_start));
-        let _ = self.events_tx.send(Event::Closed {
+        let _ = self.updates_tx.send(PositionUpdate::Closed {
             file: open.id,
             end: open.chunk_start,
         });

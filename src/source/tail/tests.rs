@@ -19,7 +19,7 @@ use crate::source::{Chunk, Mark};
 struct Run {
     tailer: Tailer,
     chunk_rx: mpsc::Receiver<Chunk>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
+    updates_rx: mpsc::UnboundedReceiver<PositionUpdate>,
     keeper: Keeper,
     /// Lines read, in order.
     lines: Vec<String>,
@@ -48,7 +48,7 @@ impl Run {
 
     fn start_with(patterns: &[&Path], state: &State, multiline: Option<Multiline>) -> Run {
         let (chunk_tx, chunk_rx) = mpsc::channel(100_000);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let cfg = TailConfig {
             inputs: patterns
                 .iter()
@@ -66,9 +66,9 @@ impl Run {
             unreadable_for: Duration::from_secs(300),
         };
         let mut run = Run {
-            tailer: Tailer::new(cfg, chunk_tx, events_tx),
+            tailer: Tailer::new(cfg, chunk_tx, updates_tx),
             chunk_rx,
-            events_rx,
+            updates_rx,
             keeper: Keeper::new(state.entries.clone()),
             lines: Vec::new(),
             delivered: Vec::new(),
@@ -78,7 +78,7 @@ impl Run {
         };
         run.kill_point();
         run.step();
-        let _ = run.tailer.events_tx.send(Event::Started);
+        let _ = run.tailer.updates_tx.send(PositionUpdate::Started);
         run.drain();
         run
     }
@@ -104,7 +104,7 @@ impl Run {
 
     fn drain(&mut self) {
         // Events first: Opened before the chunks of that file are counted.
-        while let Ok(e) = self.events_rx.try_recv() {
+        while let Ok(e) = self.updates_rx.try_recv() {
             self.tell(e);
         }
         while let Ok(c) = self.chunk_rx.try_recv() {
@@ -118,20 +118,20 @@ impl Run {
             } else {
                 self.delivered.extend(lines);
             }
-            self.tell(Event::Progress {
+            self.tell(PositionUpdate::Progress {
                 mark,
                 end: c.end_offset,
                 holds,
             });
-            while let Ok(e) = self.events_rx.try_recv() {
+            while let Ok(e) = self.updates_rx.try_recv() {
                 self.tell(e);
             }
         }
     }
 
     /// The keeper is told `e` (and could write the state file right after).
-    fn tell(&mut self, e: Event) {
-        self.keeper.event(e);
+    fn tell(&mut self, e: PositionUpdate) {
+        self.keeper.apply(e);
         self.kill_point();
     }
 
