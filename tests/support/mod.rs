@@ -4,6 +4,8 @@ pub mod delivered;
 pub mod emulator;
 pub mod env;
 pub mod files;
+pub mod listener;
 pub mod problems;
 pub mod redis_server;
+pub mod replay;
 pub mod running;
