@@ -44,6 +44,7 @@ mod raw;
 mod robots;
 mod rule;
 mod self_alerts;
+mod shared_fields;
 pub use self_alerts::{DEFAULT_UNREADABLE_FOR, SelfAlerts};
 
 use checker::*;
@@ -55,6 +56,7 @@ pub use problem::*;
 use raw::*;
 pub use robots::*;
 use rule::*;
+use shared_fields::*;
 
 /// The built-in rule set, used when no config file exists: see `rules/default.yaml`.
 pub const DEFAULT_RULES: &str = include_str!("../rules/default.yaml");
@@ -85,6 +87,8 @@ pub struct Config {
     pub warnings: Vec<Problem>,
     /// Files to follow (`inputs:`), in file order; paths on the command line add to these.
     pub inputs: Vec<InputConfig>,
+    /// `stdin:`: how standard input's lines form events when it is read.
+    pub stdin: StdinConfig,
     /// `timezone:`, else `TZ`, else the host's zone: every time in a message is written in it.
     pub timezone: Zone,
     /// `listen:`: where to serve metrics, probes and silences (`--listen` overrides); off when

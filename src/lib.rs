@@ -16,10 +16,12 @@
 //!    [`ratelimit`] (the rate and the sliding-window limiter), [`trouble`] (dingtail's own
 //!    trouble, reported without knowing who listens), [`state`] (files that survive a restart,
 //!    replaced atomically), [`yaml_units`] (a YAML file cut into units, for error reports).
-//! 2. **Rules**: [`where_expr`] (`where:` conditions), [`route`], [`escalate`], [`rules`] (rules
-//!    compiled), [`mute`] (mute windows, quiet hours), [`stale`] (inputs that fall silent).
+//! 2. **Rules**: [`where_expr`] (`where:` conditions), [`route`], [`escalate`], [`rules`] (one
+//!    `Rule` type at two stages: as the config says it, and compiled), [`mute`] (mute windows,
+//!    quiet hours), [`stale`] (inputs that fall silent).
 //! 3. [`source`]: stdin and followed files (tail -F, rotation, identity) read in blocks of whole
-//!    lines, and the checkpoints that say how far each file is safely done.
+//!    lines or multi-line events, through the one [`source::EventReader`] that `test` and
+//!    `--replay` read with too, and the checkpoints that say how far each file is safely done.
 //! 4. [`dingtalk`]: signing, rendering within 20,000 bytes, the HTTP client and errcodes; it takes
 //!    a [`dingtalk::Endpoint`] and [`alert::Alert`]s, and knows nothing of files, rules or config.
 //! 5. [`config`]: the YAML file checked into rules, robots (with their endpoints) and inputs;

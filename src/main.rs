@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dingtail::app::{self, RunOptions};
-use dingtail::cli::{Cli, Command, ConfigArg, InitArgs, SendArgs};
+use dingtail::cli::{Cli, Command, ConfigArg, InitArgs, RunArgs, SendArgs, TestArgs};
 use dingtail::config::{self, Config};
 use dingtail::dingtalk::{Client, message};
 use dingtail::pretty::Presentation;
@@ -22,152 +22,8 @@ fn main() -> ExitCode {
     init_logging();
     match cli.command {
         Command::Check(c) => check(&c),
-        Command::Run(args) => {
-            // A dry run sends nothing, so it does not need the robots' secrets.
-            let loaded = if args.dry_run {
-                load_without_secrets(&args.config)
-            } else {
-                load(&args.config)
-            };
-            let config = match loaded {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let startup = dingtail::startup::describe(
-                &config,
-                &args.paths,
-                args.once,
-                args.dry_run,
-                dingtail::startup::Stdin::detect(),
-            );
-            eprintln!("{}", startup.line);
-            for warning in &startup.warnings {
-                eprintln!("dingtail: warning: {warning}");
-            }
-            if startup.nothing_to_read {
-                eprintln!("dingtail: --once and no file to read");
-                return ExitCode::from(EXIT_USAGE);
-            }
-            let opts = RunOptions {
-                dry_run: args.dry_run,
-                tee: args.tee,
-                shutdown_timeout: args.shutdown_timeout,
-                host: hostname(),
-                paths: args.paths,
-                from_beginning: args.from_beginning,
-                once: args.once,
-                state_dir: args.state_dir,
-                presentation: dingtail::pretty::Presentation::for_stdout(args.format),
-                listen: args.listen,
-                config_path: config_path(&args.config),
-                watch_config: args.watch_config,
-            };
-            let result = runtime().block_on(async {
-                // Handlers first: a signal that arrives while files are being taken up must be
-                // a clean stop (checkpoints written), not the default action (killed).
-                let shutdown = app::shutdown::on_signal();
-                app::run(config, opts, shutdown).await
-            });
-            match result {
-                Ok(report) => {
-                    // The summary and the failures pass the redaction step like every log line.
-                    eprintln!("{}", redact_patterns(&report.summary()));
-                    if let Some(status) = &report.budget {
-                        eprintln!("dingtail: {status}");
-                    }
-                    for line in report.failures() {
-                        eprintln!("{}", redact_patterns(&line));
-                    }
-                    if report.has_failures() {
-                        ExitCode::from(EXIT_UNDELIVERED)
-                    } else {
-                        ExitCode::SUCCESS
-                    }
-                }
-                Err(e) => {
-                    eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
-                    // A state directory that cannot be used, or options that contradict each
-                    // other or the config, are setup errors, like a bad config.
-                    if e.downcast_ref::<dingtail::source::checkpoint::StoreError>()
-                        .is_some()
-                        || e.downcast_ref::<app::UsageError>().is_some()
-                    {
-                        ExitCode::from(EXIT_USAGE)
-                    } else {
-                        ExitCode::from(EXIT_UNDELIVERED)
-                    }
-                }
-            }
-        }
-        Command::Test(args) => {
-            let config = match load_without_secrets(&args.config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
-            let presentation = Presentation::for_stdout(args.format);
-            let size;
-            let input: Box<dyn std::io::Read> = match &args.path {
-                Some(p) => match std::fs::File::open(p) {
-                    Ok(f) => {
-                        size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
-                        Box::new(f)
-                    }
-                    Err(e) => {
-                        eprintln!("dingtail: cannot open {}: {e}", p.display());
-                        return ExitCode::from(EXIT_USAGE);
-                    }
-                },
-                None => {
-                    // Redirected from a file (`< big.log`): its size, for the progress bar.
-                    size = std::fs::metadata("/dev/stdin")
-                        .ok()
-                        .filter(|m| m.is_file())
-                        .map(|m| m.len());
-                    Box::new(std::io::stdin().lock())
-                }
-            };
-            let result = if args.replay {
-                dingtail::replay::replay_as(
-                    &config,
-                    input,
-                    &mut out,
-                    &hostname(),
-                    args.line_interval,
-                    presentation,
-                )
-                .map(|_| ())
-            } else {
-                let bar = dingtail::progress::bar(size);
-                let started = std::time::Instant::now();
-                let mut tick = |r: &tester::TestReport| {
-                    if let Some(bar) = &bar {
-                        bar.set_position(r.bytes);
-                        bar.set_message(dingtail::progress::message(
-                            r.lines,
-                            r.matched_lines,
-                            started.elapsed().as_secs_f64(),
-                        ));
-                    }
-                };
-                let multiline = tester::multiline_for(&config, args.path.as_deref());
-                let result =
-                    tester::run_as(&config, input, multiline, &mut out, presentation, &mut tick);
-                if let Some(bar) = bar {
-                    bar.finish_and_clear();
-                }
-                result.map(|_| ())
-            };
-            let _ = out.flush();
-            match result {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("dingtail: {e}");
-                    ExitCode::from(EXIT_UNDELIVERED)
-                }
-            }
-        }
+        Command::Run(args) => run(args),
+        Command::Test(args) => test(args),
         Command::Send(args) => send(&args),
         Command::Completions(args) => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
@@ -187,6 +43,156 @@ fn main() -> ExitCode {
         }
         Command::Init(args) => init(&args),
         Command::Silence(cmd) => silence(cmd),
+    }
+}
+
+/// `dingtail run`: the whole pipeline, then the summary on stderr.
+fn run(args: RunArgs) -> ExitCode {
+    // A dry run sends nothing, so it does not need the robots' secrets.
+    let loaded = if args.dry_run {
+        load_without_secrets(&args.config)
+    } else {
+        load(&args.config)
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let startup = dingtail::startup::describe(
+        &config,
+        &args.paths,
+        args.once,
+        args.dry_run,
+        dingtail::startup::Stdin::detect(),
+    );
+    eprintln!("{}", startup.line);
+    for warning in &startup.warnings {
+        eprintln!("dingtail: warning: {warning}");
+    }
+    if startup.nothing_to_read {
+        eprintln!("dingtail: --once and no file to read");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let opts = RunOptions {
+        dry_run: args.dry_run,
+        tee: args.tee,
+        shutdown_timeout: args.shutdown_timeout,
+        host: hostname(),
+        paths: args.paths,
+        from_beginning: args.from_beginning,
+        once: args.once,
+        state_dir: args.state_dir,
+        presentation: dingtail::pretty::Presentation::for_stdout(args.format),
+        listen: args.listen,
+        config_path: config_path(&args.config),
+        watch_config: args.watch_config,
+    };
+    let result = runtime().block_on(async {
+        // Handlers first: a signal that arrives while files are being taken up must be
+        // a clean stop (checkpoints written), not the default action (killed).
+        let shutdown = app::shutdown::on_signal();
+        app::run(config, opts, shutdown).await
+    });
+    match result {
+        Ok(report) => {
+            // The summary and the failures pass the redaction step like every log line.
+            eprintln!("{}", redact_patterns(&report.summary()));
+            if let Some(status) = &report.budget {
+                eprintln!("dingtail: {status}");
+            }
+            for line in report.failures() {
+                eprintln!("{}", redact_patterns(&line));
+            }
+            if report.has_failures() {
+                ExitCode::from(EXIT_UNDELIVERED)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("dingtail: {}", redact_patterns(&format!("{e:#}")));
+            // A state directory that cannot be used, or options that contradict each
+            // other or the config, are setup errors, like a bad config.
+            if e.downcast_ref::<dingtail::source::checkpoint::StoreError>()
+                .is_some()
+                || e.downcast_ref::<app::UsageError>().is_some()
+            {
+                ExitCode::from(EXIT_USAGE)
+            } else {
+                ExitCode::from(EXIT_UNDELIVERED)
+            }
+        }
+    }
+}
+
+/// `dingtail test [--replay]`: which lines match which rules, or what the rules would send.
+fn test(args: TestArgs) -> ExitCode {
+    let config = match load_without_secrets(&args.config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let presentation = Presentation::for_stdout(args.format);
+    let size;
+    let input: Box<dyn std::io::Read> = match &args.path {
+        Some(p) => match std::fs::File::open(p) {
+            Ok(f) => {
+                size = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                Box::new(f)
+            }
+            Err(e) => {
+                eprintln!("dingtail: cannot open {}: {e}", p.display());
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        None => {
+            // Redirected from a file (`< big.log`): its size, for the progress bar.
+            size = std::fs::metadata("/dev/stdin")
+                .ok()
+                .filter(|m| m.is_file())
+                .map(|m| m.len());
+            Box::new(std::io::stdin().lock())
+        }
+    };
+    let result = if args.replay {
+        dingtail::replay::replay_as(
+            &config,
+            input,
+            config.multiline_for(args.path.as_deref()),
+            &mut out,
+            &hostname(),
+            args.line_interval,
+            presentation,
+        )
+        .map(|_| ())
+    } else {
+        let bar = dingtail::progress::bar(size);
+        let started = std::time::Instant::now();
+        let mut tick = |r: &tester::TestReport| {
+            if let Some(bar) = &bar {
+                bar.set_position(r.bytes);
+                bar.set_message(dingtail::progress::message(
+                    r.lines,
+                    r.matched_lines,
+                    started.elapsed().as_secs_f64(),
+                ));
+            }
+        };
+        let multiline = config.multiline_for(args.path.as_deref());
+        let result = tester::run_as(&config, input, multiline, &mut out, presentation, &mut tick);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        result.map(|_| ())
+    };
+    let _ = out.flush();
+    match result {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dingtail: {e}");
+            ExitCode::from(EXIT_UNDELIVERED)
+        }
     }
 }
 
@@ -510,6 +516,7 @@ fn init(args: &InitArgs) -> ExitCode {
         let replayed = dingtail::replay::replay_as(
             &config,
             file,
+            config.multiline_for(Some(s.path.as_path())),
             &mut out,
             &hostname(),
             std::time::Duration::from_secs(1),

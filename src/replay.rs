@@ -2,9 +2,12 @@
 //! exact messages the rules would send, so thresholds, cooldowns and absence can be seen in
 //! seconds instead of waiting for them.
 //!
-//! The clock follows the log: each line's time is read with the config's
-//! `timestamp: {regex, format}`; a line without a readable time (or every line, without that
-//! setting) is placed `line_interval` after the previous one. Time never runs backwards: a line
+//! The log is read through the same [`EventReader`] as `run` reads it: with `multiline`, lines
+//! are gathered into events (`run`'s setting for the input, see [`Config::multiline_for`]), and
+//! an event is matched, counted and quoted as `run` would. The clock follows the log: each
+//! event's time is read from its first line with the config's `timestamp: {regex, format}`; an
+//! event without a readable time (or every event, without that setting) is placed
+//! `line_interval` after the previous one. Time never runs backwards: a line
 //! older than the one before it is taken to happen at the same time. Before each line, every
 //! timer due by its time runs; at the end, everything pending is flushed as at the end of a pipe.
 //!
@@ -23,7 +26,7 @@ use tokio::time::Instant;
 
 use crate::aggregate::{Aggregator, Routed};
 use crate::budget::forecast::{Forecast, Planned, forecast};
-use crate::config::{Config, TimestampFormat};
+use crate::config::{Config, Multiline, TimestampFormat};
 use crate::dingtalk::message::render;
 use crate::dingtalk::{MAX_BODY_BYTES, RenderContext};
 use crate::hush::Hush;
@@ -47,7 +50,8 @@ pub struct Replayed {
     pub critical: bool,
 }
 
-/// Replays `input` through `config`'s rules, writing each message to `out` and returning them.
+/// Replays `input` (standard input, or a copy of it: its events gathered as `run` would gather
+/// stdin's) through `config`'s rules, writing each message to `out` and returning them.
 pub fn replay(
     config: &Config,
     input: impl Read,
@@ -58,6 +62,7 @@ pub fn replay(
     replay_as(
         config,
         input,
+        config.multiline_for(None),
         out,
         host,
         line_interval,
@@ -65,18 +70,20 @@ pub fn replay(
     )
 }
 
-/// [`replay`], printing each message for people when `p.human` (see [`crate::pretty`]); the
-/// messages returned are the same.
+/// [`replay`], with `multiline` gathering lines into events (`None`: every line is one), and
+/// printing each message for people when `p.human` (see [`crate::pretty`]); the messages
+/// returned are the same.
 pub fn replay_as(
     config: &Config,
     input: impl Read,
+    multiline: Option<&Multiline>,
     out: &mut impl Write,
     host: &str,
     line_interval: Duration,
     p: Presentation,
 ) -> Result<Vec<Replayed>, TestError> {
     let matcher = Matcher::new(&config.rules, config.max_line_bytes)?;
-    let mut reader = EventReader::new(config.max_line_bytes, None);
+    let mut reader = EventReader::new(config.max_line_bytes, multiline);
     let mut state: Option<Clock> = None;
     let mut agg: Option<Aggregator> = None;
     let mut sent = Vec::new();
@@ -98,8 +105,15 @@ pub fn replay_as(
     let mut read_lines = 0u64;
     // Read once: a yearless timestamp is placed by this day, however long the replay takes.
     let today = Local::now();
-    let mut step = |line: Bytes, out: &mut dyn Write, sent: &mut Vec<Replayed>| -> io::Result<()> {
-        let wall = line_time(config.timestamp.as_ref(), &line, today);
+    let mut step = |(event, line_joins): (Bytes, Vec<u32>),
+                    out: &mut dyn Write,
+                    sent: &mut Vec<Replayed>|
+     -> io::Result<()> {
+        // An event's time is its first line's.
+        let first_line = line_joins
+            .first()
+            .map_or(&event[..], |&j| &event[..j as usize]);
+        let wall = line_time(config.timestamp.as_ref(), first_line, today);
         let clock = state.get_or_insert_with(|| Clock::start(wall));
         let now = clock.advance(wall, line_interval);
         let agg = agg.get_or_insert_with(|| {
@@ -120,14 +134,15 @@ pub fn replay_as(
         }
         let chunk = Chunk {
             source: source.clone(),
-            data: line,
+            data: event,
             end_offset: 0,
             read_at: clock.wall_at(now),
             mark: None,
-            line_joins: Vec::new(),
+            line_joins,
         };
-        read_lines += 1;
+        read_lines += 1 + chunk.line_joins.len() as u64;
         let mut batch = matcher.match_chunk(&chunk);
+        chunk.set_lines_apart(batch.hits.iter_mut().map(|h| &mut h.line));
         if let Some(s) = &mut sieve {
             s.sift(&mut batch, now);
         }
@@ -135,8 +150,8 @@ pub fn replay_as(
         emit(alerts, clock.wall_at(now), config, host, p, out, sent)
     };
     reader.read_all(input, TestError::Read, |block, _| {
-        for line in lines(&block.data) {
-            step(line, out, &mut sent)?;
+        for event in block.each_event() {
+            step(event, out, &mut sent)?;
         }
         Ok(())
     })?;
@@ -161,9 +176,14 @@ pub fn replay_as(
         .collect();
     writeln!(
         out,
-        "=== {} message(s), {} matching line(s) in them{}{}",
+        "=== {} message(s), {} matching {} in them{}{}",
         sent.len(),
         sent.iter().map(|m| m.count).sum::<u64>(),
+        if reader.gathers_events() {
+            "event(s)"
+        } else {
+            "line(s)"
+        },
         if silenced.is_empty() {
             String::new()
         } else {
@@ -334,20 +354,6 @@ fn emit(
     Ok(())
 }
 
-/// The lines of a block, each without `\n`, as slices of it.
-fn lines(block: &Bytes) -> Vec<Bytes> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    for end in memchr::memchr_iter(b'\n', block) {
-        out.push(block.slice(start..=end));
-        start = end + 1;
-    }
-    if start < block.len() {
-        out.push(block.slice(start..));
-    }
-    out
-}
-
 /// The time written in a line, by the config's `timestamp` setting, `now` being the day a
 /// yearless timestamp is placed by.
 fn line_time(
@@ -451,6 +457,45 @@ mod tests {
         );
         // not a date at all
         assert_eq!(year_of("Feb 30 10:00:00", local(2028, 3, 1, 12)), None);
+    }
+
+    #[test]
+    fn events_are_replayed_whole_and_counted_once() {
+        let config = crate::config::parse_str(
+            "stdin:\n  multiline: { start: '^\\d{4}-' }\n\
+             timestamp: { regex: '^(\\S+ \\S+)', format: '%Y-%m-%d %H:%M:%S' }\n\
+             rules:\n  - { name: exc, match: 'Exception|^\\s+at ', window: 1m }\n",
+            "t.yaml",
+            &|_| None,
+        )
+        .unwrap();
+        let input = "2031-05-01 10:00:00 ERROR java.lang.IllegalStateException: boom\n\
+                     \tat a.B(C.java:1)\n\
+                     2031-05-01 10:00:10 ERROR again\n\
+                     \tat d.E(F.java:2)\n";
+        let mut out = Vec::new();
+        let sent = replay(&config, input.as_bytes(), &mut out, "h", Duration::ZERO).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(sent.len(), 1, "{out}");
+        assert_eq!(sent[0].count, 2, "one per event: {out}");
+        assert!(
+            out.contains("IllegalStateException: boom\n  \tat a.B(C.java:1)\n"),
+            "the event's lines, apart: {out}"
+        );
+        assert!(out.contains("2 matching event(s)"), "{out}");
+        // line by line, each stack frame is a hit of its own
+        let mut out = Vec::new();
+        let sent = replay_as(
+            &config,
+            input.as_bytes(),
+            None,
+            &mut out,
+            "h",
+            Duration::ZERO,
+            Presentation::MACHINE,
+        )
+        .unwrap();
+        assert_eq!(sent.iter().map(|m| m.count).sum::<u64>(), 3);
     }
 
     #[test]

@@ -85,28 +85,6 @@ pub fn run_as(
     Ok(report)
 }
 
-/// The multi-line setting `run` would use for `path`: that of the config's input naming it
-/// (or a glob matching it); for stdin, the only input's, when the config has exactly one.
-pub fn multiline_for<'a>(
-    config: &'a Config,
-    path: Option<&std::path::Path>,
-) -> Option<&'a Multiline> {
-    match path {
-        Some(p) => {
-            let p = p.to_string_lossy();
-            config
-                .inputs
-                .iter()
-                .find(|i| i.path == p || glob::Pattern::new(&i.path).is_ok_and(|g| g.matches(&p)))
-                .and_then(|i| i.multiline.as_ref())
-        }
-        None => match config.inputs.as_slice() {
-            [only] => only.multiline.as_ref(),
-            _ => None,
-        },
-    }
-}
-
 /// How matching lines are shown.
 struct Show {
     p: Presentation,
@@ -303,7 +281,7 @@ mod tests {
             &|_| None,
         )
         .unwrap();
-        let ml = multiline_for(&config, Some(std::path::Path::new("app.log")));
+        let ml = config.multiline_for(Some(std::path::Path::new("app.log")));
         assert!(ml.is_some());
         let input = b"1 start\n2 java.lang.IllegalStateException: boom\n  at a.B(C.java:1)\n  at d.E(F.java:2)\n3 ok\n";
         let mut out = Vec::new();

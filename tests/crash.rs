@@ -7,6 +7,11 @@
 //! The writer rotates by itself, between two writes, so copytruncate's inherent gap (lines
 //! written between the copy and the truncation exist only in the copy) is excluded by
 //! construction; README "Following files" states it.
+//!
+//! Nothing here waits on the clock: the writer writes a block when told to, and each stop is
+//! placed by progress (while a block is being written, once a run has delivered something, or
+//! with dingtail down while a block and its rotation are written), so the same kinds of stop
+//! happen on a fast machine and on a loaded one.
 
 mod support;
 
@@ -15,10 +20,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, signal, wait};
+use support::env::{Running, TestEnv, poll_until};
+use support::files::FOLLOWING;
 
 const TOKEN: &str = "tok-crash0123456789ab";
 const BLOCKS: usize = 12;
@@ -63,9 +70,10 @@ fn per_block(emu: &Emulator) -> BTreeMap<usize, u64> {
     out
 }
 
-/// Writes every block, rotating every two blocks: by rename (a few lines still go to the old
-/// file, as from a writer that has not reopened yet) or by copytruncate, in turn.
-fn writer(dir: PathBuf) {
+/// Writes every block, one each time `go` says so (and says `done` after it), rotating every
+/// two blocks: by rename (a few lines still go to the old file, as from a writer that has not
+/// reopened yet) or by copytruncate, in turn.
+fn writer(dir: PathBuf, go: mpsc::Receiver<()>, done: mpsc::Sender<usize>) {
     let log = dir.join("app.log");
     let open = || {
         OpenOptions::new()
@@ -78,6 +86,7 @@ fn writer(dir: PathBuf) {
     // After a rename, this many more lines go to the old file before the writer reopens.
     let mut reopen_in: Option<usize> = None;
     for block in 0..BLOCKS {
+        go.recv().expect("told to write");
         for n in 0..PER_BLOCK {
             // one write per line, as loggers do
             let line = format!("ERROR block={block:03} n={n:04} {}\n", "x".repeat(60));
@@ -88,9 +97,6 @@ fn writer(dir: PathBuf) {
                     reopen_in = None;
                     out = open();
                 }
-            }
-            if n % 10 == 9 {
-                std::thread::sleep(Duration::from_millis(25));
             }
             if n == PER_BLOCK / 2 && block % 2 == 1 {
                 let rotated = dir.join(format!("app.log.{block}"));
@@ -108,6 +114,7 @@ fn writer(dir: PathBuf) {
                 }
             }
         }
+        done.send(block).expect("told it was written");
     }
 }
 
@@ -134,50 +141,73 @@ fn torture(sig: i32) {
     let checkpoints = state.join("checkpoints.json");
     let start = |env: &TestEnv| {
         let before = fs::metadata(&checkpoints).map(|m| m.ino()).ok();
-        let child = env.spawn(&args);
-        let until = Instant::now() + Duration::from_secs(20);
-        while fs::metadata(&checkpoints).map(|m| m.ino()).ok() == before {
-            assert!(Instant::now() < until, "dingtail did not start");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        child
+        let run = env.start(&args);
+        run.wait_for(FOLLOWING);
+        let saved = poll_until(|| fs::metadata(&checkpoints).map(|m| m.ino()).ok() != before);
+        assert!(saved, "no checkpoint written:\n{}", run.stderr());
+        run
     };
-    // A first run takes the empty file up, so every later line is after its checkpoint.
-    let first = start(&env);
-    signal(&first, libc::SIGTERM);
-    let out = wait(first);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-
-    let w = {
-        let dir = logs.clone();
-        std::thread::spawn(move || writer(dir))
-    };
-    let mut restarts = 0;
-    while !w.is_finished() {
-        let child = start(&env);
-        // chaos, not synchronisation: the signal lands wherever the run happens to be
-        std::thread::sleep(Duration::from_millis(400 + fastrand::u64(0..800)));
-        signal(&child, sig);
-        let out = wait(child);
+    // What each run said, shown when a line is missing.
+    let said = std::cell::RefCell::new(Vec::<String>::new());
+    let stop = |run: Running| {
+        run.signal(sig);
+        let out = run.wait();
         if sig == libc::SIGTERM {
             assert_eq!(out.code, 0, "{}", out.stderr);
         }
-        restarts += 1;
+        said.borrow_mut().push(out.stderr);
+    };
+    // A first run takes the empty file up, so every later line is after its checkpoint.
+    let first = start(&env);
+    first.signal(libc::SIGTERM);
+    let out = first.wait();
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let (go, go_rx) = mpsc::channel();
+    let (done_tx, done) = mpsc::channel();
+    let w = {
+        let dir = logs.clone();
+        std::thread::spawn(move || writer(dir, go_rx, done_tx))
+    };
+    for block in 0..BLOCKS {
+        match block % 3 {
+            // chaos, not synchronisation: the stop lands wherever the run is in reading and
+            // delivering the block being written
+            0 => {
+                let run = start(&env);
+                go.send(()).unwrap();
+                stop(run);
+                done.recv().unwrap();
+            }
+            // stopped after this run delivered some of the block
+            1 => {
+                let run = start(&env);
+                let before = emu.posts().len();
+                go.send(()).unwrap();
+                done.recv().unwrap();
+                let posted = poll_until(|| emu.posts().len() > before);
+                assert!(posted, "nothing delivered:\n{}", run.stderr());
+                stop(run);
+            }
+            // written (and rotated, blocks 5 and 11) while dingtail is down
+            _ => {
+                go.send(()).unwrap();
+                done.recv().unwrap();
+            }
+        }
     }
     w.join().unwrap();
     // A last run reads what is left and delivers it.
-    let child = start(&env);
-    let until = Instant::now() + Duration::from_secs(30);
-    let complete = |got: BTreeMap<usize, u64>| {
+    let run = start(&env);
+    let complete = || {
+        let got = per_block(&emu);
         (0..BLOCKS).all(|b| got.get(&b).is_some_and(|&n| n >= PER_BLOCK as u64))
     };
-    while !complete(per_block(&emu)) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    signal(&child, libc::SIGTERM);
-    let out = wait(child);
+    // (on a loss this gives up after the wait limit and the counts below say what is missing)
+    poll_until(complete);
+    run.signal(libc::SIGTERM);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(restarts >= 3, "the writer outran the restarts");
 
     let got = per_block(&emu);
     let lost: Vec<(usize, u64)> = (0..BLOCKS)
@@ -186,7 +216,24 @@ fn torture(sig: i32) {
             (n < PER_BLOCK as u64).then(|| (b, PER_BLOCK as u64 - n))
         })
         .collect();
-    assert!(lost.is_empty(), "lost per block: {lost:?} (got {got:?})");
+    if !lost.is_empty() {
+        said.borrow_mut().push(out.stderr);
+        let story: Vec<String> = said
+            .borrow()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, text)| {
+                text.lines()
+                    .filter(|l| !l.contains("read up to"))
+                    .map(move |l| format!("run {i}: {l}"))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        panic!(
+            "lost per block: {lost:?} (got {got:?}); what the runs said:\n{}",
+            story.join("\n")
+        );
+    }
     // After SIGTERM nothing repeats either: a copytruncate copy found while it is still being
     // written waits until it is complete, so it is read from where its original was read to.
     if sig == libc::SIGTERM {

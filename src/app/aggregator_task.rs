@@ -16,7 +16,7 @@ use crate::hush::Hush;
 use crate::reload::{Fleet, Matched};
 use crate::self_alert::Notice;
 use crate::source::Mark;
-use crate::source::checkpoint::Event;
+use crate::source::checkpoint::PositionUpdate;
 use crate::state::alert_state::{AlertSaver, SAVE_EVERY};
 
 /// The aggregator task and what it links: the matcher thread before it, the dispatchers after
@@ -35,7 +35,7 @@ pub(super) struct AggregatorTask {
     /// Silences, mute windows and quiet hours.
     pub(super) hush: Hush,
     /// The checkpoint keeper, when files are followed.
-    pub(super) progress_tx: Option<mpsc::UnboundedSender<Event>>,
+    pub(super) progress_tx: Option<mpsc::UnboundedSender<PositionUpdate>>,
     /// dingtail's own news from the self-alert task (with `self_alerts:`).
     pub(super) notices_rx: Option<mpsc::Receiver<Notice>>,
     /// The robots by `RobotId` ([`robot_names`]): a notice names its robot.
@@ -199,7 +199,7 @@ pub(super) fn robot_names(config: &Config) -> Vec<String> {
 fn hushed(
     hush: &mut Hush,
     alerts: Vec<Routed>,
-    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    progress_tx: &Option<mpsc::UnboundedSender<PositionUpdate>>,
     all: bool,
 ) -> Vec<Routed> {
     let now = SystemTime::now();
@@ -207,7 +207,7 @@ fn hushed(
     if let Some(tx) = progress_tx
         && !released.is_empty()
     {
-        let _ = tx.send(Event::Released(released));
+        let _ = tx.send(PositionUpdate::Released(released));
     }
     send.extend(hush.due(now, all));
     send
@@ -217,7 +217,7 @@ fn hushed(
 /// the aggregator took or dropped meanwhile.
 fn report_progress(
     agg: &mut Aggregator,
-    progress_tx: &Option<mpsc::UnboundedSender<Event>>,
+    progress_tx: &Option<mpsc::UnboundedSender<PositionUpdate>>,
     chunk: Option<(Mark, u64)>,
 ) {
     let moved = agg.take_moved_holds();
@@ -226,13 +226,13 @@ fn report_progress(
         return;
     };
     if !moved.is_empty() {
-        let _ = tx.send(Event::Held(moved));
+        let _ = tx.send(PositionUpdate::Held(moved));
     }
     if let Some((mark, end)) = chunk {
-        let _ = tx.send(Event::Progress { mark, end, holds });
+        let _ = tx.send(PositionUpdate::Progress { mark, end, holds });
     }
     if !released.is_empty() {
-        let _ = tx.send(Event::Released(released));
+        let _ = tx.send(PositionUpdate::Released(released));
     }
 }
 

@@ -62,13 +62,9 @@ pub(super) fn match_all(
         // The matcher sees events; the chunk says where lines meet inside them.
         events += batch.lines;
         lines += batch.lines + chunk.line_joins.len() as u64;
-        if !chunk.line_joins.is_empty() {
-            // A hit on a multi-line event carries its lines apart (`\n` between them) to the
-            // samples and the renderer.
-            for hit in &mut batch.hits {
-                hit.line = chunk.event_text(&hit.line);
-            }
-        }
+        // A hit on a multi-line event carries its lines apart (`\n` between them) to the
+        // samples and the renderer.
+        chunk.set_lines_apart(batch.hits.iter_mut().map(|h| &mut h.line));
         // Bytes read, not bytes matched: a followed file's chunk covers its offsets, including
         // the skipped tails of lines cut at max_line_bytes (stdin's total comes from its reader).
         bytes += match chunk.mark {

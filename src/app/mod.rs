@@ -33,7 +33,7 @@ use crate::aggregate::Aggregator;
 use crate::config::Config;
 use crate::matcher::Matcher;
 use crate::reload::{self, Feed, Matched};
-use crate::source::checkpoint::{self, Event, Store};
+use crate::source::checkpoint::{self, PositionUpdate, Store};
 use crate::source::{Chunk, Mark, stdin};
 use crate::state::alert_state::{AlertSaver, AlertStore};
 use aggregator_task::{AggregatorEnd, AggregatorTask, aggregate, robot_names};
@@ -96,8 +96,8 @@ pub enum UsageError {
 struct Wiring {
     /// The checkpoint keeper hears from the tailer and the aggregator (events) and from the
     /// dispatchers (settled alerts); see `source::checkpoint`.
-    events_tx: mpsc::UnboundedSender<Event>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
+    updates_tx: mpsc::UnboundedSender<PositionUpdate>,
+    updates_rx: mpsc::UnboundedReceiver<PositionUpdate>,
     settled_tx: mpsc::UnboundedSender<Vec<Mark>>,
     settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
 }
@@ -148,11 +148,11 @@ pub async fn run(
         (crate::trouble::Reporter::default(), None)
     };
     ops.metrics.set_trouble(trouble.clone());
-    let (events_tx, events_rx) = mpsc::unbounded_channel::<Event>();
+    let (updates_tx, updates_rx) = mpsc::unbounded_channel::<PositionUpdate>();
     let (settled_tx, settled_rx) = mpsc::unbounded_channel::<Vec<Mark>>();
     let wiring = Wiring {
-        events_tx,
-        events_rx,
+        updates_tx,
+        updates_rx,
         settled_tx,
         settled_rx,
     };
@@ -177,8 +177,8 @@ pub async fn run(
         &wiring,
     )?;
     let Wiring {
-        events_tx,
-        events_rx,
+        updates_tx,
+        updates_rx,
         settled_tx,
         settled_rx,
     } = wiring;
@@ -197,15 +197,16 @@ pub async fn run(
             &opts,
             inputs,
             raw_tx,
-            (events_tx.clone(), events_rx, settled_rx),
+            (updates_tx.clone(), updates_rx, settled_rx),
             (trouble.clone(), positions),
         )?;
         backlog_bytes = backlog;
         alert_store = store;
         (source, waker)
     } else {
-        drop((events_rx, settled_rx));
-        let reader = stdin::spawn(raw_tx, config.max_line_bytes, opts.tee);
+        drop((updates_rx, settled_rx));
+        let multiline = config.stdin.multiline.clone();
+        let reader = stdin::spawn(raw_tx, config.max_line_bytes, multiline, opts.tee);
         (Source::Stdin(reader), None)
     };
     let reloader = tokio::spawn(reload::run(
@@ -253,8 +254,8 @@ pub async fn run(
     let (hit_tx, hit_rx) = mpsc::channel::<Matched>(BATCHES_IN_FLIGHT);
     let matcher_thread = spawn_matcher(matcher, chunk_rx, hit_tx, config.rules.len(), &ops)?;
 
-    let progress_tx = files.then(|| events_tx.clone());
-    drop(events_tx);
+    let progress_tx = files.then(|| updates_tx.clone());
+    drop(updates_tx);
     // `--from-beginning` starts afresh: no checkpoints, no alert state read (it is written).
     let alert_store = alert_store.filter(|_| !opts.dry_run);
     let agg = restored_aggregator(&config, &opts, files, alert_store.as_ref());

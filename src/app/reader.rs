@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use super::RunOptions;
 use crate::config::Config;
 use crate::reload::Feed;
-use crate::source::checkpoint::{self, Event, Keeper, Store};
+use crate::source::checkpoint::{self, Keeper, PositionUpdate, Store};
 use crate::source::tail::{self, Input, Start, TailConfig};
 use crate::source::{Chunk, Mark, stdin};
 use crate::state::alert_state::AlertStore;
@@ -32,9 +32,9 @@ pub(super) fn spawn_files(
     opts: &RunOptions,
     inputs: Vec<Input>,
     raw_tx: mpsc::Sender<Chunk>,
-    (events_tx, events_rx, settled_rx): (
-        mpsc::UnboundedSender<Event>,
-        mpsc::UnboundedReceiver<Event>,
+    (updates_tx, updates_rx, settled_rx): (
+        mpsc::UnboundedSender<PositionUpdate>,
+        mpsc::UnboundedReceiver<PositionUpdate>,
         mpsc::UnboundedReceiver<Vec<Mark>>,
     ),
     (trouble, positions): (crate::trouble::Reporter, checkpoint::Positions),
@@ -61,12 +61,12 @@ pub(super) fn spawn_files(
             .map_or(crate::config::DEFAULT_UNREADABLE_FOR, |s| s.unreadable_for),
     };
     let (tailer, waker) =
-        tail::spawn(cfg, raw_tx, events_tx).context("cannot start the tail thread")?;
+        tail::spawn(cfg, raw_tx, updates_tx).context("cannot start the tail thread")?;
     let (finish_tx, finish_rx) = tokio::sync::oneshot::channel();
     let keeper = tokio::spawn(checkpoint::keep(
         store,
         Keeper::new(saved.files).with_positions(positions),
-        events_rx,
+        updates_rx,
         settled_rx,
         finish_rx,
     ));

@@ -207,36 +207,13 @@ pub(super) fn check(
         } else if !names.insert(name.clone()) {
             c.problem(&rule.name, ctx("name"), "another rule has the same name");
         }
-        let window = match &rule.window {
-            Some(w) => c.duration(w, &ctx("window"), limits::WINDOW),
-            None => Some(default_window),
-        };
+        let window = check_window(&mut c, rule.window.as_ref(), &ctx("window"), default_window);
         let max_lines = match &rule.max_lines {
             Some(m) => c.max_lines(m, &ctx("max_lines")),
             None => Some(default_max_lines),
         };
         let robots: Vec<RobotId> = match &rule.robot {
-            Some(list) => {
-                if list.value.0.is_empty() {
-                    c.problem(list, ctx("robot"), "names no robot");
-                }
-                let mut ids = Vec::new();
-                for r in &list.value.0 {
-                    let at = Spanned {
-                        value: r.clone(),
-                        referenced: list.referenced,
-                        defined: list.defined,
-                    };
-                    if let Some(id) = find_robot(&mut c, &at, &ctx("robot")) {
-                        if ids.contains(&id) {
-                            c.problem(list, ctx("robot"), format!("names {} twice", quoted(r)));
-                        } else {
-                            ids.push(id);
-                        }
-                    }
-                }
-                ids
-            }
+            Some(list) => check_robot_list(&mut c, list, &find_robot, &ctx("robot")),
             None => default_robot.into_iter().collect(),
         };
         let default_broken = defaults
@@ -305,12 +282,13 @@ pub(super) fn check(
         Some(settings)
     });
 
-    let inputs = raw
+    let inputs: Vec<InputConfig> = raw
         .inputs
         .iter()
         .enumerate()
         .filter_map(|(i, input)| check_input(&mut c, i, &input.value, env))
         .collect();
+    let stdin = check_stdin(&mut c, raw.stdin.as_ref(), &raw.inputs, &inputs);
     let stale_inputs: Vec<(String, &Spanned<String>)> = (raw.inputs.iter())
         .filter_map(|i| {
             Some((
@@ -361,6 +339,7 @@ pub(super) fn check(
             timestamp,
             warnings: c.warnings,
             inputs,
+            stdin,
             timezone,
             listen,
             mutes,

@@ -11,6 +11,7 @@
 //!   digest: true                              # one message per rule and group for the fleet
 //!   gather: 2s                                # the digest sender waits this long from the oldest entry
 //!   lease: 10s                                # another instance takes over a silent sender after this
+//!   stream_limit: 10000                       # entries a robot's digest stream holds at most
 //! ```
 //!
 //! Or `cluster: [ "redis://node-a:6379", "redis://node-b:6379" ]` instead of `redis:` for Redis
@@ -56,6 +57,14 @@ pub const DEFAULT_GATHER: Duration = Duration::from_secs(2);
 /// The default `lease`.
 pub const DEFAULT_LEASE: Duration = Duration::from_secs(10);
 
+/// The default `stream_limit`: entries take about 0.5–1 KB each in Redis (JSON with up to
+/// `max_lines` example lines, plus the stream's own overhead), so a robot's stream stays within
+/// 5–10 MB however long its sender cannot post; it is also what the sender reads in one turn.
+pub const DEFAULT_STREAM_LIMIT: usize = 10_000;
+
+/// The largest `stream_limit` accepted (about 1 GB of Redis memory per robot at worst).
+const MAX_STREAM_LIMIT: usize = 1_000_000;
+
 /// The longest `gather` and `lease` accepted: alerts wait this long at most for a sender.
 const MAX_DIGEST_WAIT: Duration = Duration::from_secs(300);
 
@@ -99,6 +108,9 @@ pub struct Coordination {
     pub gather: Duration,
     /// The digest sender's lease: another instance takes over after this much silence.
     pub lease: Duration,
+    /// The most entries a robot's digest stream holds; past it, instances send their alerts
+    /// themselves.
+    pub stream_limit: usize,
 }
 
 /// `coordination:` as written.
@@ -141,6 +153,9 @@ pub(super) struct RawCoordination {
     /// The digest sender's lease.
     #[serde(default)]
     lease: Option<Spanned<String>>,
+    /// The most entries a robot's digest stream holds.
+    #[serde(default)]
+    stream_limit: Option<Spanned<usize>>,
 }
 
 /// Checks `coordination:`; `None` when absent or wrong (the problems are in `c`).
@@ -302,6 +317,18 @@ pub(super) fn check_coordination(
             .duration(t, &ctx("lease"), MAX_DIGEST_WAIT)
             .unwrap_or(DEFAULT_LEASE),
     };
+    let stream_limit = match &r.stream_limit {
+        None => DEFAULT_STREAM_LIMIT,
+        Some(n) if n.value == 0 || n.value > MAX_STREAM_LIMIT => {
+            c.problem(
+                n,
+                ctx("stream_limit"),
+                format!("must be between 1 and {MAX_STREAM_LIMIT} (entries of about 0.5–1 KB)"),
+            );
+            DEFAULT_STREAM_LIMIT
+        }
+        Some(n) => n.value,
+    };
     Some(Coordination {
         target: target?,
         password,
@@ -311,6 +338,7 @@ pub(super) fn check_coordination(
         digest: r.digest.as_ref().is_none_or(|d| d.value),
         gather,
         lease,
+        stream_limit,
     })
 }
 

@@ -8,13 +8,14 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::checker::MessageDefaults;
-use super::people::{self, RawMentionRef};
+use super::people::RawMentionRef;
 use super::raw::OneOrMany;
 use super::routes::{self, FindRobot};
-use super::{Checker, RobotId, quoted};
+use super::shared_fields::{check_robot_list, check_severity, check_window, mention_or_default};
+use super::{Checker, RobotId};
 use crate::new_pattern::{self, DEFAULT_FOR, DEFAULT_MAX_TEMPLATES, RULE_NAME, Settings};
 use crate::rules::{DEFAULT_MAX_GROUPS, Rule, RuleSpec};
-use crate::style::{Severity, Style};
+use crate::style::Style;
 
 /// Longest `for`: a year and a day (a yearly job's errors stay known).
 pub const LONGEST_FOR: Duration = Duration::from_secs(366 * 86_400);
@@ -86,10 +87,7 @@ pub(super) fn check_new_patterns(
         Some(f) => c.duration(f, &ctx("for"), LONGEST_FOR),
         None => Some(DEFAULT_FOR),
     };
-    let window = match &n.window {
-        Some(w) => c.duration(w, &ctx("window"), super::limits::WINDOW),
-        None => Some(around.default_window),
-    };
+    let window = check_window(c, n.window.as_ref(), &ctx("window"), around.default_window);
     let max_templates = match &n.max_templates {
         Some(m) if m.value == 0 || m.value > MAX_TEMPLATES_LIMIT => {
             c.problem(
@@ -103,27 +101,7 @@ pub(super) fn check_new_patterns(
         None => Some(DEFAULT_MAX_TEMPLATES),
     };
     let robots: Vec<RobotId> = match &n.robot {
-        Some(list) => {
-            if list.value.0.is_empty() {
-                c.problem(list, ctx("robot"), "names no robot");
-            }
-            let mut ids = Vec::new();
-            for r in &list.value.0 {
-                let at = Spanned {
-                    value: r.clone(),
-                    referenced: list.referenced,
-                    defined: list.defined,
-                };
-                if let Some(id) = (around.find_robot)(c, &at, &ctx("robot")) {
-                    if ids.contains(&id) {
-                        c.problem(list, ctx("robot"), format!("names {} twice", quoted(r)));
-                    } else {
-                        ids.push(id);
-                    }
-                }
-            }
-            ids
-        }
+        Some(list) => check_robot_list(c, list, around.find_robot, &ctx("robot")),
         None => {
             if around.default_robot.is_none() && around.robots > 1 {
                 c.problem(
@@ -141,25 +119,15 @@ pub(super) fn check_new_patterns(
         ..Style::default()
     };
     if let Some(s) = &n.severity {
-        style.severity = Severity::parse(&s.value);
-        if style.severity.is_none() {
-            c.problem(
-                s,
-                ctx("severity"),
-                format!(
-                    "{} is not a severity; write {}",
-                    quoted(&s.value),
-                    Severity::NAMES.join(", ")
-                ),
-            );
-        }
+        style.severity = check_severity(c, s, &ctx("severity"));
     }
-    style.mention = match &n.mention {
-        Some(m) => people::resolve(c, &around.look.people, m, &ctx("mention")),
-        None => (style.severity)
-            .and_then(|s| around.look.mention.get(&s).cloned())
-            .unwrap_or_default(),
-    };
+    style.mention = mention_or_default(
+        c,
+        n.mention.as_ref(),
+        style.severity,
+        around.look,
+        &ctx("mention"),
+    );
     let spec = RuleSpec {
         name: RULE_NAME.to_owned(),
         pattern: n.pattern.value.clone(),

@@ -50,9 +50,9 @@ pub(super) struct RawConfig {
     /// `routes:` send a rule's alerts to other robots and people by where they came from.
     #[serde(default)]
     pub(super) routes: Vec<Spanned<routes::RawRoute>>,
-    /// `stdin:` settings of standard input when it is read (its `stale:`).
+    /// `stdin:` settings of standard input when it is read (`multiline:`, `stale:`).
     #[serde(default)]
-    pub(super) stdin: Option<stale::RawStdin>,
+    pub(super) stdin: Option<RawStdin>,
     /// `self_alerts:` the robot told about dingtail's own trouble.
     #[serde(default)]
     pub(super) self_alerts: Option<Spanned<self_alerts::RawSelfAlerts>>,
@@ -101,7 +101,19 @@ pub(super) struct RawInput {
     pub(super) stale: Option<Spanned<String>>,
 }
 
-/// `inputs[].multiline`.
+/// `stdin:` as written: settings of the pipe dingtail reads, in the words of an input.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStdin {
+    /// How lines of standard input form events (stack traces), as `inputs[].multiline`.
+    #[serde(default)]
+    pub(super) multiline: Option<Spanned<RawMultiline>>,
+    /// Standard input that wrote nothing for this long is an alert of its own.
+    #[serde(default)]
+    pub(super) stale: Option<Spanned<String>>,
+}
+
+/// `inputs[].multiline`, `stdin.multiline`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawMultiline {

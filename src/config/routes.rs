@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::people::{self, People, RawMentionRef};
-use super::{Checker, OneOrMany, RobotId, quoted};
+use super::{Checker, OneOrMany, RobotId, quoted, shared_fields};
 use crate::route::RouteSpec;
 use crate::where_expr::Where;
 
@@ -103,26 +103,9 @@ pub(super) fn check_routes(
                     None
                 }
             });
-        let mut robots = Vec::new();
-        if let Some(list) = &route.robot {
-            if list.value.0.is_empty() {
-                c.problem(list, ctx("robot"), "names no robot");
-            }
-            for n in &list.value.0 {
-                let at = Spanned {
-                    value: n.clone(),
-                    referenced: list.referenced,
-                    defined: list.defined,
-                };
-                if let Some(id) = find_robot(c, &at, &ctx("robot")) {
-                    if robots.contains(&id) {
-                        c.problem(list, ctx("robot"), format!("names {} twice", quoted(n)));
-                    } else {
-                        robots.push(id);
-                    }
-                }
-            }
-        }
+        let robots = (route.robot.as_ref())
+            .map(|list| shared_fields::check_robot_list(c, list, find_robot, &ctx("robot")))
+            .unwrap_or_default();
         let mention = route
             .mention
             .as_ref()

@@ -63,18 +63,7 @@ pub(super) fn check_rule_fields<'r>(
         ..Style::default()
     };
     if let Some(s) = &rule.severity {
-        style.severity = Severity::parse(&s.value);
-        if style.severity.is_none() {
-            c.problem(
-                s,
-                ctx("severity"),
-                format!(
-                    "{} is not a severity; write {}",
-                    quoted(&s.value),
-                    Severity::NAMES.join(", ")
-                ),
-            );
-        }
+        style.severity = check_severity(c, s, &ctx("severity"));
     }
     if let Some(t) = &rule.threshold {
         let count = t.value.count.value;
@@ -158,13 +147,13 @@ pub(super) fn check_rule_fields<'r>(
             }
         }
     }
-    style.mention = match &rule.mention {
-        Some(m) => people::resolve(c, &defaults.people, m, &ctx("mention")),
-        None => style
-            .severity
-            .and_then(|s| defaults.mention.get(&s).cloned())
-            .unwrap_or_default(),
-    };
+    style.mention = mention_or_default(
+        c,
+        rule.mention.as_ref(),
+        style.severity,
+        defaults,
+        &ctx("mention"),
+    );
     if let Some(m) = &rule.msgtype
         && let Some(t) = check_msgtype(c, m, &ctx("msgtype"))
     {

@@ -1,19 +1,10 @@
 //! `stale:` of an input (`inputs[].stale`, `stdin.stale`): see [`crate::stale`].
 
-use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use super::raw::RawStdin;
 use super::{Checker, RobotId, limits};
 use crate::stale::StaleInput;
-
-/// `stdin:` as written: settings of the pipe dingtail reads.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawStdin {
-    /// Standard input that wrote nothing for this long is an alert of its own.
-    #[serde(default)]
-    stale: Option<Spanned<String>>,
-}
 
 /// Checks every `stale:`: a duration in range (at most 30 days), and a robot to tell (the
 /// default robot: `defaults.robot`, or the only one).

@@ -15,8 +15,14 @@
 //! mentions: their look is this instance's), and everything while Redis is away. Those are sent
 //! by the instance itself, as without a fleet, at the fallback rate while Redis is away.
 //!
+//! When the stream is at its limit (`stream_limit`), the instance keeps its alerts and sends
+//! them itself (see [`crate::fleet::digest_stream`]); the sender then posts a due batch before
+//! each of its own messages, so the stream drains even while every instance is busy.
+//!
 //! At the end of its input an instance keeps taking part until the stream no longer holds what
 //! it appended (or the shutdown deadline passes: what it appended stays in Redis for the fleet).
+//! If the monthly budget is spent by then, nobody can post its entries this month: it takes
+//! them back out of the stream and reports them as not delivered, as it would its own alerts.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +34,7 @@ use super::deliver::{Outcome, new_uuid};
 use crate::aggregate::Routed;
 use crate::dingtalk::RenderContext;
 use crate::dingtalk::message::render;
-use crate::fleet::digest_stream::{DigestStream, DigestTiming, Found, id_ms};
+use crate::fleet::digest_stream::{Appended, DigestStream, DigestTiming, Found, id_ms};
 use crate::fleet::fleet_entry::{FleetEntry, FleetRules, Merged};
 
 /// A dispatcher's part in its robot's fleet digest.
@@ -40,6 +46,8 @@ pub struct FleetDigest {
     last_appended: Option<String>,
     /// This instance held the lease at its last turn (said once when it changes).
     sender: bool,
+    /// The stream was full at the last append (said once when it changes).
+    full: bool,
 }
 
 impl FleetDigest {
@@ -51,6 +59,7 @@ impl FleetDigest {
             timing,
             last_appended: None,
             sender: false,
+            full: false,
         }
     }
 }
@@ -78,7 +87,9 @@ impl Dispatcher {
     }
 
     /// Appends the pending alerts the fleet can send (matching lines styled as their rule) to
-    /// the stream; once Redis has them, their holds are released. Redis away: they stay pending.
+    /// the stream; once Redis has them, their holds are released. Redis away, or the stream at
+    /// its limit: they stay pending and this instance sends them itself (an append whose answer
+    /// was lost is taken back out of the stream when Redis answers again).
     pub(super) async fn hand_to_fleet(&mut self) {
         let Some(d) = &self.digest else { return };
         if self.pending.is_empty() || !self.link.as_ref().is_some_and(|l| l.shared()) {
@@ -95,31 +106,120 @@ impl Dispatcher {
             .iter()
             .map(|a| FleetEntry::of(&a.alert, &self.cfg.host))
             .collect();
-        match d.stream.append(&entries).await {
-            Some(ids) => {
+        let seq = d.stream.next_seq();
+        match d.stream.append(&entries, seq, d.timing.limit).await {
+            Some(Appended::Ids(ids)) => {
                 let d = self.digest.as_mut().expect("checked");
                 d.last_appended = ids.last().cloned().or(d.last_appended.take());
                 self.report.events_forwarded += fleet.iter().map(|a| a.alert.count).sum::<u64>();
                 self.settle(&fleet);
+                self.stream_full(None);
             }
-            None => self.requeue(fleet),
+            Some(Appended::Full(len)) => {
+                self.requeue(fleet);
+                self.stream_full(Some(len));
+            }
+            None => {
+                d.stream.withdraw_when_back(seq);
+                self.requeue(fleet);
+            }
         }
     }
 
-    /// One turn of the fleet digest while nothing of this instance's own is pending: as the
-    /// sender, post the next batch when it is due; otherwise wait for alerts or the next turn.
-    pub(super) async fn fleet_turn(&mut self) -> Turn {
+    /// Says (once per change, on stderr and in `dingtail_fleet_digest_full`) that the stream is
+    /// at its limit (`Some(length)`) or has room again.
+    fn stream_full(&mut self, full: Option<u64>) {
+        let d = self.digest.as_mut().expect("only with a digest");
+        if std::mem::replace(&mut d.full, full.is_some()) == full.is_some() {
+            return;
+        }
+        let limit = d.timing.limit;
+        match full {
+            Some(len) => {
+                tracing::warn!(robot = ?self.cfg.robot, entries = len, limit, "coordination: the robot's digest stream is full (its sender cannot post: robot blocked or failing, DingTalk down, or budget spent); this instance keeps its alerts and sends them itself, through the shared window and budget, until the stream has room")
+            }
+            None => {
+                tracing::info!(robot = ?self.cfg.robot, "coordination: the robot's digest stream has room again; alerts go to the fleet's digest")
+            }
+        }
+        if let Some(m) = &self.metrics {
+            m.set_digest_full(full.is_some());
+        }
+    }
+
+    /// Whether this instance has just been told the stream is full.
+    pub(super) fn fleet_full(&self) -> bool {
+        self.digest.as_ref().is_some_and(|d| d.full)
+    }
+
+    /// Takes or renews the lease: `Some(true)` while this instance is the sender (said when
+    /// that changes), `None` when Redis is away.
+    async fn take_lease(&mut self) -> Option<bool> {
         let d = self.digest.as_ref().expect("only with a digest");
-        let timing = d.timing;
-        let poll = (timing.gather / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
-        let idle = (timing.lease / 3).max(poll);
-        let held = d.stream.lease(timing.lease).await;
+        let held = d.stream.lease(d.timing.lease).await;
         if let Some(h) = held {
             let d = self.digest.as_mut().expect("checked");
             if h != std::mem::replace(&mut d.sender, h) {
                 tracing::info!(robot = ?self.cfg.robot, sender = h, "coordination: this instance {} the robot's digest sender", if h { "is now" } else { "is no longer" });
             }
         }
+        held
+    }
+
+    /// While this instance sends its own alerts (the stream is full): as the sender, post the
+    /// next batch that is due first, so the stream drains even when every instance is busy.
+    pub(super) async fn fleet_turn_between(&mut self) -> Turn {
+        if self.take_lease().await != Some(true) {
+            return Turn::Again;
+        }
+        let Some(found) = self.digest_ref().stream.read().await else {
+            return Turn::Again;
+        };
+        match self.plan(found) {
+            Ok(batch) => self.post_batch(batch).await,
+            Err(_) => Turn::Again,
+        }
+    }
+
+    /// At the end of input with the monthly budget spent, nobody can post this instance's
+    /// entries this month: it takes them back out of the stream and reports them as not
+    /// delivered, as it would have its own alerts. `None`: the budget allows more.
+    async fn give_up_if_spent(&mut self) -> Option<Turn> {
+        if self.input_open {
+            return None;
+        }
+        if let (Some(link), Some((budget, robot))) = (&self.link, &self.budget) {
+            link.load_budget(budget, *robot).await;
+        }
+        let super::budget_gate::Gate::GiveUp(reason) = self.budget_gate() else {
+            return None;
+        };
+        let Some(entries) = self.digest_ref().stream.withdraw_mine().await else {
+            // Redis away: the entries stay there for the fleet.
+            return Some(Turn::Done);
+        };
+        let alerts: Vec<crate::alert::Alert> = entries
+            .iter()
+            .map(|e| e.to_alert(&self.digest_ref().rules))
+            .collect();
+        if !alerts.is_empty() {
+            let count: u64 = alerts.iter().map(|a| a.count).sum();
+            self.report.events_forwarded = self.report.events_forwarded.saturating_sub(count);
+            self.report.fail(&alerts, &reason);
+        }
+        Some(Turn::Done)
+    }
+
+    /// One turn of the fleet digest while nothing of this instance's own is pending: as the
+    /// sender, post the next batch when it is due; otherwise wait for alerts or the next turn.
+    pub(super) async fn fleet_turn(&mut self) -> Turn {
+        if let Some(turn) = self.give_up_if_spent().await {
+            return turn;
+        }
+        let timing = self.digest_ref().timing;
+        let poll = (timing.gather / 2).clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let idle = (timing.lease / 3).max(poll);
+        let held = self.take_lease().await;
         if held != Some(true) {
             if !self.input_open && !self.own_entries_left().await {
                 return Turn::Done;
@@ -197,7 +297,8 @@ impl Dispatcher {
         render(&merged.alerts, &ctx, uuid)
     }
 
-    /// Records the batch, posts it, and removes its entries after errcode 0.
+    /// Takes a place in the window and a message of the budget, records the batch, posts it,
+    /// and removes its entries after errcode 0.
     async fn post_batch(&mut self, batch: Batch) -> Turn {
         if batch.merged.alerts.is_empty() {
             // Only unreadable entries, or entries gone: acknowledge the record.
@@ -207,15 +308,6 @@ impl Dispatcher {
                 .begin(&batch.uuid, &batch.ids)
                 .await;
             let _ = self.digest_ref().stream.ack(&batch.uuid, &batch.ids).await;
-            return Turn::Again;
-        }
-        if self
-            .digest_ref()
-            .stream
-            .begin(&batch.uuid, &batch.ids)
-            .await
-            != Some(true)
-        {
             return Turn::Again;
         }
         let (message, used) = self.rendered(&batch.merged, batch.uuid.clone());
@@ -237,15 +329,27 @@ impl Dispatcher {
                 .take_budget(budget, *robot, critical, self.input_open, counted)
                 .await
             {
-                if !self.input_open {
-                    // At the end of input, held by the budget: the entries stay in Redis.
-                    return Turn::Done;
+                if let Some(turn) = self.give_up_if_spent().await {
+                    return turn;
                 }
-                // Held by the budget: the record stays, the same batch goes when it allows.
+                // Held by the budget: the entries stay, and go when it allows.
                 let recheck =
                     Instant::now() + Duration::from_secs(5).min(self.digest_ref().timing.lease);
                 return self.idle_until(recheck).await;
             }
+        }
+        // Recorded only now that it is posted next: a batch on record is always on its way.
+        if self
+            .digest_ref()
+            .stream
+            .begin(&batch.uuid, &batch.ids)
+            .await
+            != Some(true)
+        {
+            // The lease was lost, or an instance took its entries back: plan again.
+            self.maybe_posted = false;
+            self.refund(counted).await;
+            return Turn::Again;
         }
         let outcome = self.deliver(&message).await;
         if matches!(

@@ -34,6 +34,11 @@ impl Dispatcher {
                         Turn::Done => break,
                     }
                 }
+                // The stream is full and everyone may be sending their own: the sender posts a
+                // due batch first, so the stream drains too.
+                if self.fleet_full() && matches!(self.fleet_turn_between().await, Turn::Done) {
+                    break;
+                }
             }
             if self.pending.is_empty() {
                 if !self.input_open {

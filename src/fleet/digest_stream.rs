@@ -4,18 +4,28 @@
 //! batch under the same msgUuid and DingTalk shows it once.
 //!
 //! Keys (one hash tag per robot, so one Cluster slot): `PREFIX:{ROBOT}:digest` (stream, field
-//! `e`: a [`FleetEntry`] as JSON), `PREFIX:{ROBOT}:lease` (the sender's token, with a TTL),
+//! `e`: a [`FleetEntry`] as JSON; `i` and `n`: the instance that appended it and the append's
+//! number), `PREFIX:{ROBOT}:lease` (the sender's token, with a TTL),
 //! `PREFIX:{ROBOT}:batch` (hash `uuid`, `ids`).
 //!
 //! Every call answers `None` when Redis is away (see [`Coordinator`]): the caller then keeps
-//! its alerts and sends them itself.
+//! its alerts and sends them itself. An append whose answer was lost may still have reached
+//! the stream: its entries carry the instance and the append's number, and the instance takes
+//! them back out first thing when Redis answers again ([`DigestStream::withdraw_when_back`]),
+//! so an alert is posted by the fleet or by its instance, not by both.
+//!
+//! The stream is bounded (`stream_limit`, 10,000 entries by default, about 0.5–1 KB each): when
+//! the sender cannot post for long (robot blocked or broken, DingTalk down, budget spent), an
+//! append that would go past it is refused whole, and the instance keeps those alerts and sends
+//! them through its own path (shared window and budget), merging them while it waits; their
+//! checkpoint holds stay until they are delivered, so nothing is lost and Redis stays bounded.
 
 use std::time::Duration;
 
 use super::fleet_entry::FleetEntry;
-use super::{Coordinator, scripts};
+use super::{Coordinator, Doubt, scripts};
 
-/// How the fleet digest is timed (`coordination: { lease, gather }`).
+/// How the fleet digest is timed and bounded (`coordination: { lease, gather, stream_limit }`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DigestTiming {
     /// The sender's lease: another instance takes over this long after the sender's last turn.
@@ -23,6 +33,18 @@ pub struct DigestTiming {
     /// How long the sender waits from the oldest entry before sending, so that what the other
     /// instances closed in the same window goes into the same message.
     pub gather: Duration,
+    /// The most entries a robot's stream holds: past it, instances keep their alerts and send
+    /// them themselves (see [`Appended::Full`]).
+    pub limit: usize,
+}
+
+/// What became of an append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Appended {
+    /// In the stream, with these ids.
+    Ids(Vec<String>),
+    /// Refused: the stream holds this many entries, and these would take it past its limit.
+    Full(u64),
 }
 
 /// Entries read (and merged) at most per turn: with the robot's 20 messages a minute, the fleet
@@ -77,14 +99,59 @@ impl DigestStream {
         &self.token
     }
 
-    /// Appends entries (all or none); their ids once Redis has them.
-    pub async fn append(&self, entries: &[FleetEntry]) -> Option<Vec<String>> {
+    /// Appends entries (all or none) as append number `seq` of this instance, unless the
+    /// stream would grow past `limit`. `None`: Redis did not answer, so whether they are in is
+    /// not known ([`DigestStream::withdraw_when_back`]).
+    pub async fn append(&self, entries: &[FleetEntry], seq: u64, limit: usize) -> Option<Appended> {
         let mut inv = scripts::APPEND.prepare_invoke();
-        inv.key(&self.stream);
+        inv.key(&self.stream).arg(limit).arg(&self.token).arg(seq);
         for e in entries {
             inv.arg(serde_json::to_string(e).expect("an entry is JSON"));
         }
-        self.coord.script(inv).await
+        let mut answer: Vec<String> = self.coord.script(inv).await?;
+        match answer.first().map(String::as_str) {
+            Some("ok") => Some(Appended::Ids(answer.split_off(1))),
+            Some("full") => Some(Appended::Full(
+                answer.get(1).and_then(|n| n.parse().ok()).unwrap_or(0),
+            )),
+            _ => None,
+        }
+    }
+
+    /// A new append number of this instance.
+    pub fn next_seq(&self) -> u64 {
+        self.coord
+            .0
+            .sequence
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Append `seq` got no answer and its alerts are sent by this instance: when Redis answers
+    /// again, before anything else, whatever of it reached the stream is taken back out, so
+    /// the fleet does not post it a second time.
+    pub fn withdraw_when_back(&self, seq: u64) {
+        self.coord.doubt(Doubt {
+            stream: self.stream.clone(),
+            batch: self.batch.clone(),
+            token: self.token.clone(),
+            seq,
+        });
+    }
+
+    /// Takes this instance's entries not in the batch being posted back out of the stream (at
+    /// the end of input, when they cannot be posted); the alerts they held.
+    pub async fn withdraw_mine(&self) -> Option<Vec<FleetEntry>> {
+        let mut inv = scripts::WITHDRAW.prepare_invoke();
+        inv.key(&self.stream)
+            .key(&self.batch)
+            .arg(&self.token)
+            .arg("");
+        let raw: Vec<String> = self.coord.script(inv).await?;
+        Some(
+            raw.iter()
+                .filter_map(|json| serde_json::from_str(json).ok())
+                .collect(),
+        )
     }
 
     /// Takes or renews the sender's lease for `ttl`: `Some(true)` while this instance holds it.
@@ -132,11 +199,13 @@ impl DigestStream {
         Some(found)
     }
 
-    /// Records the batch about to be posted; `Some(false)` when the lease was lost meanwhile.
+    /// Records the batch about to be posted; `Some(false)` when the lease was lost meanwhile
+    /// or an entry was taken back (plan again).
     pub async fn begin(&self, uuid: &str, ids: &[String]) -> Option<bool> {
         let mut inv = scripts::BEGIN.prepare_invoke();
         inv.key(&self.lease)
             .key(&self.batch)
+            .key(&self.stream)
             .arg(&self.token)
             .arg(uuid)
             .arg(serde_json::to_string(ids).expect("ids are JSON"));

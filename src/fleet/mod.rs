@@ -113,6 +113,8 @@ struct Inner {
     health: Mutex<Health>,
     /// Messages counted locally while Redis was away, by (month, robot), to add when it is back.
     owed: Mutex<Vec<(String, String, i64)>>,
+    /// Digest appends whose answer was lost, to take back out when Redis answers again.
+    doubts: Mutex<Vec<Doubt>>,
     /// Scrubbed from error texts, whatever the client puts in them.
     password: Option<String>,
     on_fallback: Option<FallbackHook>,
@@ -213,11 +215,13 @@ impl Coordinator {
             sequence: AtomicU64::new(0),
             health: Mutex::new(Health::Up),
             owed: Mutex::new(Vec::new()),
+            doubts: Mutex::new(Vec::new()),
             password,
             on_fallback,
             digest: cfg.digest.then_some(DigestTiming {
                 lease: cfg.lease,
                 gather: cfg.gather,
+                limit: cfg.stream_limit,
             }),
         })))
     }
@@ -302,7 +306,12 @@ impl Coordinator {
             Health::Down { .. } => true,
         };
         if was_down {
-            // Probe: the counts owed go first, so Redis's ledger is whole before anyone asks it.
+            // Probe: appends in doubt are taken back and the counts owed added first, so the
+            // stream and the ledger are right before this instance asks anything else.
+            if let Err(e) = self.withdraw_doubts().await {
+                self.went_down(&e, true);
+                return None;
+            }
             if let Err(e) = self.pay_owed().await {
                 self.went_down(&e, true);
                 return None;
@@ -427,6 +436,37 @@ impl Coordinator {
         }
     }
 
+    /// Remembers a digest append whose answer was lost (see [`Doubt`]).
+    fn doubt(&self, doubt: Doubt) {
+        (self.0.doubts.lock().unwrap_or_else(|e| e.into_inner())).push(doubt);
+    }
+
+    /// Takes the appends in doubt back out of their streams; those not done stay in doubt.
+    async fn withdraw_doubts(&self) -> Result<(), String> {
+        let doubts = std::mem::take(&mut *self.0.doubts.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut left = doubts.into_iter();
+        while let Some(d) = left.next() {
+            let mut inv = scripts::WITHDRAW.prepare_invoke();
+            inv.key(&d.stream).key(&d.batch).arg(&d.token).arg(d.seq);
+            match self.with_conn(&Req::Script(inv)).await {
+                Ok(Value::Array(taken)) if !taken.is_empty() => {
+                    tracing::info!(
+                        entries = taken.len(),
+                        "coordination: alerts appended to a digest stream just as Redis went away were sent by this instance meanwhile; taken back out of the stream"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    let mut doubts = self.0.doubts.lock().unwrap_or_else(|e| e.into_inner());
+                    doubts.push(d);
+                    doubts.extend(left);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Adds the counts owed to Redis's ledger; what could not be added stays owed.
     async fn pay_owed(&self) -> Result<(), String> {
         let owed = std::mem::take(&mut *self.0.owed.lock().unwrap_or_else(|e| e.into_inner()));
@@ -449,6 +489,18 @@ impl Coordinator {
         }
         Ok(())
     }
+}
+
+/// A digest append that got no answer (Redis went away, or answered too late): its alerts are
+/// sent by the instance itself, so whatever of it reached the stream is taken back out when
+/// Redis answers again. The window in which a sender could post it first is the time from
+/// Redis's return to this instance's first call (at most [`PROBE_EVERY`]); what can happen
+/// then is that its lines are counted twice, never that they are lost.
+struct Doubt {
+    stream: String,
+    batch: String,
+    token: String,
+    seq: u64,
 }
 
 /// What is asked of Redis.

@@ -125,17 +125,49 @@ return 1
     )
 });
 
-/// Appends closed alerts to a robot's digest stream, all or none. Returns their ids.
+/// Appends closed alerts to a robot's digest stream, all or none, unless that would take it
+/// past its limit (`stream_limit`: the sender cannot post for long, and Redis's memory must not
+/// grow without bound). Each entry carries the appending instance and the append's number, so
+/// that the instance can take its entries back ([`WITHDRAW`]).
 ///
-/// `KEYS`: stream. `ARGV`: the entries (JSON).
+/// `KEYS`: stream. `ARGV`: limit, instance, append number, then the entries (JSON).
+/// Returns `{'ok', id…}`, or `{'full', length}` when the entries do not fit.
 pub static APPEND: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local ids = {}
-for i = 1, #ARGV do
-  ids[i] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i])
+local len = redis.call('XLEN', KEYS[1])
+if len + #ARGV - 3 > tonumber(ARGV[1]) then return {'full', tostring(len)} end
+local out = {'ok'}
+for i = 4, #ARGV do
+  out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i], 'i', ARGV[2], 'n', ARGV[3])
 end
-return ids
+return out
+",
+    )
+});
+
+/// Takes an instance's entries back out of the stream (those of one append, or all of them),
+/// except those of the batch being posted: after an append whose answer was lost (the instance
+/// sent the alerts itself meanwhile), and at the end of input when the budget is spent (the
+/// instance reports them as not delivered). Returns the entries taken (JSON).
+///
+/// `KEYS`: stream, batch. `ARGV`: instance, append number (empty: any).
+pub static WITHDRAW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local busy = {}
+local ids = redis.call('HGET', KEYS[2], 'ids')
+if ids then for _, id in ipairs(cjson.decode(ids)) do busy[id] = true end end
+local out = {}
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '-', '+')) do
+  local f, v = e[2], {}
+  for i = 1, #f, 2 do v[f[i]] = f[i + 1] end
+  if v['i'] == ARGV[1] and (ARGV[2] == '' or v['n'] == ARGV[2]) and not busy[e[1]] then
+    redis.call('XDEL', KEYS[1], e[1])
+    out[#out + 1] = v['e']
+  end
+end
+return out
 ",
     )
 });
@@ -187,11 +219,20 @@ return out
 });
 
 /// Records a batch before it is posted (its msgUuid and entry ids), if this instance still
-/// holds the lease. `KEYS`: lease, batch. `ARGV`: token, uuid, ids JSON. Returns 1 or 0.
+/// holds the lease and every entry is still in the stream (an instance may have taken its own
+/// back meanwhile: the batch is then planned again).
+///
+/// `KEYS`: lease, batch, stream. `ARGV`: token, uuid, ids JSON. Returns 1, 0 (lease lost) or
+/// -1 (an entry is gone).
 pub static BEGIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if redis.call('HGET', KEYS[2], 'uuid') ~= ARGV[2] then
+  for _, id in ipairs(cjson.decode(ARGV[3])) do
+    if #redis.call('XRANGE', KEYS[3], id, id) == 0 then return -1 end
+  end
+end
 redis.call('HSET', KEYS[2], 'uuid', ARGV[2], 'ids', ARGV[3])
 return 1
 ",

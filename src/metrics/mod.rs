@@ -57,6 +57,7 @@ pub struct Metrics {
     paused: Family<Labels, Gauge>,
     paused_until: Family<Labels, Gauge<f64, AtomicU64>>,
     failing: Family<Labels, Gauge>,
+    digest_full: Family<Labels, Gauge>,
     latency: Family<Labels, Histogram, fn() -> Histogram>,
     reloads: Family<Labels, Counter>,
     config_ok: Gauge,
@@ -121,6 +122,7 @@ impl Metrics {
             paused: Family::default(),
             paused_until: Family::default(),
             failing: Family::default(),
+            digest_full: Family::default(),
             latency: Family::new_with_constructor(latency_histogram as fn() -> Histogram),
             reloads: Family::default(),
             config_ok: Gauge::default(),
@@ -282,6 +284,11 @@ impl Metrics {
             "self_alerts",
             "Messages dingtail sent about itself (self_alerts:), per kind",
             m.self_alerts.clone(),
+        );
+        r.register(
+            "fleet_digest_full",
+            "1 while the robot's fleet digest stream (coordination:) is at its stream_limit and this instance sends its alerts itself",
+            m.digest_full.clone(),
         );
         r.register(
             "coordination_fallback",

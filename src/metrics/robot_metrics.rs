@@ -145,6 +145,15 @@ impl RobotMetrics {
         }
     }
 
+    /// The robot's fleet digest stream is at its limit (`true`) and this instance keeps its
+    /// alerts, or has room again.
+    pub fn set_digest_full(&self, full: bool) {
+        self.metrics
+            .digest_full
+            .get_or_create(&self.label)
+            .set(i64::from(full));
+    }
+
     /// DingTalk answered with a non-zero errcode.
     pub fn record_errcode(&self, errcode: i64) {
         self.metrics

@@ -23,12 +23,6 @@ use crate::state::writer::StateWriter;
 /// The file's name in the state directory.
 pub const TEMPLATES_FILE: &str = "new_patterns.json";
 
-/// Its last good copy.
-pub const TEMPLATES_PREV: &str = "new_patterns.json.prev";
-
-/// Where a file that cannot be parsed is moved.
-pub const TEMPLATES_CORRUPT: &str = "new_patterns.json.corrupt";
-
 /// The format version this dingtail writes.
 pub const VERSION: u32 = 1;
 
@@ -56,8 +50,6 @@ impl TemplateFile {
 
 impl JsonState for TemplateFile {
     const FILE: &'static str = TEMPLATES_FILE;
-    const PREV: &'static str = TEMPLATES_PREV;
-    const CORRUPT: &'static str = TEMPLATES_CORRUPT;
     const WHAT: &'static str = "the new-pattern memory";
     const FRESH: &'static str = "every template is new once more";
     const VERSION: u32 = VERSION;
@@ -137,7 +129,7 @@ mod tests {
         store.save(&file).unwrap();
         std::fs::write(store.path(), "{\"version\":1,\"templates\":[{").unwrap();
         assert_eq!(store.load(), Some(file));
-        assert!(dir.path().join(TEMPLATES_CORRUPT).exists());
+        assert!(store.corrupt_path().exists());
         assert!(!store.path().exists());
     }
 

@@ -42,15 +42,20 @@ pub struct Threshold {
     pub within: Duration,
 }
 
-/// What the config says of a rule once defaults are applied, before compiling.
-#[derive(Debug, Clone, Default)]
-pub struct RuleSpec {
+/// A rule, at one of two stages ([`Stage`]): a [`RuleSpec`] is what the config says of it once
+/// checked and defaults are applied, before compiling; a [`Rule`] is compiled. One struct for
+/// both, so every field is declared (and documented) once; the fields that compiling changes
+/// take their type from the stage, the others are the same value before and after.
+#[derive(Debug, Clone)]
+pub struct Rule<S: Stage = Compiled> {
     /// Unique name, shown in every message as `【name】`.
     pub name: String,
-    /// The `match` regex (for `absent` rules, `absent.match`).
+    /// The `match` regex as written (for `absent` rules, `absent.match`); the matcher compiles
+    /// all rules together.
     pub pattern: String,
-    /// Regexes that veto a hit (always judged on the whole line).
-    pub exclude: Vec<String>,
+    /// Regexes that veto a hit (always judged on the whole line): as written, then compiled
+    /// into one set (`None`: no exclusion).
+    pub exclude: S::Exclude,
     /// Hits within this window of the first go out as one message.
     pub window: Duration,
     /// Lines quoted per message.
@@ -60,71 +65,110 @@ pub struct RuleSpec {
     pub robots: Vec<RobotId>,
     /// Match this JSON field's value (path segments) instead of the whole line.
     pub field: Option<Vec<String>>,
+    /// The pattern compiled alone, when the rule needs its captures (group_by, templates) or is
+    /// a field rule (whose value is matched outside the combined search); `()` before.
+    pub regex: S::Regex,
+    /// Whether hits must carry capture values; `()` before compiling decides it.
+    pub needs_captures: S::Decided,
     /// Only alert past this rate.
     pub threshold: Option<Threshold>,
     /// Quiet time after a message during which hits are gathered.
     pub cooldown: Option<Duration>,
-    /// Named captures whose values key the alert streams.
-    pub group_by: Vec<String>,
-    /// Distinct groups kept before the rest go to [`OTHER_GROUP`].
+    /// Named captures whose values key the alert streams: by name, then as indexes into
+    /// `style.capture_names`.
+    pub group_by: S::GroupBy,
+    /// Distinct groups kept before the rest go to [`OTHER_GROUP`] (at least 1 once compiled).
     pub max_groups: usize,
     /// Send "recovered" after this much quiet following a message.
     pub resolve_after: Option<Duration>,
     /// For absence rules: alert when nothing matched for this long.
     pub absent_for: Option<Duration>,
-    /// How messages look (its `capture_names` are filled in by [`Rule::compile`]).
-    pub style: Style,
-    /// `where:`: a matched line is a hit only when this holds.
-    pub condition: Option<crate::where_expr::Where>,
-    /// The config's `routes:` that apply to this rule, in order (see [`crate::route`]).
-    pub routes: Vec<crate::route::RouteSpec>,
-    /// `escalate:`: more people as an episode goes on (see [`crate::escalate`]).
+    /// How messages look; compiling fills in its `capture_names` and shares it with every
+    /// alert.
+    pub style: S::Style,
+    /// `where:`: a matched line is a hit only when this holds (see [`crate::where_expr`]).
+    pub condition: S::Condition,
+    /// The config's `routes:` that apply to this rule, in order; once compiled, tried in order
+    /// on each hit, none holding: `robots` and `style` (see [`crate::route`]).
+    pub routes: S::Routes,
+    /// `escalate:`: more people as an episode goes on (see [`crate::escalate`]); sorted by
+    /// `after` once compiled.
     pub escalate: Vec<crate::escalate::Step>,
 }
 
-/// A checked, compiled rule.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    /// Unique name.
-    pub name: String,
-    /// The `match` regex as written (the matcher compiles all rules together).
-    pub pattern: String,
-    /// Any of these matching the line means the line is not a hit.
-    pub exclude: Option<RegexSet>,
-    /// Gathering window.
-    pub window: Duration,
-    /// Lines quoted per message.
-    pub max_lines: usize,
-    /// Target robots (empty: no robot, dry-run).
-    pub robots: Vec<RobotId>,
-    /// JSON field path, for field rules.
-    pub field: Option<Vec<String>>,
-    /// The pattern compiled alone, when the rule needs its captures (group_by, templates) or is
-    /// a field rule (whose value is matched outside the combined search).
-    pub regex: Option<Regex>,
-    /// Whether hits must carry capture values.
-    pub needs_captures: bool,
-    /// Rate condition.
-    pub threshold: Option<Threshold>,
-    /// Quiet period after each message.
-    pub cooldown: Option<Duration>,
-    /// Indexes into `style.capture_names` of the `group_by` captures.
-    pub group_by: Vec<usize>,
-    /// Groups kept per rule.
-    pub max_groups: usize,
-    /// Quiet time before "recovered".
-    pub resolve_after: Option<Duration>,
-    /// Absence rules: the silence that raises the alert.
-    pub absent_for: Option<Duration>,
-    /// How messages look, shared with every alert.
-    pub style: Arc<Style>,
-    /// `where:`: a matched line is a hit only when this holds (see [`crate::where_expr`]).
-    pub condition: Option<Arc<crate::where_expr::Where>>,
-    /// Routes tried in order on each hit; none holding: `robots` and `style` (see
-    /// [`crate::route`]).
-    pub routes: Vec<crate::route::RuleRoute>,
-    /// `escalate:` steps, by `after` (see [`crate::escalate`]).
-    pub escalate: Vec<crate::escalate::Step>,
+/// What the config says of a rule once defaults are applied, before compiling.
+pub type RuleSpec = Rule<Spec>;
+
+/// A stage of a [`Rule`]: the types of the fields that compiling changes.
+pub trait Stage {
+    /// `exclude`.
+    type Exclude: std::fmt::Debug + Clone;
+    /// `regex`.
+    type Regex: std::fmt::Debug + Clone;
+    /// `needs_captures`.
+    type Decided: std::fmt::Debug + Clone;
+    /// `group_by`.
+    type GroupBy: std::fmt::Debug + Clone;
+    /// `style`.
+    type Style: std::fmt::Debug + Clone;
+    /// `condition`.
+    type Condition: std::fmt::Debug + Clone;
+    /// `routes`.
+    type Routes: std::fmt::Debug + Clone;
+}
+
+/// Before compiling: regexes as written, captures by name, nothing shared yet.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec;
+
+impl Stage for Spec {
+    type Exclude = Vec<String>;
+    type Regex = ();
+    type Decided = ();
+    type GroupBy = Vec<String>;
+    type Style = Style;
+    type Condition = Option<crate::where_expr::Where>;
+    type Routes = Vec<crate::route::RouteSpec>;
+}
+
+/// Compiled: what the matcher and the aggregator use.
+#[derive(Debug, Clone, Copy)]
+pub struct Compiled;
+
+impl Stage for Compiled {
+    type Exclude = Option<RegexSet>;
+    type Regex = Option<Regex>;
+    type Decided = bool;
+    type GroupBy = Vec<usize>;
+    type Style = Arc<Style>;
+    type Condition = Option<Arc<crate::where_expr::Where>>;
+    type Routes = Vec<crate::route::RuleRoute>;
+}
+
+impl Default for RuleSpec {
+    fn default() -> RuleSpec {
+        Rule {
+            name: String::new(),
+            pattern: String::new(),
+            exclude: Vec::new(),
+            window: Duration::ZERO,
+            max_lines: 0,
+            robots: Vec::new(),
+            field: None,
+            regex: (),
+            needs_captures: (),
+            threshold: None,
+            cooldown: None,
+            group_by: Vec::new(),
+            max_groups: 0,
+            resolve_after: None,
+            absent_for: None,
+            style: Style::default(),
+            condition: None,
+            routes: Vec::new(),
+            escalate: Vec::new(),
+        }
+    }
 }
 
 /// Why a rule did not compile, with which regex was at fault.

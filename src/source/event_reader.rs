@@ -68,6 +68,23 @@ impl EventBlock {
         out
     }
 
+    /// Each event alone, ending in its `\n`, with where its lines meet (from its own start):
+    /// how `--replay` moves its clock event by event. A slice of `data`, not a copy.
+    pub fn each_event(&self) -> impl Iterator<Item = (Bytes, Vec<u32>)> + '_ {
+        let mut start = 0;
+        memchr::memchr_iter(b'\n', &self.data).map(move |end| {
+            let first = self.line_joins.partition_point(|&j| (j as usize) < start);
+            let joins = self.line_joins[first..]
+                .iter()
+                .take_while(|&&j| (j as usize) < end)
+                .map(|&j| j - start as u32)
+                .collect();
+            let event = self.data.slice(start..=end);
+            start = end + 1;
+            (event, joins)
+        })
+    }
+
     fn append(&mut self, more: EventBlock) {
         if more.data.is_empty() {
             self.end_offset = more.end_offset;
@@ -371,6 +388,23 @@ mod tests {
             copy,
             "not a slice of the chunk: as it is"
         );
+    }
+
+    #[test]
+    fn each_event_stands_alone_with_its_own_joins() {
+        let ml = multiline("^S");
+        let mut r = EventReader::new(1024, Some(&ml));
+        let b = r.push(b"S a\nb\nS c\nS d\ne\nf\nS pending\n", Instant::now());
+        let events: Vec<(Bytes, Vec<u32>)> = b.each_event().collect();
+        assert_eq!(
+            events,
+            [
+                (Bytes::from_static(b"S a\rb\n"), vec![3]),
+                (Bytes::from_static(b"S c\n"), vec![]),
+                (Bytes::from_static(b"S d\re\rf\n"), vec![3, 5]),
+            ]
+        );
+        assert_eq!(EventBlock::default().each_event().count(), 0);
     }
 
     #[test]

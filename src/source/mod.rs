@@ -73,6 +73,18 @@ impl Chunk {
         }
         text.map_or_else(|| line.clone(), Bytes::from)
     }
+
+    /// Every hit line in `lines` (slices of this chunk, as the matcher hands them over) given
+    /// its event's lines apart, as [`Chunk::event_text`] does: what the samples and the renderer
+    /// take, in `run` and in `--replay` alike.
+    pub fn set_lines_apart<'a>(&self, lines: impl IntoIterator<Item = &'a mut Bytes>) {
+        if self.line_joins.is_empty() {
+            return;
+        }
+        for line in lines {
+            *line = self.event_text(line);
+        }
+    }
 }
 
 /// One followed file as this run knows it: a file opened at a path, from one point of its

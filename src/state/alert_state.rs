@@ -27,19 +27,11 @@ use super::writer::StateWriter;
 /// The file's name in the state directory.
 pub const ALERTS_FILE: &str = "alerts.json";
 
-/// Its last good copy.
-pub const ALERTS_PREV: &str = "alerts.json.prev";
-
-/// Where a file that cannot be parsed is moved.
-pub const ALERTS_CORRUPT: &str = "alerts.json.corrupt";
-
 /// How often the state is written while it changes.
 pub const SAVE_EVERY: Duration = Duration::from_secs(1);
 
 impl JsonState for AlertSnapshot {
     const FILE: &'static str = ALERTS_FILE;
-    const PREV: &'static str = ALERTS_PREV;
-    const CORRUPT: &'static str = ALERTS_CORRUPT;
     const WHAT: &'static str = "the alert state";
     const FRESH: &'static str = "alert state starts fresh";
     const VERSION: u32 = VERSION;
@@ -96,7 +88,7 @@ mod tests {
         store.save(&snap()).unwrap();
         std::fs::write(store.path(), "{\"version\":1,").unwrap();
         assert_eq!(store.load(), Some(snap()));
-        assert!(dir.path().join(ALERTS_CORRUPT).exists());
+        assert!(store.corrupt_path().exists());
     }
 
     #[test]

@@ -25,12 +25,9 @@ use super::atomic;
 
 /// What a [`JsonFile`] holds: serde data with a format version, and the words its messages use.
 pub trait JsonState: Serialize + DeserializeOwned + Send + 'static {
-    /// The file's name in the state directory.
+    /// The file's name in the state directory; its last good copy is `FILE.prev` and a copy
+    /// that cannot be parsed is moved to `FILE.corrupt`.
     const FILE: &'static str;
-    /// Its last good copy.
-    const PREV: &'static str;
-    /// Where a file that cannot be parsed is moved.
-    const CORRUPT: &'static str;
     /// What it is, in messages ("the alert state").
     const WHAT: &'static str;
     /// What a fresh start means, in messages ("alert state starts fresh").
@@ -75,6 +72,16 @@ impl<T: JsonState> JsonFile<T> {
         self.dir.join(T::FILE)
     }
 
+    /// Its last good copy's name: `FILE.prev`.
+    fn prev_name() -> String {
+        format!("{}.prev", T::FILE)
+    }
+
+    /// Where a copy that cannot be parsed is moved: `FILE.corrupt`.
+    pub fn corrupt_path(&self) -> PathBuf {
+        self.dir.join(format!("{}.corrupt", T::FILE))
+    }
+
     /// The saved content, if any can be used; every problem is one warning, never an error.
     pub fn load(&self) -> Option<T> {
         let path = self.path();
@@ -91,7 +98,7 @@ impl<T: JsonState> JsonFile<T> {
                 return None;
             }
             Read::Corrupt(why) => {
-                let aside = self.dir.join(T::CORRUPT);
+                let aside = self.corrupt_path();
                 let moved = std::fs::rename(&path, &aside);
                 tracing::warn!(
                     "{} {} is corrupt ({why}); {}; going on from the last good copy {}",
@@ -101,12 +108,12 @@ impl<T: JsonState> JsonFile<T> {
                         Ok(()) => format!("kept aside as {}", aside.display()),
                         Err(e) => format!("cannot move it aside ({e})"),
                     },
-                    self.dir.join(T::PREV).display(),
+                    self.dir.join(Self::prev_name()).display(),
                 );
             }
         }
         // No current file: first start, a crash between the two renames, or it was corrupt.
-        let prev = self.dir.join(T::PREV);
+        let prev = self.dir.join(Self::prev_name());
         match read::<T>(&prev) {
             Read::Good(f) => Some(f),
             Read::Missing => None,
@@ -124,7 +131,7 @@ impl<T: JsonState> JsonFile<T> {
     /// Replaces the file atomically, keeping the previous one as the last good copy.
     pub fn save(&self, content: &T) -> io::Result<()> {
         let bytes = serde_json::to_vec_pretty(content).map_err(io::Error::other)?;
-        atomic::replace(&self.dir, T::FILE, T::PREV, &bytes)
+        atomic::replace(&self.dir, T::FILE, &Self::prev_name(), &bytes)
     }
 }
 

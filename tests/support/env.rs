@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::running::Running;
+/// [`TestEnv::start`]'s handle, also named from here (tests/crash.rs imports it so).
+pub use super::running::Running;
 
 /// A scratch directory, a config and environment for running `dingtail`.
 pub struct TestEnv {

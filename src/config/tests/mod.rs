@@ -3,6 +3,7 @@
 
 use super::*;
 
+mod inputs;
 mod robots;
 mod rules;
 
@@ -250,6 +251,11 @@ fn every_duration_is_checked_at_its_maximum_and_one_past_it() {
             Box::new(|v: &str| {
                 format!("inputs:\n  - path: /x\n    multiline: {{ start: '^a', timeout: {v} }}\n")
             }),
+            limits::MULTILINE_TIMEOUT,
+        ),
+        (
+            "stdin, field 'multiline.timeout'".into(),
+            Box::new(|v: &str| format!("stdin:\n  multiline: {{ start: '^a', timeout: {v} }}\n")),
             limits::MULTILINE_TIMEOUT,
         ),
         (

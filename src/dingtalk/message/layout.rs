@@ -53,6 +53,18 @@ pub(super) struct Part {
     pub(super) post: String,
 }
 
+impl Part {
+    /// An alert of words only: its news, no quoted line.
+    fn words(pre: String) -> Part {
+        Part {
+            pre,
+            lines: Vec::new(),
+            more: false,
+            post: String::new(),
+        }
+    }
+}
+
 /// Longest list of rules in a markdown title, in characters, before the rest are counted as
 /// `+K more`: the title is what the notification shows, a line, not the message.
 pub(super) const TITLE_RULES_CHARS: usize = 120;
@@ -64,12 +76,8 @@ pub(super) const TITLE_RULES_CHARS: usize = 120;
 /// of a subset is never longer than that of the whole.
 pub(super) fn title(alerts: &[&Alert]) -> String {
     let news = |a: &Alert| match a.kind {
-        AlertKind::Hits => format!("{} ×{}", a.rule_name, a.count),
-        AlertKind::Recovered { .. } => format!("{} recovered", a.rule_name),
-        AlertKind::Absent { .. } => format!("{} absent", a.rule_name),
-        AlertKind::Back => format!("{} back", a.rule_name),
-        AlertKind::Escalated { .. } => format!("{} escalated", a.rule_name),
         AlertKind::Notice => a.rule_name.to_string(),
+        _ => format!("{} {}", a.rule_name, news(a)),
     };
     let severity = alerts.iter().filter_map(|a| a.style.severity).max();
     let mut text = match alerts {
@@ -101,20 +109,26 @@ pub(super) fn title(alerts: &[&Alert]) -> String {
     text
 }
 
-/// `【rule】×N host · severity · group`, ending in a line break.
-pub(super) fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
-    let news = match alert.kind {
+/// What an alert says happened, in a word (`×12`, `recovered`, `absent`, …): after the rule's
+/// name in the header and in the markdown title.
+fn news(alert: &Alert) -> String {
+    match alert.kind {
         AlertKind::Hits => format!("×{}", alert.count),
         AlertKind::Recovered { .. } => "recovered".to_owned(),
         AlertKind::Absent { .. } => "absent".to_owned(),
         AlertKind::Back => "back".to_owned(),
         AlertKind::Escalated { .. } => "escalated".to_owned(),
         AlertKind::Notice => "notice".to_owned(),
-    };
+    }
+}
+
+/// `【rule】×N host · severity · group`, ending in a line break.
+pub(super) fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
     // The host name is the operator's (not log text): no markup twins, but nothing hidden.
     let mut h = format!(
-        "【{}】{news} {}",
+        "【{}】{} {}",
         alert.rule_name,
+        news(alert),
         neutralise_short(host, false, MAX_VALUE_CHARS)
     );
     if let Some(s) = alert.style.severity {
@@ -138,8 +152,9 @@ pub(super) fn head(alert: &Alert, host: &str, flavor: Flavor) -> String {
     h
 }
 
-fn source_name(alert: &Alert) -> &str {
-    match &*alert.source {
+/// A source as people read it: `-` is stdin.
+fn source_name(source: &str) -> &str {
+    match source {
         "-" => "stdin",
         other => other,
     }
@@ -148,19 +163,15 @@ fn source_name(alert: &Alert) -> &str {
 /// Where an alert's lines came from: its latest source, and the others when there were several
 /// (`/var/log/b.log (also /var/log/a.log)`; "and more" past those it names).
 fn sources_text(alert: &Alert) -> String {
-    let name = |s: &str| match s {
-        "-" => "stdin".to_owned(),
-        other => other.to_owned(),
-    };
-    let mut text = source_name(alert).to_owned();
+    let mut text = source_name(&alert.source).to_owned();
     if !alert.other_sources.is_empty() {
         let named = alert
             .other_sources
             .len()
             .min(crate::alert::MAX_OTHER_SOURCES);
-        let others: Vec<String> = alert.other_sources[..named]
+        let others: Vec<&str> = alert.other_sources[..named]
             .iter()
-            .map(|s| name(s))
+            .map(|s| source_name(s))
             .collect();
         let more = if alert.other_sources.len() > named {
             " and more"
@@ -189,12 +200,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                 humantime::format_duration(quiet),
                 time(zone, a.first.checked_sub(quiet).unwrap_or(a.first))
             ));
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Absent {
             silent_for,
@@ -209,21 +215,11 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                     |t| time(zone, t)
                 )
             ));
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Back if a.style.absent_pattern.is_none() => {
             pre.push_str(&format!("read again at {}{eol}", time(zone, a.first)));
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Absent {
             silent_for,
@@ -239,12 +235,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                     |t| time(zone, t)
                 )
             ));
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Back => {
             let pattern = a.style.absent_pattern.as_deref().unwrap_or("");
@@ -252,7 +243,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                 "{} matches again at {} · {}{eol}",
                 flavor.untrusted(&format!("`{pattern}`")),
                 time(zone, a.first),
-                source_name(a)
+                source_name(&a.source)
             ));
             return Part {
                 pre,
@@ -270,12 +261,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                 humantime::format_duration(after),
                 time(zone, a.first)
             ));
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Notice => {
             // dingtail's own words, but they name paths and quote errors: made harmless too.
@@ -283,12 +269,7 @@ pub(super) fn layout(a: &Alert, host: &str, zone: Zone, flavor: Flavor) -> Part 
                 pre.push_str(&flavor.untrusted(&String::from_utf8_lossy(&s.text)));
                 pre.push_str(eol);
             }
-            return Part {
-                pre,
-                lines: Vec::new(),
-                more: false,
-                post: String::new(),
-            };
+            return Part::words(pre);
         }
         AlertKind::Hits => {}
     }

@@ -45,6 +45,14 @@ impl Identity {
         if (meta.dev(), meta.ino()) != (self.dev, self.ino) {
             return Ok(false);
         }
+        self.head_matches(file)
+    }
+
+    /// Whether `file` (known to be this inode) still starts with the first `fp_len` bytes
+    /// this fingerprint was taken of: one read of at most [`FINGERPRINT_BYTES`]. False once
+    /// the file is shorter than that. A fingerprint of 0 bytes (the file was empty) matches
+    /// anything.
+    pub fn head_matches(&self, file: &File) -> io::Result<bool> {
         let mut head = [0u8; FINGERPRINT_BYTES];
         let want = self.fp_len as usize;
         let n = read_head(file, &mut head[..want])?;
@@ -71,6 +79,16 @@ impl Identity {
     /// Same device and inode (the content may have been truncated since).
     pub fn same_inode(&self, other: &Identity) -> bool {
         (self.dev, self.ino) == (other.dev, other.ino)
+    }
+
+    /// Whether `later`, the identity of the same inode taken later, shows other content than
+    /// this one: fingerprints over as many bytes that differ, or fewer bytes now than this
+    /// fingerprint covers (the file was cut). A shorter fingerprint of this one cannot tell (the
+    /// file may only have grown) and counts as the same content; so does a rewrite that starts
+    /// with the same bytes.
+    pub fn rewritten_as(&self, later: &Identity) -> bool {
+        self.same_inode(later)
+            && (self.fp_len > later.fp_len || (self.fp_len == later.fp_len && self.fp != later.fp))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Event, Keeper, Store};
+use super::{Keeper, PositionUpdate, Store};
 use crate::source::Mark;
 
 /// How often the state file is rewritten while things move.
@@ -17,30 +17,30 @@ const WRITE_EVERY: Duration = Duration::from_secs(1);
 pub async fn keep(
     store: Option<Store>,
     mut keeper: Keeper,
-    mut events_rx: mpsc::UnboundedReceiver<Event>,
+    mut updates_rx: mpsc::UnboundedReceiver<PositionUpdate>,
     mut settled_rx: mpsc::UnboundedReceiver<Vec<Mark>>,
     mut finish_rx: oneshot::Receiver<()>,
 ) {
     let mut tick = tokio::time::interval(WRITE_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut events_open = true;
+    let mut updates_open = true;
     let mut settled_open = true;
     loop {
         tokio::select! {
-            e = events_rx.recv(), if events_open => match e {
+            e = updates_rx.recv(), if updates_open => match e {
                 Some(e) => {
                     // A file taken up or left is written at once, not within the second: a
                     // crash right after a rotation must find the new file's identity.
-                    let structural = matches!(e, Event::Opened { .. } | Event::Closed { .. });
-                    keeper.event(e);
+                    let structural = matches!(e, PositionUpdate::Opened { .. } | PositionUpdate::Closed { .. });
+                    keeper.apply(e);
                     if structural {
-                        while let Ok(e) = events_rx.try_recv() {
-                            keeper.event(e);
+                        while let Ok(e) = updates_rx.try_recv() {
+                            keeper.apply(e);
                         }
                         save(&store, &mut keeper).await;
                     }
                 }
-                None => events_open = false,
+                None => updates_open = false,
             },
             s = settled_rx.recv(), if settled_open => match s {
                 Some(s) => keeper.settled(&s),
@@ -51,8 +51,8 @@ pub async fn keep(
         }
     }
     // Registrations before releases, so nothing counts as settled before it was held.
-    while let Ok(e) = events_rx.try_recv() {
-        keeper.event(e);
+    while let Ok(e) = updates_rx.try_recv() {
+        keeper.apply(e);
     }
     while let Ok(s) = settled_rx.try_recv() {
         keeper.settled(&s);

@@ -1,5 +1,5 @@
 //! The ledger: which chunk starts of each followed file alerts still hold, and so how far each
-//! file is safely done ([`Keeper`]); plain data, told [`Event`]s and settled holds, so it is
+//! file is safely done ([`Keeper`]); plain data, told [`PositionUpdate`]s and settled holds, so it is
 //! tested without tasks.
 
 use std::collections::{BTreeMap, HashMap};
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use super::{Entry, Identity, Position, Positions};
 use crate::source::{FileId, Mark};
 
-/// What the tailer and the aggregator tell the keeper.
+/// What the tailer and the aggregator tell the keeper of read positions: a file taken up,
+/// identified or left, a chunk counted, holds on it released or moved, the first look done.
 #[derive(Debug)]
-pub enum Event {
+pub enum PositionUpdate {
     /// A file was taken up at `path`, reading from `offset`; for this path it replaces any
     /// earlier file (rotation, truncation).
     Opened {
@@ -69,7 +70,7 @@ pub(super) struct Tracked {
     counted: u64,
     /// Chunk start → alerts holding it (signed: a release may come before its registration).
     pub(super) holds: BTreeMap<u64, i64>,
-    /// Set by [`Event::Closed`]: nothing is read past this.
+    /// Set by [`PositionUpdate::Closed`]: nothing is read past this.
     closed_at: Option<u64>,
     /// Where reading started.
     from: u64,
@@ -97,8 +98,12 @@ pub struct Keeper {
     /// The file now followed at each path.
     current: HashMap<Arc<str>, FileId>,
     /// Entries loaded at start that no file of this run took up (yet): kept while their file
-    /// is still at its path (missing or unreadable for a while, it keeps its place), and all of
-    /// them until the tailer has [`Event::Started`].
+    /// is still at its path with the same first bytes (unreadable for a while, it keeps its
+    /// place), and all of them until the tailer has [`PositionUpdate::Started`]. An entry for content
+    /// that a `copytruncate` replaced under the same inode is not taken up by the new content:
+    /// it stays until the tailer's first look is done (the copy, if followed or found, is taken
+    /// up by then from that entry's offset), then goes, as its file no longer starts with its
+    /// first bytes.
     carried: Vec<Entry>,
     started: bool,
     /// Something changed since the state was last written.
@@ -123,16 +128,22 @@ impl Keeper {
     }
 
     /// Applies one event.
-    pub fn event(&mut self, event: Event) {
+    pub fn apply(&mut self, update: PositionUpdate) {
         self.dirty = true;
-        match event {
-            Event::Opened {
+        match update {
+            PositionUpdate::Opened {
                 file,
                 path,
                 identity,
                 offset,
             } => {
-                self.carried.retain(|e| !e.identity.same_inode(&identity));
+                // The entry of this very file gives way to what this run tracks. One for other
+                // content under the same inode (truncated by `copytruncate` while dingtail was
+                // stopped) stays: its lines are in the copy, which may be taken up next, from
+                // that entry's offset; a kill between the two must not lose where that was.
+                self.carried.retain(|e| {
+                    !e.identity.same_inode(&identity) || e.identity.rewritten_as(&identity)
+                });
                 self.current.insert(path.clone(), file);
                 self.files.insert(
                     file,
@@ -146,12 +157,12 @@ impl Keeper {
                     },
                 );
             }
-            Event::Identified { file, identity } => {
+            PositionUpdate::Identified { file, identity } => {
                 if let Some(t) = self.files.get_mut(&file) {
                     t.identity = identity;
                 }
             }
-            Event::Progress { mark, end, holds } => {
+            PositionUpdate::Progress { mark, end, holds } => {
                 if let Some(t) = self.files.get_mut(&mark.file) {
                     t.counted = t.counted.max(end);
                     if holds > 0 {
@@ -160,19 +171,19 @@ impl Keeper {
                     self.forget_if_done(mark.file);
                 }
             }
-            Event::Released(marks) => self.settled(&marks),
-            Event::Held(marks) => {
+            PositionUpdate::Released(marks) => self.settled(&marks),
+            PositionUpdate::Held(marks) => {
                 for mark in marks {
                     self.hold(mark, 1);
                 }
             }
-            Event::Closed { file, end } => {
+            PositionUpdate::Closed { file, end } => {
                 if let Some(t) = self.files.get_mut(&file) {
                     t.closed_at = Some(end);
                     self.forget_if_done(file);
                 }
             }
-            Event::Started => self.started = true,
+            PositionUpdate::Started => self.started = true,
         }
     }
 
@@ -287,7 +298,14 @@ impl Keeper {
     }
 }
 
-/// Whether the file of a carried entry is still at its path.
+/// Whether the file of a carried entry is still at its path: the same inode, with the same
+/// first bytes when they can be read (a file truncated and written again since holds other
+/// lines; those of the entry, if anywhere, are in a copy that was taken up by now).
 fn still_at_path(e: &Entry) -> bool {
-    std::fs::metadata(&e.path).is_ok_and(|m| (m.dev(), m.ino()) == (e.identity.dev, e.identity.ino))
+    let inode = std::fs::metadata(&e.path)
+        .is_ok_and(|m| (m.dev(), m.ino()) == (e.identity.dev, e.identity.ino));
+    inode
+        && std::fs::File::open(&e.path)
+            .and_then(|f| e.identity.matches(&f))
+            .unwrap_or(true)
 }

@@ -5,7 +5,7 @@
 //! chunk it came in and either it matched nothing, or every alert counting it is *settled*
 //! (delivered, or reported undelivered at exit). So the keeper learns two things:
 //!
-//! - from the aggregator, for every chunk of a followed file, [`Event::Progress`]: the chunk is
+//! - from the aggregator, for every chunk of a followed file, [`PositionUpdate::Progress`]: the chunk is
 //!   counted, and how many alerts now hold its start ([`Routed::holds`](crate::aggregate::Routed::holds));
 //! - from the dispatchers, the holds of every alert they settle.
 //!
@@ -64,7 +64,7 @@ mod state_file;
 
 pub use identity::{FINGERPRINT_BYTES, Identity, compressed, compressed_file};
 pub use keeper::keep;
-pub use ledger::{Event, Keeper};
+pub use ledger::{Keeper, PositionUpdate};
 pub use positions::{Position, Positions};
 pub use state_file::{
     CORRUPT_FILE, Entry, LOCK_FILE, PREV_FILE, STATE_FILE, Saved, Store, StoreError, state_dir,

@@ -16,7 +16,7 @@ fn ident() -> Identity {
 }
 
 fn opened(k: &mut Keeper, file: FileId, path: &str, offset: u64) {
-    k.event(Event::Opened {
+    k.apply(PositionUpdate::Opened {
         file,
         path: path.into(),
         identity: ident(),
@@ -25,7 +25,7 @@ fn opened(k: &mut Keeper, file: FileId, path: &str, offset: u64) {
 }
 
 fn progress(k: &mut Keeper, file: FileId, start: u64, end: u64, holds: u32) {
-    k.event(Event::Progress {
+    k.apply(PositionUpdate::Progress {
         mark: Mark { file, start },
         end,
         holds,
@@ -75,7 +75,7 @@ fn a_replaced_file_is_forgotten_once_settled() {
     opened(&mut k, 1, "a", 0);
     progress(&mut k, 1, 0, 10, 1);
     opened(&mut k, 2, "a", 0);
-    k.event(Event::Closed { file: 1, end: 10 });
+    k.apply(PositionUpdate::Closed { file: 1, end: 10 });
     assert_eq!(k.safe_offset("a"), Some(0));
     assert!(k.files.contains_key(&1));
     k.settled(&[Mark { file: 1, start: 0 }]);
@@ -183,7 +183,7 @@ fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
     opened(&mut k, 1, "a", 0);
     progress(&mut k, 1, 0, 10, 1);
     opened(&mut k, 2, "a", 0);
-    k.event(Event::Closed { file: 1, end: 10 });
+    k.apply(PositionUpdate::Closed { file: 1, end: 10 });
     assert_eq!(
         k.entries().len(),
         1,
@@ -198,8 +198,78 @@ fn a_rotated_file_stays_in_the_state_until_settled_and_closed() {
     assert_eq!(k.tracked(), 1, "forgotten once settled");
     // closed before its last chunk was counted: kept until it is
     opened(&mut k, 3, "b", 0);
-    k.event(Event::Closed { file: 3, end: 20 });
+    k.apply(PositionUpdate::Closed { file: 3, end: 20 });
     assert_eq!(k.tracked(), 2);
     progress(&mut k, 3, 0, 20, 0);
     assert_eq!(k.tracked(), 1);
+}
+
+#[test]
+fn an_entry_for_content_truncated_away_outlives_the_new_content_until_the_first_look_is_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    std::fs::write(&log, "new content ".repeat(30)).unwrap();
+    let now = Identity::of(&File::open(&log).unwrap()).unwrap();
+    assert_eq!(now.fp_len as usize, FINGERPRINT_BYTES);
+    let path = log.to_string_lossy().into_owned();
+    // Loaded: `app.log` as it was before a copytruncate (same inode, other first bytes), held
+    // at 100; its copy `app.log.1` taken up at 400, where the original had been read to; and
+    // a file not taken up (unreadable for a while) that is still at its path.
+    let before = Entry {
+        path: path.clone(),
+        identity: Identity {
+            fp: now.fp ^ 1,
+            ..now
+        },
+        offset: 100,
+        from: 0,
+    };
+    // (an inode no file of this test has)
+    let copy_id = Identity {
+        ino: u64::MAX,
+        ..before.identity
+    };
+    let copy = Entry {
+        path: format!("{path}.1"),
+        identity: copy_id,
+        offset: 400,
+        from: 400,
+    };
+    let other_path = dir.path().join("other.log");
+    std::fs::write(&other_path, "other").unwrap();
+    let other = Entry {
+        path: other_path.to_string_lossy().into_owned(),
+        identity: Identity::of(&File::open(&other_path).unwrap()).unwrap(),
+        offset: 5,
+        from: 0,
+    };
+    let mut k = Keeper::new(vec![before.clone(), copy, other.clone()]);
+    // The restart takes up the new content of `app.log` first: the state written now must
+    // still say where the copy's lines are held.
+    k.apply(PositionUpdate::Opened {
+        file: 1,
+        path: path.as_str().into(),
+        identity: now,
+        offset: 0,
+    });
+    assert!(k.entries().contains(&before), "{:#?}", k.entries());
+    // The copy taken up replaces its own entry.
+    k.apply(PositionUpdate::Opened {
+        file: 2,
+        path: format!("{path}.1").into(),
+        identity: copy_id,
+        offset: 100,
+    });
+    let copies: Vec<Entry> = k
+        .entries()
+        .into_iter()
+        .filter(|e| e.identity == copy_id)
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:#?}");
+    assert_eq!(copies[0].offset, 100);
+    // Once the first look is done, the truncated content's entry goes (its file starts with
+    // other bytes now); a file still there as it was keeps its entry.
+    k.apply(PositionUpdate::Started);
+    assert!(!k.entries().contains(&before), "{:#?}", k.entries());
+    assert!(k.entries().contains(&other), "{:#?}", k.entries());
 }

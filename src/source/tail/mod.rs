@@ -14,7 +14,11 @@
 //!   read from its first byte. When a glob also matches the rotated name (`app.log*`), the old
 //!   file simply goes on under its new name: nothing is read twice.
 //! - A file that shrinks below the read offset was truncated in place (copytruncate): it is read
-//!   again from 0. So is a file whose first bytes changed under the same inode.
+//!   again from 0. So is a file whose first bytes changed under the same inode, compared on
+//!   every look (one read of at most 256 bytes), so a truncation the writer has already written
+//!   back to the same size, or past the read offset, is seen too. Not seen: a rewrite whose
+//!   first bytes (as many as the fingerprint covers, up to 256) are those of the old content
+//!   and that reaches the read offset before the next look; it is read on from that offset.
 //! - A path that disappears is followed again when it reappears, from its first byte.
 //! - A file that cannot be opened gets one warning (again only after it was readable in between)
 //!   and is retried on every wake.
@@ -60,7 +64,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
-use super::checkpoint::{Entry, Event, Identity};
+use super::checkpoint::{Entry, Identity, PositionUpdate};
 use super::multiline::Multiline;
 use super::{Chunk, EventReader, FileId};
 
@@ -150,18 +154,18 @@ enum Wake {
 }
 
 /// Starts the tailer thread. Chunks go to `chunk_tx` (the thread ends when it is closed), file
-/// take-ups to `events_tx` (the checkpoint keeper).
+/// take-ups to `updates_tx` (the checkpoint keeper).
 pub fn spawn(
     cfg: TailConfig,
     chunk_tx: mpsc::Sender<Chunk>,
-    events_tx: mpsc::UnboundedSender<Event>,
+    updates_tx: mpsc::UnboundedSender<PositionUpdate>,
 ) -> io::Result<(JoinHandle<TailStats>, Waker)> {
     let (wake_tx, wake_rx) = inbox()?;
     let waker = Waker(wake_tx.clone());
     let handle = std::thread::Builder::new()
         .name("tail".into())
         .spawn(move || {
-            let mut t = Tailer::new(cfg, chunk_tx, events_tx);
+            let mut t = Tailer::new(cfg, chunk_tx, updates_tx);
             if t.cfg.once {
                 t.run_once();
             } else {
@@ -180,7 +184,8 @@ struct TailedFile {
     identity: Identity,
     /// Next byte to read.
     pos: u64,
-    /// Size seen at the last look (a change triggers the fingerprint check).
+    /// Size seen at the last look (a change refreshes a fingerprint taken while the file was
+    /// shorter than one).
     size: u64,
     /// Framing and multi-line events, positioned at `pos`.
     reader: EventReader,
@@ -218,7 +223,7 @@ struct FollowedPath {
 struct Tailer {
     cfg: TailConfig,
     chunk_tx: mpsc::Sender<Chunk>,
-    events_tx: mpsc::UnboundedSender<Event>,
+    updates_tx: mpsc::UnboundedSender<PositionUpdate>,
     followed: Vec<FollowedPath>,
     next_id: FileId,
     /// Set once the first scan is done: files found later are new and read from 0.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::{LEFT_KEPT, TailedFile, Tailer};
-use crate::source::checkpoint::{Event, FINGERPRINT_BYTES, Identity};
+use crate::source::checkpoint::{FINGERPRINT_BYTES, Identity, PositionUpdate};
 use crate::source::{Chunk, EventBlock, EventReader, Mark};
 
 impl Tailer {
@@ -50,7 +50,7 @@ impl Tailer {
         open.id = self.next_id;
         self.next_id += 1;
         self.followed[i].taken_before = true;
-        let _ = self.events_tx.send(Event::Opened {
+        let _ = self.updates_tx.send(PositionUpdate::Opened {
             file: open.id,
             path,
             identity: open.identity,
@@ -61,16 +61,21 @@ impl Tailer {
 
     /// Truncation (size below our offset, or other first bytes under the same inode) means the
     /// file is read again from 0, as a new file for the checkpoint.
+    ///
+    /// The first bytes are compared on every look (one read of at most
+    /// [`FINGERPRINT_BYTES`], from the page cache), not only when the size changed: a
+    /// `copytruncate` after which the writer brought the file back to the size of the last
+    /// look, or past the offset read to, shows nowhere else. What cannot be seen: a rewrite
+    /// that starts with the same bytes as the old content (as far as the fingerprint goes)
+    /// and reaches the offset read to before the next look.
     pub(super) fn check_in_place(
         &mut self,
         path: &Arc<str>,
         open: &mut TailedFile,
     ) -> io::Result<()> {
         let size = open.file.metadata()?.len();
-        if size == open.size {
-            return Ok(());
-        }
-        let rewritten = size < open.pos || !open.identity.matches(&open.file)?;
+        let grew = size != open.size;
+        let rewritten = size < open.pos || !open.identity.head_matches(&open.file)?;
         open.size = size;
         if rewritten {
             tracing::info!(path = %path, "file truncated: reading it again from the start");
@@ -82,15 +87,15 @@ impl Tailer {
             open.chunk_start = 0;
             open.reader.restart_at(0);
             open.identity = Identity::of(&open.file)?;
-            let _ = self.events_tx.send(Event::Opened {
+            let _ = self.updates_tx.send(PositionUpdate::Opened {
                 file: open.id,
                 path: path.clone(),
                 identity: open.identity,
                 offset: 0,
             });
-        } else if (open.identity.fp_len as usize) < FINGERPRINT_BYTES {
+        } else if grew && (open.identity.fp_len as usize) < FINGERPRINT_BYTES {
             open.identity = Identity::of(&open.file)?;
-            let _ = self.events_tx.send(Event::Identified {
+            let _ = self.updates_tx.send(PositionUpdate::Identified {
                 file: open.id,
                 identity: open.identity,
             });
@@ -179,7 +184,7 @@ impl Tailer {
             self.left.pop_front();
         }
         self.left.push_back((open.identity, open.chunk_start));
-        let _ = self.events_tx.send(Event::Closed {
+        let _ = self.updates_tx.send(PositionUpdate::Closed {
             file: open.id,
             end: open.chunk_start,
         });

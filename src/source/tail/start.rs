@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{FollowedPath, Start, TailedFile, Tailer};
-use crate::source::checkpoint::{Entry, Event, FINGERPRINT_BYTES, Identity, compressed_file};
+use crate::source::checkpoint::{
+    Entry, FINGERPRINT_BYTES, Identity, PositionUpdate, compressed_file,
+};
 
 /// The longest a file that looks like a `copytruncate` copy in progress waits to be taken up.
 /// `cp` and logrotate write the copy in a few milliseconds; waiting for it to be complete is
@@ -94,7 +96,7 @@ impl Tailer {
                 let mut open = self.tailed_file(i, file, identity, e.offset, meta.len());
                 open.id = self.next_id;
                 self.next_id += 1;
-                let _ = self.events_tx.send(Event::Opened {
+                let _ = self.updates_tx.send(PositionUpdate::Opened {
                     file: open.id,
                     path,
                     identity,

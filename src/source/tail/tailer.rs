@@ -17,19 +17,19 @@ use super::{
     TailedFile, Tailer, Wake,
 };
 use crate::source::Chunk;
-use crate::source::checkpoint::{Entry, Event};
+use crate::source::checkpoint::{Entry, PositionUpdate};
 use crate::source::stdin::BLOCK;
 
 impl Tailer {
     pub(super) fn new(
         cfg: TailConfig,
         chunk_tx: mpsc::Sender<Chunk>,
-        events_tx: mpsc::UnboundedSender<Event>,
+        updates_tx: mpsc::UnboundedSender<PositionUpdate>,
     ) -> Tailer {
         Tailer {
             cfg,
             chunk_tx,
-            events_tx,
+            updates_tx,
             followed: Vec::new(),
             next_id: 1,
             started: false,
@@ -59,7 +59,7 @@ impl Tailer {
                 return;
             }
         }
-        let _ = self.events_tx.send(Event::Started);
+        let _ = self.updates_tx.send(PositionUpdate::Started);
     }
 
     /// Follows until the chunk channel closes.
@@ -82,7 +82,7 @@ impl Tailer {
                 }
             }
             if std::mem::take(&mut first) {
-                let _ = self.events_tx.send(Event::Started);
+                let _ = self.updates_tx.send(PositionUpdate::Started);
                 // Said once every file present is taken up and its directory watched: from
                 // here on a line appended is seen (tests wait for this line).
                 let open = self.followed.iter().filter(|w| w.current.is_some()).count();

@@ -19,12 +19,19 @@ use crate::source::{Chunk, Mark};
 struct Run {
     tailer: Tailer,
     chunk_rx: mpsc::Receiver<Chunk>,
-    events_rx: mpsc::UnboundedReceiver<Event>,
+    updates_rx: mpsc::UnboundedReceiver<PositionUpdate>,
     keeper: Keeper,
     /// Lines read, in order.
     lines: Vec<String>,
+    /// Lines delivered (read and not held, or held and settled since), in order: what a
+    /// SIGKILL leaves delivered.
+    delivered: Vec<String>,
     hold: bool,
-    held: Vec<Mark>,
+    /// Chunks held, and their lines.
+    held: Vec<(Mark, Vec<String>)>,
+    /// The state file a SIGKILL would leave after each thing the keeper was told (it may
+    /// write after any of them), with how many lines were delivered by then.
+    kill_points: Vec<(Vec<Entry>, usize)>,
 }
 
 /// The state that survives between runs (what the state file would hold).
@@ -41,7 +48,7 @@ impl Run {
 
     fn start_with(patterns: &[&Path], state: &State, multiline: Option<Multiline>) -> Run {
         let (chunk_tx, chunk_rx) = mpsc::channel(100_000);
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (updates_tx, updates_rx) = mpsc::unbounded_channel();
         let cfg = TailConfig {
             inputs: patterns
                 .iter()
@@ -59,16 +66,19 @@ impl Run {
             unreadable_for: Duration::from_secs(300),
         };
         let mut run = Run {
-            tailer: Tailer::new(cfg, chunk_tx, events_tx),
+            tailer: Tailer::new(cfg, chunk_tx, updates_tx),
             chunk_rx,
-            events_rx,
+            updates_rx,
             keeper: Keeper::new(state.entries.clone()),
             lines: Vec::new(),
+            delivered: Vec::new(),
             hold: false,
             held: Vec::new(),
+            kill_points: Vec::new(),
         };
+        run.kill_point();
         run.step();
-        let _ = run.tailer.events_tx.send(Event::Started);
+        let _ = run.tailer.updates_tx.send(PositionUpdate::Started);
         run.drain();
         run
     }
@@ -94,31 +104,48 @@ impl Run {
 
     fn drain(&mut self) {
         // Events first: Opened before the chunks of that file are counted.
-        while let Ok(e) = self.events_rx.try_recv() {
-            self.keeper.event(e);
+        while let Ok(e) = self.updates_rx.try_recv() {
+            self.tell(e);
         }
         while let Ok(c) = self.chunk_rx.try_recv() {
             let text = String::from_utf8(c.data.to_vec()).unwrap();
-            self.lines.extend(text.lines().map(str::to_owned));
+            let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            self.lines.extend(lines.iter().cloned());
             let mark = c.mark.unwrap();
             let holds = u32::from(self.hold && !c.data.is_empty());
             if holds > 0 {
-                self.held.push(mark);
+                self.held.push((mark, lines));
+            } else {
+                self.delivered.extend(lines);
             }
-            self.keeper.event(Event::Progress {
+            self.tell(PositionUpdate::Progress {
                 mark,
                 end: c.end_offset,
                 holds,
             });
-            while let Ok(e) = self.events_rx.try_recv() {
-                self.keeper.event(e);
+            while let Ok(e) = self.updates_rx.try_recv() {
+                self.tell(e);
             }
         }
     }
 
+    /// The keeper is told `e` (and could write the state file right after).
+    fn tell(&mut self, e: PositionUpdate) {
+        self.keeper.apply(e);
+        self.kill_point();
+    }
+
+    fn kill_point(&mut self) {
+        self.kill_points
+            .push((self.keeper.entries(), self.delivered.len()));
+    }
+
     fn settle(&mut self) {
-        let held = std::mem::take(&mut self.held);
-        self.keeper.settled(&held);
+        for (mark, lines) in std::mem::take(&mut self.held) {
+            self.delivered.extend(lines);
+            self.keeper.settled(&[mark]);
+            self.kill_point();
+        }
     }
 
     /// SIGTERM: everything read is settled (delivered or reported), the state written.
@@ -127,17 +154,22 @@ impl Run {
         self.crash(patterns)
     }
 
-    /// SIGKILL: the state as last written, holds and all.
+    /// SIGKILL: the state as last written, holds and all, and the lines delivered (held ones
+    /// were not).
     fn crash(self, patterns: &[&Path]) -> (State, Vec<String>) {
         let state = State {
             entries: self.keeper.entries(),
-            patterns: patterns
-                .iter()
-                .map(|p| p.to_string_lossy().into_owned())
-                .collect(),
+            patterns: patterns_of(patterns),
         };
-        (state, self.lines)
+        (state, self.delivered)
     }
+}
+
+fn patterns_of(patterns: &[&Path]) -> Vec<String> {
+    patterns
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect()
 }
 
 fn append(path: &Path, from: usize, to: usize) {
@@ -245,7 +277,8 @@ fn crash_after_rotation(glob: bool, copytruncate: bool) {
     } else {
         [log.as_path()]
     };
-    let mut run = Run::start(&pats, &State::default());
+    let (state, _) = Run::start(&pats, &State::default()).stop(&pats);
+    let mut run = Run::start(&pats, &state);
     // an alert gathers these lines: held
     run.hold = true;
     append(&log, 10, 30);
@@ -264,10 +297,14 @@ fn crash_after_rotation(glob: bool, copytruncate: bool) {
     append(&log, 30, 40);
     run.step();
     run.quiet(); // the old file read to its end and closed
+    // killed after anything its keeper was told
+    no_kill_point_loses(&run, &[], &pats, 10..40);
     let (state, mut lines) = run.crash(&pats);
     let mut run = Run::start(&pats, &state);
     append(&log, 40, 50);
     run.step();
+    // the restart killed after anything its keeper was told
+    no_kill_point_loses(&run, &lines, &pats, 10..50);
     let (_, more) = run.stop(&pats);
     lines.extend(more);
     at_least_once(&lines, 10..50);
@@ -399,4 +436,101 @@ fn a_multiline_checkpoint_follows_a_busy_log() {
         );
         last = now;
     }
+}
+
+/// Starts a run from every state file `killed` could have left (one per thing its keeper was
+/// told), lets it read on and stop; with what was delivered before, nothing of `range` is
+/// missing.
+fn no_kill_point_loses(
+    killed: &Run,
+    delivered_before: &[String],
+    pats: &[&Path],
+    range: std::ops::Range<usize>,
+) {
+    for (k, (entries, delivered)) in killed.kill_points.iter().enumerate() {
+        let state = State {
+            entries: entries.clone(),
+            patterns: patterns_of(pats),
+        };
+        let mut next = Run::start(pats, &state);
+        next.step();
+        let (_, more) = next.stop(pats);
+        let mut all = delivered_before.to_vec();
+        all.extend_from_slice(&killed.delivered[..*delivered]);
+        all.extend(more);
+        let seen = numbered(&all);
+        let missing: Vec<usize> = range.clone().filter(|n| !seen.contains_key(n)).collect();
+        assert!(
+            missing.is_empty(),
+            "killed after the keeper's step {k} of {}: lost {missing:?}; its state: {entries:#?}",
+            killed.kill_points.len()
+        );
+    }
+}
+
+/// A copytruncate while an alert holds lines of the original, the copy taken up (under a glob)
+/// where the original was read to, then SIGKILL: the held lines are in the copy, before that.
+fn copytruncate_while_held(dir: &Path, pats: &[&Path]) -> Run {
+    let log = dir.join("app.log");
+    append(&log, 0, 10);
+    let (state, _) = Run::start(pats, &State::default()).stop(pats);
+    let mut run = Run::start(pats, &state);
+    run.hold = true;
+    append(&log, 10, 30);
+    run.step();
+    run.hold = false;
+    std::fs::copy(&log, dir.join("app.log.1")).unwrap();
+    File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, 30, 40);
+    run.step();
+    run
+}
+
+#[test]
+fn a_kill_anywhere_around_a_copytruncate_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("app.log*");
+    let pats = [pattern.as_path()];
+    let run = copytruncate_while_held(dir.path(), &pats);
+    no_kill_point_loses(&run, &[], &pats, 10..40);
+}
+
+#[test]
+fn a_kill_while_a_restart_takes_up_a_truncated_file_and_its_copy_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let pattern = dir.path().join("app.log*");
+    let pats = [pattern.as_path()];
+    let (state, delivered) = copytruncate_while_held(dir.path(), &pats).crash(&pats);
+    // The restart takes up `app.log` (same inode, new content) and then the copy: a kill may
+    // land after the first is written and before the second.
+    let mut run = Run::start(&pats, &state);
+    append(&dir.path().join("app.log"), 40, 50);
+    run.step();
+    no_kill_point_loses(&run, &delivered, &pats, 10..50);
+}
+
+#[test]
+fn a_copytruncate_back_to_the_same_size_between_two_looks_is_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("app.log");
+    let pats = [log.as_path()];
+    let mut run = Run::start(&pats, &State::default());
+    append(&log, 0, 10);
+    run.step();
+    // truncated, and as many bytes written again (other lines) before the next look
+    File::options()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    append(&log, 10, 20);
+    run.step();
+    let (_, lines) = run.stop(&pats);
+    exactly_once(&lines, 0..20);
 }
