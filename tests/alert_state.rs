@@ -10,14 +10,13 @@
 mod support;
 
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::process::Child;
 use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, TestEnv, header_counts, signal, wait};
+use support::env::{Output, TestEnv, header_counts};
 use support::files::append;
+use support::running::Running;
 
 const TOKEN: &str = "tok-alertstate012345";
 
@@ -99,21 +98,15 @@ impl Run {
         fs::write(self.env.config_path(), config_with(emu, &self.top, extra)).unwrap();
     }
 
-    /// Starts dingtail on the log and waits until it follows it (it rewrites its checkpoint
-    /// file once the file is taken up).
-    fn start(&self) -> Child {
-        let checkpoints = self.state.join("checkpoints.json");
-        let before = fs::metadata(&checkpoints).map(|m| m.ino()).ok();
-        let child = self.env.spawn(&[
+    /// Starts dingtail on the log and waits until it follows it: a line appended from then on
+    /// is seen, and a SIGTERM is a clean stop.
+    fn start(&self) -> Running {
+        self.env.start_following(&[
             "run",
             "--state-dir",
             self.state.to_str().unwrap(),
             self.log.to_str().unwrap(),
-        ]);
-        wait_for("dingtail to start", || {
-            fs::metadata(&checkpoints).map(|m| m.ino()).ok() != before
-        });
-        child
+        ])
     }
 
     /// Writes a marker and waits until its message arrived: everything before it is counted.
@@ -123,9 +116,9 @@ impl Run {
         wait_for("the marker's message", || count(emu, "mark") > before);
     }
 
-    fn stop(&self, child: Child) -> Output {
-        signal(&child, libc::SIGTERM);
-        let out = wait(child);
+    fn stop(&self, run: Running) -> Output {
+        run.signal(libc::SIGTERM);
+        let out = run.wait();
         assert_eq!(out.code, 0, "{}", out.stderr);
         out
     }
@@ -135,44 +128,86 @@ impl Run {
     }
 }
 
+/// A cooldown, kept by a rule's own group or by a routed stream: where its state is saved, and
+/// how a line for it is written.
+struct Cooled {
+    /// Which stream it is, for the failure messages.
+    what: &'static str,
+    /// People and routes of the config.
+    top: &'static str,
+    /// The log line of an `err` hit saying `msg`.
+    line: fn(&str) -> String,
+    /// Where in `alerts.json`, under the rule, the cooled-down stream is saved.
+    saved_at: &'static [&'static str],
+    /// Whom the first message must mention.
+    mention: Option<&'static str>,
+}
+
+/// A deploy (SIGTERM, start again) during a cooldown neither alerts again nor forgets what the
+/// cooldown gathered: the hits of both runs are counted for its end. For a rule's own group
+/// and for a routed stream alike.
 #[test]
 fn a_deploy_during_a_cooldown_does_not_alert_again_and_keeps_what_it_gathered() {
-    let emu = emulator();
-    let run = Run::new(&emu, "    cooldown: 1h");
-    let first = run.start();
-    append(&run.log, "ERROR one\n");
-    wait_for("the first alert", || count(&emu, "err") == 1);
-    append(&run.log, "ERROR two\n");
-    run.mark(&emu);
-    let out = run.stop(first);
-    assert!(
-        out.stderr
-            .contains("cooling down, kept for the next run: err 1"),
-        "{}",
-        out.stderr
-    );
-    let saved = run.alerts_json();
-    let group = &saved["rules"]["err"]["groups"][""];
-    assert!(group["cooldown_until"].is_string(), "{saved:#}");
-    assert_eq!(group["pending"]["count"], 1, "{saved:#}");
+    let cases = [
+        Cooled {
+            what: "the rule's group",
+            top: "",
+            line: |msg| format!("ERROR {msg}\n"),
+            saved_at: &["groups", ""],
+            mention: None,
+        },
+        Cooled {
+            what: "a routed stream",
+            top: "people:\n  pay: { mobiles: ['13800000001'] }\nroutes:\n  - name: payments\n    when: 'svc == \"pay\"'\n    mention: pay",
+            line: |msg| format!("{{\"msg\": \"ERROR {msg}\", \"svc\": \"pay\"}}\n"),
+            saved_at: &["routes", "payments", ""],
+            mention: Some("@13800000001"),
+        },
+    ];
+    for case in cases {
+        let what = case.what;
+        let emu = emulator();
+        let run = Run::with(&emu, case.top, "    cooldown: 1h");
+        let saved = || {
+            let all = run.alerts_json();
+            let stream = (case.saved_at.iter()).fold(&all["rules"]["err"], |v, k| &v[*k]);
+            (stream.clone(), all)
+        };
+        let first = run.start();
+        append(&run.log, &(case.line)("one"));
+        wait_for("the first alert", || count(&emu, "err") == 1);
+        if let Some(mention) = case.mention {
+            assert!(
+                emu.all_text().contains(mention),
+                "{what}: {}",
+                emu.all_text()
+            );
+        }
+        append(&run.log, &(case.line)("two"));
+        run.mark(&emu);
+        let out = run.stop(first);
+        let kept = |n| format!("cooling down, kept for the next run: err {n}");
+        assert!(out.stderr.contains(&kept(1)), "{what}: {}", out.stderr);
+        let (stream, all) = saved();
+        assert!(stream["cooldown_until"].is_string(), "{what}: {all:#}");
+        assert_eq!(stream["pending"]["count"], 1, "{what}: {all:#}");
 
-    // The deploy: a new process, a new hit, still cooling down: no message for `err`.
-    let second = run.start();
-    append(&run.log, "ERROR three\n");
-    run.mark(&emu);
-    let out = run.stop(second);
-    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", emu.all_text());
-    // both hits gathered in the cooldown are still counted, for its end
-    assert!(
-        out.stderr
-            .contains("cooling down, kept for the next run: err 2"),
-        "{}",
-        out.stderr
-    );
-    assert_eq!(
-        run.alerts_json()["rules"]["err"]["groups"][""]["pending"]["count"],
-        2
-    );
+        // The deploy: a new process, a new hit, still cooling down: no message for `err`.
+        let second = run.start();
+        append(&run.log, &(case.line)("three"));
+        run.mark(&emu);
+        let out = run.stop(second);
+        assert_eq!(
+            count(&emu, "err"),
+            1,
+            "{what} re-alerted: {}",
+            emu.all_text()
+        );
+        // both hits gathered in the cooldown are still counted, for its end
+        assert!(out.stderr.contains(&kept(2)), "{what}: {}", out.stderr);
+        let (stream, all) = saved();
+        assert_eq!(stream["pending"]["count"], 2, "{what}: {all:#}");
+    }
 }
 
 #[test]
@@ -236,46 +271,6 @@ fn posts_with(emu: &Emulator, needle: &str) -> Vec<(String, std::time::Instant)>
         .map(|p| (p.text(), p.at))
         .filter(|(t, _)| t.contains(needle))
         .collect()
-}
-
-#[test]
-fn a_deploy_during_a_routed_streams_cooldown_does_not_alert_again() {
-    let emu = emulator();
-    let routes = "people:\n  pay: { mobiles: ['13800000001'] }\nroutes:\n  - name: payments\n    when: 'svc == \"pay\"'\n    mention: pay";
-    let run = Run::with(&emu, routes, "    cooldown: 1h");
-    let first = run.start();
-    append(&run.log, "{\"msg\": \"ERROR one\", \"svc\": \"pay\"}\n");
-    wait_for("the first alert", || count(&emu, "err") == 1);
-    assert!(
-        emu.all_text().contains("@13800000001"),
-        "{}",
-        emu.all_text()
-    );
-    append(&run.log, "{\"msg\": \"ERROR two\", \"svc\": \"pay\"}\n");
-    run.mark(&emu);
-    let out = run.stop(first);
-    assert!(
-        out.stderr
-            .contains("cooling down, kept for the next run: err 1"),
-        "{}",
-        out.stderr
-    );
-    let saved = run.alerts_json();
-    let stream = &saved["rules"]["err"]["routes"]["payments"][""];
-    assert!(stream["cooldown_until"].is_string(), "{saved:#}");
-    assert_eq!(stream["pending"]["count"], 1, "{saved:#}");
-
-    let second = run.start();
-    append(&run.log, "{\"msg\": \"ERROR three\", \"svc\": \"pay\"}\n");
-    run.mark(&emu);
-    let out = run.stop(second);
-    assert_eq!(count(&emu, "err"), 1, "re-alerted: {}", emu.all_text());
-    assert!(
-        out.stderr
-            .contains("cooling down, kept for the next run: err 2"),
-        "{}",
-        out.stderr
-    );
 }
 
 #[test]

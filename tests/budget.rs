@@ -6,15 +6,12 @@
 
 mod support;
 
-use std::io::Write;
-use std::process::Child;
 use std::time::Duration;
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, header_total, signal, wait};
+use support::env::{Output, TestEnv, WAIT_LIMIT, header_total};
 
 const TOKEN: &str = "tok-budget-0123456789";
-const LIMIT: Duration = Duration::from_secs(60);
 
 /// Robot `ops` at the emulator, this `quota:`, 60 ordinary rules `r00`…`r59` (each matches
 /// `E<nn> `) and one critical rule `crit`.
@@ -50,12 +47,6 @@ fn storm(tag: &str, per_rule: usize) -> (String, u64) {
     (text, 60 * per_rule as u64)
 }
 
-fn write(child: &mut Child, text: &str) {
-    let stdin = child.stdin.as_mut().expect("stdin");
-    stdin.write_all(text.as_bytes()).unwrap();
-    stdin.flush().unwrap();
-}
-
 fn lines_in(posts: &[support::emulator::Post]) -> u64 {
     posts.iter().map(|p| header_total(&p.text())).sum()
 }
@@ -81,16 +72,15 @@ fn ledger(env: &TestEnv) -> serde_json::Value {
 /// while the robot is under way.
 fn storm_run(env: &TestEnv, emu: &Emulator, tag: &str, first_post: bool) -> (Output, u64) {
     let before = emu.posts().len();
-    let mut child = env.spawn(&["run"]);
+    let mut run = env.start(&["run"]);
     let (first, n1) = storm(&format!("{tag}a"), 2);
-    write(&mut child, &first);
+    run.write(first.as_bytes());
     if first_post {
-        emu.wait_for_posts(before + 1, LIMIT);
+        emu.wait_for_posts(before + 1, WAIT_LIMIT);
     }
     let (second, n2) = storm(&format!("{tag}b"), 3);
-    write(&mut child, &second);
-    drop(child.stdin.take());
-    (wait(child), n1 + n2)
+    run.write(second.as_bytes());
+    (run.finish(), n1 + n2)
 }
 
 #[test]
@@ -170,23 +160,22 @@ fn a_budget_of_ten_holds_storms_of_sixty_rules_across_restarts_and_keeps_the_res
 fn a_quota_error_from_dingtalk_stops_the_robot_until_the_month_turns() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).quota_after(2)]);
     let env = TestEnv::new().config(&config(&emu, "{ monthly: 50000 }"));
-    let mut child = env.spawn(&["run"]);
+    let mut run = env.start(&["run"]);
     let mut matched = 0;
     for (i, wanted) in [1, 2].into_iter().enumerate() {
         let (text, n) = storm(&format!("part{i}"), 1);
-        write(&mut child, &text);
+        run.write(text.as_bytes());
         matched += n;
-        emu.wait_for_posts(wanted, LIMIT);
+        emu.wait_for_posts(wanted, WAIT_LIMIT);
     }
     // The third message gets 90030; what comes after is held, not sent.
     let (text, n3) = storm("part2", 1);
-    write(&mut child, &text);
-    emu.wait_for_requests(3, LIMIT);
+    run.write(text.as_bytes());
+    emu.wait_for_requests(3, WAIT_LIMIT);
     let (text, n4) = storm("part3", 2);
-    write(&mut child, &text);
+    run.write(text.as_bytes());
     matched += n3 + n4;
-    drop(child.stdin.take());
-    let out = wait(child);
+    let out = run.finish();
 
     assert_eq!(out.code, 1, "{}", out.stderr);
     let requests = emu.requests();
@@ -237,11 +226,11 @@ fn a_crash_while_a_message_is_in_flight_never_under_counts() {
     // DingTalk posts the message at once but answers only much later.
     emu.push_fault(TOKEN, Fault::Delay(Duration::from_secs(30)));
     let env = TestEnv::new().config(&config(&emu, "{ monthly: 10 }"));
-    let mut child = env.spawn(&["run"]);
-    write(&mut child, "x E01 failed\n");
-    emu.wait_for_posts(1, LIMIT);
-    signal(&child, libc::SIGKILL);
-    let out = wait(child);
+    let mut run = env.start(&["run"]);
+    run.write(b"x E01 failed\n");
+    emu.wait_for_posts(1, WAIT_LIMIT);
+    run.signal(libc::SIGKILL);
+    let out = run.wait();
     assert_eq!(out.code, -1);
     // Counted before it was sent: the ledger knows of the message the crash interrupted.
     assert_eq!(ledger(&env)["total"], 1);

@@ -9,7 +9,7 @@ use std::process::ChildStdin;
 use std::time::Duration;
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, WAIT_LIMIT, wait};
+use support::env::{Output, TestEnv, WAIT_LIMIT};
 
 const TOKEN: &str = "tok-a1b2c3d4e5f60718";
 const BACKUP: &str = "tok-backup99887766";
@@ -125,8 +125,8 @@ fn an_outage_gathers_alerts_and_delivers_them_when_dingtalk_is_back() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.set_outage(true);
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     // each round comes after another failed attempt: it kept trying
     let sent = feed_while_sending(&emu, &mut stdin, 10, 100);
     assert!(emu.posts().is_empty());
@@ -135,7 +135,7 @@ fn an_outage_gathers_alerts_and_delivers_them_when_dingtalk_is_back() {
     let posts = emu.wait_for_posts(1, WAIT_LIMIT);
     assert!(!posts.is_empty());
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(
         emu.delivered_to(TOKEN),
@@ -157,15 +157,15 @@ fn a_throttled_robot_is_paused_then_sends_its_backlog() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.push_fault(TOKEN, Fault::Errcode(130101, "send too fast".into()));
     let env = env(&emu, "    throttle_pause: 1s");
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     // more input while the robot is paused, then the end of input
     let mut sent = feed_while_sending(&emu, &mut stdin, 1, 5);
     for r in 1..10 {
         sent += feed(&mut stdin, r, 5);
     }
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let requests = emu.requests();
     assert_eq!(requests[0].errcode, Some(130101));
@@ -190,15 +190,15 @@ fn a_throttled_robot_hands_its_alerts_to_the_fallback() {
         emu.webhook(BACKUP)
     );
     let env = env(&emu, &backup);
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     // the first message is throttled; what comes after it goes to the fallback too
     let mut sent = feed_while_sending(&emu, &mut stdin, 1, 5);
     for r in 1..6 {
         sent += feed(&mut stdin, r, 5);
     }
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(emu.delivered_to(TOKEN), 0);
     assert_eq!(emu.delivered_to(BACKUP), sent, "{}", out.stderr);
@@ -216,8 +216,8 @@ fn a_permanent_error_is_rechecked_while_input_flows_and_nothing_is_lost() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.push_fault(TOKEN, Fault::Errcode(400102, "robot disabled".into()));
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     // input keeps flowing past the refusal and the recheck (the second request): the "fixed"
     // robot gets it all
     let mut sent = feed_while_sending(&emu, &mut stdin, 2, 3);
@@ -225,7 +225,7 @@ fn a_permanent_error_is_rechecked_while_input_flows_and_nothing_is_lost() {
         sent += feed(&mut stdin, r, 3);
     }
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(emu.delivered_to(TOKEN), sent);
     assert!(
@@ -305,8 +305,8 @@ fn memory_stays_bounded_through_a_long_outage() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.set_outage(true);
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run", "--shutdown-timeout", "200ms"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run", "--shutdown-timeout", "200ms"]);
+    let mut stdin = run.stdin();
     let line = b"2026-11-29 10:00:00.000 ERROR 1 --- [exec-1] c.e.Service : request failed, upstream said no\n";
     let block: Vec<u8> = line
         .iter()
@@ -318,7 +318,7 @@ fn memory_stays_bounded_through_a_long_outage() {
         stdin.write_all(&block).unwrap();
     }
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 1);
     assert!(
         out.stderr

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::env::{TestEnv, poll_until, signal};
-use support::running::{Running, http_get, sample};
+use support::env::{TestEnv, poll_until};
+use support::listener::{http_get, try_sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dingtail");
 
@@ -198,22 +198,19 @@ fn the_sidecar_starts_with_the_example_arguments_and_answers_its_probes() {
     let env = env
         .env("DINGTALK_TOKEN", "tok-dummy")
         .env("DINGTALK_SECRET", "SECdummy");
-    let mut run = Running::start(&env, &argv);
+    let run = env.start(&argv);
     let addr = run.listen_addr();
-    run.wait_for_line(support::files::FOLLOWING, 1);
+    run.wait_for(support::files::FOLLOWING);
     assert_eq!(http_get(&format!("http://{addr}/healthz")).0, 200);
-    let metric = |series: &str| sample(&http_get(&format!("http://{addr}/metrics")).1, series);
     let ready = poll_until(|| http_get(&format!("http://{addr}/readyz")).0 == 200);
     assert!(ready, "{}", run.stderr());
+    let at_least = |text: &str, series: &str| try_sample(text, series).is_some_and(|v| v >= 1.0);
     // Files present at start are read from their end: write once it is taken up.
-    let followed = poll_until(|| metric("dingtail_files_followed") >= 1.0);
-    assert!(followed, "{}", run.stderr());
+    run.wait_for_metrics(|t| at_least(t, "dingtail_files_followed"));
     std::fs::write(moved("/logs/app.log"), "ERROR from the app\n").unwrap();
     // The window is a minute: wait for the hit to be counted, then stop the pod.
-    let counted = poll_until(|| metric("dingtail_hits_total{rule=\"error\"}") >= 1.0);
-    assert!(counted, "{}", run.stderr());
-    signal(&run.child, libc::SIGTERM);
-    let (code, stdout, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    run.wait_for_metrics(|t| at_least(t, "dingtail_hits_total{rule=\"error\"}"));
+    run.signal(libc::SIGTERM);
+    let stdout = run.finish().success().stdout;
     assert!(stdout.contains("ERROR from the app"), "{stdout}");
 }

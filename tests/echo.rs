@@ -9,7 +9,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, wait};
+use support::env::{Output, TestEnv};
 
 const TOKEN: &str = "tok-echo5e3c2e7a9b1d";
 const SECRET: &str = "SECecho0ddba11c0ffee4242424242abcdef";
@@ -181,8 +181,8 @@ fn a_permanent_echo_while_input_flows_is_said_once_without_secrets() {
     let emu = Emulator::start(vec![RobotSpec::new(TOKEN).secret(SECRET)]);
     emu.push_fault(TOKEN, Fault::EchoErrcode(310000));
     let env = env(&emu, "");
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     // Input is still open when the robot is checked again (200ms recheck), so it delivers.
     for i in 0..8 {
         writeln!(stdin, "{i} ERROR x").unwrap();
@@ -193,7 +193,7 @@ fn a_permanent_echo_while_input_flows_is_said_once_without_secrets() {
     }
     emu.wait_for_posts(1, Duration::from_secs(60));
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("310000"), "{}", out.stderr);
     assert_nothing_leaks(&emu, &out, "permanent echo while input flows");

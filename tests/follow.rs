@@ -10,8 +10,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, Running, TestEnv, poll_until};
+use support::env::{Output, TestEnv, poll_until};
 use support::files::{append, read_to_end};
+use support::running::Running;
 
 const TOKEN: &str = "tok-follow0123456789";
 

@@ -5,6 +5,7 @@ mod support;
 
 use support::emulator::{Emulator, RobotSpec};
 use support::env::{TestEnv, header_counts};
+use support::replay::{TIMESTAMP, replayed};
 
 const OPS: &str = "tok-ops";
 const PAY: &str = "tok-pay";
@@ -218,30 +219,12 @@ rules:
     assert_eq!(lines.len(), 8, "{}", out.stderr);
 }
 
-const REPLAY_HEAD: &str = "timestamp:\n  regex: '^(\\S+ \\S+)'\n  format: '%Y-%m-%d %H:%M:%S'\n";
-
-/// Replay messages: (header time, text).
-fn replayed(stdout: &str) -> Vec<(String, String)> {
-    let mut out: Vec<(String, String)> = Vec::new();
-    for line in stdout.lines() {
-        if let Some(rest) = line.strip_prefix("--- ") {
-            out.push((rest.split(" · ").next().unwrap().to_owned(), String::new()));
-        } else if line.starts_with("===") {
-            break;
-        } else if let Some(last) = out.last_mut() {
-            last.1.push_str(line);
-            last.1.push('\n');
-        }
-    }
-    out
-}
-
 /// Escalation on the simulated clock: the step is reached 15 minutes after the episode's
 /// first message, mentions the DBA from then on, and "recovered" starts over.
 #[test]
 fn escalation_reaches_more_people_as_an_episode_goes_on() {
     let yaml = format!(
-        "{REPLAY_HEAD}people:\n  dba: {{ mobiles: ['13800000002'] }}\nrules:\n  - name: db\n    match: ORA-\n    window: 10s\n    cooldown: 5m\n    resolve_after: 10m\n    escalate: [{{ after: 15m, mention: dba }}, {{ after: 1h, mention: {{ all: true }} }}]\n"
+        "{TIMESTAMP}people:\n  dba: {{ mobiles: ['13800000002'] }}\nrules:\n  - name: db\n    match: ORA-\n    window: 10s\n    cooldown: 5m\n    resolve_after: 10m\n    escalate: [{{ after: 15m, mention: dba }}, {{ after: 1h, mention: {{ all: true }} }}]\n"
     );
     let env = TestEnv::new().config(&yaml).env("TZ", "UTC");
     // an error every 4 minutes for 20 minutes, then quiet for an hour, then one more
@@ -321,7 +304,7 @@ fn escalation_reaches_more_people_as_an_episode_goes_on() {
 #[test]
 fn absence_per_host_names_the_host_that_went_quiet_and_its_return() {
     let yaml = format!(
-        "{REPLAY_HEAD}rules:\n  - name: heartbeat\n    absent: {{ match: 'heartbeat from (?P<host>\\S+)', for: 5m }}\n    group_by: [host]\n    max_groups: 10\n"
+        "{TIMESTAMP}rules:\n  - name: heartbeat\n    absent: {{ match: 'heartbeat from (?P<host>\\S+)', for: 5m }}\n    group_by: [host]\n    max_groups: 10\n"
     );
     let env = TestEnv::new().config(&yaml).env("TZ", "UTC");
     let mut log = String::new();

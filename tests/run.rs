@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{TestEnv, WAIT_LIMIT, header_counts, header_total, wait};
+use support::env::{TestEnv, WAIT_LIMIT, header_counts, header_total};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 const SECRET: &str = "SECd1f2e3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0";
@@ -128,8 +128,8 @@ fn windows_close_on_time_while_input_flows() {
     let env = TestEnv::new()
         .config(&config(&emu, "20/min", "  - name: err\n    match: ERROR\n"))
         .env("TEST_SECRET", SECRET);
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     stdin.write_all(b"ERROR one\nERROR two\nok\n").unwrap();
     stdin.flush().unwrap();
     // the 200ms window closes and the message goes out while stdin is still open
@@ -138,7 +138,7 @@ fn windows_close_on_time_while_input_flows() {
     assert_eq!(header_total(&posts[0].text()), 2);
     stdin.write_all(b"ERROR three\n").unwrap();
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let posts = emu.posts();
     assert_eq!(posts.len(), 2);
@@ -161,8 +161,8 @@ fn the_rate_limit_holds_with_many_rules_firing() {
     let env = TestEnv::new()
         .config(&config(&emu, "4/1s", &rules))
         .env("TEST_SECRET", SECRET);
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().unwrap();
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     let mut sent = 0u64;
     let start = Instant::now();
     for round in 0..40 {
@@ -179,7 +179,7 @@ fn the_rate_limit_holds_with_many_rules_firing() {
         }
     }
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let requests = emu.requests();
     assert!(
@@ -392,16 +392,16 @@ fn sigterm_flushes_pending_windows_and_delivers() {
     let env = TestEnv::new()
         .config(&config(&emu, "20/min", rules))
         .env("TEST_SECRET", SECRET);
-    let mut child = env.start(&["run", "--listen", "127.0.0.1:0"]);
-    let mut stdin = child.stdin();
+    let mut run = env.start(&["run", "--listen", "127.0.0.1:0"]);
+    let mut stdin = run.stdin();
     for i in 0..25 {
         writeln!(stdin, "ERROR {i}").unwrap();
     }
     stdin.flush().unwrap();
-    child.wait_for_lines_read(25);
+    run.wait_for_lines_read(25);
     assert!(emu.posts().is_empty(), "the 1h window is still open");
-    child.signal(libc::SIGTERM);
-    let out = child.wait();
+    run.signal(libc::SIGTERM);
+    let out = run.wait();
     drop(stdin);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let posts = emu.posts();

@@ -7,8 +7,7 @@ mod support;
 use std::time::SystemTime;
 
 use support::emulator::{Emulator, Fault, Post, RobotSpec};
-use support::env::{TestEnv, signal};
-use support::running::Running;
+use support::env::TestEnv;
 
 const OPS: &str = "tok-ops-5f1e2d3c4b5a";
 const BACKUP: &str = "tok-backup-0a1b2c3d";
@@ -61,8 +60,10 @@ fn a_refused_reload_and_a_failing_robot_are_told_without_a_secret() {
         RobotSpec::new(BACKUP),
     ]);
     let env = env_for(&emu, "");
-    let mut run = Running::start(&env, &["run"]);
-    run.wait_for_line("sending to", 1);
+    let mut run = env.start(&["run", "--listen", "127.0.0.1:0"]);
+    // Listening comes after the SIGHUP handler is in place (the start line, before it: a
+    // SIGHUP then would end the process).
+    run.listen_addr();
 
     // A config that fails `check` (its robot's secret in it, to see it is not repeated).
     std::fs::write(
@@ -70,7 +71,7 @@ fn a_refused_reload_and_a_failing_robot_are_told_without_a_secret() {
         format!("robots:\n  ops:\n    webhook: '{}'\n    secret: '{SECRET}'\nrules:\n  - {{name: err, match: '(', window: 10ms}}\n", emu.webhook(OPS)),
     )
     .unwrap();
-    signal(&run.child, libc::SIGHUP);
+    run.signal(libc::SIGHUP);
     let told = wait_for_post(&emu, OPS, "config reload (SIGHUP) refused");
     let text = told.text();
     assert!(
@@ -96,8 +97,7 @@ fn a_refused_reload_and_a_failing_robot_are_told_without_a_secret() {
     // The recheck finds it working: the held alert arrives, and the news that it delivers again.
     wait_for_post(&emu, OPS, "ERROR one");
     wait_for_post(&emu, BACKUP, "robot ops delivers again");
-    let (code, _, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    let stderr = run.finish().success().stderr;
     no_secret_in(&emu);
     assert!(
         !stderr.contains(SECRET) && !stderr.contains(OPS),
@@ -115,7 +115,7 @@ fn a_file_unreadable_for_a_while_is_told_and_so_is_its_return() {
     // The path is a directory: it cannot be read as a log.
     let env_dir = env.dir().join("app.log");
     std::fs::create_dir(&env_dir).unwrap();
-    let run = Running::start(&env, &["run", env_dir.to_str().unwrap()]);
+    let run = env.start(&["run", env_dir.to_str().unwrap()]);
     let told = wait_for_post(&emu, OPS, "cannot read");
     let text = told.text();
     assert!(text.contains(env_dir.to_str().unwrap()), "{text}");
@@ -124,9 +124,8 @@ fn a_file_unreadable_for_a_while_is_told_and_so_is_its_return() {
     std::fs::remove_dir(&env_dir).unwrap();
     std::fs::write(&env_dir, "ERROR in the new file\n").unwrap();
     wait_for_post(&emu, OPS, "is read again");
-    signal(&run.child, libc::SIGTERM);
-    let (code, _, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    run.signal(libc::SIGTERM);
+    run.finish().success();
     no_secret_in(&emu);
 }
 
@@ -141,17 +140,16 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
     std::fs::write(&log, "start\n").unwrap();
     let args = ["run", log.to_str().unwrap()];
     // First run: follows the file, checkpoints it, stops cleanly.
-    let mut run = Running::start(&env, &args);
-    run.wait_for_line("sending to", 1);
+    let run = env.start(&args);
+    run.wait_for("sending to");
     // Stop once the file is taken up (its checkpoint written), not before.
     let checkpoints = env.dir().join("state/checkpoints.json");
     let taken_up = support::env::poll_until(|| {
         std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("app.log"))
     });
     assert!(taken_up, "{}", run.stderr());
-    signal(&run.child, libc::SIGTERM);
-    let (code, _, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    run.signal(libc::SIGTERM);
+    run.finish().success();
     let beat = env.dir().join("state/heartbeat.json");
     let h: serde_json::Value = serde_json::from_slice(&std::fs::read(&beat).unwrap()).unwrap();
     assert!(h["stopped_at"].is_u64(), "{h}");
@@ -177,7 +175,7 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
     )
     .unwrap();
 
-    let run = Running::start(&env, &args);
+    let run = env.start(&args);
     let told = wait_for_post(&emu, OPS, "restarted after a gap");
     let text = told.text();
     assert!(text.contains("down "), "{text}");
@@ -187,9 +185,8 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
         "{text}"
     );
     wait_for_post(&emu, OPS, "【err】×3");
-    signal(&run.child, libc::SIGTERM);
-    let (code, _, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    run.signal(libc::SIGTERM);
+    run.finish().success();
     no_secret_in(&emu);
 }
 
@@ -203,8 +200,8 @@ fn a_monthly_budget_running_low_is_told_once() {
         &emu,
         "  budget_low: 50%\nquota:\n  monthly: 8\n  reserve: 0\n",
     );
-    let mut run = Running::start(&env, &["run"]);
-    run.wait_for_line("sending to", 1);
+    let mut run = env.start(&["run"]);
+    run.wait_for("sending to");
     for i in 0..4 {
         run.write(format!("ERROR {i}\n").as_bytes());
         wait_for_post(&emu, OPS, &format!("ERROR {i}"));
@@ -215,8 +212,7 @@ fn a_monthly_budget_running_low_is_told_once() {
         "{}",
         told.text()
     );
-    let (code, _, stderr) = run.finish();
-    assert_eq!(code, 0, "{stderr}");
+    run.finish().success();
     let lows = emu
         .posts()
         .iter()

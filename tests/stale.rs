@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts, wait};
+use support::env::{TestEnv, header_counts};
 
 const TOKEN: &str = "tok-ops";
 /// Only a bound on waiting for a message that is due: never reached when dingtail works.
@@ -21,8 +21,8 @@ fn stdin_that_goes_quiet_is_stale_and_its_return_is_back() {
         emu.webhook(TOKEN)
     );
     let env = TestEnv::new().config(&config);
-    let mut child = env.spawn(&["run"]);
-    let mut stdin = child.stdin.take().expect("stdin");
+    let mut run = env.start(&["run"]);
+    let mut stdin = run.stdin();
     let posted = |needle: &str| {
         let deadline = std::time::Instant::now() + PATIENCE;
         let mut n = 1;
@@ -46,7 +46,7 @@ fn stdin_that_goes_quiet_is_stale_and_its_return_is_back() {
     stdin.flush().unwrap();
     posted("【stale-input stdin】back");
     drop(stdin);
-    let out = wait(child);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     let posts = emu.posts();
     let texts: Vec<String> = posts.iter().map(|p| p.text()).collect();

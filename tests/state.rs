@@ -5,7 +5,7 @@ mod support;
 
 use std::fs;
 
-use support::env::{TestEnv, signal, wait, wait_until};
+use support::env::{TestEnv, wait_until};
 
 #[test]
 fn a_state_directory_that_cannot_be_used_is_exit_2_naming_it() {
@@ -45,7 +45,7 @@ fn a_second_instance_on_the_same_state_directory_is_exit_2() {
         state.to_str().unwrap(),
         log.to_str().unwrap(),
     ];
-    let first = env.spawn(&args);
+    let first = env.start(&args);
     // the first one has the directory once it has written its checkpoints
     wait_until("the first instance to start", || {
         state.join("checkpoints.json").exists()
@@ -57,8 +57,8 @@ fn a_second_instance_on_the_same_state_directory_is_exit_2() {
         "{}",
         second.stderr
     );
-    signal(&first, libc::SIGTERM);
-    assert_eq!(wait(first).code, 0);
+    first.signal(libc::SIGTERM);
+    assert_eq!(first.wait().code, 0);
 }
 
 #[test]

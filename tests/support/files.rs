@@ -15,7 +15,8 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use super::env::{Running, TestEnv, poll_until};
+use super::env::{TestEnv, poll_until};
+use super::running::Running;
 
 /// The tailer's line once it follows every file present at start (see the module docs).
 pub const FOLLOWING: &str = " INFO following files";

@@ -12,8 +12,10 @@ use dingtail::secret::Secret;
 use redis::Commands;
 
 use super::emulator::{Emulator, Post, RobotSpec};
-use super::env::{Output, Running, TestEnv, WAIT_LIMIT, header_total, metric, poll_until};
+use super::env::{Output, TestEnv, WAIT_LIMIT, header_total, poll_until};
+use super::listener::metric;
 use super::redis_server::RedisServer;
+use super::running::Running;
 
 /// The robot's access token at the emulator.
 pub const TOKEN: &str = "tok-fleet-0123456789";

@@ -185,6 +185,11 @@ impl RedisServer {
         self.port
     }
 
+    /// Its process id while it runs (`None` while stopped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(std::process::Child::id)
+    }
+
     /// `redis://127.0.0.1:PORT` (no database: for a sentinel).
     pub fn address(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
