@@ -172,6 +172,16 @@ fn patterns_of(patterns: &[&Path]) -> Vec<String> {
         .collect()
 }
 
+/// Truncates `path` in place, as `copytruncate` does (same inode, size 0).
+fn truncate(path: &Path) {
+    File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
 fn append(path: &Path, from: usize, to: usize) {
     let mut f = File::options()
         .create(true)
@@ -232,12 +242,7 @@ fn a_copytruncate_copy_seen_while_it_is_being_written_is_not_read_twice() {
         run.step();
     }
     std::fs::write(&copy, &content).unwrap();
-    File::options()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, 30, 40);
     run.step();
     let (_, lines) = run.stop(&pats);
@@ -285,12 +290,7 @@ fn crash_after_rotation(glob: bool, copytruncate: bool) {
     run.step();
     if copytruncate {
         std::fs::copy(&log, &old).unwrap();
-        File::options()
-            .write(true)
-            .open(&log)
-            .unwrap()
-            .set_len(0)
-            .unwrap();
+        truncate(&log);
     } else {
         std::fs::rename(&log, &old).unwrap();
     }
@@ -480,12 +480,7 @@ fn copytruncate_while_held(dir: &Path, pats: &[&Path]) -> Run {
     run.step();
     run.hold = false;
     std::fs::copy(&log, dir.join("app.log.1")).unwrap();
-    File::options()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, 30, 40);
     run.step();
     run
@@ -523,12 +518,7 @@ fn a_copytruncate_back_to_the_same_size_between_two_looks_is_seen() {
     append(&log, 0, 10);
     run.step();
     // truncated, and as many bytes written again (other lines) before the next look
-    File::options()
-        .write(true)
-        .open(&log)
-        .unwrap()
-        .set_len(0)
-        .unwrap();
+    truncate(&log);
     append(&log, 10, 20);
     run.step();
     let (_, lines) = run.stop(&pats);
