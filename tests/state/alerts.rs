@@ -7,16 +7,14 @@
 //! Each run follows a file; a second rule, `mark`, without cooldown, matches the marker lines
 //! the test writes: its message is the signal that everything before the marker was counted.
 
-mod support;
-
 use std::fs;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{Output, TestEnv, header_counts};
-use support::files::append;
-use support::running::Running;
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{Output, TestEnv, header_counts};
+use crate::support::files::append;
+use crate::support::running::Running;
 
 const TOKEN: &str = "tok-alertstate012345";
 
@@ -64,7 +62,7 @@ fn count(emu: &Emulator, rule: &str) -> u64 {
 }
 
 fn wait_for(what: &str, done: impl Fn() -> bool) {
-    support::env::wait_until(what, done);
+    crate::support::env::wait_until(what, done);
 }
 
 struct Run {

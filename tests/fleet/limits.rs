@@ -3,21 +3,19 @@
 //! through real dingtail processes posting to one emulated robot; and `check` on the section.
 //! A test that cannot start redis-server fails.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
-use dingtail::config::{Rate, RedisTarget};
-use dingtail::fleet::{Coordinator, Slot};
-use dingtail::secret::Secret;
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, poll_until_async};
-use support::fleet::{
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, poll_until_async};
+use crate::support::fleet::{
     FleetYaml, TOKEN, assert_at_most_per_second, assert_clean_exits, budget, coordination,
     finish_all, granted, ledger_total, lines_in, link, round, start_fleet, stream_len,
     strict_robot, throttled, wait_ms,
 };
-use support::redis_server::RedisServer;
+use crate::support::redis_server::RedisServer;
+use dingtail::config::{Rate, RedisTarget};
+use dingtail::fleet::{Coordinator, Slot};
+use dingtail::secret::Secret;
 
 const LIMIT: Duration = Duration::from_secs(60);
 

@@ -7,12 +7,10 @@
 //! what `check` and `test` call), so hundreds of configs take a second; a few mutations also go
 //! through the real binary to pin the exit statuses.
 
-mod support;
-
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use crate::support::env::TestEnv;
 use dingtail::config::{ConfigError, limits, parse_str};
-use support::env::TestEnv;
 
 /// Values a careless hand (or a paste from the wrong window) puts where another was expected.
 const HOSTILE: &[&str] = &[

@@ -1,10 +1,8 @@
 //! Rules for on-call (thresholds, grouping, templates, mentions, several robots, markdown,
 //! absence) through the real binary, against the DingTalk emulator.
 
-mod support;
-
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts};
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, header_counts};
 
 const OPS: &str = "tok-ops";
 const SEC: &str = "tok-security";

@@ -1,11 +1,9 @@
 //! Each rule pack in rules/ runs over a realistic sample with `dingtail test --replay`, and the
 //! messages it would send are checked: counts, groups, thresholds, cooldowns, absence.
 
-mod support;
-
 use std::path::Path;
 
-use support::env::{TestEnv, header_counts};
+use crate::support::env::{TestEnv, header_counts};
 
 /// Runs a pack over `log` on the simulated clock; returns each message's text.
 fn replay(pack: &str, log: &str) -> (Vec<String>, String) {

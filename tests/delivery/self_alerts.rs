@@ -2,12 +2,10 @@
 //! through another robot), a file that stays unreadable, a restart after a gap and a low
 //! monthly budget, each reaching the emulator through the real binary, without a secret.
 
-mod support;
-
 use std::time::SystemTime;
 
-use support::emulator::{Emulator, Fault, Post, RobotSpec};
-use support::env::TestEnv;
+use crate::support::emulator::{Emulator, Fault, Post, RobotSpec};
+use crate::support::env::TestEnv;
 
 const OPS: &str = "tok-ops-5f1e2d3c4b5a";
 const BACKUP: &str = "tok-backup-0a1b2c3d";
@@ -35,7 +33,7 @@ fn wait_for_post(emu: &Emulator, token: &str, needle: &str) -> Post {
             .into_iter()
             .find(|p| p.token == token && p.text().contains(needle))
     };
-    let found = support::env::poll_until(|| find().is_some());
+    let found = crate::support::env::poll_until(|| find().is_some());
     assert!(
         found,
         "no post to {token} with `{needle}`: {:?}",
@@ -144,7 +142,7 @@ fn a_restart_after_a_gap_says_how_long_it_was_down_and_what_the_backlog_held() {
     run.wait_for("sending to");
     // Stop once the file is taken up (its checkpoint written), not before.
     let checkpoints = env.dir().join("state/checkpoints.json");
-    let taken_up = support::env::poll_until(|| {
+    let taken_up = crate::support::env::poll_until(|| {
         std::fs::read_to_string(&checkpoints).is_ok_and(|t| t.contains("app.log"))
     });
     assert!(taken_up, "{}", run.stderr());

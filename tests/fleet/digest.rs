@@ -3,18 +3,16 @@
 //! lost or posted twice; and the stream stays within `stream_limit` while nobody can post.
 //! A test that cannot start redis-server fails.
 
-mod support;
-
 use std::time::Duration;
 
-use redis::Commands;
-use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{header_counts, wait_until};
-use support::fleet::{
+use crate::support::emulator::{Emulator, Fault, RobotSpec};
+use crate::support::env::{header_counts, wait_until};
+use crate::support::fleet::{
     FleetYaml, TOKEN, assert_clean_exits, finish_all, lines_in, start_fleet, stream_len,
     strict_robot, throttled,
 };
-use support::redis_server::RedisServer;
+use crate::support::redis_server::RedisServer;
+use redis::Commands;
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -145,7 +143,7 @@ fn a_full_digest_stream_stops_growing_and_the_instances_send_their_own() {
             p.run.wait_for_lines_read(3 * (r as u64 + 1));
         }
     }
-    let full = |p: &support::fleet::Member| p.run.stderr().contains("digest stream is full");
+    let full = |p: &crate::support::fleet::Member| p.run.stderr().contains("digest stream is full");
     wait_until("an instance to find the stream full", || {
         procs.iter().any(full)
     });

@@ -1,9 +1,7 @@
 //! `dingtail check`, `test` and `send` through the real binary.
 
-mod support;
-
-use support::emulator::{Emulator, RobotSpec};
-use support::env::TestEnv;
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::TestEnv;
 
 const TOKEN: &str = "tok-feedfacecafebeef";
 const SECRET: &str = "SECabcdef0123456789";

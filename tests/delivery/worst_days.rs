@@ -2,14 +2,12 @@
 //! outages, throttling, permanent errors, fallbacks, shutdown under load, bounded memory, and no
 //! secret in any output.
 
-mod support;
-
 use std::io::Write;
 use std::process::ChildStdin;
 use std::time::Duration;
 
-use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, WAIT_LIMIT};
+use crate::support::emulator::{Emulator, Fault, RobotSpec};
+use crate::support::env::{Output, TestEnv, WAIT_LIMIT};
 
 const TOKEN: &str = "tok-a1b2c3d4e5f60718";
 const BACKUP: &str = "tok-backup99887766";

@@ -1,11 +1,9 @@
 //! Routes, people groups, escalation and per-value absence through the real binary: `run`
 //! against the DingTalk emulator, `test` and `test --replay` on a simulated clock, `check`.
 
-mod support;
-
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts};
-use support::replay::{TIMESTAMP, replayed};
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, header_counts};
+use crate::support::replay::{TIMESTAMP, replayed};
 
 const OPS: &str = "tok-ops";
 const PAY: &str = "tok-pay";

@@ -1,11 +1,9 @@
 //! The state directory through the real binary: locked by one instance, checked for writing at
 //! start, a corrupt checkpoint file kept aside instead of a crash loop.
 
-mod support;
-
 use std::fs;
 
-use support::env::{TestEnv, wait_until};
+use crate::support::env::{TestEnv, wait_until};
 
 #[test]
 fn a_state_directory_that_cannot_be_used_is_exit_2_naming_it() {

@@ -1,13 +1,11 @@
 //! `stale:` through the real binary and the emulator: stdin that writes nothing for a while is
 //! an alert of its own, and its return is one too; counts of the rules stay exact.
 
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts};
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, header_counts};
 
 const TOKEN: &str = "tok-ops";
 /// Only a bound on waiting for a message that is due: never reached when dingtail works.

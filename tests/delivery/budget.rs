@@ -4,12 +4,10 @@
 //! robot. (The pacing itself is shown on a simulated clock in `src/budget` and `src/dispatch.rs`:
 //! through the binary the real date decides how much the pace allows.)
 
-mod support;
-
 use std::time::Duration;
 
-use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv, WAIT_LIMIT, header_total};
+use crate::support::emulator::{Emulator, Fault, RobotSpec};
+use crate::support::env::{Output, TestEnv, WAIT_LIMIT, header_total};
 
 const TOKEN: &str = "tok-budget-0123456789";
 
@@ -47,7 +45,7 @@ fn storm(tag: &str, per_rule: usize) -> (String, u64) {
     (text, 60 * per_rule as u64)
 }
 
-fn lines_in(posts: &[support::emulator::Post]) -> u64 {
+fn lines_in(posts: &[crate::support::emulator::Post]) -> u64 {
     posts.iter().map(|p| header_total(&p.text())).sum()
 }
 

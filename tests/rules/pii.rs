@@ -1,10 +1,8 @@
 //! `redact:` through the real binary and the DingTalk emulator: personal data in a log line
 //! never reaches a request body, while the rule still matches and counts every line.
 
-mod support;
-
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts};
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, header_counts};
 
 const TOKEN: &str = "tok-ops";
 

@@ -4,14 +4,12 @@
 //! way the pod starts it (paths moved into a scratch directory, the listener on loopback) and
 //! its probes answer.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::env::{TestEnv, poll_until};
+use crate::support::listener::{http_get, try_sample};
 use serde_json::Value;
-use support::env::{TestEnv, poll_until};
-use support::listener::{http_get, try_sample};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dingtail");
 
@@ -200,7 +198,7 @@ fn the_sidecar_starts_with_the_example_arguments_and_answers_its_probes() {
         .env("DINGTALK_SECRET", "SECdummy");
     let run = env.start(&argv);
     let addr = run.listen_addr();
-    run.wait_for(support::files::FOLLOWING);
+    run.wait_for(crate::support::files::FOLLOWING);
     assert_eq!(http_get(&format!("http://{addr}/healthz")).0, 200);
     let ready = poll_until(|| http_get(&format!("http://{addr}/readyz")).0 == 200);
     assert!(ready, "{}", run.stderr());

@@ -6,14 +6,12 @@
 //! The runs read stdin. A rule `mark` matches the marker lines the test writes: its message is
 //! the signal that every line before the marker went through the pipeline.
 
-mod support;
-
 use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, header_counts, wait_until};
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{TestEnv, header_counts, wait_until};
 
 const TOKEN: &str = "tok-newpatterns01234";
 

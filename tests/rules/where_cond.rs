@@ -1,10 +1,8 @@
 //! `where:` through the real binary and the DingTalk emulator: only matched lines whose JSON
 //! fields and captures satisfy the condition are counted.
 
-mod support;
-
-use support::emulator::{Emulator, RobotSpec};
-use support::env::TestEnv;
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::TestEnv;
 
 const TOKEN: &str = "tok-ops";
 

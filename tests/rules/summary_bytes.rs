@@ -1,9 +1,7 @@
 //! The summary counts every byte read, the skipped tails of lines cut at `max_line_bytes`
 //! included, on stdin and on followed files alike.
 
-mod support;
-
-use support::env::TestEnv;
+use crate::support::env::TestEnv;
 
 const CONFIG: &str = "max_line_bytes: 256\nrules:\n  - { name: err, match: ERROR }\n";
 

@@ -1,13 +1,11 @@
 //! `dingtail run` through the real binary, against the DingTalk emulator on 127.0.0.1.
 
-mod support;
-
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{TestEnv, WAIT_LIMIT, header_counts, header_total};
+use crate::support::emulator::{Emulator, Fault, RobotSpec};
+use crate::support::env::{TestEnv, WAIT_LIMIT, header_counts, header_total};
 
 const TOKEN: &str = "tok-0123456789abcdef";
 const SECRET: &str = "SECd1f2e3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c0";
@@ -65,7 +63,7 @@ fn log(n5xx: usize, nerr: usize, noom: usize) -> String {
     s
 }
 
-fn per_rule(posts: &[support::emulator::Post]) -> BTreeMap<String, u64> {
+fn per_rule(posts: &[crate::support::emulator::Post]) -> BTreeMap<String, u64> {
     let mut m = BTreeMap::new();
     for p in posts {
         for (rule, n) in header_counts(&p.text()) {

@@ -3,17 +3,15 @@
 //! processes rejoin; with fleet digests and without. A test that cannot start redis-server
 //! fails.
 
-mod support;
-
 use std::time::Duration;
 
-use support::emulator::{Emulator, RobotSpec};
-use support::env::{header_counts, wait_until};
-use support::fleet::{
+use crate::support::emulator::{Emulator, RobotSpec};
+use crate::support::env::{header_counts, wait_until};
+use crate::support::fleet::{
     FleetYaml, TOKEN, assert_clean_exits, finish_all, ledger_total, lines_in, round, start_fleet,
     stream_len, throttled,
 };
-use support::redis_server::RedisServer;
+use crate::support::redis_server::RedisServer;
 
 const LIMIT: Duration = Duration::from_secs(60);
 const FALLBACK: &str = "dingtail_coordination_fallback";

@@ -3,13 +3,11 @@
 //! prints, on stdout or stderr, at any log level, may hold the token, the secret, or any
 //! `timestamp`/`sign` value it sent.
 
-mod support;
-
 use std::io::Write;
 use std::time::Duration;
 
-use support::emulator::{Emulator, Fault, RobotSpec};
-use support::env::{Output, TestEnv};
+use crate::support::emulator::{Emulator, Fault, RobotSpec};
+use crate::support::env::{Output, TestEnv};
 
 const TOKEN: &str = "tok-echo5e3c2e7a9b1d";
 const SECRET: &str = "SECecho0ddba11c0ffee4242424242abcdef";

@@ -3,20 +3,18 @@
 //! sharing a robot lose nothing and keep its window across it. A test that cannot start
 //! redis-server fails.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::env::{WAIT_LIMIT, poll_until_async, wait_until};
+use crate::support::fleet::{
+    FleetYaml, assert_at_most_per_second, assert_clean_exits, coordination, fail_over, finish_all,
+    lines_in, link, round, start_fleet, stream_len, strict_robot, throttled,
+};
+use crate::support::redis_server::RedisServer;
 use dingtail::config::RedisTarget;
 use dingtail::fleet::{Coordinator, Slot};
 use dingtail::secret::Secret;
 use redis::Commands;
-use support::env::{WAIT_LIMIT, poll_until_async, wait_until};
-use support::fleet::{
-    FleetYaml, assert_at_most_per_second, assert_clean_exits, coordination, fail_over, finish_all,
-    lines_in, link, round, start_fleet, stream_len, strict_robot, throttled,
-};
-use support::redis_server::RedisServer;
 
 /// Through Redis Sentinel: the coordinator finds the master by asking the sentinel, and after a
 /// failover (`SENTINEL FAILOVER`, to a replica) it finds the new master and shares the window
