@@ -13,7 +13,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use support::emulator::{Emulator, RobotSpec};
-use support::env::{TestEnv, signal, wait, wait_until};
+use support::env::{TestEnv, wait_until};
 use support::files::append;
 
 const TOKEN: &str = "tok-latency0123456789";
@@ -48,7 +48,7 @@ rules:
     // Written before the start and read from the beginning: its message says dingtail follows.
     append(&log, "PROBE 0 ready?\n");
     let state = env.dir().join("state");
-    let child = env.spawn(&[
+    let run = env.start(&[
         "run",
         "--from-beginning",
         "--state-dir",
@@ -63,8 +63,8 @@ rules:
         append(&log, &format!("{marker}appended\n"));
         latencies.push(post_with(&emu, &marker).duration_since(before));
     }
-    signal(&child, libc::SIGTERM);
-    let out = wait(child);
+    run.signal(libc::SIGTERM);
+    let out = run.wait();
     assert_eq!(out.code, 0, "{}", out.stderr);
     latencies.sort();
     let at = |q: f64| {

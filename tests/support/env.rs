@@ -132,10 +132,9 @@ impl TestEnv {
         Running::new(self.spawn(args))
     }
 
-    /// Starts `dingtail ARGS` with stdin, stdout and stderr piped, as a bare [`Child`]: nothing
-    /// kills it when the test fails. Prefer [`TestEnv::start`]; this is for the tests that
-    /// still drive the process themselves.
-    pub fn spawn(&self, args: &[&str]) -> Child {
+    /// Starts `dingtail ARGS` with stdin, stdout and stderr piped, as a bare [`Child`], for
+    /// [`TestEnv::start`] to wrap.
+    fn spawn(&self, args: &[&str]) -> Child {
         self.command(args).spawn().expect("start dingtail")
     }
 }
@@ -174,20 +173,6 @@ pub async fn poll_until_async(mut ok: impl FnMut() -> bool) -> bool {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     true
-}
-
-/// Waits for a child started by [`TestEnv::spawn`] (killing it past a limit), like
-/// [`Running::wait`].
-pub fn wait(child: Child) -> Output {
-    Running::new(child).wait()
-}
-
-/// Sends a signal to a running child.
-pub fn signal(child: &Child, sig: i32) {
-    let pid = i32::try_from(child.id()).expect("pid fits");
-    // SAFETY: kill(2) with a pid we own and a valid signal number has no memory effects.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill failed");
 }
 
 /// The `【rule】×N` totals per rule of the messages a `--dry-run` printed (one JSON body a
