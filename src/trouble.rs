@@ -41,6 +41,17 @@ pub enum Trouble {
     FleetFallback,
     /// Redis answers again: this instance rejoined the fleet.
     FleetRejoined,
+    /// A robot's fleet digest stream is at its `stream_limit` (its sender cannot post): this
+    /// instance keeps its alerts and sends them itself.
+    FleetDigestFull {
+        /// The robot.
+        robot: String,
+    },
+    /// The robot's digest stream has room again: alerts go to the fleet's digest.
+    FleetDigestRoom {
+        /// The robot.
+        robot: String,
+    },
     /// A config reload was refused; the config loaded before stays in force.
     ReloadRefused {
         /// What triggered it (`SIGHUP`, `config file changed`).

@@ -146,12 +146,28 @@ impl RobotMetrics {
     }
 
     /// The robot's fleet digest stream is at its limit (`true`) and this instance keeps its
-    /// alerts, or has room again.
+    /// alerts, or has room again; a change is also reported as [`Trouble`](crate::trouble::Trouble)
+    /// (to `self_alerts:`).
     pub fn set_digest_full(&self, full: bool) {
-        self.metrics
+        use crate::trouble::Trouble;
+        let was = self
+            .metrics
             .digest_full
             .get_or_create(&self.label)
             .set(i64::from(full));
+        if (was != 0) == full {
+            return;
+        }
+        let robot = self.name.clone();
+        self.metrics
+            .trouble
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .report(if full {
+                Trouble::FleetDigestFull { robot }
+            } else {
+                Trouble::FleetDigestRoom { robot }
+            });
     }
 
     /// DingTalk answered with a non-zero errcode.

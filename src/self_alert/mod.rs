@@ -302,6 +302,33 @@ impl Teller {
                 self.tell("fleet_rejoined", "fleet ok", "fleet rejoined", text, None)
                     .await;
             }
+            Trouble::FleetDigestFull { robot } => {
+                let text = vec![
+                    format!("coordination: robot {robot}'s fleet digest stream is full: its sender cannot post (robot blocked or failing, DingTalk down, or budget spent)"),
+                    "this instance keeps its alerts and sends them itself, through the shared window and budget".to_owned(),
+                ];
+                self.tell(
+                    "fleet_digest_full",
+                    &format!("digest {robot}"),
+                    "fleet digest full",
+                    text,
+                    None,
+                )
+                .await;
+            }
+            Trouble::FleetDigestRoom { robot } => {
+                let text = vec![format!(
+                    "coordination: robot {robot}'s fleet digest stream has room again"
+                )];
+                self.tell(
+                    "fleet_digest_room",
+                    &format!("digest {robot} ok"),
+                    "fleet digest has room",
+                    text,
+                    None,
+                )
+                .await;
+            }
             Trouble::ReloadRefused { why, problems } => {
                 let mut text = vec![format!(
                     "config reload ({why}) refused: still running on the config loaded before"

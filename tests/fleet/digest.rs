@@ -114,7 +114,7 @@ fn the_digest_sender_killed_mid_batch_loses_nothing_and_posts_nothing_twice() {
 
 /// DingTalk is down, so the digest sender cannot post: the stream grows to its limit of 4
 /// entries and no further; the instances whose alerts do not fit say so (stderr and
-/// `dingtail_fleet_digest_full`) and keep them. When DingTalk is back, the stream drains and
+/// `dingtail_fleet_digest_full` and a self-alert) and keep them. When DingTalk is back, the stream drains and
 /// every matching line is posted once, by the fleet or by its own instance.
 #[test]
 fn a_full_digest_stream_stops_growing_and_the_instances_send_their_own() {
@@ -124,6 +124,7 @@ fn a_full_digest_stream_stops_growing_and_the_instances_send_their_own() {
     let yaml = FleetYaml {
         robot: "    rate: 50/1s\n".into(),
         coordination: "  gather: 100ms\n  lease: 1s\n  stream_limit: 4\n".into(),
+        top: "self_alerts:\n  robot: ops\n".into(),
         rules: 3,
         ..FleetYaml::new(&emu, &redis, "full", true)
     }
@@ -149,6 +150,14 @@ fn a_full_digest_stream_stops_growing_and_the_instances_send_their_own() {
     });
     let len = stream_len(&redis, "full");
     assert!((1..=4).contains(&len), "{len} entries");
+    // ... and tell `self_alerts:` (sent once DingTalk is back, below)
+    let told = "self-alert: coordination: robot ops's fleet digest stream is full";
+    wait_until("the self-alert of a full stream", || {
+        procs
+            .iter()
+            .filter(|p| full(p))
+            .all(|p| p.run.stderr().contains(told))
+    });
     // The gauge says what stderr said last.
     for p in &procs {
         let said = p.run.stderr();
@@ -170,5 +179,11 @@ fn a_full_digest_stream_stops_growing_and_the_instances_send_their_own() {
     assert_clean_exits(finish_all(procs), false);
     let posts = emu.posts();
     assert_eq!(lines_in(&posts), matched, "every line once");
+    assert!(
+        posts
+            .iter()
+            .any(|p| p.text().contains("fleet digest stream is full")),
+        "the self-alert reached the robot"
+    );
     assert_eq!(stream_len(&redis, "full"), 0, "the stream drained");
 }
