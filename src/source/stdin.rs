@@ -7,7 +7,10 @@
 //! are apart so that a multi-line event still ends `multiline.timeout` after its last line while
 //! the read waits for more input (a stack trace written by `tail -f app.log | dingtail run` is
 //! sent without waiting for the next line). Without `multiline` nothing ever times out and the
-//! second thread only frames.
+//! second thread only frames. The reads travel in an `Inbox` (`source::inbox`), whose timed
+//! wait works at any clock offset (a std `recv_timeout` never times out under faketime), and at
+//! most `BUFFERS` (3) read buffers exist: when all are in flight the `stdin` thread waits for one
+//! to come back, so memory stays bounded however fast the input comes.
 //!
 //! End of input finishes the last partial line and the pending event, and closes the channel,
 //! which is how the rest of the pipeline learns the input is over. If the receiver is gone
@@ -15,21 +18,28 @@
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
 use tokio::sync::mpsc;
 
+use super::inbox::{Disconnected, Inbox, Outbox, inbox};
 use super::multiline::Multiline;
 use super::{Chunk, EventBlock, EventReader};
 
 /// Bytes per read.
 pub const BLOCK: usize = 256 * 1024;
 
-/// Reads on their way from the `stdin` thread to the `stdin-events` thread; their buffers go
-/// back to be read into again.
-const READS_IN_FLIGHT: usize = 2;
+/// Read buffers at most: reads on their way from the `stdin` thread to the `stdin-events`
+/// thread, and the one being read into; they go back to be read into again, and the `stdin`
+/// thread waits for one when all are in flight (so memory stays bounded however fast the
+/// input comes).
+const BUFFERS: usize = 3;
+
+/// How long the `stdin-events` thread waits for a read when no event is pending (it then
+/// simply waits again).
+const IDLE_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// What the stdin reader saw.
 #[derive(Debug, Clone, Copy, Default)]
@@ -68,7 +78,9 @@ fn read_all(
     reader: EventReader,
     tee: bool,
 ) -> io::Result<StdinStats> {
-    let (read_tx, read_rx) = std::sync::mpsc::sync_channel(READS_IN_FLIGHT);
+    // The reads arrive in an `Inbox`: its timed wait works at any clock offset (a std
+    // `recv_timeout` never times out under faketime; see `inbox`).
+    let (read_tx, read_rx) = inbox()?;
     let (spare_tx, spare_rx) = std::sync::mpsc::channel();
     let reading = std::thread::Builder::new()
         .name("stdin".into())
@@ -86,15 +98,26 @@ fn read_all(
 /// The `stdin` thread: reads blocks (into spare buffers when there are) and hands them on.
 fn read_blocks(
     mut input: impl Read,
-    read_tx: SyncSender<(Vec<u8>, usize)>,
+    read_tx: Outbox<(Vec<u8>, usize)>,
     spare_rx: Receiver<Vec<u8>>,
     mut tee: bool,
 ) -> io::Result<()> {
     let mut stdout = io::stdout();
+    let mut buffers = 0;
     loop {
         let mut buf = match spare_rx.try_recv() {
             Ok(b) => b,
-            Err(TryRecvError::Empty | TryRecvError::Disconnected) => vec![0u8; BLOCK],
+            Err(TryRecvError::Empty) if buffers < BUFFERS => {
+                buffers += 1;
+                vec![0u8; BLOCK]
+            }
+            // every buffer is in flight: wait for one to come back
+            Err(TryRecvError::Empty) => match spare_rx.recv() {
+                Ok(b) => b,
+                Err(_) => return Ok(()),
+            },
+            // the `stdin-events` thread is gone: nobody takes the reads any more
+            Err(TryRecvError::Disconnected) => return Ok(()),
         };
         let n = match input.read(&mut buf) {
             Ok(0) => return Ok(()),
@@ -116,7 +139,7 @@ fn read_blocks(
 /// it times out while no read comes. Returns when the reads end (after sending the last line
 /// and event: `true`) or nobody takes chunks any more (`false`).
 fn gather(
-    read_rx: Receiver<(Vec<u8>, usize)>,
+    mut read_rx: Inbox<(Vec<u8>, usize)>,
     spare_tx: std::sync::mpsc::Sender<Vec<u8>>,
     chunk_tx: mpsc::Sender<Chunk>,
     mut reader: EventReader,
@@ -140,21 +163,20 @@ fn gather(
         cut_lines: reader.cut_lines(),
     };
     loop {
-        let read = match reader.deadline() {
-            None => read_rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Some(due) => read_rx.recv_timeout(due.saturating_duration_since(Instant::now())),
-        };
-        let block = match read {
-            Ok((buf, n)) => {
+        let wait = reader.deadline().map_or(IDLE_WAIT, |due| {
+            due.saturating_duration_since(Instant::now())
+        });
+        let block = match read_rx.recv_for(wait) {
+            Ok(Some((buf, n))) => {
                 let block = reader.push(&buf[..n], Instant::now());
                 let _ = spare_tx.send(buf);
                 block
             }
-            Err(RecvTimeoutError::Timeout) => match reader.flush_due(Instant::now()) {
+            Ok(None) => match reader.flush_due(Instant::now()) {
                 Some(block) => block,
                 None => continue,
             },
-            Err(RecvTimeoutError::Disconnected) => break,
+            Err(Disconnected) => break,
         };
         if !send(block) {
             return (stats(&reader), false);
